@@ -1,0 +1,63 @@
+//! Operator commands: what the dashboard, the control socket and the CLI ask the running
+//! pipeline to do. Every command passes through `Pipeline::dispatch`, which enforces read-only
+//! mode in one place.
+
+use serde::{Deserialize, Serialize};
+
+/// A request to the pipeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum Command {
+    /// Recompute the snapshot now (read-only).
+    Refresh,
+    /// Run one full cycle now and report it.
+    RunCycle,
+    /// Stop scheduling cycles (a cycle in flight finishes).
+    Pause,
+    /// Resume scheduling.
+    Resume,
+}
+
+impl Command {
+    /// Whether the command changes data or pipeline state (refused in read-only mode).
+    pub fn is_mutating(&self) -> bool {
+        !matches!(self, Command::Refresh)
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Refresh => "refresh",
+            Command::RunCycle => "run_cycle",
+            Command::Pause => "pause",
+            Command::Resume => "resume",
+        }
+    }
+}
+
+/// The pipeline's answer to a command.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommandOutcome {
+    pub ok: bool,
+    pub message: String,
+    /// Structured result (e.g. a cycle report), when the command has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<serde_json::Value>,
+}
+
+impl CommandOutcome {
+    pub fn ok(message: impl Into<String>) -> CommandOutcome {
+        CommandOutcome {
+            ok: true,
+            message: message.into(),
+            detail: None,
+        }
+    }
+
+    pub fn failed(message: impl Into<String>) -> CommandOutcome {
+        CommandOutcome {
+            ok: false,
+            message: message.into(),
+            detail: None,
+        }
+    }
+}

@@ -1,0 +1,604 @@
+//! The TOML config. Every key has a default that runs fully offline; `config.toml.example`
+//! documents each one. Unknown keys are errors (`deny_unknown_fields`) so a typo never silently
+//! falls back to a default. AWS credentials never come from here: only the standard AWS chain.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where all local state lives: object store, stream log, DuckDB file, lock, socket, logs.
+    pub data_dir: PathBuf,
+    /// Logging.
+    pub log: LogConfig,
+    /// The object store behind the RAW/STAGING/CURATED zones.
+    pub store: StoreConfig,
+    /// The event stream transport.
+    pub stream: StreamConfig,
+    /// The warehouse that CURATED models are MERGEd into.
+    pub warehouse: WarehouseConfig,
+    /// Batch ingestion (FakeStore-compatible API or the synthetic source).
+    pub batch: BatchConfig,
+    /// Metrics publication.
+    pub telemetry: TelemetryConfig,
+    /// Scheduling of the long-running pipeline (dashboard and `--no-ui`).
+    pub runtime: RuntimeConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./data"),
+            log: LogConfig::default(),
+            store: StoreConfig::default(),
+            stream: StreamConfig::default(),
+            warehouse: WarehouseConfig::default(),
+            batch: BatchConfig::default(),
+            telemetry: TelemetryConfig::default(),
+            runtime: RuntimeConfig::default(),
+        }
+    }
+}
+
+/// Scheduling of the long-running pipeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// Seconds between pipeline cycles (each runs whatever is due: batch on its own interval).
+    pub cycle_interval_secs: u64,
+    /// Seconds between refreshes of zone statistics (a LIST per zone: on S3 these cost money).
+    pub stats_interval_secs: u64,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            cycle_interval_secs: 10,
+            stats_interval_secs: 30,
+        }
+    }
+}
+
+/// Log output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A tracing filter, e.g. "info" or "ecom_pipeline=debug,info". `RUST_LOG` overrides it.
+    pub level: String,
+    /// `text` or `json` lines on stderr (`--log-format` overrides it).
+    pub format: LogFormat,
+    /// Rotated log files kept in `<data_dir>/logs` while the dashboard owns the terminal.
+    pub max_files: usize,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            format: LogFormat::Text,
+            max_files: 7,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Which object store holds the zones.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `local` (a directory, the default) or `s3`.
+    pub backend: StoreBackend,
+    /// The local directory store.
+    pub local: LocalStoreConfig,
+    /// The S3 store.
+    pub s3: S3Config,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            backend: StoreBackend::Local,
+            local: LocalStoreConfig::default(),
+            s3: S3Config::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    Local,
+    S3,
+}
+
+/// The local directory store.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LocalStoreConfig {
+    /// Root directory; empty means `<data_dir>/store`.
+    pub root: Option<PathBuf>,
+}
+
+/// An S3 bucket (or any S3-compatible endpoint).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct S3Config {
+    /// Bucket name; required when `store.backend = "s3"`.
+    pub bucket: String,
+    /// Key prefix inside the bucket, e.g. "ecomops/"; empty for the bucket root.
+    pub prefix: String,
+    /// AWS region; unset means the standard chain (AWS_REGION, profile).
+    pub region: Option<String>,
+    /// Endpoint override for LocalStack, moto or MinIO, e.g. "http://127.0.0.1:5000".
+    pub endpoint_url: Option<String>,
+    /// Path-style addressing (`endpoint/bucket/key`), needed by most S3 emulators.
+    pub force_path_style: bool,
+    /// Objects at least this large are uploaded with multipart upload.
+    pub multipart_threshold_bytes: u64,
+    /// Part size for multipart uploads (S3's minimum is 5 MiB, except the last part).
+    pub multipart_part_size_bytes: u64,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        S3Config {
+            bucket: String::new(),
+            prefix: String::new(),
+            region: None,
+            endpoint_url: None,
+            force_path_style: false,
+            multipart_threshold_bytes: 16 * 1024 * 1024,
+            multipart_part_size_bytes: 8 * 1024 * 1024,
+        }
+    }
+}
+
+/// The event stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StreamConfig {
+    /// `local` (a sharded append-only log in the data dir, the default) or `kinesis`.
+    pub backend: StreamBackend,
+    /// Number of shards of the local log.
+    pub shards: u32,
+    /// Amazon Kinesis Data Streams.
+    pub kinesis: KinesisConfig,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        StreamConfig {
+            backend: StreamBackend::Local,
+            shards: 4,
+            kinesis: KinesisConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StreamBackend {
+    Local,
+    Kinesis,
+}
+
+/// A Kinesis data stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KinesisConfig {
+    /// Stream name.
+    pub stream_name: String,
+    /// AWS region; unset means the standard chain.
+    pub region: Option<String>,
+    /// Endpoint override (LocalStack, moto).
+    pub endpoint_url: Option<String>,
+}
+
+impl Default for KinesisConfig {
+    fn default() -> Self {
+        KinesisConfig {
+            stream_name: "ecomops-events".into(),
+            region: None,
+            endpoint_url: None,
+        }
+    }
+}
+
+/// The warehouse.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WarehouseConfig {
+    /// `duckdb` (one file in the data dir, the default) or `redshift` (through the Data API).
+    pub backend: WarehouseBackend,
+    /// The embedded DuckDB warehouse.
+    pub duckdb: DuckDbConfig,
+    /// Amazon Redshift through the Data API.
+    pub redshift: RedshiftConfig,
+}
+
+impl Default for WarehouseConfig {
+    fn default() -> Self {
+        WarehouseConfig {
+            backend: WarehouseBackend::Duckdb,
+            duckdb: DuckDbConfig::default(),
+            redshift: RedshiftConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WarehouseBackend {
+    Duckdb,
+    Redshift,
+}
+
+/// The embedded DuckDB warehouse.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DuckDbConfig {
+    /// Database file; empty means `<data_dir>/warehouse.duckdb`.
+    pub path: Option<PathBuf>,
+}
+
+/// Redshift through the Data API. Either `workgroup_name` (Serverless) or
+/// `cluster_identifier` (provisioned) is set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedshiftConfig {
+    /// Redshift Serverless workgroup.
+    pub workgroup_name: Option<String>,
+    /// Provisioned cluster identifier.
+    pub cluster_identifier: Option<String>,
+    /// Database name.
+    pub database: String,
+    /// Secrets Manager ARN holding the database credentials (preferred).
+    pub secret_arn: Option<String>,
+    /// Database user for temporary credentials (provisioned clusters without a secret).
+    pub db_user: Option<String>,
+    /// AWS region; unset means the standard chain.
+    pub region: Option<String>,
+    /// Endpoint override.
+    pub endpoint_url: Option<String>,
+}
+
+impl Default for RedshiftConfig {
+    fn default() -> Self {
+        RedshiftConfig {
+            workgroup_name: None,
+            cluster_identifier: None,
+            database: "dev".into(),
+            secret_arn: None,
+            db_user: None,
+            region: None,
+            endpoint_url: None,
+        }
+    }
+}
+
+/// Batch ingestion.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BatchConfig {
+    /// `synthetic` (seeded, offline, the default) or `fakestore` (HTTP, `batch.fakestore.base_url`).
+    pub source: BatchSource,
+    /// Seconds between scheduled batch runs in the dashboard and `--no-ui`.
+    pub interval_secs: u64,
+    /// Synthetic source size multiplier: scale 1 is 20 products, 10 users, 40 carts.
+    pub scale: u32,
+    /// Synthetic source seed: the same seed and scale give byte-identical responses.
+    pub seed: u64,
+    /// A FakeStore-compatible REST API.
+    pub fakestore: FakeStoreConfig,
+    /// Retries with exponential backoff and jitter.
+    pub retry: RetryConfig,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            source: BatchSource::Synthetic,
+            interval_secs: 3600,
+            scale: 1,
+            seed: 42,
+            fakestore: FakeStoreConfig::default(),
+            retry: RetryConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BatchSource {
+    Synthetic,
+    Fakestore,
+}
+
+/// A FakeStore-compatible REST API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FakeStoreConfig {
+    /// Base URL, e.g. "https://fakestoreapi.com".
+    pub base_url: String,
+    /// Timeout of one HTTP request, milliseconds.
+    pub request_timeout_ms: u64,
+    /// Timeout of one whole task (all attempts of one endpoint), seconds.
+    pub task_timeout_secs: u64,
+    /// Largest response body accepted, bytes; larger responses fail the attempt.
+    pub max_body_bytes: u64,
+}
+
+impl Default for FakeStoreConfig {
+    fn default() -> Self {
+        FakeStoreConfig {
+            base_url: "https://fakestoreapi.com".into(),
+            request_timeout_ms: 10_000,
+            task_timeout_secs: 300,
+            max_body_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// Exponential backoff: delay n = min(base * multiplier^n, max), with full jitter.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetryConfig {
+    /// First retry delay, milliseconds.
+    pub base_delay_ms: u64,
+    /// Growth factor per attempt.
+    pub multiplier: f32,
+    /// Cap on one delay, milliseconds.
+    pub max_delay_ms: u64,
+    /// Attempts in all, the first included.
+    pub max_attempts: u32,
+    /// Randomise each delay (recommended: avoids retry storms against a recovering API).
+    pub jitter: bool,
+    /// Consecutive failed attempts after which the "API down" scenario is detected.
+    pub api_down_after: u32,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            base_delay_ms: 500,
+            multiplier: 2.0,
+            max_delay_ms: 30_000,
+            max_attempts: 6,
+            jitter: true,
+            api_down_after: 3,
+        }
+    }
+}
+
+/// Metrics publication.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// Amazon CloudWatch.
+    pub cloudwatch: CloudWatchConfig,
+}
+
+/// Amazon CloudWatch metrics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CloudWatchConfig {
+    /// Publish metrics to CloudWatch (off by default: the in-process registry always runs).
+    pub enabled: bool,
+    /// Metric namespace.
+    pub namespace: String,
+    /// AWS region; unset means the standard chain.
+    pub region: Option<String>,
+    /// Endpoint override.
+    pub endpoint_url: Option<String>,
+}
+
+impl Default for CloudWatchConfig {
+    fn default() -> Self {
+        CloudWatchConfig {
+            enabled: false,
+            namespace: "ecomops".into(),
+            region: None,
+            endpoint_url: None,
+        }
+    }
+}
+
+/// The file read when `--config` is not given, if it exists.
+pub const DEFAULT_CONFIG_FILE: &str = "ecomops.toml";
+
+impl Config {
+    /// Parse TOML text. `origin` names the file in errors.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Config> {
+        let config: Config = toml::from_str(text).map_err(|e| Error::Config {
+            path: origin.to_string(),
+            // toml's message carries "at line L, column C", the offending line and the key.
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        config.validate(origin)?;
+        Ok(config)
+    }
+
+    /// Load `path`, or `ecomops.toml` in the working directory if it exists, or the defaults.
+    pub fn load(path: Option<&Path>) -> Result<Config> {
+        match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| Error::Config {
+                    path: p.display().to_string(),
+                    message: format!("cannot read: {e}"),
+                })?;
+                Config::from_toml(&text, &p.display().to_string())
+            }
+            None => {
+                let p = Path::new(DEFAULT_CONFIG_FILE);
+                if p.exists() {
+                    Config::load(Some(p))
+                } else {
+                    Ok(Config::default())
+                }
+            }
+        }
+    }
+
+    /// Checks that TOML types alone cannot express.
+    fn validate(&self, origin: &str) -> Result<()> {
+        let bad = |key: &str, why: &str| Error::Config {
+            path: origin.to_string(),
+            message: format!("`{key}`: {why}"),
+        };
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(bad("data_dir", "must not be empty"));
+        }
+        if self.store.backend == StoreBackend::S3 && self.store.s3.bucket.trim().is_empty() {
+            return Err(bad(
+                "store.s3.bucket",
+                "required when store.backend = \"s3\"",
+            ));
+        }
+        if self.store.s3.multipart_part_size_bytes < 5 * 1024 * 1024 {
+            return Err(bad(
+                "store.s3.multipart_part_size_bytes",
+                "S3 parts must be at least 5 MiB (5242880)",
+            ));
+        }
+        if self.stream.shards == 0 || self.stream.shards > 1024 {
+            return Err(bad("stream.shards", "must be between 1 and 1024"));
+        }
+        let r = &self.batch.retry;
+        if r.max_attempts == 0 {
+            return Err(bad("batch.retry.max_attempts", "must be at least 1"));
+        }
+        if !(r.multiplier >= 1.0 && r.multiplier.is_finite()) {
+            return Err(bad(
+                "batch.retry.multiplier",
+                "must be a finite number >= 1",
+            ));
+        }
+        if r.base_delay_ms > r.max_delay_ms {
+            return Err(bad(
+                "batch.retry.base_delay_ms",
+                "must not exceed batch.retry.max_delay_ms",
+            ));
+        }
+        if self.batch.scale == 0 {
+            return Err(bad("batch.scale", "must be at least 1"));
+        }
+        if self.batch.fakestore.request_timeout_ms == 0 {
+            return Err(bad("batch.fakestore.request_timeout_ms", "must be above 0"));
+        }
+        if self.batch.source == BatchSource::Fakestore {
+            let url = self.batch.fakestore.base_url.trim();
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(bad(
+                    "batch.fakestore.base_url",
+                    "must start with http:// or https://",
+                ));
+            }
+        }
+        if self.warehouse.backend == WarehouseBackend::Redshift {
+            let rs = &self.warehouse.redshift;
+            if rs.workgroup_name.is_none() == rs.cluster_identifier.is_none() {
+                return Err(bad(
+                    "warehouse.redshift",
+                    "set exactly one of workgroup_name and cluster_identifier",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Root of the local object store.
+    pub fn local_store_root(&self) -> PathBuf {
+        self.store
+            .local
+            .root
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("store"))
+    }
+
+    /// The DuckDB database file.
+    pub fn duckdb_path(&self) -> PathBuf {
+        self.warehouse
+            .duckdb
+            .path
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("warehouse.duckdb"))
+    }
+
+    /// The documented example config, every key at its default (kept in the repo root and
+    /// checked by a test to parse to `Config::default()`).
+    pub fn example_toml() -> &'static str {
+        include_str!("../../config.toml.example")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_the_defaults() {
+        assert_eq!(Config::from_toml("", "t").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn example_file_documents_the_defaults() {
+        let parsed = Config::from_toml(Config::example_toml(), "config.toml.example").unwrap();
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let err = Config::from_toml("data_dir = \"x\"\n\n[store]\nbakend = \"s3\"\n", "c.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("bakend"), "{err}");
+        assert!(err.contains("line 4"), "{err}");
+        assert!(err.contains("c.toml"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_names_key_and_line() {
+        let err = Config::from_toml("[stream]\nshards = \"four\"\n", "c.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 2"), "{err}");
+        assert!(err.contains("shards"), "{err}");
+    }
+
+    #[test]
+    fn s3_without_bucket_is_refused() {
+        let err = Config::from_toml("[store]\nbackend = \"s3\"\n", "c.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("store.s3.bucket"), "{err}");
+    }
+
+    #[test]
+    fn credentials_are_not_accepted_in_the_file() {
+        let err = Config::from_toml(
+            "[store.s3]\nbucket = \"b\"\naws_secret_access_key = \"x\"\n",
+            "c.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("aws_secret_access_key"), "{err}");
+    }
+
+    #[test]
+    fn unreadable_file_is_a_config_error() {
+        let err = Config::load(Some(Path::new("/nonexistent/ecomops.toml"))).unwrap_err();
+        assert!(err.is_usage());
+        assert!(err.to_string().contains("/nonexistent/ecomops.toml"));
+    }
+}

@@ -1,0 +1,15 @@
+//! `ecom-pipeline`: the whole ecomops core, with no terminal code. See ARCHITECTURE.md for the
+//! layout; each module is named for the one concern it handles.
+
+pub mod command;
+pub mod config;
+pub mod control;
+pub mod domain;
+pub mod error;
+pub mod instance;
+pub mod orchestrator;
+pub mod snapshot;
+pub mod store;
+pub mod zones;
+
+pub use error::{Error, Result};

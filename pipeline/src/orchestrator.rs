@@ -1,0 +1,343 @@
+//! The pipeline core: owns the backends and the state, runs cycles on a schedule, takes
+//! commands through one dispatcher, and publishes an immutable `Snapshot` after every change.
+//! The dashboard, `--no-ui` and the control socket all drive it through a `PipelineHandle`.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::command::{Command, CommandOutcome};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::snapshot::{Backends, CycleReport, InstanceInfo, LogLine, RunMode, Snapshot};
+use crate::store::{self, ObjectStore};
+use crate::zones::{self, ZoneStats};
+
+/// Log lines kept for the dashboard.
+const LOG_CAPACITY: usize = 500;
+
+/// Recent log lines, filled by the binary's tracing layer and read into each snapshot.
+#[derive(Debug, Clone, Default)]
+pub struct LogBuffer {
+    inner: Arc<Mutex<LogRing>>,
+}
+
+#[derive(Debug, Default)]
+struct LogRing {
+    lines: VecDeque<LogLine>,
+    /// Lines ever pushed: tells the orchestrator whether to republish.
+    pushed: u64,
+}
+
+impl LogBuffer {
+    pub fn push(&self, line: LogLine) {
+        // A poisoned lock only means a panic elsewhere mid-push; the ring is still usable.
+        let mut ring = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if ring.lines.len() == LOG_CAPACITY {
+            ring.lines.pop_front();
+        }
+        ring.lines.push_back(line);
+        ring.pushed += 1;
+    }
+
+    fn read(&self) -> (u64, Vec<LogLine>) {
+        let ring = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        (ring.pushed, ring.lines.iter().cloned().collect())
+    }
+}
+
+/// How the pipeline is run.
+#[derive(Debug, Clone)]
+pub struct PipelineOptions {
+    pub mode: RunMode,
+    pub read_only: bool,
+    /// Run cycles on the configured interval (off for one-shot invocations).
+    pub schedule: bool,
+    pub log: LogBuffer,
+}
+
+struct Envelope {
+    command: Command,
+    reply: oneshot::Sender<CommandOutcome>,
+}
+
+/// The way in: snapshots out, commands in. Cheap to clone.
+#[derive(Clone)]
+pub struct PipelineHandle {
+    snapshot: watch::Receiver<Arc<Snapshot>>,
+    commands: mpsc::Sender<Envelope>,
+}
+
+impl std::fmt::Debug for PipelineHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PipelineHandle").finish_non_exhaustive()
+    }
+}
+
+impl PipelineHandle {
+    /// The latest snapshot.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.borrow().clone()
+    }
+
+    /// A receiver that wakes on every new snapshot.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
+        self.snapshot.clone()
+    }
+
+    /// Send a command and wait for its outcome.
+    pub async fn send(&self, command: Command) -> Result<CommandOutcome> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Envelope { command, reply })
+            .await
+            .map_err(|_| Error::Other("the pipeline has stopped".into()))?;
+        rx.await
+            .map_err(|_| Error::Other("the pipeline stopped before answering".into()))
+    }
+}
+
+/// The running pipeline task; `stop` ends it after the current step.
+pub struct PipelineTask {
+    join: JoinHandle<()>,
+    shutdown: oneshot::Sender<()>,
+}
+
+impl PipelineTask {
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(());
+        let _ = self.join.await;
+    }
+}
+
+/// The pipeline core.
+pub struct Pipeline {
+    config: Config,
+    store: Arc<dyn ObjectStore>,
+    info: InstanceInfo,
+    backends: Backends,
+    options: PipelineOptions,
+    paused: bool,
+    zones: Vec<ZoneStats>,
+    cycles: u64,
+    last_cycle: Option<CycleReport>,
+    seq: u64,
+    log_seen: u64,
+    tx: watch::Sender<Arc<Snapshot>>,
+}
+
+impl Pipeline {
+    /// Open the configured backends. The caller holds the data-dir lock when it will write.
+    pub async fn open(config: Config, options: PipelineOptions) -> Result<Pipeline> {
+        let store = store::open(&config).await?;
+        let info = InstanceInfo {
+            pid: std::process::id(),
+            started_at: Utc::now(),
+            data_dir: config.data_dir.clone(),
+            mode: options.mode,
+            read_only: options.read_only,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        };
+        let backends = Backends {
+            store: store.backend().to_string(),
+            stream: format!("{:?}", config.stream.backend).to_lowercase(),
+            warehouse: format!("{:?}", config.warehouse.backend).to_lowercase(),
+        };
+        let zones = zones::zone_stats(store.as_ref()).await?;
+        let placeholder = Arc::new(empty_snapshot(&info, &backends));
+        let (tx, _) = watch::channel(placeholder);
+        let mut p = Pipeline {
+            config,
+            store,
+            info,
+            backends,
+            options,
+            paused: false,
+            zones,
+            cycles: 0,
+            last_cycle: None,
+            seq: 0,
+            log_seen: 0,
+            tx,
+        };
+        p.publish();
+        Ok(p)
+    }
+
+    /// The latest published snapshot.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.tx.borrow().clone()
+    }
+
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Build and publish a new snapshot.
+    fn publish(&mut self) {
+        self.seq += 1;
+        let (pushed, recent_log) = self.options.log.read();
+        self.log_seen = pushed;
+        let snapshot = Snapshot {
+            seq: self.seq,
+            generated_at: Utc::now(),
+            instance: self.info.clone(),
+            backends: self.backends.clone(),
+            paused: self.paused,
+            zones: self.zones.clone(),
+            cycles: self.cycles,
+            last_cycle: self.last_cycle.clone(),
+            recent_log,
+        };
+        self.tx.send_replace(Arc::new(snapshot));
+    }
+
+    async fn refresh_zones(&mut self) {
+        match zones::zone_stats(self.store.as_ref()).await {
+            Ok(z) => self.zones = z,
+            Err(e) => tracing::warn!(error = %e, "could not refresh zone statistics"),
+        }
+    }
+
+    /// One full cycle: every step in order, then fresh zone statistics.
+    pub async fn run_cycle(&mut self) -> CycleReport {
+        self.cycles += 1;
+        let started_at = Utc::now();
+        let steps = Vec::new();
+        let error: Option<String> = None;
+        self.refresh_zones().await;
+        let report = CycleReport {
+            cycle: self.cycles,
+            started_at,
+            finished_at: Utc::now(),
+            ok: error.is_none(),
+            steps,
+            error,
+        };
+        tracing::info!(cycle = report.cycle, ok = report.ok, "cycle finished");
+        self.last_cycle = Some(report.clone());
+        self.publish();
+        report
+    }
+
+    /// The one place commands are carried out; read-only mode is enforced here.
+    pub async fn dispatch(&mut self, command: Command) -> CommandOutcome {
+        if self.options.read_only && command.is_mutating() {
+            tracing::warn!(command = command.name(), "refused: read-only mode");
+            return CommandOutcome::failed(format!(
+                "refused: {} changes the pipeline and this instance is read-only",
+                command.name()
+            ));
+        }
+        tracing::info!(command = command.name(), "operator command");
+        let outcome = match command {
+            Command::Refresh => {
+                self.refresh_zones().await;
+                CommandOutcome::ok("refreshed")
+            }
+            Command::RunCycle => {
+                let report = self.run_cycle().await;
+                let mut o = if report.ok {
+                    CommandOutcome::ok(format!("cycle {} succeeded", report.cycle))
+                } else {
+                    CommandOutcome::failed(format!(
+                        "cycle {} failed: {}",
+                        report.cycle,
+                        report.error.clone().unwrap_or_default()
+                    ))
+                };
+                o.detail = serde_json::to_value(&report).ok();
+                o
+            }
+            Command::Pause => {
+                self.paused = true;
+                CommandOutcome::ok("paused: no new cycles will start")
+            }
+            Command::Resume => {
+                self.paused = false;
+                CommandOutcome::ok("resumed")
+            }
+        };
+        self.publish();
+        outcome
+    }
+
+    /// Run the pipeline as a task; returns the handle and the task.
+    pub fn spawn(self) -> (PipelineHandle, PipelineTask) {
+        let (cmd_tx, cmd_rx) = mpsc::channel(64);
+        let (shutdown_tx, shutdown_rx) = oneshot::channel();
+        let handle = PipelineHandle {
+            snapshot: self.tx.subscribe(),
+            commands: cmd_tx,
+        };
+        let join = tokio::spawn(self.run(cmd_rx, shutdown_rx));
+        (
+            handle,
+            PipelineTask {
+                join,
+                shutdown: shutdown_tx,
+            },
+        )
+    }
+
+    async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Envelope>,
+        mut shutdown: oneshot::Receiver<()>,
+    ) {
+        let cycle_every = Duration::from_secs(self.config.runtime.cycle_interval_secs.max(1));
+        let stats_every = Duration::from_secs(self.config.runtime.stats_interval_secs.max(1));
+        let mut cycle_tick = tokio::time::interval(cycle_every);
+        let mut stats_tick = tokio::time::interval(stats_every);
+        // Log lines arrive between events; a short tick republishes when there are new ones.
+        let mut log_tick = tokio::time::interval(Duration::from_millis(500));
+        for t in [&mut cycle_tick, &mut stats_tick, &mut log_tick] {
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        }
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                envelope = commands.recv() => {
+                    let Some(Envelope { command, reply }) = envelope else { break };
+                    let outcome = self.dispatch(command).await;
+                    let _ = reply.send(outcome);
+                }
+                _ = cycle_tick.tick(), if self.options.schedule && !self.paused => {
+                    self.run_cycle().await;
+                }
+                _ = stats_tick.tick() => {
+                    self.refresh_zones().await;
+                    self.publish();
+                }
+                _ = log_tick.tick() => {
+                    if self.options.log.read().0 != self.log_seen {
+                        self.publish();
+                    }
+                }
+            }
+        }
+        tracing::info!("pipeline stopped");
+    }
+}
+
+fn empty_snapshot(info: &InstanceInfo, backends: &Backends) -> Snapshot {
+    Snapshot {
+        seq: 0,
+        generated_at: Utc::now(),
+        instance: info.clone(),
+        backends: backends.clone(),
+        paused: false,
+        zones: Vec::new(),
+        cycles: 0,
+        last_cycle: None,
+        recent_log: Vec::new(),
+    }
+}

@@ -1,0 +1,76 @@
+//! The immutable picture of pipeline state that the dashboard draws, `status --json` prints and
+//! the control socket serves. Produced by the orchestrator, never mutated after publication.
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::zones::ZoneStats;
+
+/// How the owning process runs the pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunMode {
+    /// The interactive dashboard.
+    Dashboard,
+    /// `--no-ui`, a long-running service.
+    Headless,
+    /// A single invocation with no instance running (`--once`, `batch run`, `status` ...).
+    Oneshot,
+}
+
+/// Who is running and where.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceInfo {
+    pub pid: u32,
+    pub started_at: DateTime<Utc>,
+    pub data_dir: PathBuf,
+    pub mode: RunMode,
+    pub read_only: bool,
+    pub version: String,
+}
+
+/// Which backend serves each concern.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Backends {
+    pub store: String,
+    pub stream: String,
+    pub warehouse: String,
+}
+
+/// One log line kept for the dashboard's log view.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogLine {
+    pub time: DateTime<Utc>,
+    pub level: String,
+    pub target: String,
+    pub message: String,
+}
+
+/// The outcome of one pipeline cycle.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CycleReport {
+    pub cycle: u64,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub ok: bool,
+    /// What each step did, in order, e.g. "batch: run 20261124T... succeeded".
+    pub steps: Vec<String>,
+    pub error: Option<String>,
+}
+
+/// Everything the UI and `status` show.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Increases with every publication; the UI redraws only when it changes.
+    pub seq: u64,
+    pub generated_at: DateTime<Utc>,
+    pub instance: InstanceInfo,
+    pub backends: Backends,
+    pub paused: bool,
+    pub zones: Vec<ZoneStats>,
+    pub cycles: u64,
+    pub last_cycle: Option<CycleReport>,
+    pub recent_log: Vec<LogLine>,
+}

@@ -1,0 +1,201 @@
+//! The zone key layout. Every key is a pure function of what was read (source, entity, pull
+//! window or stream position, content hash), never of wall-clock time or a random id, so a
+//! rerun or replay writes the same keys (ARCHITECTURE.md, rule 1).
+//!
+//! ```text
+//! raw/<source>/<entity>/window=<start>_<end>/<entity>-<sha256[..16]>.json     batch responses
+//! raw/stream/events/shard=<shard>/seg-<first seq>-<last seq>.ndjson            stream segments
+//! raw/file/events/<sha256[..16]>.ndjson                                       `ingest events FILE`
+//! staging/<entity>/<partition>/<name of the RAW object it came from>.ndjson    typed rows
+//! quarantine/<source>/<entity>/<partition>/<name>.ndjson                      refused rows + reason
+//! curated/<model>/dt=<YYYY-MM-DD>/<model>.parquet                             analytics tables
+//! ```
+
+use std::fmt;
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::store::{ObjectMeta, ObjectStore};
+
+/// The three zones, plus quarantine for records refused on the way to STAGING.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Zone {
+    Raw,
+    Staging,
+    Curated,
+    Quarantine,
+}
+
+impl Zone {
+    pub const ALL: [Zone; 4] = [Zone::Raw, Zone::Staging, Zone::Curated, Zone::Quarantine];
+
+    /// The key prefix of the zone, with its trailing '/'.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Zone::Raw => "raw/",
+            Zone::Staging => "staging/",
+            Zone::Curated => "curated/",
+            Zone::Quarantine => "quarantine/",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Zone::Raw => "RAW",
+            Zone::Staging => "STAGING",
+            Zone::Curated => "CURATED",
+            Zone::Quarantine => "QUARANTINE",
+        }
+    }
+}
+
+impl fmt::Display for Zone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The first 16 hex digits of a SHA-256: 64 bits, ample to tell responses of one window apart.
+fn short(sha256_hex: &str) -> &str {
+    sha256_hex.get(..16).unwrap_or(sha256_hex)
+}
+
+/// The partition name of a pull window; an open end is written as `all`.
+pub fn window_partition(start: Option<NaiveDate>, end: Option<NaiveDate>) -> String {
+    let d = |d: Option<NaiveDate>| d.map_or_else(|| "all".to_string(), |d| d.to_string());
+    format!("window={}_{}", d(start), d(end))
+}
+
+/// RAW key of one batch API response.
+pub fn raw_batch_key(source: &str, entity: &str, window: &str, sha256_hex: &str) -> String {
+    format!(
+        "raw/{source}/{entity}/{window}/{entity}-{}.json",
+        short(sha256_hex)
+    )
+}
+
+/// RAW key of one stream segment: shard and first/last sequence number, zero-padded so keys
+/// sort in stream order.
+pub fn raw_segment_key(shard: &str, first_seq: u64, last_seq: u64) -> String {
+    format!("raw/stream/events/shard={shard}/seg-{first_seq:020}-{last_seq:020}.ndjson")
+}
+
+/// RAW key of an events file fed through `ingest events`.
+pub fn raw_file_key(sha256_hex: &str) -> String {
+    format!("raw/file/events/{}.ndjson", short(sha256_hex))
+}
+
+/// The STAGING key derived from a RAW key: same partition and name, `.ndjson`.
+/// `raw/<source>/<entity>/<rest>` becomes `staging/<entity>/<rest>`.
+pub fn staging_key_for(raw_key: &str, entity: &str) -> Option<String> {
+    let rest = raw_key.strip_prefix("raw/")?;
+    let (_source, rest) = rest.split_once('/')?;
+    let (_entity, rest) = rest.split_once('/')?;
+    Some(format!("staging/{entity}/{}", with_ext(rest, "ndjson")))
+}
+
+/// The quarantine key derived from a RAW key.
+pub fn quarantine_key_for(raw_key: &str, entity: &str) -> Option<String> {
+    let rest = raw_key.strip_prefix("raw/")?;
+    let (source, rest) = rest.split_once('/')?;
+    let (_entity, rest) = rest.split_once('/')?;
+    Some(format!(
+        "quarantine/{source}/{entity}/{}",
+        with_ext(rest, "ndjson")
+    ))
+}
+
+/// The CURATED key of one model partition.
+pub fn curated_key(model: &str, day: NaiveDate) -> String {
+    format!("curated/{model}/dt={day}/{model}.parquet")
+}
+
+/// Replace the extension of the last path segment (or add one).
+fn with_ext(path: &str, ext: &str) -> String {
+    let (dir, name) = match path.rsplit_once('/') {
+        Some((d, n)) => (Some(d), n),
+        None => (None, path),
+    };
+    let stem = name.rsplit_once('.').map_or(name, |(s, _)| s);
+    match dir {
+        Some(d) => format!("{d}/{stem}.{ext}"),
+        None => format!("{stem}.{ext}"),
+    }
+}
+
+/// Object count, bytes and last write of one zone.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZoneStats {
+    pub zone: Option<Zone>,
+    pub objects: u64,
+    pub bytes: u64,
+    pub last_write: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Summarise each zone of a store.
+pub async fn zone_stats(store: &dyn ObjectStore) -> Result<Vec<ZoneStats>> {
+    let mut out = Vec::with_capacity(Zone::ALL.len());
+    for zone in Zone::ALL {
+        let objects = store.list(zone.prefix()).await?;
+        out.push(summarise(zone, &objects));
+    }
+    Ok(out)
+}
+
+fn summarise(zone: Zone, objects: &[ObjectMeta]) -> ZoneStats {
+    ZoneStats {
+        zone: Some(zone),
+        objects: objects.len() as u64,
+        bytes: objects.iter().map(|o| o.size).sum(),
+        last_write: objects.iter().filter_map(|o| o.last_modified).max(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::validate_key;
+
+    const SHA: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+
+    #[test]
+    fn batch_keys_are_deterministic_and_valid() {
+        let d = NaiveDate::from_ymd_opt(2026, 1, 2);
+        let w = window_partition(d, None);
+        assert_eq!(w, "window=2026-01-02_all");
+        let k = raw_batch_key("fakestore", "carts", &w, SHA);
+        assert_eq!(
+            k,
+            "raw/fakestore/carts/window=2026-01-02_all/carts-ba7816bf8f01cfea.json"
+        );
+        validate_key(&k).unwrap();
+        let s = staging_key_for(&k, "orders").unwrap();
+        assert_eq!(
+            s,
+            "staging/orders/window=2026-01-02_all/carts-ba7816bf8f01cfea.ndjson"
+        );
+        validate_key(&s).unwrap();
+        let q = quarantine_key_for(&k, "orders").unwrap();
+        assert_eq!(
+            q,
+            "quarantine/fakestore/orders/window=2026-01-02_all/carts-ba7816bf8f01cfea.ndjson"
+        );
+    }
+
+    #[test]
+    fn segment_keys_sort_in_stream_order() {
+        let a = raw_segment_key("shard-0001", 9, 99);
+        let b = raw_segment_key("shard-0001", 100, 1000);
+        assert!(a < b);
+        validate_key(&a).unwrap();
+        validate_key(&raw_file_key(SHA)).unwrap();
+        validate_key(&curated_key(
+            "fct_orders",
+            NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
+        ))
+        .unwrap();
+    }
+}

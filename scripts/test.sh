@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Runs every test of ecomops on a fresh machine: installs what the tests need (ccache for the
+# DuckDB C++ build, moto in ./.venv), starts a moto server on a free loopback port for the S3
+# and Kinesis tests, runs `cargo test` for the whole workspace, and stops moto again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# One target dir for every build on this machine: DuckDB's bundled build is ~45 minutes cold,
+# and ccache only hits when the target path is the same.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ecomops/target}"
+export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/ecomops/ccache}"
+export CCACHE_BASEDIR="$HOME" CCACHE_NOHASHDIR=true CCACHE_MAXSIZE="${CCACHE_MAXSIZE:-10G}"
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else return 1; fi; }
+if ! command -v ccache >/dev/null; then
+  echo "test.sh: installing ccache" >&2
+  as_root apt-get update -qq >/dev/null && as_root apt-get install -y -qq ccache >/dev/null \
+    || echo "test.sh: could not install ccache; building without it" >&2
+fi
+if command -v ccache >/dev/null; then
+  export CC="ccache gcc" CXX="ccache g++"
+fi
+
+# moto, pinned, in a project-local venv.
+MOTO_VERSION="5.1.22"
+if [ ! -x .venv/bin/moto_server ] || ! .venv/bin/python -c "import moto, sys; sys.exit(moto.__version__ != '$MOTO_VERSION')" 2>/dev/null; then
+  echo "test.sh: installing moto[server]==$MOTO_VERSION into .venv" >&2
+  python3 -m venv .venv
+  .venv/bin/pip install -q --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+fi
+port=$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+.venv/bin/moto_server -H 127.0.0.1 -p "$port" >"${TMPDIR:-/tmp}/ecomops-moto-$port.log" 2>&1 &
+moto_pid=$!
+trap 'kill "$moto_pid" 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do
+  if .venv/bin/python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/moto-api/')" 2>/dev/null; then break; fi
+  kill -0 "$moto_pid" 2>/dev/null || { echo "test.sh: moto failed to start" >&2; cat "${TMPDIR:-/tmp}/ecomops-moto-$port.log" >&2; exit 1; }
+  sleep 0.2
+done
+export ECOMOPS_TEST_MOTO_ENDPOINT="http://127.0.0.1:$port"
+export ECOMOPS_REQUIRE_MOTO=1
+export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
+# Tests must never reach a real AWS account or the network.
+unset AWS_PROFILE AWS_SESSION_TOKEN
+
+cargo test --workspace "$@"

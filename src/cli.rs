@@ -1,0 +1,215 @@
+//! The command line. Every command has `--help` with an example.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ecomops",
+    version,
+    about = "Operate an e-commerce analytics pipeline: batch and stream ingestion into RAW, \
+             STAGING and CURATED zones, warehouse loads, and an on-call dashboard.",
+    after_help = "Examples:\n  ecomops                       open the dashboard (runs the pipeline)\n  \
+                  ecomops --no-ui               run headless until SIGTERM\n  \
+                  ecomops --no-ui --once        one full cycle, then exit (for cron)\n  \
+                  ecomops status --json         the running instance's snapshot"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+
+    /// Run headless: no terminal UI, progress as lines (or JSON with --output json).
+    #[arg(long)]
+    pub no_ui: bool,
+
+    /// With --no-ui: run one full cycle, then exit (0 ok, 1 failed).
+    #[arg(long, requires = "no_ui")]
+    pub once: bool,
+
+    /// With --no-ui: `text` lines or one JSON object per state change.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+
+    #[command(subcommand)]
+    pub command: Option<Cmd>,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args, Clone)]
+pub struct Global {
+    /// Config file (default: ./ecomops.toml if present, else built-in offline defaults).
+    #[arg(long, global = true, env = "ECOMOPS_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// Data directory (overrides `data_dir` in the config).
+    #[arg(long, global = true, env = "ECOMOPS_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Refuse every action that changes data or pipeline state.
+    #[arg(long, global = true)]
+    pub read_only: bool,
+
+    /// No colours (also when NO_COLOR is set).
+    #[arg(long, global = true)]
+    pub no_color: bool,
+
+    /// Log lines on stderr as human text or JSON.
+    #[arg(long, global = true, value_enum, value_name = "FORMAT")]
+    pub log_format: Option<LogFormatArg>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormatArg {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Show the pipeline's state: from the running instance, or read from the data dir.
+    #[command(after_help = "Example:\n  ecomops status --json | jq .zones")]
+    Status {
+        /// Print the whole snapshot as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Batch ingestion from the FakeStore API (or the synthetic source).
+    #[command(subcommand)]
+    Batch(BatchCmd),
+    /// Streaming ingestion.
+    #[command(subcommand)]
+    Stream(StreamCmd),
+    /// Feed data through the pipeline.
+    #[command(subcommand)]
+    Ingest(IngestCmd),
+    /// Re-read a range of a stream shard; RAW files come out byte-identical, loads idempotent.
+    #[command(
+        after_help = "Examples:\n  ecomops replay --shard shard-0001 --from-seq 1200\n  \
+                            ecomops replay --shard shard-0001 --from-time 2026-11-24T08:00:00Z"
+    )]
+    Replay {
+        /// Shard id.
+        #[arg(long)]
+        shard: String,
+        /// First sequence number to re-read.
+        #[arg(
+            long,
+            required_unless_present = "from_time",
+            conflicts_with = "from_time"
+        )]
+        from_seq: Option<u64>,
+        /// Re-read from this time (RFC 3339).
+        #[arg(long)]
+        from_time: Option<String>,
+    },
+    /// Recompute CURATED partitions of a date range and load late events in it.
+    #[command(after_help = "Example:\n  ecomops backfill --from 2026-11-01 --to 2026-11-07")]
+    Backfill {
+        /// First day (YYYY-MM-DD).
+        #[arg(long)]
+        from: String,
+        /// Last day, inclusive (YYYY-MM-DD).
+        #[arg(long)]
+        to: String,
+        /// Only this model.
+        #[arg(long)]
+        model: Option<String>,
+    },
+    /// Rerun the failed tasks of a batch run.
+    #[command(after_help = "Example:\n  ecomops retry 20261124T080000Z-1 --task extract_carts")]
+    Retry {
+        /// The run id (see `ecomops status`).
+        run_id: String,
+        /// Only this task.
+        #[arg(long)]
+        task: Option<String>,
+    },
+    /// Reconcile RAW -> STAGING -> CURATED; exit 1 on any difference.
+    #[command(after_help = "Example:\n  ecomops verify")]
+    Verify,
+    /// Print revenue, conversion rate, average order value and funnel drop-off.
+    #[command(after_help = "Example:\n  ecomops metrics --json")]
+    Metrics {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print cost estimates per service, month to date and projected.
+    #[command(after_help = "Example:\n  ecomops cost --json")]
+    Cost {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BatchCmd {
+    /// Run the batch DAG now: extract products, users, carts -> RAW -> STAGING.
+    #[command(
+        after_help = "Examples:\n  ecomops batch run\n  ecomops batch run --task extract_products"
+    )]
+    Run {
+        /// Only this task (and what it needs).
+        #[arg(long)]
+        task: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StreamCmd {
+    /// Run the event generator and the consumers until interrupted.
+    #[command(after_help = "Example:\n  ecomops stream run")]
+    Run,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IngestCmd {
+    /// Feed NDJSON events from a file (or - for stdin) through the stream path.
+    #[command(after_help = "Example:\n  ecomops ingest events events.ndjson")]
+    Events {
+        /// NDJSON file, or - for standard input.
+        file: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn once_requires_no_ui() {
+        assert!(Cli::try_parse_from(["ecomops", "--once"]).is_err());
+        assert!(Cli::try_parse_from(["ecomops", "--no-ui", "--once"]).is_ok());
+    }
+
+    #[test]
+    fn replay_needs_exactly_one_start() {
+        assert!(Cli::try_parse_from(["ecomops", "replay", "--shard", "s"]).is_err());
+        assert!(Cli::try_parse_from([
+            "ecomops",
+            "replay",
+            "--shard",
+            "s",
+            "--from-seq",
+            "1",
+            "--from-time",
+            "x"
+        ])
+        .is_err());
+        assert!(
+            Cli::try_parse_from(["ecomops", "replay", "--shard", "s", "--from-seq", "1"]).is_ok()
+        );
+    }
+}

@@ -1,0 +1,145 @@
+//! `--no-ui` and the one-shot commands. The long-running form owns the data dir (lock +
+//! control socket) exactly as the dashboard does; one-shot commands go through the running
+//! instance's socket when there is one, and open the data dir themselves when not.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use ecom_pipeline::command::{Command, CommandOutcome};
+use ecom_pipeline::config::Config;
+use ecom_pipeline::control::{self, ControlClient};
+use ecom_pipeline::instance::{self, InstanceLock};
+use ecom_pipeline::orchestrator::{LogBuffer, Pipeline, PipelineOptions};
+use ecom_pipeline::snapshot::RunMode;
+use ecom_pipeline::Error;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::cli::Output;
+use crate::render;
+
+/// `ecomops --no-ui [--once]`.
+pub async fn run(
+    config: Config,
+    once: bool,
+    output: Output,
+    read_only: bool,
+    log: LogBuffer,
+) -> anyhow::Result<ExitCode> {
+    let data_dir = config.data_dir.clone();
+    let lock = match InstanceLock::acquire(&data_dir) {
+        Ok(lock) => lock,
+        Err(Error::AlreadyRunning { pid, .. }) if once => {
+            // An instance owns the data dir: ask it to run the cycle.
+            let mut client = connect_running(&data_dir, pid).await?;
+            let outcome = client.command(Command::RunCycle).await?;
+            return Ok(report_outcome(&outcome, output));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mode = if once {
+        RunMode::Oneshot
+    } else {
+        RunMode::Headless
+    };
+    let options = PipelineOptions {
+        mode,
+        read_only,
+        schedule: !once,
+        log,
+    };
+    let pipeline = Pipeline::open(config, options).await?;
+    let (handle, task) = pipeline.spawn();
+    let _server = control::serve(&instance::socket_path(&data_dir), handle.clone())?;
+    tracing::info!(pid = std::process::id(), data_dir = %data_dir.display(), once, "ecomops started");
+
+    if once {
+        let outcome = handle.send(Command::RunCycle).await?;
+        task.stop().await;
+        drop(lock);
+        return Ok(report_outcome(&outcome, output));
+    }
+
+    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    let mut snapshots = handle.subscribe();
+    let mut last_cycle_printed = 0;
+    loop {
+        tokio::select! {
+            _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break; }
+            _ = int.recv() => { tracing::info!("SIGINT: stopping"); break; }
+            // A service under nohup/systemd ignores hang-ups of the terminal that started it.
+            _ = hup.recv() => { tracing::info!("SIGHUP ignored: the pipeline keeps running"); }
+            changed = snapshots.changed() => {
+                if changed.is_err() { break; }
+                let snap = snapshots.borrow_and_update().clone();
+                match output {
+                    Output::Json => println!("{}", serde_json::to_string(&*snap)?),
+                    Output::Text => {
+                        if let Some(c) = snap.last_cycle.as_ref().filter(|c| c.cycle != last_cycle_printed) {
+                            last_cycle_printed = c.cycle;
+                            println!("{}", render::cycle_line(c));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    task.stop().await;
+    drop(lock);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn connect_running(data_dir: &std::path::Path, pid: u32) -> anyhow::Result<ControlClient> {
+    // The holder may be between taking the lock and binding its socket: give it a moment.
+    for _ in 0..50 {
+        if let Some(c) = ControlClient::connect(data_dir).await? {
+            return Ok(c);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    anyhow::bail!(
+        "ecomops pid {pid} holds {} but its control socket does not answer",
+        data_dir.display()
+    )
+}
+
+fn report_outcome(outcome: &CommandOutcome, output: Output) -> ExitCode {
+    match output {
+        Output::Json => match serde_json::to_string(outcome) {
+            Ok(s) => println!("{s}"),
+            Err(e) => eprintln!("ecomops: {e}"),
+        },
+        Output::Text => println!("{}", outcome.message),
+    }
+    if outcome.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(crate::EXIT_FAILED)
+    }
+}
+
+/// `ecomops status [--json]`.
+pub async fn status(config: Config, json: bool, log: LogBuffer) -> anyhow::Result<ExitCode> {
+    let data_dir = config.data_dir.clone();
+    let snapshot = match instance::holder(&data_dir) {
+        Some(pid) => connect_running(&data_dir, pid).await?.snapshot().await?,
+        None => {
+            // Nobody runs: read the data dir ourselves, changing nothing.
+            let options = PipelineOptions {
+                mode: RunMode::Oneshot,
+                read_only: true,
+                schedule: false,
+                log,
+            };
+            let pipeline = Pipeline::open(config, options).await?;
+            (*pipeline.snapshot()).clone()
+        }
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&snapshot)?);
+    } else {
+        print!("{}", render::status_text(&snapshot));
+    }
+    Ok(ExitCode::SUCCESS)
+}

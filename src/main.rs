@@ -1,0 +1,148 @@
+//! The `ecomops` binary: CLI, config loading, wiring, and the headless runner. The pipeline
+//! core lives in `ecom-pipeline`, the dashboard in `ecom-ui`.
+
+mod cli;
+mod headless;
+mod logging;
+mod render;
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Parser;
+use ecom_pipeline::config::{Config, LogFormat};
+use ecom_pipeline::orchestrator::LogBuffer;
+
+use cli::{Cli, Cmd, LogFormatArg};
+
+/// Exit codes: 0 ok, 1 the run failed, 2 bad usage or bad config.
+pub const EXIT_FAILED: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
+
+/// A usage problem found after parsing (exit code 2).
+#[derive(Debug)]
+pub struct Usage(pub String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // --help and --version are not errors.
+            return if e.use_stderr() {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ecomops: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("ecomops: {e:#}");
+            ExitCode::from(exit_code_for(&e))
+        }
+    }
+}
+
+fn exit_code_for(e: &anyhow::Error) -> u8 {
+    for cause in e.chain() {
+        if cause.downcast_ref::<Usage>().is_some() {
+            return EXIT_USAGE;
+        }
+        if let Some(pe) = cause.downcast_ref::<ecom_pipeline::Error>() {
+            return if pe.is_usage() {
+                EXIT_USAGE
+            } else {
+                EXIT_FAILED
+            };
+        }
+    }
+    EXIT_FAILED
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let mut config = Config::load(cli.global.config.as_deref())?;
+    if let Some(dir) = &cli.global.data_dir {
+        config.data_dir = dir.clone();
+    }
+    if let Some(f) = cli.global.log_format {
+        config.log.format = match f {
+            LogFormatArg::Text => LogFormat::Text,
+            LogFormatArg::Json => LogFormat::Json,
+        };
+    }
+    let no_color =
+        cli.global.no_color || std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let dashboard = cli.command.is_none() && !cli.no_ui;
+    let logs = LogBuffer::default();
+    let log_dir = config.data_dir.join("logs");
+    let sink = if dashboard {
+        // The dashboard owns the terminal: lines on stderr would tear its frames.
+        logging::Sink::Files {
+            dir: &log_dir,
+            max_files: config.log.max_files,
+        }
+    } else {
+        logging::Sink::Stderr
+    };
+    let _guard = logging::init(
+        config.log.format,
+        &config.log.level,
+        sink,
+        no_color,
+        logs.clone(),
+    )
+    .context("setting up logging")?;
+
+    let read_only = cli.global.read_only;
+    match cli.command {
+        None if cli.no_ui => headless::run(config, cli.once, cli.output, read_only, logs).await,
+        None => Err(Usage(
+            "the interactive dashboard is not built yet (it arrives with the dashboard work); \
+             run `ecomops --no-ui` meanwhile"
+                .into(),
+        )
+        .into()),
+        Some(Cmd::Status { json }) => headless::status(config, json, logs).await,
+        Some(other) => Err(Usage(format!(
+            "`{}` is not available yet in this build: its machinery has not landed",
+            command_name(&other)
+        ))
+        .into()),
+    }
+}
+
+fn command_name(cmd: &Cmd) -> &'static str {
+    match cmd {
+        Cmd::Status { .. } => "status",
+        Cmd::Batch(_) => "batch run",
+        Cmd::Stream(_) => "stream run",
+        Cmd::Ingest(_) => "ingest events",
+        Cmd::Replay { .. } => "replay",
+        Cmd::Backfill { .. } => "backfill",
+        Cmd::Retry { .. } => "retry",
+        Cmd::Verify => "verify",
+        Cmd::Metrics { .. } => "metrics",
+        Cmd::Cost { .. } => "cost",
+    }
+}

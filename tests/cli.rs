@@ -1,0 +1,210 @@
+//! End-to-end tests of the `ecomops` binary: exit codes, config errors, one writer per data
+//! dir, the control socket, and taking over a stale lock after SIGKILL.
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+fn ecomops(data_dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ecomops"));
+    c.arg("--data-dir").arg(data_dir);
+    // Run from the data dir so no ./ecomops.toml of the developer's is picked up.
+    c.current_dir(data_dir.parent().unwrap_or(data_dir));
+    c.env_remove("ECOMOPS_CONFIG").env_remove("RUST_LOG");
+    c
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.stdin(Stdio::null()).output().expect("run ecomops")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_headless(data_dir: &Path) -> Running {
+    let child = ecomops(data_dir)
+        .arg("--no-ui")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn ecomops --no-ui");
+    let sock = data_dir.join("control.sock");
+    wait_for("the control socket", Duration::from_secs(30), || {
+        sock.exists()
+    });
+    Running(child)
+}
+
+fn status_json(data_dir: &Path) -> serde_json::Value {
+    let out = run(ecomops(data_dir).args(["status", "--json"]));
+    assert!(out.status.success(), "status failed: {}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("status --json prints JSON")
+}
+
+#[test]
+fn unknown_config_key_exits_2_naming_key_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(&cfg, "data_dir = \"./d\"\n[batch]\nintervall_secs = 5\n").unwrap();
+    let out = run(ecomops(&dir.path().join("d"))
+        .arg("--config")
+        .arg(&cfg)
+        .arg("status"));
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("intervall_secs"), "{err}");
+    assert!(err.contains("line 3"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn wrong_type_and_unreadable_config_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(&cfg, "[stream]\nshards = \"many\"\n").unwrap();
+    let out = run(ecomops(dir.path()).arg("--config").arg(&cfg).arg("status"));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("line 2"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = run(ecomops(dir.path())
+        .arg("--config")
+        .arg(dir.path().join("missing.toml"))
+        .arg("status"));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("missing.toml"));
+}
+
+#[test]
+fn every_command_has_help_with_an_example() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        vec!["--help"],
+        vec!["status", "--help"],
+        vec!["batch", "run", "--help"],
+        vec!["stream", "run", "--help"],
+        vec!["ingest", "events", "--help"],
+        vec!["replay", "--help"],
+        vec!["backfill", "--help"],
+        vec!["retry", "--help"],
+        vec!["verify", "--help"],
+        vec!["metrics", "--help"],
+        vec!["cost", "--help"],
+    ] {
+        let out = run(ecomops(dir.path()).args(&args));
+        assert!(out.status.success(), "{args:?}");
+        assert!(
+            text(&out.stdout).contains("Example"),
+            "{args:?} has no example"
+        );
+    }
+}
+
+#[test]
+fn bad_usage_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(ecomops(dir.path()).arg("--once"));
+    assert_eq!(out.status.code(), Some(2));
+    let out = run(ecomops(dir.path()).args(["replay", "--shard", "s"]));
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn once_runs_a_cycle_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = run(ecomops(&data).args(["--no-ui", "--once", "--output", "json"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], true, "{v}");
+    // The lock is released and the socket removed on exit.
+    assert!(!data.join("control.sock").exists());
+    let s = status_json(&data);
+    assert_eq!(s["instance"]["mode"], "oneshot");
+}
+
+#[test]
+fn status_goes_through_the_socket_and_a_killed_instance_is_taken_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let first = start_headless(&data);
+    let first_pid = first.0.id();
+
+    let s = status_json(&data);
+    assert_eq!(s["instance"]["pid"], first_pid, "{s}");
+    assert_eq!(s["instance"]["mode"], "headless");
+
+    // The socket is owner-only.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(data.join("control.sock"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    // A second writer is refused, naming the running pid.
+    let out = run(ecomops(&data).arg("--no-ui"));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains(&first_pid.to_string()),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // `--once` beside a running instance asks it to run the cycle.
+    let out = run(ecomops(&data).args(["--no-ui", "--once"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s = status_json(&data);
+    assert!(s["cycles"].as_u64().unwrap() >= 1, "{s}");
+
+    // SIGKILL leaves the lock file (with its pid) and the socket file behind.
+    kill(Pid::from_raw(first_pid as i32), Signal::SIGKILL).unwrap();
+    let mut first = first;
+    first.0.wait().unwrap();
+    assert!(data.join("control.sock").exists());
+
+    let second = start_headless(&data);
+    wait_for(
+        "the new instance to answer",
+        Duration::from_secs(30),
+        || {
+            let out = run(ecomops(&data).args(["status", "--json"]));
+            out.status.success()
+                && serde_json::from_slice::<serde_json::Value>(&out.stdout)
+                    .map(|v| v["instance"]["pid"] == second.0.id())
+                    .unwrap_or(false)
+        },
+    );
+
+    // SIGTERM stops it cleanly: exit 0, socket removed.
+    kill(Pid::from_raw(second.0.id() as i32), Signal::SIGTERM).unwrap();
+    let mut second = second;
+    let status = second.0.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(!data.join("control.sock").exists());
+}
