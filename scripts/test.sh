@@ -43,4 +43,9 @@ export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-eas
 # Tests must never reach a real AWS account or the network.
 unset AWS_PROFILE AWS_SESSION_TOKEN
 
-cargo test --workspace "$@"
+# --all-targets: unit, integration and bin tests (no doctests: the crates have none, and an
+# empty doctest run would be the runner's closing line). Then one total for the whole run.
+log="${TMPDIR:-/tmp}/ecomops-test-$$.log"
+cargo test --workspace --all-targets "$@" 2>&1 | tee "$log"
+awk '/^test result:/ {p += $4; f += $6} END {printf "%d passed, %d failed\n", p, f}' "$log"
+rm -f "$log"
