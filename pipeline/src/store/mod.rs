@@ -1,11 +1,12 @@
-//! The object store behind the zones: one trait with a local-directory implementation (the
-//! embedded default); the S3 implementation follows. The conformance suite
+//! The object store behind the zones: one trait, a local-directory implementation (the
+//! embedded default) and an S3 implementation. Both run the same conformance suite
 //! (`pipeline/tests/store_conformance.rs`).
 //!
 //! Every object's SHA-256 is computed on write and returned, so callers can record it in the
 //! ledger. `put_if_absent` is how RAW is written: RAW is immutable, so the same key with the
 //! same bytes is a no-op and with other bytes an error.
 
+mod aws_s3;
 mod local;
 
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub use aws_s3::S3Store;
 pub use local::LocalStore;
 
 use crate::config::{Config, StoreBackend};
@@ -79,10 +81,7 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
 pub async fn open(config: &Config) -> Result<Arc<dyn ObjectStore>> {
     match config.store.backend {
         StoreBackend::Local => Ok(Arc::new(LocalStore::open(config.local_store_root())?)),
-        StoreBackend::S3 => Err(Error::Unsupported {
-            key: "store.backend".into(),
-            message: "the S3 store has not landed in this build yet; use \"local\"".into(),
-        }),
+        StoreBackend::S3 => Ok(Arc::new(S3Store::connect(&config.store.s3).await?)),
     }
 }
 
