@@ -11,6 +11,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use futures::future::BoxFuture;
 use sha2::{Digest, Sha256};
 
+use super::same_or_conflict;
 use super::{
     sha256_hex, validate_key, validate_prefix, ObjectMeta, ObjectStore, PutOutcome, PutResult,
 };
@@ -282,23 +283,9 @@ impl ObjectStore for S3Store {
         Box::pin(async move {
             validate_key(key)?;
             let sha = sha256_hex(&data);
-            let decide = |existing: ObjectMeta, sha: String| {
-                if existing.sha256 == sha {
-                    Ok(PutResult {
-                        meta: existing,
-                        outcome: PutOutcome::AlreadyPresent,
-                    })
-                } else {
-                    Err(Error::ImmutableConflict {
-                        key: key.to_string(),
-                        existing: existing.sha256,
-                        new: sha,
-                    })
-                }
-            };
             // HEAD first: some S3-compatible servers ignore If-None-Match.
             if let Some(existing) = self.head_inner(key).await? {
-                return decide(existing, sha);
+                return same_or_conflict(key, existing, sha);
             }
             let size = data.len() as u64;
             match self.put_checked(key, data, &sha, true).await {
@@ -313,7 +300,7 @@ impl ObjectStore for S3Store {
                 }),
                 // Lost a race with another writer: compare with what won.
                 Err(Error::ImmutableConflict { .. }) => match self.head_inner(key).await? {
-                    Some(existing) => decide(existing, sha),
+                    Some(existing) => same_or_conflict(key, existing, sha),
                     None => Err(Error::NotFound(key.to_string())),
                 },
                 Err(e) => Err(e),

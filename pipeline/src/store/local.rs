@@ -13,6 +13,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 
+use super::same_or_conflict;
 use super::{
     sha256_hex, validate_key, validate_prefix, ObjectMeta, ObjectStore, PutOutcome, PutResult,
 };
@@ -102,7 +103,7 @@ impl LocalStore {
         let sha = sha256_hex(data);
         let dest = self.object_path(key);
         if let Some(existing) = self.head_blocking(key)? {
-            return self.same_or_conflict(key, existing, sha);
+            return same_or_conflict(key, existing, sha);
         }
         ensure_parent(&dest)?;
         let tmp = self.write_tmp(data)?;
@@ -123,24 +124,9 @@ impl LocalStore {
                 let existing = self
                     .head_blocking(key)?
                     .ok_or_else(|| Error::NotFound(key.to_string()))?;
-                self.same_or_conflict(key, existing, sha)
+                same_or_conflict(key, existing, sha)
             }
             Err(e) => Err(Error::io(dest, e)),
-        }
-    }
-
-    fn same_or_conflict(&self, key: &str, existing: ObjectMeta, sha: String) -> Result<PutResult> {
-        if existing.sha256 == sha {
-            Ok(PutResult {
-                meta: existing,
-                outcome: PutOutcome::AlreadyPresent,
-            })
-        } else {
-            Err(Error::ImmutableConflict {
-                key: key.to_string(),
-                existing: existing.sha256,
-                new: sha,
-            })
         }
     }
 

@@ -85,6 +85,27 @@ pub async fn open(config: &Config) -> Result<Arc<dyn ObjectStore>> {
     }
 }
 
+/// RAW's immutability rule, shared by every backend: an object already at the key is fine if it
+/// has the same bytes (`AlreadyPresent`), and a conflict otherwise.
+pub(crate) fn same_or_conflict(
+    key: &str,
+    existing: ObjectMeta,
+    new_sha: String,
+) -> Result<PutResult> {
+    if existing.sha256 == new_sha {
+        Ok(PutResult {
+            meta: existing,
+            outcome: PutOutcome::AlreadyPresent,
+        })
+    } else {
+        Err(Error::ImmutableConflict {
+            key: key.to_string(),
+            existing: existing.sha256,
+            new: new_sha,
+        })
+    }
+}
+
 /// Lowercase hex SHA-256.
 pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
