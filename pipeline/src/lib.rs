@@ -1,6 +1,7 @@
 //! `ecom-pipeline`: the whole ecomops core, with no terminal code. See ARCHITECTURE.md for the
 //! layout; each module is named for the one concern it handles.
 
+pub mod batch;
 pub mod command;
 pub mod config;
 pub mod control;
