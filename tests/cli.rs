@@ -146,6 +146,30 @@ fn once_runs_a_cycle_and_exits_0() {
     assert!(!data.join("control.sock").exists());
     let s = status_json(&data);
     assert_eq!(s["instance"]["mode"], "oneshot");
+    let zone = |s: &serde_json::Value, z: &str| {
+        s["zones"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["zone"] == z)
+            .unwrap()["objects"]
+            .as_u64()
+            .unwrap()
+    };
+    // The synthetic pull: products, users, carts in RAW; products, users, orders, order_items
+    // in STAGING.
+    assert_eq!(zone(&s, "raw"), 3, "{s}");
+    assert_eq!(zone(&s, "staging"), 4, "{s}");
+
+    // The same pull again lands nothing new.
+    let out = run(ecomops(&data).args(["--no-ui", "--once", "--output", "json"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let steps = v["detail"]["steps"].to_string();
+    assert!(steps.contains("3 duplicate skipped"), "{steps}");
+    let again = status_json(&data);
+    assert_eq!(zone(&again, "raw"), 3);
+    assert_eq!(zone(&again, "staging"), 4);
 }
 
 #[test]

@@ -10,8 +10,10 @@ use chrono::Utc;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use crate::batch::land;
+use crate::batch::synthetic::SyntheticSource;
 use crate::command::{Command, CommandOutcome};
-use crate::config::Config;
+use crate::config::{BatchSource, Config};
 use crate::error::{Error, Result};
 use crate::snapshot::{Backends, CycleReport, InstanceInfo, LogLine, RunMode, Snapshot};
 use crate::store::{self, ObjectStore};
@@ -125,6 +127,8 @@ pub struct Pipeline {
     zones: Vec<ZoneStats>,
     cycles: u64,
     last_cycle: Option<CycleReport>,
+    /// When the last batch pull started; the next is due `batch.interval_secs` later.
+    last_batch: Option<std::time::Instant>,
     seq: u64,
     log_seen: u64,
     tx: watch::Sender<Arc<Snapshot>>,
@@ -160,6 +164,7 @@ impl Pipeline {
             zones,
             cycles: 0,
             last_cycle: None,
+            last_batch: None,
             seq: 0,
             log_seen: 0,
             tx,
@@ -207,12 +212,20 @@ impl Pipeline {
         }
     }
 
-    /// One full cycle: every step in order, then fresh zone statistics.
-    pub async fn run_cycle(&mut self) -> CycleReport {
+    /// One cycle: every step that is due (all of them when `force`), then fresh zone statistics.
+    pub async fn run_cycle(&mut self, force: bool) -> CycleReport {
         self.cycles += 1;
         let started_at = Utc::now();
-        let steps = Vec::new();
-        let error: Option<String> = None;
+        let mut steps = Vec::new();
+        let mut error: Option<String> = None;
+        let batch_every = Duration::from_secs(self.config.batch.interval_secs);
+        if force || self.last_batch.is_none_or(|t| t.elapsed() >= batch_every) {
+            self.last_batch = Some(std::time::Instant::now());
+            match self.run_batch().await {
+                Ok(summary) => steps.push(summary),
+                Err(e) => error = Some(format!("batch: {e}")),
+            }
+        }
         self.refresh_zones().await;
         let report = CycleReport {
             cycle: self.cycles,
@@ -226,6 +239,20 @@ impl Pipeline {
         self.last_cycle = Some(report.clone());
         self.publish();
         report
+    }
+
+    async fn run_batch(&mut self) -> Result<String> {
+        match self.config.batch.source {
+            BatchSource::Synthetic => {
+                let source = SyntheticSource::new(self.config.batch.seed, self.config.batch.scale);
+                let report = land::pull_synthetic(self.store.as_ref(), &source, Utc::now()).await?;
+                Ok(report.summary())
+            }
+            BatchSource::Fakestore => Err(Error::Unsupported {
+                key: "batch.source".into(),
+                message: "the FakeStore HTTP source has not landed yet; use \"synthetic\"".into(),
+            }),
+        }
     }
 
     /// The one place commands are carried out; read-only mode is enforced here.
@@ -244,7 +271,7 @@ impl Pipeline {
                 CommandOutcome::ok("refreshed")
             }
             Command::RunCycle => {
-                let report = self.run_cycle().await;
+                let report = self.run_cycle(true).await;
                 let mut o = if report.ok {
                     CommandOutcome::ok(format!("cycle {} succeeded", report.cycle))
                 } else {
@@ -311,7 +338,7 @@ impl Pipeline {
                     let _ = reply.send(outcome);
                 }
                 _ = cycle_tick.tick(), if self.options.schedule && !self.paused => {
-                    self.run_cycle().await;
+                    self.run_cycle(false).await;
                 }
                 _ = stats_tick.tick() => {
                     self.refresh_zones().await;
