@@ -10,7 +10,7 @@ use ecom_pipeline::config::Config;
 use ecom_pipeline::control::{self, ControlClient};
 use ecom_pipeline::instance::{self, InstanceLock};
 use ecom_pipeline::orchestrator::{LogBuffer, Pipeline, PipelineOptions};
-use ecom_pipeline::snapshot::RunMode;
+use ecom_pipeline::snapshot::{CycleReport, RunMode};
 use ecom_pipeline::Error;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -110,7 +110,15 @@ fn report_outcome(outcome: &CommandOutcome, output: Output) -> ExitCode {
             Ok(s) => println!("{s}"),
             Err(e) => eprintln!("ecomops: {e}"),
         },
-        Output::Text => println!("{}", outcome.message),
+        // A cycle's report says what each step did; other outcomes only have their message.
+        Output::Text => match outcome
+            .detail
+            .clone()
+            .and_then(|d| serde_json::from_value::<CycleReport>(d).ok())
+        {
+            Some(report) => println!("{}", render::cycle_line(&report)),
+            None => println!("{}", outcome.message),
+        },
     }
     if outcome.ok {
         ExitCode::SUCCESS

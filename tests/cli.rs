@@ -167,6 +167,12 @@ fn once_runs_a_cycle_and_exits_0() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let steps = v["detail"]["steps"].to_string();
     assert!(steps.contains("3 duplicate skipped"), "{steps}");
+    let out = run(ecomops(&data).args(["--no-ui", "--once"]));
+    assert!(
+        text(&out.stdout).contains("batch (synthetic): 3 files, 0 new"),
+        "{}",
+        text(&out.stdout)
+    );
     let again = status_json(&data);
     assert_eq!(zone(&again, "raw"), 3);
     assert_eq!(zone(&again, "staging"), 4);
