@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of ecomops on a fresh machine: installs what the tests need (ccache for the
-# DuckDB C++ build, moto in ./.venv), starts a moto server on a free loopback port for the S3
-# and Kinesis tests, runs `cargo test` for the whole workspace, and stops moto again.
+# DuckDB C++ build, moto in ./.venv, Debian's PostgreSQL 15), starts a moto server (S3, Kinesis)
+# and a throwaway PostgreSQL 15 (the Redshift SQL tests) on free loopback ports, runs
+# `cargo test` for the whole workspace, and stops both again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,10 +29,33 @@ if [ ! -x .venv/bin/moto_server ] || ! .venv/bin/python -c "import moto, sys; sy
   python3 -m venv .venv
   .venv/bin/pip install -q --disable-pip-version-check "moto[server]==$MOTO_VERSION"
 fi
-port=$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+free_port() { .venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+port=$(free_port)
 .venv/bin/moto_server -H 127.0.0.1 -p "$port" >"${TMPDIR:-/tmp}/ecomops-moto-$port.log" 2>&1 &
 moto_pid=$!
-trap 'kill "$moto_pid" 2>/dev/null || true' EXIT
+pg_dir=""
+cleanup() {
+  kill "$moto_pid" 2>/dev/null || true
+  if [ -n "$pg_dir" ]; then as_pg "$PG_BIN/pg_ctl" -D "$pg_dir/data" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$pg_dir"; fi
+}
+trap cleanup EXIT
+
+# PostgreSQL 15 (Debian's package): the Redshift SQL we generate runs on it in the tests.
+PG_BIN=/usr/lib/postgresql/15/bin
+if [ ! -x "$PG_BIN/postgres" ]; then
+  echo "test.sh: installing postgresql-15" >&2
+  as_root apt-get update -qq >/dev/null && as_root apt-get install -y -qq postgresql-15 >/dev/null
+fi
+# PostgreSQL refuses to run as root: run it as the package's postgres user then.
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+pg_dir=$(mktemp -d "${TMPDIR:-/tmp}/ecomops-pg.XXXXXX")
+[ "$(id -u)" = 0 ] && chown postgres: "$pg_dir"
+pg_port=$(free_port)
+as_pg "$PG_BIN/initdb" -D "$pg_dir/data" -U postgres -A trust -E UTF8 --no-locale >/dev/null
+as_pg "$PG_BIN/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/log" -w \
+  -o "-p $pg_port -k $pg_dir -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null
+export ECOMOPS_TEST_PG="host=127.0.0.1 port=$pg_port user=postgres dbname=postgres"
+export ECOMOPS_REQUIRE_PG=1
 for _ in $(seq 1 100); do
   if .venv/bin/python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/moto-api/')" 2>/dev/null; then break; fi
   kill -0 "$moto_pid" 2>/dev/null || { echo "test.sh: moto failed to start" >&2; cat "${TMPDIR:-/tmp}/ecomops-moto-$port.log" >&2; exit 1; }

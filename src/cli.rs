@@ -27,8 +27,8 @@ pub struct Cli {
     #[arg(long, requires = "no_ui")]
     pub once: bool,
 
-    /// With --no-ui: `text` lines or one JSON object per state change.
-    #[arg(long, value_enum, default_value_t = Output::Text)]
+    /// `text` lines, or JSON (one object per state change with --no-ui; the outcome otherwise).
+    #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
     pub output: Output,
 
     #[command(subcommand)]
@@ -118,7 +118,8 @@ pub enum Cmd {
         /// Last day, inclusive (YYYY-MM-DD).
         #[arg(long)]
         to: String,
-        /// Only this model.
+        /// Check this model name; the days are recomputed for every model, because the daily
+        /// aggregates are built from the facts.
         #[arg(long)]
         model: Option<String>,
     },
@@ -140,6 +141,9 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Print performance figures (nothing is asserted; build with --release for real numbers).
+    #[command(subcommand)]
+    Bench(BenchCmd),
     /// Print cost estimates per service, month to date and projected.
     #[command(after_help = "Example:\n  ecomops cost --json")]
     Cost {
@@ -152,12 +156,35 @@ pub enum Cmd {
 pub enum BatchCmd {
     /// Run the batch DAG now: extract products, users, carts -> RAW -> STAGING.
     #[command(
-        after_help = "Examples:\n  ecomops batch run\n  ecomops batch run --task extract_products"
+        after_help = "Examples:\n  ecomops batch run\n  ecomops batch run --task extract_products\n  \
+                      ecomops batch run --carts-from 2026-11-01 --carts-to 2026-11-07"
     )]
     Run {
-        /// Only this task (and what it needs).
+        /// Only this task and what follows it.
         #[arg(long)]
         task: Option<String>,
+        /// Pull only carts dated from this day (YYYY-MM-DD, inclusive): an incremental pull.
+        #[arg(long, requires = "carts_to")]
+        carts_from: Option<String>,
+        /// ... to this day (YYYY-MM-DD, inclusive).
+        #[arg(long, requires = "carts_from")]
+        carts_to: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCmd {
+    /// MERGE throughput: ecomops' load path next to the bare MERGE in DuckDB, same rows.
+    #[command(
+        after_help = "Example:\n  cargo run --release -- bench merge --base 10000000 --rows 1000000"
+    )]
+    Merge {
+        /// Orders already in the table.
+        #[arg(long, default_value_t = 1_000_000)]
+        base: u64,
+        /// Orders in the loaded file (10% update existing keys).
+        #[arg(long, default_value_t = 100_000)]
+        rows: u64,
     },
 }
 

@@ -10,7 +10,7 @@ use ecom_pipeline::config::Config;
 use ecom_pipeline::control::{self, ControlClient};
 use ecom_pipeline::instance::{self, InstanceLock};
 use ecom_pipeline::orchestrator::{LogBuffer, Pipeline, PipelineOptions};
-use ecom_pipeline::snapshot::{CycleReport, RunMode};
+use ecom_pipeline::snapshot::RunMode;
 use ecom_pipeline::Error;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -25,39 +25,21 @@ pub async fn run(
     read_only: bool,
     log: LogBuffer,
 ) -> anyhow::Result<ExitCode> {
+    if once {
+        return command(config, Command::RunCycle, output, read_only, log).await;
+    }
     let data_dir = config.data_dir.clone();
-    let lock = match InstanceLock::acquire(&data_dir) {
-        Ok(lock) => lock,
-        Err(Error::AlreadyRunning { pid, .. }) if once => {
-            // An instance owns the data dir: ask it to run the cycle.
-            let mut client = connect_running(&data_dir, pid).await?;
-            let outcome = client.command(Command::RunCycle).await?;
-            return Ok(report_outcome(&outcome, output));
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let mode = if once {
-        RunMode::Oneshot
-    } else {
-        RunMode::Headless
-    };
+    let lock = InstanceLock::acquire(&data_dir)?;
     let options = PipelineOptions {
-        mode,
+        mode: RunMode::Headless,
         read_only,
-        schedule: !once,
+        schedule: true,
         log,
     };
     let pipeline = Pipeline::open(config, options).await?;
     let (handle, task) = pipeline.spawn();
     let _server = control::serve(&instance::socket_path(&data_dir), handle.clone())?;
-    tracing::info!(pid = std::process::id(), data_dir = %data_dir.display(), once, "ecomops started");
-
-    if once {
-        let outcome = handle.send(Command::RunCycle).await?;
-        task.stop().await;
-        drop(lock);
-        return Ok(report_outcome(&outcome, output));
-    }
+    tracing::info!(pid = std::process::id(), data_dir = %data_dir.display(), "ecomops started");
 
     let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let mut hup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
@@ -90,6 +72,43 @@ pub async fn run(
     Ok(ExitCode::SUCCESS)
 }
 
+/// One command (`--once`, `batch run`, `retry` ...): sent to the running instance when there is
+/// one, otherwise carried out here while holding the data dir like any instance.
+pub async fn command(
+    config: Config,
+    command: Command,
+    output: Output,
+    read_only: bool,
+    log: LogBuffer,
+) -> anyhow::Result<ExitCode> {
+    // `metrics --json` prints the metrics themselves, for jq and dashboards.
+    let detail_only = matches!(command, Command::Metrics);
+    let data_dir = config.data_dir.clone();
+    let lock = match InstanceLock::acquire(&data_dir) {
+        Ok(lock) => lock,
+        Err(Error::AlreadyRunning { pid, .. }) => {
+            let mut client = connect_running(&data_dir, pid).await?;
+            let outcome = client.command(command).await?;
+            return Ok(report_outcome(&outcome, output, detail_only));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let options = PipelineOptions {
+        mode: RunMode::Oneshot,
+        read_only,
+        schedule: false,
+        log,
+    };
+    let pipeline = Pipeline::open(config, options).await?;
+    let (handle, task) = pipeline.spawn();
+    // Others may attach (status, a dashboard) while this runs.
+    let _server = control::serve(&instance::socket_path(&data_dir), handle.clone())?;
+    let outcome = handle.send(command).await?;
+    task.stop().await;
+    drop(lock);
+    Ok(report_outcome(&outcome, output, detail_only))
+}
+
 async fn connect_running(data_dir: &std::path::Path, pid: u32) -> anyhow::Result<ControlClient> {
     // The holder may be between taking the lock and binding its socket: give it a moment.
     for _ in 0..50 {
@@ -104,21 +123,19 @@ async fn connect_running(data_dir: &std::path::Path, pid: u32) -> anyhow::Result
     )
 }
 
-fn report_outcome(outcome: &CommandOutcome, output: Output) -> ExitCode {
+fn report_outcome(outcome: &CommandOutcome, output: Output, detail_only: bool) -> ExitCode {
     match output {
+        Output::Json if detail_only && outcome.detail.is_some() => {
+            match serde_json::to_string(&outcome.detail) {
+                Ok(s) => println!("{s}"),
+                Err(e) => eprintln!("ecomops: {e}"),
+            }
+        }
         Output::Json => match serde_json::to_string(outcome) {
             Ok(s) => println!("{s}"),
             Err(e) => eprintln!("ecomops: {e}"),
         },
-        // A cycle's report says what each step did; other outcomes only have their message.
-        Output::Text => match outcome
-            .detail
-            .clone()
-            .and_then(|d| serde_json::from_value::<CycleReport>(d).ok())
-        {
-            Some(report) => println!("{}", render::cycle_line(&report)),
-            None => println!("{}", outcome.message),
-        },
+        Output::Text => print!("{}", render::outcome_text(outcome)),
     }
     if outcome.ok {
         ExitCode::SUCCESS

@@ -1,6 +1,7 @@
 //! The `ecomops` binary: CLI, config loading, wiring, and the headless runner. The pipeline
 //! core lives in `ecom-pipeline`, the dashboard in `ecom-ui`.
 
+mod bench;
 mod cli;
 mod headless;
 mod logging;
@@ -13,7 +14,8 @@ use clap::Parser;
 use ecom_pipeline::config::{Config, LogFormat};
 use ecom_pipeline::orchestrator::LogBuffer;
 
-use cli::{Cli, Cmd, LogFormatArg};
+use cli::{BatchCmd, BenchCmd, Cli, Cmd, LogFormatArg};
+use ecom_pipeline::command::Command;
 
 /// Exit codes: 0 ok, 1 the run failed, 2 bad usage or bad config.
 pub const EXIT_FAILED: u8 = 1;
@@ -124,6 +126,43 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         )
         .into()),
         Some(Cmd::Status { json }) => headless::status(config, json, logs).await,
+        Some(Cmd::Batch(BatchCmd::Run {
+            task,
+            carts_from,
+            carts_to,
+        })) => {
+            let window = carts_from.zip(carts_to);
+            let c = Command::BatchRun { task, window };
+            headless::command(config, c, cli.output, read_only, logs).await
+        }
+        Some(Cmd::Bench(BenchCmd::Merge { base, rows })) => {
+            bench::merge(base, rows).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Cmd::Metrics { json }) => {
+            let output = if json { cli::Output::Json } else { cli.output };
+            headless::command(config, Command::Metrics, output, read_only, logs).await
+        }
+        Some(Cmd::Verify) => {
+            headless::command(config, Command::Verify, cli.output, read_only, logs).await
+        }
+        Some(Cmd::Backfill { from, to, model }) => {
+            if let Some(m) =
+                model.filter(|m| !ecom_pipeline::warehouse::models::MODELS.contains(&m.as_str()))
+            {
+                return Err(Usage(format!(
+                    "no model {m:?}; the models are {}",
+                    ecom_pipeline::warehouse::models::MODELS.join(", ")
+                ))
+                .into());
+            }
+            let c = Command::Backfill { from, to };
+            headless::command(config, c, cli.output, read_only, logs).await
+        }
+        Some(Cmd::Retry { run_id, task }) => {
+            let c = Command::Retry { run_id, task };
+            headless::command(config, c, cli.output, read_only, logs).await
+        }
         Some(other) => Err(Usage(format!(
             "`{}` is not available yet in this build: its machinery has not landed",
             command_name(&other)
@@ -144,5 +183,6 @@ fn command_name(cmd: &Cmd) -> &'static str {
         Cmd::Verify => "verify",
         Cmd::Metrics { .. } => "metrics",
         Cmd::Cost { .. } => "cost",
+        Cmd::Bench(_) => "bench",
     }
 }

@@ -2,7 +2,94 @@
 
 use std::fmt::Write as _;
 
+use ecom_pipeline::batch::run::BatchRun;
+use ecom_pipeline::command::CommandOutcome;
 use ecom_pipeline::snapshot::{CycleReport, Snapshot};
+use ecom_pipeline::warehouse::verify::VerifyReport;
+use ecom_pipeline::warehouse::Metrics;
+
+/// A command's outcome as text: a cycle, a run, metrics or a verify report say what they did;
+/// other outcomes only have their message.
+pub fn outcome_text(o: &CommandOutcome) -> String {
+    fn parse<T: serde::de::DeserializeOwned>(o: &CommandOutcome) -> Option<T> {
+        o.detail
+            .clone()
+            .and_then(|d| serde_json::from_value(d).ok())
+    }
+    let mut out = String::new();
+    if let Some(c) = parse::<CycleReport>(o) {
+        let _ = writeln!(out, "{}", cycle_line(&c));
+    } else if let Some(run) = parse::<BatchRun>(o) {
+        out.push_str(&run_text(&run));
+        if !o.ok {
+            let _ = writeln!(out, "{}", o.message);
+        }
+    } else if let Some(m) = parse::<Metrics>(o) {
+        out.push_str(&metrics_text(&m));
+    } else if let Some(v) = parse::<VerifyReport>(o) {
+        for d in &v.differences {
+            let _ = writeln!(out, "DIFF {}: {}", d.check, d.detail);
+        }
+        let _ = writeln!(out, "{}", o.message);
+    } else {
+        let _ = writeln!(out, "{}", o.message);
+    }
+    out
+}
+
+fn money(cents: f64) -> String {
+    format!("${:.2}", cents / 100.0)
+}
+
+pub fn metrics_text(m: &Metrics) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "revenue          {} ({} placed orders)",
+        money(m.revenue_cents as f64),
+        m.orders
+    );
+    let _ = writeln!(
+        out,
+        "avg_order_value  {}",
+        m.avg_order_value_cents
+            .map_or_else(|| "n/a (no orders)".into(), money)
+    );
+    let _ = writeln!(
+        out,
+        "conversion_rate  {}",
+        m.conversion_rate.map_or_else(
+            || "n/a (needs clickstream events)".into(),
+            |c| format!("{:.2}%", c * 100.0)
+        )
+    );
+    match &m.funnel_dropoff {
+        Some(steps) => {
+            for s in steps {
+                let _ = writeln!(
+                    out,
+                    "funnel_dropoff   {} -> {}: {:.2}%",
+                    s.from,
+                    s.to,
+                    s.dropoff * 100.0
+                );
+            }
+        }
+        None => {
+            let _ = writeln!(out, "funnel_dropoff   n/a (needs clickstream events)");
+        }
+    }
+    for c in &m.by_category {
+        let _ = writeln!(
+            out,
+            "  {:<20} {:>14} {:>6} orders",
+            c.category,
+            money(c.revenue_cents as f64),
+            c.orders
+        );
+    }
+    out
+}
 
 pub fn cycle_line(c: &CycleReport) -> String {
     let secs = (c.finished_at - c.started_at).num_milliseconds() as f64 / 1000.0;
@@ -71,6 +158,40 @@ pub fn status_text(s: &Snapshot) -> String {
             human_bytes(z.bytes)
         );
     }
+    let api = &s.batch.api;
+    let _ = writeln!(
+        out,
+        "batch source {}: API {} ({} attempts, {} failed{})",
+        s.batch.source,
+        if api.down { "DOWN" } else { "ok" },
+        api.attempts,
+        api.failures,
+        api.last_error
+            .as_deref()
+            .map(|e| format!(", last error: {e}"))
+            .unwrap_or_default()
+    );
+    for run in s.batch.runs.iter().take(3) {
+        let _ = writeln!(out, "  {}", run.summary());
+    }
+    if let Some(w) = &s.warehouse {
+        let _ = writeln!(
+            out,
+            "warehouse {}: {} file(s) in the ledger, {} day(s) awaiting a model refresh",
+            w.backend, w.ledger_files, w.dirty_days
+        );
+        for (table, rows) in &w.tables {
+            let _ = writeln!(out, "  {table:<30} {rows:>10} rows");
+        }
+        if let Some(m) = &w.metrics {
+            let _ = writeln!(
+                out,
+                "  revenue {} from {} placed orders",
+                money(m.revenue_cents as f64),
+                m.orders
+            );
+        }
+    }
     match &s.last_cycle {
         Some(c) => {
             let _ = writeln!(out, "cycles: {}; last: {}", s.cycles, cycle_line(c));
@@ -78,6 +199,21 @@ pub fn status_text(s: &Snapshot) -> String {
         None => {
             let _ = writeln!(out, "cycles: {}", s.cycles);
         }
+    }
+    out
+}
+
+/// A batch run: its summary, then one line per task.
+pub fn run_text(run: &BatchRun) -> String {
+    let mut out = format!("{}\n", run.summary());
+    for t in &run.tasks {
+        let status = format!("{:?}", t.status).to_lowercase();
+        let what = t.error.as_deref().or(t.detail.as_deref()).unwrap_or("");
+        let _ = writeln!(
+            out,
+            "  {:<17} {:<15} attempts {:<2} {what}",
+            t.name, status, t.attempts
+        );
     }
     out
 }

@@ -115,6 +115,7 @@ fn every_command_has_help_with_an_example() {
         vec!["verify", "--help"],
         vec!["metrics", "--help"],
         vec!["cost", "--help"],
+        vec!["bench", "merge", "--help"],
     ] {
         let out = run(ecomops(dir.path()).args(&args));
         assert!(out.status.success(), "{args:?}");

@@ -16,12 +16,32 @@ pub enum Command {
     Pause,
     /// Resume scheduling.
     Resume,
+    /// Start a batch run now (all tasks, or `task` and what follows it).
+    BatchRun {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        task: Option<String>,
+        /// Carts date window (YYYY-MM-DD, inclusive) for an incremental pull.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        window: Option<(String, String)>,
+    },
+    /// The four metrics (read-only).
+    Metrics,
+    /// Reconcile RAW -> STAGING -> warehouse -> CURATED (read-only).
+    Verify,
+    /// Recompute CURATED days `from..=to` (YYYY-MM-DD).
+    Backfill { from: String, to: String },
+    /// Rerun the tasks of a batch run that have not succeeded.
+    Retry {
+        run_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        task: Option<String>,
+    },
 }
 
 impl Command {
     /// Whether the command changes data or pipeline state (refused in read-only mode).
     pub fn is_mutating(&self) -> bool {
-        !matches!(self, Command::Refresh)
+        !matches!(self, Command::Refresh | Command::Metrics | Command::Verify)
     }
 
     pub fn name(&self) -> &'static str {
@@ -30,6 +50,11 @@ impl Command {
             Command::RunCycle => "run_cycle",
             Command::Pause => "pause",
             Command::Resume => "resume",
+            Command::BatchRun { .. } => "batch_run",
+            Command::Metrics => "metrics",
+            Command::Verify => "verify",
+            Command::Backfill { .. } => "backfill",
+            Command::Retry { .. } => "retry",
         }
     }
 }

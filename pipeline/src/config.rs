@@ -221,6 +221,8 @@ impl Default for KinesisConfig {
 pub struct WarehouseConfig {
     /// `duckdb` (one file in the data dir, the default) or `redshift` (through the Data API).
     pub backend: WarehouseBackend,
+    /// Days before each dirty day that a model refresh also recomputes (late data lands there).
+    pub lookback_days: u32,
     /// The embedded DuckDB warehouse.
     pub duckdb: DuckDbConfig,
     /// Amazon Redshift through the Data API.
@@ -231,6 +233,7 @@ impl Default for WarehouseConfig {
     fn default() -> Self {
         WarehouseConfig {
             backend: WarehouseBackend::Duckdb,
+            lookback_days: 2,
             duckdb: DuckDbConfig::default(),
             redshift: RedshiftConfig::default(),
         }
@@ -271,6 +274,10 @@ pub struct RedshiftConfig {
     pub region: Option<String>,
     /// Endpoint override.
     pub endpoint_url: Option<String>,
+    /// A statement still running after this many seconds is cancelled and reported.
+    pub statement_timeout_secs: u64,
+    /// Longest wait between two DescribeStatement polls, milliseconds (the wait doubles from 50).
+    pub poll_max_ms: u64,
 }
 
 impl Default for RedshiftConfig {
@@ -283,6 +290,8 @@ impl Default for RedshiftConfig {
             db_user: None,
             region: None,
             endpoint_url: None,
+            statement_timeout_secs: 300,
+            poll_max_ms: 2000,
         }
     }
 }

@@ -71,6 +71,10 @@ pub enum Error {
     #[error("invalid input: {0}")]
     Invalid(String),
 
+    /// The request names something that does not exist or cannot be done (exit code 2).
+    #[error("{0}")]
+    Usage(String),
+
     #[error("{0}")]
     Other(String),
 }
@@ -89,7 +93,10 @@ impl Error {
     pub fn is_usage(&self) -> bool {
         matches!(
             self,
-            Error::Config { .. } | Error::Unsupported { .. } | Error::InvalidKey { .. }
+            Error::Config { .. }
+                | Error::Unsupported { .. }
+                | Error::InvalidKey { .. }
+                | Error::Usage(_)
         )
     }
 }

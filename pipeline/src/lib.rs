@@ -1,6 +1,7 @@
 //! `ecom-pipeline`: the whole ecomops core, with no terminal code. See ARCHITECTURE.md for the
 //! layout; each module is named for the one concern it handles.
 
+pub mod aws;
 pub mod batch;
 pub mod command;
 pub mod config;
@@ -11,6 +12,7 @@ pub mod instance;
 pub mod orchestrator;
 pub mod snapshot;
 pub mod store;
+pub mod warehouse;
 pub mod zones;
 
 pub use error::{Error, Result};

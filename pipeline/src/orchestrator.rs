@@ -10,17 +10,21 @@ use chrono::Utc;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::batch::land;
-use crate::batch::synthetic::SyntheticSource;
+use crate::batch::run::{BatchRun, BatchRunner, RunStatus};
 use crate::command::{Command, CommandOutcome};
-use crate::config::{BatchSource, Config};
+use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::snapshot::{Backends, CycleReport, InstanceInfo, LogLine, RunMode, Snapshot};
+use crate::snapshot::{
+    Backends, BatchStatus, CycleReport, InstanceInfo, LogLine, RunMode, Snapshot,
+};
 use crate::store::{self, ObjectStore};
+use crate::warehouse::{self, Warehouse, WarehouseStatus};
 use crate::zones::{self, ZoneStats};
 
 /// Log lines kept for the dashboard.
 const LOG_CAPACITY: usize = 500;
+/// Batch runs shown in snapshots.
+const RECENT_RUNS: usize = 5;
 
 /// Recent log lines, filled by the binary's tracing layer and read into each snapshot.
 #[derive(Debug, Clone, Default)]
@@ -120,6 +124,10 @@ impl PipelineTask {
 pub struct Pipeline {
     config: Config,
     store: Arc<dyn ObjectStore>,
+    batch: BatchRunner,
+    runs: Vec<BatchRun>,
+    warehouse: Option<Arc<dyn Warehouse>>,
+    warehouse_status: Option<WarehouseStatus>,
     info: InstanceInfo,
     backends: Backends,
     options: PipelineOptions,
@@ -152,11 +160,22 @@ impl Pipeline {
             warehouse: format!("{:?}", config.warehouse.backend).to_lowercase(),
         };
         let zones = zones::zone_stats(store.as_ref()).await?;
+        let wh = warehouse::open(&config, options.read_only).await?;
+        let warehouse_status = match &wh {
+            Some(w) => Some(warehouse::status(w.as_ref()).await?),
+            None => None,
+        };
+        let batch = BatchRunner::new(&config, store.clone(), wh.clone())?;
+        let runs = batch.runs().recent(RECENT_RUNS);
         let placeholder = Arc::new(empty_snapshot(&info, &backends));
         let (tx, _) = watch::channel(placeholder);
         let mut p = Pipeline {
             config,
             store,
+            batch,
+            runs,
+            warehouse: wh,
+            warehouse_status,
             info,
             backends,
             options,
@@ -200,6 +219,12 @@ impl Pipeline {
             zones: self.zones.clone(),
             cycles: self.cycles,
             last_cycle: self.last_cycle.clone(),
+            batch: BatchStatus {
+                source: self.batch.source_name().to_string(),
+                api: self.batch.api_state(),
+                runs: self.runs.clone(),
+            },
+            warehouse: self.warehouse_status.clone(),
             recent_log,
         };
         self.tx.send_replace(Arc::new(snapshot));
@@ -209,6 +234,73 @@ impl Pipeline {
         match zones::zone_stats(self.store.as_ref()).await {
             Ok(z) => self.zones = z,
             Err(e) => tracing::warn!(error = %e, "could not refresh zone statistics"),
+        }
+        if let Some(wh) = &self.warehouse {
+            match warehouse::status(wh.as_ref()).await {
+                Ok(s) => self.warehouse_status = Some(s),
+                Err(e) => tracing::warn!(error = %e, "could not read warehouse statistics"),
+            }
+        }
+    }
+
+    fn require_warehouse(&self) -> std::result::Result<Arc<dyn Warehouse>, CommandOutcome> {
+        self.warehouse.clone().ok_or_else(|| {
+            CommandOutcome::failed(
+                "no warehouse yet: run `ecomops batch run` or `ecomops --no-ui --once` first",
+            )
+        })
+    }
+
+    async fn warehouse_command(&mut self, command: Command) -> CommandOutcome {
+        let wh = match self.require_warehouse() {
+            Ok(wh) => wh,
+            Err(o) => return o,
+        };
+        let with_detail = |mut o: CommandOutcome, v: serde_json::Result<serde_json::Value>| {
+            o.detail = v.ok();
+            o
+        };
+        match command {
+            Command::Metrics => match warehouse::metrics(wh.as_ref()).await {
+                Ok(m) => with_detail(CommandOutcome::ok("metrics"), serde_json::to_value(&m)),
+                Err(e) => CommandOutcome::failed(e.to_string()),
+            },
+            Command::Verify => match warehouse::verify::verify(self.store.as_ref(), wh.as_ref())
+                .await
+            {
+                Ok(r) => {
+                    let o = if r.ok() {
+                        CommandOutcome::ok(format!("verify: {} checks, no difference", r.checks))
+                    } else {
+                        CommandOutcome::failed(format!(
+                            "verify: {} of {} checks differ",
+                            r.differences.len(),
+                            r.checks
+                        ))
+                    };
+                    with_detail(o, serde_json::to_value(&r))
+                }
+                Err(e) => CommandOutcome::failed(e.to_string()),
+            },
+            Command::Backfill { from, to } => {
+                let day = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d");
+                let (Ok(f), Ok(t)) = (day(&from), day(&to)) else {
+                    return CommandOutcome::failed(format!(
+                        "backfill dates must be YYYY-MM-DD, got {from} and {to}"
+                    ));
+                };
+                match warehouse::backfill(wh.as_ref(), f, t).await {
+                    Ok(r) => {
+                        self.refresh_zones().await;
+                        CommandOutcome::ok(format!(
+                            "backfill {from}..{to}: {} day(s) recomputed",
+                            r.recomputed_days
+                        ))
+                    }
+                    Err(e) => CommandOutcome::failed(e.to_string()),
+                }
+            }
+            _ => CommandOutcome::failed("not a warehouse command"),
         }
     }
 
@@ -241,18 +333,49 @@ impl Pipeline {
         report
     }
 
+    /// A new batch run; its one-line summary, or an error when it did not succeed.
     async fn run_batch(&mut self) -> Result<String> {
-        match self.config.batch.source {
-            BatchSource::Synthetic => {
-                let source = SyntheticSource::new(self.config.batch.seed, self.config.batch.scale);
-                let report = land::pull_synthetic(self.store.as_ref(), &source, Utc::now()).await?;
-                Ok(report.summary())
-            }
-            BatchSource::Fakestore => Err(Error::Unsupported {
-                key: "batch.source".into(),
-                message: "the FakeStore HTTP source has not landed yet; use \"synthetic\"".into(),
-            }),
+        let run = self.batch.run_new(None, None).await;
+        self.batch_finished(run)
+    }
+
+    fn batch_finished(&mut self, run: Result<BatchRun>) -> Result<String> {
+        self.runs = self.batch.runs().recent(RECENT_RUNS);
+        let run = run?;
+        let summary = format!("batch: {}", run.summary());
+        match run.status {
+            RunStatus::Succeeded | RunStatus::Incomplete => Ok(summary),
+            _ => Err(Error::Other(summary)),
         }
+    }
+
+    async fn batch_command(
+        &mut self,
+        retry: Option<String>,
+        task: Option<String>,
+        window: Option<(String, String)>,
+    ) -> CommandOutcome {
+        let day = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d");
+        let window =
+            match window.map(|(a, b)| (day(&a), day(&b))) {
+                None => None,
+                Some((Ok(a), Ok(b))) if a <= b => Some((a, b)),
+                Some(_) => return CommandOutcome::failed(
+                    "the carts window must be two days YYYY-MM-DD, the first not after the second",
+                ),
+            };
+        let run = match &retry {
+            Some(id) => self.batch.retry(id, task.as_deref()).await,
+            None => self.batch.run_new(task.as_deref(), window).await,
+        };
+        let detail = run.as_ref().ok().and_then(|r| serde_json::to_value(r).ok());
+        let mut outcome = match self.batch_finished(run) {
+            Ok(summary) => CommandOutcome::ok(summary),
+            Err(e) => CommandOutcome::failed(e.to_string()),
+        };
+        outcome.detail = detail;
+        self.refresh_zones().await;
+        outcome
     }
 
     /// The one place commands are carried out; read-only mode is enforced here.
@@ -292,6 +415,11 @@ impl Pipeline {
                 self.paused = false;
                 CommandOutcome::ok("resumed")
             }
+            Command::BatchRun { task, window } => self.batch_command(None, task, window).await,
+            c @ (Command::Metrics | Command::Verify | Command::Backfill { .. }) => {
+                self.warehouse_command(c).await
+            }
+            Command::Retry { run_id, task } => self.batch_command(Some(run_id), task, None).await,
         };
         self.publish();
         outcome
@@ -365,6 +493,8 @@ fn empty_snapshot(info: &InstanceInfo, backends: &Backends) -> Snapshot {
         zones: Vec::new(),
         cycles: 0,
         last_cycle: None,
+        batch: BatchStatus::default(),
+        warehouse: None,
         recent_log: Vec::new(),
     }
 }

@@ -6,6 +6,9 @@ use std::path::PathBuf;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::batch::retry::ApiState;
+use crate::batch::run::BatchRun;
+use crate::warehouse::WarehouseStatus;
 use crate::zones::ZoneStats;
 
 /// How the owning process runs the pipeline.
@@ -72,5 +75,17 @@ pub struct Snapshot {
     pub zones: Vec<ZoneStats>,
     pub cycles: u64,
     pub last_cycle: Option<CycleReport>,
+    pub batch: BatchStatus,
+    /// Tables, ledger, dirty days and metrics; `None` until the warehouse exists.
+    pub warehouse: Option<WarehouseStatus>,
     pub recent_log: Vec<LogLine>,
+}
+
+/// Batch ingestion: the source, what the client has seen of the API, the latest runs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BatchStatus {
+    pub source: String,
+    pub api: ApiState,
+    /// Newest first.
+    pub runs: Vec<BatchRun>,
 }

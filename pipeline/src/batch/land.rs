@@ -1,16 +1,14 @@
-//! One batch pull from the synthetic source: each response lands in RAW as received under a
+//! Landing and staging of one batch pull: each response lands in RAW as received under a
 //! key made of source, entity, window and content hash (put-if-absent, so a rerun of the same
 //! pull is a duplicate file: skipped and counted), then its typed rows go to STAGING and its
 //! refused records to quarantine, under keys derived from the RAW key.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::stage::{self, Quarantined};
-use super::synthetic::SyntheticSource;
 use crate::error::{Error, Result};
 use crate::store::{sha256_hex, ObjectStore, PutOutcome};
 use crate::zones;
@@ -35,6 +33,12 @@ pub struct PullReport {
     pub staged: BTreeMap<String, u64>,
     /// Records refused per entity.
     pub quarantined: BTreeMap<String, u64>,
+    /// Rows merged into the warehouse per entity (by this run).
+    #[serde(default)]
+    pub loaded: BTreeMap<String, u64>,
+    /// STAGING files the warehouse already had (by hash): not loaded again.
+    #[serde(default)]
+    pub load_skipped: u64,
 }
 
 impl PullReport {
@@ -50,103 +54,24 @@ impl PullReport {
             .map(|(k, v)| format!("{k} {v}"))
             .collect();
         let quarantined: u64 = self.quarantined.values().sum();
+        let loaded: u64 = self.loaded.values().sum();
         format!(
-            "batch ({}): {} files, {} new, {} duplicate skipped; staged {}; quarantined {quarantined}",
+            "batch ({}): {} files, {} new, {} duplicate skipped; staged {}; quarantined {quarantined}; \
+             loaded {loaded} rows ({} file(s) already in the warehouse)",
             self.source,
             self.files.len(),
             self.files.len() - self.duplicates(),
             self.duplicates(),
             if staged.is_empty() { "nothing new".to_string() } else { staged.join(", ") },
+            self.load_skipped,
         )
     }
 }
 
-/// Pull everything from the synthetic source into RAW and STAGING.
-pub async fn pull_synthetic(
-    store: &dyn ObjectStore,
-    source: &SyntheticSource,
-    now: DateTime<Utc>,
-) -> Result<PullReport> {
-    let mut report = PullReport {
-        source: "synthetic".into(),
-        ..PullReport::default()
-    };
-    let window = zones::window_partition(None, None);
-    let products_body = source.products();
-    let users_body = source.users();
-    let carts_body = source.carts(None, None);
-
-    let invalid = |what: &str, why: crate::domain::Invalid| {
-        Error::Invalid(format!("{what} response unusable: {why}"))
-    };
-    // Carts are priced from this pull's products, whether or not that file is new.
-    let products = stage::stage_products(&products_body).map_err(|e| invalid("products", e))?;
-    let prices: HashMap<i64, i64> = products
-        .rows
-        .iter()
-        .map(|p| (p.product_id, p.price_cents))
-        .collect();
-
-    let raw = land(
-        store,
-        &mut report,
-        "products",
-        &window,
-        products_body.clone(),
-    )
-    .await?;
-    if let Some(raw_key) = raw {
-        write_staged(
-            store,
-            &mut report,
-            &raw_key,
-            "products",
-            &products.rows,
-            &products.quarantined,
-        )
-        .await?;
-    }
-    if let Some(raw_key) = land(store, &mut report, "users", &window, users_body.clone()).await? {
-        let users = stage::stage_users(&users_body).map_err(|e| invalid("users", e))?;
-        write_staged(
-            store,
-            &mut report,
-            &raw_key,
-            "users",
-            &users.rows,
-            &users.quarantined,
-        )
-        .await?;
-    }
-    if let Some(raw_key) = land(store, &mut report, "carts", &window, carts_body.clone()).await? {
-        let (orders, items) =
-            stage::stage_carts(&carts_body, &prices, now).map_err(|e| invalid("carts", e))?;
-        write_staged(
-            store,
-            &mut report,
-            &raw_key,
-            "orders",
-            &orders.rows,
-            &orders.quarantined,
-        )
-        .await?;
-        write_staged(
-            store,
-            &mut report,
-            &raw_key,
-            "order_items",
-            &items.rows,
-            &items.quarantined,
-        )
-        .await?;
-    }
-    tracing::info!("{}", report.summary());
-    Ok(report)
-}
-
-/// Land one response in RAW. Returns the RAW key when it still needs staging: a new file, or a
-/// duplicate whose STAGING object is missing (a crash between the two writes).
-async fn land(
+/// Land one response in RAW (put-if-absent) and record it in the report. Returns the RAW key:
+/// every landed file goes on to stage, which rewrites a STAGING object only when it is missing
+/// or its bytes differ from what RAW gives (a crash between the writes, or a partial write).
+pub(crate) async fn land(
     store: &dyn ObjectStore,
     report: &mut PullReport,
     entity: &str,
@@ -164,20 +89,27 @@ async fn land(
         bytes: put.meta.size,
         duplicate,
     });
-    if !duplicate {
-        return Ok(Some(key));
+    if duplicate {
+        tracing::info!(raw_key = %key, "duplicate file: already in RAW, skipped");
     }
-    tracing::info!(raw_key = %key, "duplicate file: already in RAW, skipped");
-    let staged_entity = if entity == "carts" { "orders" } else { entity };
-    let staging = zones::staging_key_for(&key, staged_entity)
-        .ok_or_else(|| Error::Other(format!("no staging key for {key}")))?;
-    Ok(match store.head(&staging).await? {
-        Some(_) => None,
-        None => Some(key),
-    })
+    Ok(Some(key))
 }
 
-async fn write_staged<T: Serialize>(
+/// Put `bytes` at `key` unless exactly these bytes are already there. Returns whether it wrote.
+async fn put_if_changed(store: &dyn ObjectStore, key: &str, bytes: Vec<u8>) -> Result<bool> {
+    match store.get(key).await {
+        Ok(existing) if existing[..] == bytes[..] => return Ok(false),
+        Ok(_) | Err(Error::ChecksumMismatch { .. }) => {
+            tracing::warn!(key, "failure scenario: partial write; rebuilding from RAW");
+        }
+        Err(Error::NotFound(_)) => {}
+        Err(e) => return Err(e),
+    }
+    store.put(key, Bytes::from(bytes)).await?;
+    Ok(true)
+}
+
+pub(crate) async fn write_staged<T: Serialize>(
     store: &dyn ObjectStore,
     report: &mut PullReport,
     raw_key: &str,
@@ -187,61 +119,15 @@ async fn write_staged<T: Serialize>(
 ) -> Result<()> {
     let missing = || Error::Other(format!("no zone key derivable from {raw_key}"));
     let staging = zones::staging_key_for(raw_key, entity).ok_or_else(missing)?;
-    store
-        .put(&staging, Bytes::from(stage::to_ndjson(rows)))
-        .await?;
-    *report.staged.entry(entity.to_string()).or_default() += rows.len() as u64;
+    if put_if_changed(store, &staging, stage::to_ndjson(rows)).await? {
+        *report.staged.entry(entity.to_string()).or_default() += rows.len() as u64;
+    }
     if !quarantined.is_empty() {
         let key = zones::quarantine_key_for(raw_key, entity).ok_or_else(missing)?;
-        store
-            .put(&key, Bytes::from(stage::to_ndjson(quarantined)))
-            .await?;
-        tracing::warn!(entity, count = quarantined.len(), key = %key, "records quarantined");
+        if put_if_changed(store, &key, stage::to_ndjson(quarantined)).await? {
+            tracing::warn!(entity, count = quarantined.len(), key = %key, "records quarantined");
+            *report.quarantined.entry(entity.to_string()).or_default() += quarantined.len() as u64;
+        }
     }
-    *report.quarantined.entry(entity.to_string()).or_default() += quarantined.len() as u64;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::LocalStore;
-
-    #[tokio::test]
-    async fn a_rerun_lands_nothing_new_and_counts_duplicates() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = LocalStore::open(dir.path()).unwrap();
-        let src = SyntheticSource::new(42, 1);
-        let now = Utc::now();
-        let first = pull_synthetic(&store, &src, now).await.unwrap();
-        assert_eq!(first.duplicates(), 0);
-        assert_eq!(first.staged["orders"], 40);
-        assert_eq!(first.staged["products"], 20);
-        let before = store.list("").await.unwrap();
-
-        let second = pull_synthetic(&store, &src, now).await.unwrap();
-        assert_eq!(second.duplicates(), 3);
-        assert!(second.staged.is_empty(), "{second:?}");
-        assert_eq!(
-            store.list("").await.unwrap(),
-            before,
-            "a rerun must change nothing"
-        );
-
-        // A lost STAGING object (crash between RAW and STAGING) is rebuilt, byte-identical.
-        let orders_key = before
-            .iter()
-            .find(|m| m.key.starts_with("staging/orders/"))
-            .unwrap();
-        store.delete(&orders_key.key).await.unwrap();
-        let third = pull_synthetic(&store, &src, now).await.unwrap();
-        assert_eq!(third.staged["orders"], 40);
-        let after = store.list("").await.unwrap();
-        let sha = |l: &[crate::store::ObjectMeta]| {
-            l.iter()
-                .map(|m| (m.key.clone(), m.sha256.clone()))
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(sha(&after), sha(&before));
-    }
 }

@@ -34,14 +34,7 @@ pub struct S3Store {
 impl S3Store {
     /// Connect with the standard AWS credential chain; region and endpoint from the config.
     pub async fn connect(cfg: &S3Config) -> Result<S3Store> {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-        if let Some(r) = &cfg.region {
-            loader = loader.region(aws_config::Region::new(r.clone()));
-        }
-        if let Some(u) = &cfg.endpoint_url {
-            loader = loader.endpoint_url(u);
-        }
-        let sdk = loader.load().await;
+        let sdk = crate::aws::sdk_config(cfg.region.as_deref(), cfg.endpoint_url.as_deref()).await;
         let conf = aws_sdk_s3::config::Builder::from(&sdk)
             .force_path_style(cfg.force_path_style)
             .build();

@@ -1,0 +1,875 @@
+//! Batch runs: a small DAG with persisted per-task state.
+//!
+//! ```text
+//! extract_products ─┐
+//! extract_users ────┼─> land ─> stage ─> load
+//! extract_carts ────┘
+//! ```
+//!
+//! Extract fetches a response and spools it under `<data_dir>/runs/<run_id>.spool/`; land puts
+//! spooled bodies into RAW (put-if-absent: a body already there is a duplicate file); stage types
+//! RAW bodies into STAGING and quarantine; load MERGEs the run's STAGING files into the warehouse
+//! (a file already in the ledger is skipped) and refreshes the dirty CURATED days. The run is saved (atomically) after every task, so a
+//! crash or a failure leaves a run that `retry` resumes: it reruns only what has not succeeded,
+//! and a spooled body is never fetched twice.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::fakestore::{Endpoint, FakeStoreClient, Fetched};
+use super::land::{self, LandedFile, PullReport};
+use super::retry::{ApiHealth, ApiState};
+use super::stage;
+use super::synthetic::SyntheticSource;
+use crate::config::{BatchSource, Config};
+use crate::error::{Error, IoContext, Result};
+use crate::store::{sha256_hex, ObjectStore};
+use crate::warehouse::{self, StagedFile, Warehouse};
+use crate::zones;
+
+/// The tasks, in an order that respects their dependencies.
+pub const TASKS: [&str; 6] = [
+    "extract_products",
+    "extract_users",
+    "extract_carts",
+    "land",
+    "stage",
+    "load",
+];
+
+fn deps(task: &str) -> &'static [&'static str] {
+    match task {
+        "land" => &["extract_products", "extract_users", "extract_carts"],
+        "stage" => &["land"],
+        "load" => &["stage"],
+        _ => &[],
+    }
+}
+
+fn extract_endpoint(task: &str) -> Option<Endpoint> {
+    task.strip_prefix("extract_").and_then(Endpoint::parse)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskStatus {
+    Pending,
+    /// Saved before the work starts: a run found in this state was interrupted.
+    Running,
+    Succeeded,
+    Failed,
+    /// Not run because a task it needs failed.
+    UpstreamFailed,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskState {
+    pub name: String,
+    pub status: TaskStatus,
+    /// Times the task was started (HTTP attempts are in `detail`).
+    pub attempts: u32,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub error: Option<String>,
+    /// What it did, in a few words.
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Running,
+    Succeeded,
+    Failed,
+    /// Some tasks were not selected (`--task`) and are still pending.
+    Incomplete,
+}
+
+/// A spooled response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Extracted {
+    pub url: String,
+    pub sha256: String,
+    pub bytes: u64,
+    pub http_attempts: u32,
+}
+
+/// One batch run, as persisted in `<data_dir>/runs/<run_id>.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchRun {
+    pub run_id: String,
+    pub source: String,
+    /// Carts date window (inclusive), when the pull is incremental.
+    pub window: Option<(NaiveDate, NaiveDate)>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub status: RunStatus,
+    pub tasks: Vec<TaskState>,
+    /// Spooled responses by entity.
+    pub extracted: BTreeMap<String, Extracted>,
+    /// Entities whose RAW file still needs staging (set by land, drained by stage).
+    pub to_stage: Vec<String>,
+    pub report: PullReport,
+}
+
+impl BatchRun {
+    fn new(run_id: String, source: &str, window: Option<(NaiveDate, NaiveDate)>) -> BatchRun {
+        BatchRun {
+            run_id,
+            source: source.to_string(),
+            window,
+            created_at: Utc::now(),
+            started_at: None,
+            ended_at: None,
+            status: RunStatus::Running,
+            tasks: TASKS
+                .iter()
+                .map(|t| TaskState {
+                    name: (*t).to_string(),
+                    status: TaskStatus::Pending,
+                    attempts: 0,
+                    started_at: None,
+                    ended_at: None,
+                    error: None,
+                    detail: None,
+                })
+                .collect(),
+            extracted: BTreeMap::new(),
+            to_stage: Vec::new(),
+            report: PullReport {
+                source: source.to_string(),
+                ..PullReport::default()
+            },
+        }
+    }
+
+    pub fn task(&self, name: &str) -> Option<&TaskState> {
+        self.tasks.iter().find(|t| t.name == name)
+    }
+
+    fn task_mut(&mut self, name: &str) -> &mut TaskState {
+        // Every run is created with all of TASKS; a name outside it is a programming error
+        // caught by `select` before we get here.
+        let i = self
+            .tasks
+            .iter()
+            .position(|t| t.name == name)
+            .unwrap_or_default();
+        &mut self.tasks[i]
+    }
+
+    pub fn succeeded(&self, name: &str) -> bool {
+        self.task(name)
+            .is_some_and(|t| t.status == TaskStatus::Succeeded)
+    }
+
+    fn start(&mut self, name: &str) {
+        let t = self.task_mut(name);
+        t.status = TaskStatus::Running;
+        t.attempts += 1;
+        t.started_at = Some(Utc::now());
+        t.ended_at = None;
+        t.error = None;
+    }
+
+    fn finish(&mut self, name: &str, result: std::result::Result<String, String>) {
+        let t = self.task_mut(name);
+        t.ended_at = Some(Utc::now());
+        match result {
+            Ok(detail) => {
+                t.status = TaskStatus::Succeeded;
+                t.detail = Some(detail);
+            }
+            Err(e) => {
+                tracing::error!(task = name, error = %e, "batch task failed");
+                t.status = TaskStatus::Failed;
+                t.error = Some(e);
+            }
+        }
+    }
+
+    /// One line: id, status, tasks that failed, and the pull report.
+    pub fn summary(&self) -> String {
+        let failed: Vec<String> = self
+            .tasks
+            .iter()
+            .filter(|t| t.status == TaskStatus::Failed)
+            .map(|t| format!("{}: {}", t.name, t.error.clone().unwrap_or_default()))
+            .collect();
+        let status = format!("{:?}", self.status).to_lowercase();
+        if failed.is_empty() {
+            format!("run {} {status}; {}", self.run_id, self.report.summary())
+        } else {
+            format!(
+                "run {} {status} ({}); retry with `ecomops retry {}`",
+                self.run_id,
+                failed.join("; "),
+                self.run_id
+            )
+        }
+    }
+}
+
+/// Persisted runs: `<dir>/<run_id>.json`, spools in `<dir>/<run_id>.spool/`.
+#[derive(Debug, Clone)]
+pub struct RunStore {
+    dir: PathBuf,
+}
+
+impl RunStore {
+    pub fn new(dir: impl Into<PathBuf>) -> RunStore {
+        RunStore { dir: dir.into() }
+    }
+
+    fn path(&self, run_id: &str) -> PathBuf {
+        self.dir.join(format!("{run_id}.json"))
+    }
+
+    fn spool(&self, run_id: &str) -> PathBuf {
+        self.dir.join(format!("{run_id}.spool"))
+    }
+
+    /// A fresh id: the UTC second plus a counter, e.g. `20261124T080000Z-1`.
+    fn new_id(&self) -> String {
+        let stamp = Utc::now().format("%Y%m%dT%H%M%SZ");
+        (1..)
+            .map(|n| format!("{stamp}-{n}"))
+            .find(|id| !self.path(id).exists())
+            .unwrap_or_else(|| stamp.to_string())
+    }
+
+    pub fn save(&self, run: &BatchRun) -> Result<()> {
+        std::fs::create_dir_all(&self.dir).at(&self.dir)?;
+        let json = serde_json::to_vec_pretty(run)
+            .map_err(|e| Error::Other(format!("cannot encode run {}: {e}", run.run_id)))?;
+        write_atomic(&self.path(&run.run_id), &json)
+    }
+
+    pub fn load(&self, run_id: &str) -> Result<BatchRun> {
+        if run_id.is_empty() || run_id.contains(['/', '\\']) || run_id.starts_with('.') {
+            return Err(Error::Usage(format!("{run_id:?} is not a run id")));
+        }
+        let path = self.path(run_id);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::Usage(format!(
+                    "no batch run {run_id} in {} (see `ecomops status`)",
+                    self.dir.display()
+                )))
+            }
+            Err(e) => return Err(Error::io(path, e)),
+        };
+        serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Other(format!("run file {} is unreadable: {e}", path.display())))
+    }
+
+    /// The newest `n` runs, newest first (ids sort by time).
+    pub fn recent(&self, n: usize) -> Vec<BatchRun> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut ids: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()
+                    .and_then(|n| n.strip_suffix(".json"))
+                    .map(str::to_string)
+            })
+            .collect();
+        ids.sort_by_key(|id| std::cmp::Reverse(run_id_order(id)));
+        ids.iter()
+            .take(n)
+            .filter_map(|id| self.load(id).ok())
+            .collect()
+    }
+}
+
+/// Ids sort by stamp, then by counter as a number.
+fn run_id_order(id: &str) -> (String, u64) {
+    match id.rsplit_once('-') {
+        Some((stamp, n)) => (stamp.to_string(), n.parse().unwrap_or(0)),
+        None => (id.to_string(), 0),
+    }
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write as _;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp).at(&tmp)?;
+    f.write_all(bytes).at(&tmp)?;
+    f.sync_all().at(&tmp)?;
+    std::fs::rename(&tmp, path).at(path)
+}
+
+/// Where batch responses come from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    Synthetic(SyntheticSource),
+    FakeStore(FakeStoreClient),
+}
+
+impl Source {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Source::Synthetic(_) => "synthetic",
+            Source::FakeStore(_) => "fakestore",
+        }
+    }
+
+    async fn fetch(
+        &self,
+        endpoint: Endpoint,
+        window: Option<(NaiveDate, NaiveDate)>,
+    ) -> Result<Fetched> {
+        match self {
+            Source::Synthetic(s) => Ok(Fetched {
+                url: format!("synthetic:/{}", endpoint.name()),
+                body: match endpoint {
+                    Endpoint::Products => s.products(),
+                    Endpoint::Users => s.users(),
+                    Endpoint::Carts => s.carts(window.map(|w| w.0), window.map(|w| w.1)),
+                },
+                attempts: 1,
+            }),
+            Source::FakeStore(c) => c.fetch(endpoint, window).await,
+        }
+    }
+}
+
+/// Runs and resumes batch runs.
+pub struct BatchRunner {
+    store: Arc<dyn ObjectStore>,
+    warehouse: Option<Arc<dyn Warehouse>>,
+    lookback_days: u32,
+    source: Source,
+    runs: RunStore,
+    health: Arc<ApiHealth>,
+}
+
+impl BatchRunner {
+    /// The configured source, runs kept in `<data_dir>/runs`.
+    pub fn new(
+        config: &Config,
+        store: Arc<dyn ObjectStore>,
+        warehouse: Option<Arc<dyn Warehouse>>,
+    ) -> Result<BatchRunner> {
+        let b = &config.batch;
+        let health = Arc::new(ApiHealth::new(b.retry.api_down_after));
+        let source = match b.source {
+            BatchSource::Synthetic => Source::Synthetic(SyntheticSource::new(b.seed, b.scale)),
+            BatchSource::Fakestore => Source::FakeStore(FakeStoreClient::new(
+                &b.fakestore,
+                &b.retry,
+                health.clone(),
+            )?),
+        };
+        Ok(BatchRunner {
+            store,
+            warehouse,
+            lookback_days: config.warehouse.lookback_days,
+            source,
+            runs: RunStore::new(config.data_dir.join("runs")),
+            health,
+        })
+    }
+
+    pub fn source_name(&self) -> &'static str {
+        self.source.name()
+    }
+
+    pub fn api_state(&self) -> ApiState {
+        self.health.state()
+    }
+
+    pub fn runs(&self) -> &RunStore {
+        &self.runs
+    }
+
+    /// Start a new run of every task, or of `task` and what follows it.
+    pub async fn run_new(
+        &self,
+        task: Option<&str>,
+        window: Option<(NaiveDate, NaiveDate)>,
+    ) -> Result<BatchRun> {
+        let selection = select(task)?;
+        let mut run = BatchRun::new(self.runs.new_id(), self.source.name(), window);
+        tracing::info!(run_id = %run.run_id, source = %run.source, "batch run started");
+        self.execute(&mut run, &selection).await?;
+        Ok(run)
+    }
+
+    /// Rerun what has not succeeded in `run_id` (only `task` and what follows it, if given).
+    pub async fn retry(&self, run_id: &str, task: Option<&str>) -> Result<BatchRun> {
+        let mut run = self.runs.load(run_id)?;
+        if run.source != self.source.name() {
+            return Err(Error::Usage(format!(
+                "run {run_id} pulled from {} but batch.source is now {}",
+                run.source,
+                self.source.name()
+            )));
+        }
+        if let Some(t) = task {
+            if run.succeeded(t) {
+                return Err(Error::Usage(format!(
+                    "task {t} of run {run_id} already succeeded; nothing to retry"
+                )));
+            }
+        }
+        let selection = select(task)?;
+        tracing::info!(run_id, task = task.unwrap_or("all"), "batch run retried");
+        self.execute(&mut run, &selection).await?;
+        Ok(run)
+    }
+
+    async fn execute(&self, run: &mut BatchRun, selection: &BTreeSet<&str>) -> Result<()> {
+        run.started_at.get_or_insert_with(Utc::now);
+        run.ended_at = None;
+        run.status = RunStatus::Running;
+        let wanted = |run: &BatchRun, t: &str| selection.contains(t) && !run.succeeded(t);
+
+        // Extracts run concurrently: an API that is down costs one retry budget, not three.
+        let todo: Vec<Endpoint> = TASKS
+            .iter()
+            .filter(|t| wanted(run, t))
+            .filter_map(|t| extract_endpoint(t))
+            .collect();
+        for ep in &todo {
+            run.start(&format!("extract_{}", ep.name()));
+        }
+        self.runs.save(run)?;
+        let fetched =
+            futures::future::join_all(todo.iter().map(|ep| self.source.fetch(*ep, run.window)))
+                .await;
+        for (ep, result) in todo.iter().zip(fetched) {
+            let task = format!("extract_{}", ep.name());
+            let outcome = match result {
+                Ok(f) => self.spool(run, *ep, f),
+                Err(e) => Err(e.to_string()),
+            };
+            run.finish(&task, outcome);
+        }
+        self.runs.save(run)?;
+
+        for task in ["land", "stage", "load"] {
+            if !wanted(run, task) {
+                continue;
+            }
+            if deps(task).iter().any(|d| {
+                run.task(d).is_some_and(|t| {
+                    matches!(t.status, TaskStatus::Failed | TaskStatus::UpstreamFailed)
+                })
+            }) {
+                run.task_mut(task).status = TaskStatus::UpstreamFailed;
+                continue;
+            }
+            if !deps(task).iter().all(|d| run.succeeded(d)) {
+                continue; // left pending: a dependency was not selected
+            }
+            run.start(task);
+            self.runs.save(run)?;
+            let outcome = match task {
+                "land" => self.land(run).await,
+                "stage" => self.stage(run).await,
+                _ => self.load(run).await,
+            };
+            run.finish(task, outcome.map_err(|e| e.to_string()));
+            self.runs.save(run)?;
+        }
+
+        run.ended_at = Some(Utc::now());
+        run.status = if run.tasks.iter().all(|t| t.status == TaskStatus::Succeeded) {
+            RunStatus::Succeeded
+        } else if run
+            .tasks
+            .iter()
+            .any(|t| matches!(t.status, TaskStatus::Failed | TaskStatus::UpstreamFailed))
+        {
+            RunStatus::Failed
+        } else {
+            RunStatus::Incomplete
+        };
+        self.runs.save(run)?;
+        if run.status == RunStatus::Succeeded {
+            // Everything is in RAW now; the spool has done its job.
+            let spool = self.runs.spool(&run.run_id);
+            if let Err(e) = std::fs::remove_dir_all(&spool) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(path = %spool.display(), error = %e, "could not remove spool");
+                }
+            }
+        }
+        tracing::info!("{}", run.summary());
+        Ok(())
+    }
+
+    fn spool(
+        &self,
+        run: &mut BatchRun,
+        ep: Endpoint,
+        f: Fetched,
+    ) -> std::result::Result<String, String> {
+        let dir = self.runs.spool(&run.run_id);
+        let path = dir.join(format!("{}.json", ep.name()));
+        std::fs::create_dir_all(&dir)
+            .at(&dir)
+            .and_then(|_| write_atomic(&path, &f.body))
+            .map_err(|e| e.to_string())?;
+        let detail = format!("{} bytes in {} attempt(s)", f.body.len(), f.attempts);
+        run.extracted.insert(
+            ep.name().to_string(),
+            Extracted {
+                url: f.url,
+                sha256: sha256_hex(&f.body),
+                bytes: f.body.len() as u64,
+                http_attempts: f.attempts,
+            },
+        );
+        Ok(detail)
+    }
+
+    async fn land(&self, run: &mut BatchRun) -> Result<String> {
+        let window = zones::window_partition(run.window.map(|w| w.0), run.window.map(|w| w.1));
+        // A retried land starts over: put-if-absent makes the files it already put duplicates
+        // of themselves, so count only this attempt's outcome.
+        run.report.files.clear();
+        run.to_stage.clear();
+        for ep in Endpoint::ALL {
+            let entity = ep.name();
+            let path = self.runs.spool(&run.run_id).join(format!("{entity}.json"));
+            let body = std::fs::read(&path).map_err(|e| {
+                Error::Other(format!(
+                    "spooled {entity} response {} unreadable ({e}); rerun its extract: \
+                     `ecomops retry {} --task extract_{entity}` after marking it failed",
+                    path.display(),
+                    run.run_id
+                ))
+            })?;
+            let expected = run.extracted.get(entity).map(|x| x.sha256.clone());
+            let actual = sha256_hex(&body);
+            if expected.as_deref() != Some(actual.as_str()) {
+                return Err(Error::ChecksumMismatch {
+                    key: path.display().to_string(),
+                    expected: expected.unwrap_or_default(),
+                    actual,
+                });
+            }
+            if land::land(self.store.as_ref(), &mut run.report, entity, &window, body)
+                .await?
+                .is_some()
+            {
+                run.to_stage.push(entity.to_string());
+            }
+            // (Every landed file is staged; stage writes only what is missing or damaged.)
+        }
+        let dup = run.report.duplicates();
+        Ok(format!(
+            "{} new, {dup} duplicate file(s) skipped",
+            run.report.files.len() - dup
+        ))
+    }
+
+    async fn stage(&self, run: &mut BatchRun) -> Result<String> {
+        let key_of = |run: &BatchRun, entity: &str| -> Result<String> {
+            run.report
+                .files
+                .iter()
+                .find(|f: &&LandedFile| f.entity == entity)
+                .map(|f| f.raw_key.clone())
+                .ok_or_else(|| Error::Other(format!("run {} landed no {entity}", run.run_id)))
+        };
+        let invalid = |what: &str, why: crate::domain::Invalid| {
+            Error::Invalid(format!("{what} response unusable: {why}"))
+        };
+        run.report.staged.clear();
+        run.report.quarantined.clear();
+        let now = run.created_at;
+        // Carts are priced from this pull's products, whether or not that file was new.
+        let products_key = key_of(run, "products")?;
+        let products_body = self.store.get(&products_key).await?;
+        let products = stage::stage_products(&products_body).map_err(|e| invalid("products", e))?;
+        let prices: HashMap<i64, i64> = products
+            .rows
+            .iter()
+            .map(|p| (p.product_id, p.price_cents))
+            .collect();
+        for entity in run.to_stage.clone() {
+            let raw_key = key_of(run, &entity)?;
+            let report = &mut run.report;
+            let store = self.store.as_ref();
+            match entity.as_str() {
+                "products" => {
+                    land::write_staged(
+                        store,
+                        report,
+                        &raw_key,
+                        "products",
+                        &products.rows,
+                        &products.quarantined,
+                    )
+                    .await?
+                }
+                "users" => {
+                    let body = store.get(&raw_key).await?;
+                    let users = stage::stage_users(&body).map_err(|e| invalid("users", e))?;
+                    land::write_staged(
+                        store,
+                        report,
+                        &raw_key,
+                        "users",
+                        &users.rows,
+                        &users.quarantined,
+                    )
+                    .await?
+                }
+                _ => {
+                    let body = store.get(&raw_key).await?;
+                    let (orders, items) =
+                        stage::stage_carts(&body, &prices, now).map_err(|e| invalid("carts", e))?;
+                    land::write_staged(
+                        store,
+                        report,
+                        &raw_key,
+                        "orders",
+                        &orders.rows,
+                        &orders.quarantined,
+                    )
+                    .await?;
+                    land::write_staged(
+                        store,
+                        report,
+                        &raw_key,
+                        "order_items",
+                        &items.rows,
+                        &items.quarantined,
+                    )
+                    .await?
+                }
+            }
+        }
+        let rows: u64 = run.report.staged.values().sum();
+        let bad: u64 = run.report.quarantined.values().sum();
+        Ok(format!("{rows} rows staged, {bad} quarantined"))
+    }
+}
+
+impl BatchRunner {
+    /// MERGE this run's STAGING files into the warehouse, then refresh the dirty CURATED days.
+    async fn load(&self, run: &mut BatchRun) -> Result<String> {
+        let wh = self
+            .warehouse
+            .as_ref()
+            .ok_or_else(|| Error::Other("no warehouse is open (read-only?)".into()))?;
+        run.report.loaded.clear();
+        run.report.load_skipped = 0;
+        // Load order matters for dirty-day marking: orders before their lines.
+        let mut files = Vec::new();
+        for entity in ["products", "users", "orders", "order_items"] {
+            let raw_entity = match entity {
+                "orders" | "order_items" => "carts",
+                e => e,
+            };
+            for f in run.report.files.iter().filter(|f| f.entity == raw_entity) {
+                if let Some(key) = zones::staging_key_for(&f.raw_key, entity) {
+                    files.push((entity, key));
+                }
+            }
+        }
+        for (entity, key) in files {
+            let body = self.store.get(&key).await?;
+            let file = StagedFile {
+                sha256: sha256_hex(&body),
+                key,
+                entity: entity.to_string(),
+                body,
+                source: run.source.clone(),
+            };
+            let outcome = wh.load(&file).await?;
+            if outcome.skipped {
+                run.report.load_skipped += 1;
+            } else {
+                *run.report.loaded.entry(entity.to_string()).or_default() += outcome.rows;
+            }
+        }
+        let refreshed = warehouse::refresh_models(wh.as_ref(), self.lookback_days).await?;
+        let rows: u64 = run.report.loaded.values().sum();
+        Ok(format!(
+            "{rows} rows merged, {} file(s) already loaded; {} day(s) of models recomputed",
+            run.report.load_skipped, refreshed.recomputed_days
+        ))
+    }
+}
+
+/// The tasks a request covers: all of them, or `task` and everything downstream of it.
+fn select(task: Option<&str>) -> Result<BTreeSet<&'static str>> {
+    let Some(task) = task else {
+        return Ok(TASKS.into_iter().collect());
+    };
+    let Some(root) = TASKS.into_iter().find(|t| *t == task) else {
+        return Err(Error::Usage(format!(
+            "no task {task:?}; the tasks are {}",
+            TASKS.join(", ")
+        )));
+    };
+    let mut selected = BTreeSet::from([root]);
+    // TASKS is in dependency order, so one pass collects every descendant.
+    for t in TASKS {
+        if deps(t).iter().any(|d| selected.contains(d)) {
+            selected.insert(t);
+        }
+    }
+    Ok(selected)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::LocalStore;
+
+    fn runner(dir: &Path) -> BatchRunner {
+        let config = Config {
+            data_dir: dir.to_path_buf(),
+            ..Config::default()
+        };
+        let store = Arc::new(LocalStore::open(dir.join("store")).unwrap());
+        let wh = Arc::new(crate::warehouse::duck::DuckWarehouse::in_memory().unwrap());
+        BatchRunner::new(&config, store, Some(wh)).unwrap()
+    }
+
+    #[test]
+    fn selection_follows_the_dag() {
+        let all = select(None).unwrap();
+        assert_eq!(all.len(), 6);
+        let s = select(Some("extract_users")).unwrap();
+        assert_eq!(
+            s,
+            BTreeSet::from(["extract_users", "land", "stage", "load"]),
+            "a task and what follows it"
+        );
+        assert!(select(Some("publish")).unwrap_err().is_usage());
+    }
+
+    #[tokio::test]
+    async fn a_rerun_lands_nothing_new_and_counts_duplicates() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = runner(dir.path());
+        let first = r.run_new(None, None).await.unwrap();
+        assert_eq!(first.status, RunStatus::Succeeded, "{}", first.summary());
+        assert_eq!(first.report.duplicates(), 0);
+        assert_eq!(first.report.staged["orders"], 40);
+        assert_eq!(first.report.staged["products"], 20);
+        assert_eq!(first.report.loaded["orders"], 40);
+        assert!(!r.runs.spool(&first.run_id).exists(), "spool removed");
+        let before = r.store.list("").await.unwrap();
+
+        let second = r.run_new(None, None).await.unwrap();
+        assert_ne!(second.run_id, first.run_id);
+        assert_eq!(second.report.duplicates(), 3);
+        assert!(second.report.staged.is_empty(), "{:?}", second.report);
+        assert!(second.report.loaded.is_empty(), "{:?}", second.report);
+        assert_eq!(second.report.load_skipped, 4);
+        assert_eq!(
+            r.store.list("").await.unwrap(),
+            before,
+            "a rerun changes nothing"
+        );
+
+        // A lost STAGING object (crash between RAW and STAGING) is rebuilt, byte-identical.
+        let orders = before
+            .iter()
+            .find(|m| m.key.starts_with("staging/orders/"))
+            .unwrap();
+        r.store.delete(&orders.key).await.unwrap();
+        let third = r.run_new(None, None).await.unwrap();
+        assert_eq!(third.report.staged["orders"], 40);
+        let sha = |l: &[crate::store::ObjectMeta]| {
+            l.iter()
+                .map(|m| (m.key.clone(), m.sha256.clone()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(sha(&r.store.list("").await.unwrap()), sha(&before));
+
+        let recent = r.runs.recent(10);
+        assert_eq!(recent.len(), 3);
+        assert_eq!(recent[0].run_id, third.run_id, "newest first");
+    }
+
+    #[tokio::test]
+    async fn verify_detects_a_partial_write_and_a_rerun_repairs_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = runner(dir.path());
+        let run = r.run_new(None, None).await.unwrap();
+        assert_eq!(run.status, RunStatus::Succeeded, "{}", run.summary());
+        let wh = r.warehouse.clone().unwrap();
+        let v = warehouse::verify::verify(r.store.as_ref(), wh.as_ref())
+            .await
+            .unwrap();
+        assert!(v.ok(), "{:?}", v.differences);
+        assert!(v.checks >= 15, "{}", v.checks);
+        let m = warehouse::metrics(wh.as_ref()).await.unwrap();
+        assert!(m.revenue_cents > 0 && m.orders > 0, "{m:?}");
+        assert_eq!(m.by_category.len(), 4, "{m:?}");
+
+        let key = r.store.list("staging/orders/").await.unwrap().remove(0).key;
+        let body = r.store.get(&key).await.unwrap();
+        r.store
+            .put(&key, body.slice(..body.len() / 2))
+            .await
+            .unwrap();
+        let v = warehouse::verify::verify(r.store.as_ref(), wh.as_ref())
+            .await
+            .unwrap();
+        assert!(!v.ok());
+        assert_eq!(v.partial_writes, vec![key.clone()]);
+
+        let rerun = r.run_new(None, None).await.unwrap();
+        assert_eq!(
+            rerun.report.staged.get("orders"),
+            Some(&40),
+            "rebuilt from RAW"
+        );
+        assert_eq!(r.store.get(&key).await.unwrap(), body);
+        let v = warehouse::verify::verify(r.store.as_ref(), wh.as_ref())
+            .await
+            .unwrap();
+        assert!(v.ok(), "{:?}", v.differences);
+        assert_eq!(
+            warehouse::metrics(wh.as_ref()).await.unwrap(),
+            m,
+            "nothing changed"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_partial_run_is_finished_by_retry_without_refetching() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = runner(dir.path());
+        let run = r.run_new(Some("extract_products"), None).await.unwrap();
+        assert_eq!(run.status, RunStatus::Incomplete);
+        assert!(run.succeeded("extract_products"));
+        assert_eq!(run.task("land").unwrap().status, TaskStatus::Pending);
+
+        let err = r
+            .retry(&run.run_id, Some("extract_products"))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("already succeeded"), "{err}");
+
+        let done = r.retry(&run.run_id, None).await.unwrap();
+        assert_eq!(done.status, RunStatus::Succeeded, "{}", done.summary());
+        assert_eq!(
+            done.task("extract_products").unwrap().attempts,
+            1,
+            "a succeeded task is not rerun"
+        );
+        assert_eq!(done.task("extract_users").unwrap().attempts, 1);
+        assert_eq!(r.runs.load(&run.run_id).unwrap(), done, "persisted");
+        assert!(r.retry("nope", None).await.unwrap_err().is_usage());
+    }
+}

@@ -1,0 +1,295 @@
+//! DuckDB, embedded: one file in the data dir. DuckDB is synchronous, so every call runs on the
+//! blocking pool with the one connection behind a mutex (DuckDB allows one writing process, and
+//! this process is it).
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use duckdb::types::{TimeUnit, Value};
+use duckdb::{AccessMode, Connection};
+use futures::future::BoxFuture;
+
+use super::schema::{self, Dialect};
+use super::{Cell, LoadOutcome, StagedFile, TextRows, Warehouse};
+use crate::error::{Error, Result};
+
+/// How long a writer's open waits for another process's lock on the file; a reader gives up
+/// after a second (it must never hold up a writer).
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+const READER_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+#[derive(Clone)]
+pub struct DuckWarehouse {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl std::fmt::Debug for DuckWarehouse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DuckWarehouse").finish_non_exhaustive()
+    }
+}
+
+fn db(e: duckdb::Error) -> Error {
+    Error::Warehouse(e.to_string())
+}
+
+fn cell_value(c: &Cell) -> Value {
+    match c {
+        Cell::Int(v) => Value::BigInt(*v),
+        Cell::Float(v) => Value::Double(*v),
+        Cell::Text(s) => Value::Text(s.clone()),
+        Cell::Time(t) => Value::Timestamp(TimeUnit::Microsecond, t.timestamp_micros()),
+        Cell::Null => Value::Null,
+    }
+}
+
+fn value_text(v: Value) -> Option<String> {
+    match v {
+        Value::Null => None,
+        Value::Boolean(b) => Some(b.to_string()),
+        Value::TinyInt(x) => Some(x.to_string()),
+        Value::SmallInt(x) => Some(x.to_string()),
+        Value::Int(x) => Some(x.to_string()),
+        Value::BigInt(x) => Some(x.to_string()),
+        Value::HugeInt(x) => Some(x.to_string()),
+        Value::UTinyInt(x) => Some(x.to_string()),
+        Value::USmallInt(x) => Some(x.to_string()),
+        Value::UInt(x) => Some(x.to_string()),
+        Value::UBigInt(x) => Some(x.to_string()),
+        Value::Float(x) => Some(x.to_string()),
+        Value::Double(x) => Some(x.to_string()),
+        Value::Text(s) => Some(s),
+        Value::Timestamp(unit, v) => {
+            let micros = match unit {
+                TimeUnit::Second => v.saturating_mul(1_000_000),
+                TimeUnit::Millisecond => v.saturating_mul(1_000),
+                TimeUnit::Microsecond => v,
+                TimeUnit::Nanosecond => v / 1_000,
+            };
+            chrono::DateTime::from_timestamp_micros(micros)
+                .map(|t| t.naive_utc().format("%Y-%m-%d %H:%M:%S").to_string())
+        }
+        Value::Date32(days) => chrono::NaiveDate::from_num_days_from_ce_opt(days + 719_163)
+            .map(|d| d.format("%Y-%m-%d").to_string()),
+        // Queries cast anything else to VARCHAR; this is a readable fallback.
+        other => Some(format!("{other:?}")),
+    }
+}
+
+impl DuckWarehouse {
+    /// Open (or create) the file and its schemas. `read_only` never writes or locks for write.
+    pub async fn open(path: &Path, read_only: bool) -> Result<DuckWarehouse> {
+        let path = path.to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+            }
+            let open = || {
+                if read_only {
+                    let cfg = duckdb::Config::default().access_mode(AccessMode::ReadOnly)?;
+                    Connection::open_with_flags(&path, cfg)
+                } else {
+                    Connection::open(&path)
+                }
+            };
+            // DuckDB locks the file per process: a short-lived reader (`status` with no
+            // instance running) may hold it for a moment, so a lock conflict is retried.
+            let wait = if read_only {
+                READER_LOCK_WAIT
+            } else {
+                LOCK_WAIT
+            };
+            let deadline = std::time::Instant::now() + wait;
+            let conn = loop {
+                match open() {
+                    Ok(c) => break c,
+                    Err(e)
+                        if e.to_string().contains("lock")
+                            && std::time::Instant::now() < deadline =>
+                    {
+                        std::thread::sleep(std::time::Duration::from_millis(100));
+                    }
+                    Err(e) => {
+                        return Err(Error::Warehouse(format!(
+                            "cannot open {}: {e}",
+                            path.display()
+                        )))
+                    }
+                }
+            };
+            if !read_only {
+                conn.execute_batch(&schema::ddl(Dialect::DuckDb).join(";\n"))
+                    .map_err(db)?;
+            }
+            Ok(DuckWarehouse {
+                conn: Arc::new(Mutex::new(conn)),
+            })
+        })
+        .await
+        .map_err(|e| Error::Other(format!("warehouse task failed: {e}")))?
+    }
+
+    /// An in-memory warehouse (tests and benchmarks).
+    pub fn in_memory() -> Result<DuckWarehouse> {
+        let conn = Connection::open_in_memory().map_err(db)?;
+        conn.execute_batch(&schema::ddl(Dialect::DuckDb).join(";\n"))
+            .map_err(db)?;
+        Ok(DuckWarehouse {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Run `f` with the connection on the blocking pool.
+    async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            // A panic mid-statement poisons the lock; DuckDB rolled the transaction back.
+            let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| Error::Other(format!("warehouse task failed: {e}")))?
+    }
+
+    /// The load, synchronously: ledger check, scratch table, MERGE, dirty days, ledger row,
+    /// all in one transaction.
+    pub fn load_blocking(conn: &mut Connection, file: &StagedFile) -> Result<LoadOutcome> {
+        let (spec, rows) = file.parse()?;
+        let tx = conn.transaction().map_err(db)?;
+        let seen: i64 = tx
+            .query_row(&schema::ledger_check(&file.sha256), [], |r| r.get(0))
+            .map_err(db)?;
+        if seen > 0 {
+            return Ok(file.outcome(0, true));
+        }
+        let entry = file.ledger_entry(rows.len());
+        let (before, after) = schema::load_sql(Dialect::DuckDb, &spec, &entry);
+        let run = |sql: &str| {
+            tx.execute_batch(sql)
+                .map_err(|e| Error::Warehouse(format!("{e} in: {sql}")))
+        };
+        for sql in &before {
+            run(sql)?;
+        }
+        {
+            // The appender is DuckDB's bulk path: far faster than INSERT ... VALUES.
+            let table = spec.scratch();
+            let name = table.trim_start_matches("ops.");
+            let mut app = tx.appender_to_db(name, "ops").map_err(db)?;
+            for row in &rows {
+                app.append_row(duckdb::appender_params_from_iter(
+                    row.iter().map(cell_value),
+                ))
+                .map_err(db)?;
+            }
+            app.flush().map_err(db)?;
+        }
+        for sql in &after {
+            run(sql)?;
+        }
+        tx.commit().map_err(db)?;
+        Ok(file.outcome(rows.len(), false))
+    }
+}
+
+impl Warehouse for DuckWarehouse {
+    fn backend(&self) -> &'static str {
+        "duckdb"
+    }
+
+    fn load<'a>(&'a self, file: &'a StagedFile) -> BoxFuture<'a, Result<LoadOutcome>> {
+        let file = file.clone();
+        Box::pin(self.with(move |conn| DuckWarehouse::load_blocking(conn, &file)))
+    }
+
+    fn execute_tx(&self, statements: Vec<String>) -> BoxFuture<'_, Result<()>> {
+        Box::pin(self.with(move |conn| {
+            let tx = conn.transaction().map_err(db)?;
+            for s in &statements {
+                tx.execute_batch(s)
+                    .map_err(|e| Error::Warehouse(format!("{e} in: {s}")))?;
+            }
+            tx.commit().map_err(db)
+        }))
+    }
+
+    fn query<'a>(&'a self, sql: &'a str) -> BoxFuture<'a, Result<TextRows>> {
+        let sql = sql.to_string();
+        Box::pin(self.with(move |conn| {
+            let mut stmt = conn.prepare(&sql).map_err(db)?;
+            let mut rows = stmt.query([]).map_err(db)?;
+            let mut out = Vec::new();
+            let n = rows.as_ref().map_or(0, |s| s.column_count());
+            while let Some(row) = rows.next().map_err(db)? {
+                let mut cells = Vec::with_capacity(n);
+                for i in 0..n {
+                    cells.push(value_text(row.get::<_, Value>(i).map_err(db)?));
+                }
+                out.push(cells);
+            }
+            Ok(out)
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::warehouse::{metrics, refresh_models, table_rows};
+
+    fn file(entity: &str, key: &str, body: &str) -> StagedFile {
+        StagedFile {
+            key: key.into(),
+            entity: entity.into(),
+            sha256: crate::store::sha256_hex(body.as_bytes()),
+            body: bytes::Bytes::from(body.to_string()),
+            source: "test".into(),
+        }
+    }
+
+    const ORDERS: &str = concat!(
+        r#"{"order_id":1,"user_id":1,"order_time":"2026-03-01T10:00:00Z","order_status":"placed","order_total_cents":1000,"item_count":1}"#,
+        "\n",
+        r#"{"order_id":2,"user_id":2,"order_time":"2026-03-02T10:00:00Z","order_status":"empty","order_total_cents":0,"item_count":0}"#,
+        "\n",
+        // A duplicate key within the file: the last copy wins.
+        r#"{"order_id":1,"user_id":1,"order_time":"2026-03-01T10:00:00Z","order_status":"placed","order_total_cents":1500,"item_count":1}"#,
+        "\n",
+    );
+
+    #[tokio::test]
+    async fn a_load_merges_dedups_and_is_skipped_the_second_time() {
+        let wh = DuckWarehouse::in_memory().unwrap();
+        let f = file("orders", "staging/orders/a.ndjson", ORDERS);
+        let first = wh.load(&f).await.unwrap();
+        assert_eq!((first.rows, first.skipped), (3, false));
+        assert_eq!(table_rows(&wh, "staging.orders").await.unwrap(), 2);
+        let again = wh.load(&f).await.unwrap();
+        assert!(again.skipped);
+        assert_eq!(table_rows(&wh, "ops.ledger").await.unwrap(), 1);
+
+        let r = refresh_models(&wh, 1).await.unwrap();
+        assert_eq!(r.dirty_days, 2);
+        let m = metrics(&wh).await.unwrap();
+        assert_eq!((m.revenue_cents, m.orders), (1500, 1), "{m:?}");
+        assert_eq!(m.avg_order_value_cents, Some(1500.0));
+        // Nothing dirty: a second refresh recomputes nothing.
+        assert_eq!(refresh_models(&wh, 1).await.unwrap().recomputed_days, 0);
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_staging_line_fails_the_load_and_leaves_nothing() {
+        let wh = DuckWarehouse::in_memory().unwrap();
+        let body = format!("{ORDERS}{{\"order_id\":\"x\"}}\n");
+        let err = wh
+            .load(&file("orders", "staging/orders/b.ndjson", &body))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("line 4"), "{err}");
+        assert_eq!(table_rows(&wh, "staging.orders").await.unwrap(), 0);
+        assert_eq!(table_rows(&wh, "ops.ledger").await.unwrap(), 0);
+    }
+}

@@ -1,0 +1,318 @@
+//! The warehouse: one trait, DuckDB embedded (the default). Loads are idempotent: a STAGING
+//! file whose hash is in the ledger is skipped; otherwise its rows go to a scratch table, are
+//! deduplicated on the natural key and MERGEd, and the ledger row is written in the same
+//! transaction. CURATED models are refreshed by day (see `models`).
+
+pub mod duck;
+pub mod models;
+pub mod redshift;
+pub mod schema;
+pub mod verify;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Config, WarehouseBackend};
+use crate::error::{Error, Result};
+use schema::{TableSpec, Ty};
+
+/// One value for a scratch-table row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    Int(i64),
+    Float(f64),
+    Text(String),
+    Time(DateTime<Utc>),
+    Null,
+}
+
+/// A STAGING object to load.
+#[derive(Debug, Clone)]
+pub struct StagedFile {
+    pub key: String,
+    pub entity: String,
+    pub sha256: String,
+    pub body: bytes::Bytes,
+    /// Where the rows came from, e.g. "synthetic" or "fakestore".
+    pub source: String,
+}
+
+impl StagedFile {
+    /// The file's warehouse table and its scratch-table rows.
+    pub fn parse(&self) -> Result<(TableSpec, Vec<Vec<Cell>>)> {
+        let spec = schema::spec(&self.entity).ok_or_else(|| {
+            Error::Invalid(format!(
+                "{}: no warehouse table for {}",
+                self.key, self.entity
+            ))
+        })?;
+        let rows = parse_rows(&spec, &self.key, &self.body)?;
+        Ok((spec, rows))
+    }
+
+    /// The ledger row of this file, loaded now.
+    pub fn ledger_entry(&self, rows: usize) -> schema::LedgerEntry<'_> {
+        schema::LedgerEntry {
+            key: &self.key,
+            entity: &self.entity,
+            sha256: &self.sha256,
+            bytes: self.body.len() as u64,
+            rows: rows as u64,
+            source: &self.source,
+            loaded_at: Utc::now(),
+        }
+    }
+
+    pub fn outcome(&self, rows: usize, skipped: bool) -> LoadOutcome {
+        LoadOutcome {
+            key: self.key.clone(),
+            entity: self.entity.clone(),
+            rows: rows as u64,
+            skipped,
+        }
+    }
+}
+
+/// What one load did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoadOutcome {
+    pub key: String,
+    pub entity: String,
+    pub rows: u64,
+    /// Its hash was already in the ledger: nothing loaded.
+    pub skipped: bool,
+}
+
+/// Rows of a query, each cell as text (`None` for NULL).
+pub type TextRows = Vec<Vec<Option<String>>>;
+
+/// A warehouse backend.
+pub trait Warehouse: Send + Sync {
+    fn backend(&self) -> &'static str;
+
+    /// Load one STAGING file, idempotently, in one transaction with its ledger row.
+    fn load<'a>(&'a self, file: &'a StagedFile) -> BoxFuture<'a, Result<LoadOutcome>>;
+
+    /// Run statements in one transaction.
+    fn execute_tx(&self, statements: Vec<String>) -> BoxFuture<'_, Result<()>>;
+
+    /// Rows of a query, every cell as text.
+    fn query<'a>(&'a self, sql: &'a str) -> BoxFuture<'a, Result<TextRows>>;
+}
+
+/// Open the configured warehouse (creating schemas and tables). `read_only` opens an existing
+/// DuckDB file without taking its write lock, and gives `None` when there is none yet.
+pub async fn open(config: &Config, read_only: bool) -> Result<Option<Arc<dyn Warehouse>>> {
+    match config.warehouse.backend {
+        WarehouseBackend::Duckdb => {
+            let path = config.duckdb_path();
+            if read_only && !path.exists() {
+                return Ok(None);
+            }
+            match duck::DuckWarehouse::open(&path, read_only).await {
+                Ok(wh) => Ok(Some(Arc::new(wh))),
+                // A reader must never stand in a writer's way: show the rest without it.
+                Err(e) if read_only => {
+                    tracing::warn!(error = %e, "warehouse not readable now; status shows no tables");
+                    Ok(None)
+                }
+                Err(e) => Err(e),
+            }
+        }
+        WarehouseBackend::Redshift => {
+            let wh = redshift::RedshiftWarehouse::connect(&config.warehouse.redshift).await?;
+            if !read_only {
+                wh.batch(schema::ddl(schema::Dialect::Redshift)).await?;
+            }
+            Ok(Some(Arc::new(wh)))
+        }
+    }
+}
+
+/// Parse a STAGING NDJSON body into scratch-table rows (the spec's columns, then the source key
+/// and the line's ordinal). STAGING is our own typed output: a line that does not fit is
+/// corruption, reported with its line number.
+pub fn parse_rows(spec: &TableSpec, key: &str, body: &[u8]) -> Result<Vec<Vec<Cell>>> {
+    let mut rows = Vec::new();
+    for (n, line) in body.split(|b| *b == b'\n').enumerate() {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let bad = |why: String| Error::Invalid(format!("{key} line {}: {why}", n + 1));
+        let obj: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(line).map_err(|e| bad(e.to_string()))?;
+        let mut row = Vec::with_capacity(spec.columns.len() + 2);
+        for c in spec.columns {
+            let v = obj.get(c.field).unwrap_or(&serde_json::Value::Null);
+            let cell = match (c.ty, v) {
+                (_, serde_json::Value::Null) if c.nullable => Some(Cell::Null),
+                (Ty::BigInt, v) => v.as_i64().map(Cell::Int),
+                (Ty::Double, v) => v.as_f64().map(Cell::Float),
+                (Ty::Text, v) => v.as_str().map(|s| Cell::Text(s.to_string())),
+                (Ty::Timestamp, v) => v
+                    .as_str()
+                    .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+                    .map(|t| Cell::Time(t.with_timezone(&Utc))),
+                (Ty::Date, _) => None,
+            }
+            .ok_or_else(|| bad(format!("field {} is not a {:?}: {v}", c.field, c.ty)))?;
+            row.push(cell);
+        }
+        row.push(Cell::Text(key.to_string()));
+        row.push(Cell::Int(n as i64));
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+/// Days waiting for a model refresh.
+pub async fn dirty_days(wh: &dyn Warehouse) -> Result<BTreeSet<NaiveDate>> {
+    let rows = wh
+        .query("SELECT CAST(day AS VARCHAR) FROM ops.dirty_partitions")
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| r.into_iter().next().flatten())
+        .filter_map(|s| NaiveDate::parse_from_str(&s, "%Y-%m-%d").ok())
+        .collect())
+}
+
+/// What a model refresh did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RefreshReport {
+    pub dirty_days: usize,
+    pub recomputed_days: usize,
+}
+
+/// Recompute the dirty days plus `lookback` days before each.
+pub async fn refresh_models(wh: &dyn Warehouse, lookback: u32) -> Result<RefreshReport> {
+    let dirty = dirty_days(wh).await?;
+    if dirty.is_empty() {
+        return Ok(RefreshReport::default());
+    }
+    let days = models::refresh_days(&dirty, lookback);
+    wh.execute_tx(models::refresh_sql(&days)).await?;
+    tracing::info!(
+        dirty = dirty.len(),
+        recomputed = days.len(),
+        "curated models refreshed"
+    );
+    Ok(RefreshReport {
+        dirty_days: dirty.len(),
+        recomputed_days: days.len(),
+    })
+}
+
+/// Recompute exactly the days `from..=to` (a backfill).
+pub async fn backfill(wh: &dyn Warehouse, from: NaiveDate, to: NaiveDate) -> Result<RefreshReport> {
+    if to < from {
+        return Err(Error::Usage(format!(
+            "backfill range {from}..{to} is empty"
+        )));
+    }
+    let days: BTreeSet<NaiveDate> = from.iter_days().take_while(|d| *d <= to).collect();
+    wh.execute_tx(models::refresh_sql(&days)).await?;
+    Ok(RefreshReport {
+        dirty_days: 0,
+        recomputed_days: days.len(),
+    })
+}
+
+/// The four headline metrics. Conversion and funnel need clickstream events, which arrive with
+/// the streaming path; until then they are `None`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    pub revenue_cents: i64,
+    pub orders: i64,
+    pub avg_order_value_cents: Option<f64>,
+    pub conversion_rate: Option<f64>,
+    pub funnel_dropoff: Option<Vec<FunnelStep>>,
+    pub by_category: Vec<CategoryRevenue>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FunnelStep {
+    pub from: String,
+    pub to: String,
+    pub dropoff: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CategoryRevenue {
+    pub category: String,
+    pub revenue_cents: i64,
+    pub orders: i64,
+}
+
+pub(crate) fn int(cell: Option<&Option<String>>) -> i64 {
+    cell.and_then(|c| c.as_deref())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+pub async fn metrics(wh: &dyn Warehouse) -> Result<Metrics> {
+    let totals = wh.query(models::TOTALS_SQL).await?;
+    let row = totals.first();
+    let revenue_cents = int(row.and_then(|r| r.first()));
+    let orders = int(row.and_then(|r| r.get(1)));
+    let by_category = wh
+        .query(models::BY_CATEGORY_SQL)
+        .await?
+        .into_iter()
+        .map(|r| CategoryRevenue {
+            category: r.first().cloned().flatten().unwrap_or_default(),
+            revenue_cents: int(r.get(1)),
+            orders: int(r.get(2)),
+        })
+        .collect();
+    Ok(Metrics {
+        revenue_cents,
+        orders,
+        avg_order_value_cents: (orders > 0).then(|| revenue_cents as f64 / orders as f64),
+        conversion_rate: None,
+        funnel_dropoff: None,
+        by_category,
+    })
+}
+
+/// Rows per table, for status and verify.
+pub async fn table_rows(wh: &dyn Warehouse, table: &str) -> Result<i64> {
+    let rows = wh
+        .query(&format!("SELECT CAST(COUNT(*) AS BIGINT) FROM {table}"))
+        .await?;
+    Ok(int(rows.first().and_then(|r| r.first())))
+}
+
+/// The warehouse part of a snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WarehouseStatus {
+    pub backend: String,
+    /// (table, rows) for STAGING and CURATED tables.
+    pub tables: Vec<(String, i64)>,
+    pub ledger_files: i64,
+    pub dirty_days: usize,
+    pub metrics: Option<Metrics>,
+}
+
+pub async fn status(wh: &dyn Warehouse) -> Result<WarehouseStatus> {
+    let mut tables = Vec::new();
+    for spec in schema::TABLES {
+        tables.push((spec.table(), table_rows(wh, &spec.table()).await?));
+    }
+    for m in models::MODELS {
+        let t = format!("curated.{m}");
+        let n = table_rows(wh, &t).await?;
+        tables.push((t, n));
+    }
+    Ok(WarehouseStatus {
+        backend: wh.backend().to_string(),
+        tables,
+        ledger_files: table_rows(wh, "ops.ledger").await?,
+        dirty_days: dirty_days(wh).await?.len(),
+        metrics: Some(metrics(wh).await?),
+    })
+}

@@ -1,0 +1,399 @@
+//! Table definitions and the SQL generated from them, for DuckDB and for Redshift (whose SQL
+//! is tested on PostgreSQL 15 where the two agree).
+//!
+//! One spec per STAGING entity: columns, the natural key, and the JSON field each column is read
+//! from. Loads go through a scratch table and one portable two-clause MERGE whose source is
+//! first deduplicated on the natural key (last row of the file wins): DuckDB applies duplicate
+//! source keys silently, Redshift and PostgreSQL reject them.
+
+use std::fmt::Write as _;
+
+/// The SQL dialect to generate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    DuckDb,
+    /// Redshift; the same text is run on PostgreSQL 15 by the tests.
+    Redshift,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ty {
+    BigInt,
+    Double,
+    Text,
+    Timestamp,
+    Date,
+}
+
+impl Ty {
+    pub fn sql(self, d: Dialect) -> &'static str {
+        match (self, d) {
+            (Ty::BigInt, _) => "BIGINT",
+            (Ty::Double, Dialect::DuckDb) => "DOUBLE",
+            (Ty::Double, Dialect::Redshift) => "DOUBLE PRECISION",
+            (Ty::Text, Dialect::DuckDb) => "VARCHAR",
+            // Redshift's TEXT is VARCHAR(256): too short for descriptions.
+            (Ty::Text, Dialect::Redshift) => "VARCHAR(65535)",
+            (Ty::Timestamp, _) => "TIMESTAMP",
+            (Ty::Date, _) => "DATE",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Column {
+    pub name: &'static str,
+    /// The STAGING JSON field it is read from.
+    pub field: &'static str,
+    pub ty: Ty,
+    pub nullable: bool,
+}
+
+const fn col(name: &'static str, ty: Ty) -> Column {
+    Column {
+        name,
+        field: name,
+        ty,
+        nullable: false,
+    }
+}
+
+/// A STAGING entity's warehouse table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableSpec {
+    /// The STAGING zone entity, e.g. "orders".
+    pub entity: &'static str,
+    pub columns: &'static [Column],
+    pub key: &'static [&'static str],
+}
+
+impl TableSpec {
+    /// `staging.<entity>`.
+    pub fn table(&self) -> String {
+        format!("staging.{}", self.entity)
+    }
+
+    /// The scratch table a load fills before its MERGE.
+    pub fn scratch(&self) -> String {
+        format!("ops.load_{}", self.entity)
+    }
+}
+
+pub const PRODUCTS: TableSpec = TableSpec {
+    entity: "products",
+    columns: &[
+        col("product_id", Ty::BigInt),
+        col("title", Ty::Text),
+        col("price_cents", Ty::BigInt),
+        col("description", Ty::Text),
+        col("category", Ty::Text),
+        col("image", Ty::Text),
+        col("rating_rate", Ty::Double),
+        col("rating_count", Ty::BigInt),
+    ],
+    key: &["product_id"],
+};
+
+pub const USERS: TableSpec = TableSpec {
+    entity: "users",
+    columns: &[
+        col("user_id", Ty::BigInt),
+        col("email", Ty::Text),
+        col("username", Ty::Text),
+        col("first_name", Ty::Text),
+        col("last_name", Ty::Text),
+        col("city", Ty::Text),
+        col("street", Ty::Text),
+        col("street_number", Ty::BigInt),
+        col("zipcode", Ty::Text),
+        Column {
+            name: "latitude",
+            field: "lat",
+            ty: Ty::Double,
+            nullable: true,
+        },
+        Column {
+            name: "longitude",
+            field: "long",
+            ty: Ty::Double,
+            nullable: true,
+        },
+        col("phone", Ty::Text),
+    ],
+    key: &["user_id"],
+};
+
+pub const ORDERS: TableSpec = TableSpec {
+    entity: "orders",
+    columns: &[
+        col("order_id", Ty::BigInt),
+        col("user_id", Ty::BigInt),
+        col("order_time", Ty::Timestamp),
+        col("order_status", Ty::Text),
+        col("order_total_cents", Ty::BigInt),
+        col("item_count", Ty::BigInt),
+    ],
+    key: &["order_id"],
+};
+
+pub const ORDER_ITEMS: TableSpec = TableSpec {
+    entity: "order_items",
+    columns: &[
+        col("order_id", Ty::BigInt),
+        col("line_no", Ty::BigInt),
+        col("product_id", Ty::BigInt),
+        col("quantity", Ty::BigInt),
+        col("unit_price_cents", Ty::BigInt),
+        col("line_total_cents", Ty::BigInt),
+    ],
+    key: &["order_id", "line_no"],
+};
+
+/// Every loadable entity, in load order (products before the lines that name them).
+pub const TABLES: [TableSpec; 4] = [PRODUCTS, USERS, ORDERS, ORDER_ITEMS];
+
+pub fn spec(entity: &str) -> Option<TableSpec> {
+    TABLES.into_iter().find(|t| t.entity == entity)
+}
+
+/// Extra column on every STAGING table: the STAGING object the row came from.
+pub const SOURCE_KEY: &str = "source_key";
+/// Scratch-table column giving the row's position in its file (the last duplicate wins).
+pub const ORDINAL: &str = "load_ordinal";
+
+fn column_defs(d: Dialect, spec: &TableSpec) -> String {
+    let mut out = String::new();
+    for c in spec.columns {
+        let _ = write!(
+            out,
+            "{} {}{}, ",
+            c.name,
+            c.ty.sql(d),
+            if c.nullable { "" } else { " NOT NULL" }
+        );
+    }
+    let _ = write!(out, "{SOURCE_KEY} {} NOT NULL", Ty::Text.sql(d));
+    out
+}
+
+/// Schemas and tables, idempotent.
+pub fn ddl(d: Dialect) -> Vec<String> {
+    let text = Ty::Text.sql(d);
+    let mut out = vec![
+        "CREATE SCHEMA IF NOT EXISTS staging".to_string(),
+        "CREATE SCHEMA IF NOT EXISTS curated".to_string(),
+        "CREATE SCHEMA IF NOT EXISTS ops".to_string(),
+    ];
+    for spec in TABLES {
+        out.push(format!(
+            "CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({}))",
+            spec.table(),
+            column_defs(d, &spec),
+            spec.key.join(", ")
+        ));
+    }
+    out.push(format!(
+        "CREATE TABLE IF NOT EXISTS ops.ledger (object_key {text} NOT NULL PRIMARY KEY, zone {text} NOT NULL, \
+         entity {text} NOT NULL, sha256 {text} NOT NULL, bytes BIGINT NOT NULL, row_count BIGINT NOT NULL, \
+         source {text} NOT NULL, status {text} NOT NULL, loaded_at TIMESTAMP NOT NULL)"
+    ));
+    out.push(
+        "CREATE TABLE IF NOT EXISTS ops.dirty_partitions (day DATE NOT NULL PRIMARY KEY)".into(),
+    );
+    out.push("CREATE TABLE IF NOT EXISTS ops.refresh_days (day DATE NOT NULL)".into());
+    out.push(format!(
+        "CREATE TABLE IF NOT EXISTS ops.checkpoints (shard {text} NOT NULL PRIMARY KEY, \
+         sequence_number BIGINT NOT NULL, committed_at TIMESTAMP NOT NULL)"
+    ));
+    out.push(format!(
+        "CREATE TABLE IF NOT EXISTS ops.actions (acted_at TIMESTAMP NOT NULL, action {text} NOT NULL, \
+         detail {text} NOT NULL)"
+    ));
+    out.extend(super::models::ddl(d));
+    out
+}
+
+/// (Re)create the scratch table of `spec`, empty.
+pub fn scratch_ddl(d: Dialect, spec: &TableSpec) -> Vec<String> {
+    vec![
+        format!("DROP TABLE IF EXISTS {}", spec.scratch()),
+        format!(
+            "CREATE TABLE {} ({}, {ORDINAL} BIGINT NOT NULL)",
+            spec.scratch(),
+            column_defs(d, spec)
+        ),
+    ]
+}
+
+/// The scratch-table column list, in insert order.
+pub fn scratch_columns(spec: &TableSpec) -> Vec<&'static str> {
+    let mut v: Vec<&'static str> = spec.columns.iter().map(|c| c.name).collect();
+    v.push(SOURCE_KEY);
+    v.push(ORDINAL);
+    v
+}
+
+/// A value as a SQL literal (standard quoting; the same text on DuckDB, Redshift, PostgreSQL).
+pub fn literal(c: &super::Cell) -> String {
+    use super::Cell;
+    match c {
+        Cell::Int(v) => v.to_string(),
+        Cell::Float(v) if v.is_finite() => format!("{v:?}"),
+        Cell::Float(_) | Cell::Null => "NULL".to_string(),
+        Cell::Text(s) => format!("'{}'", s.replace('\'', "''")),
+        Cell::Time(t) => format!(
+            "CAST('{}' AS TIMESTAMP)",
+            t.naive_utc().format("%Y-%m-%d %H:%M:%S%.6f")
+        ),
+    }
+}
+
+/// Multi-row INSERTs filling the scratch table, `per_statement` rows each (the Redshift Data
+/// API path for small loads, and the tests' way to feed PostgreSQL).
+pub fn scratch_inserts(
+    spec: &TableSpec,
+    rows: &[Vec<super::Cell>],
+    per_statement: usize,
+) -> Vec<String> {
+    let cols = scratch_columns(spec).join(", ");
+    rows.chunks(per_statement.max(1))
+        .map(|chunk| {
+            let mut sql = format!("INSERT INTO {} ({cols}) VALUES ", spec.scratch());
+            for (i, row) in chunk.iter().enumerate() {
+                let vals: Vec<String> = row.iter().map(literal).collect();
+                let _ = write!(
+                    sql,
+                    "{}({})",
+                    if i == 0 { "" } else { ", " },
+                    vals.join(", ")
+                );
+            }
+            sql
+        })
+        .collect()
+}
+
+/// What the ledger records of a loaded file.
+#[derive(Debug, Clone)]
+pub struct LedgerEntry<'a> {
+    pub key: &'a str,
+    pub entity: &'a str,
+    pub sha256: &'a str,
+    pub bytes: u64,
+    pub rows: u64,
+    pub source: &'a str,
+    pub loaded_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Is this content already loaded? (`SELECT COUNT(*)`; > 0 means skip the file.)
+pub fn ledger_check(sha256: &str) -> String {
+    format!(
+        "SELECT COUNT(*) FROM ops.ledger WHERE sha256 = {}",
+        literal(&super::Cell::Text(sha256.to_string()))
+    )
+}
+
+/// A load, as statements to run in one transaction around filling the scratch table:
+/// `(before, after)`. Before: a fresh scratch table. After: the MERGE, the dirty days, the
+/// scratch table dropped, and the ledger row.
+pub fn load_sql(d: Dialect, spec: &TableSpec, e: &LedgerEntry<'_>) -> (Vec<String>, Vec<String>) {
+    use super::Cell;
+    let before = scratch_ddl(d, spec);
+    let mut after = vec![merge(spec)];
+    after.extend(mark_dirty(spec));
+    after.push(format!("DROP TABLE {}", spec.scratch()));
+    let key = literal(&Cell::Text(e.key.to_string()));
+    after.push(format!("DELETE FROM ops.ledger WHERE object_key = {key}"));
+    after.push(format!(
+        "INSERT INTO ops.ledger (object_key, zone, entity, sha256, bytes, row_count, source, status, \
+         loaded_at) VALUES ({key}, 'staging', {}, {}, {}, {}, {}, 'loaded', {})",
+        literal(&Cell::Text(e.entity.to_string())),
+        literal(&Cell::Text(e.sha256.to_string())),
+        e.bytes,
+        e.rows,
+        literal(&Cell::Text(e.source.to_string())),
+        literal(&Cell::Time(e.loaded_at)),
+    ));
+    (before, after)
+}
+
+/// MERGE the scratch table into the STAGING table: deduplicated on the natural key, then the
+/// two-clause form that DuckDB, Redshift and PostgreSQL 15 all accept.
+pub fn merge(spec: &TableSpec) -> String {
+    let mut cols: Vec<&str> = spec.columns.iter().map(|c| c.name).collect();
+    cols.push(SOURCE_KEY);
+    let list = cols.join(", ");
+    let on = spec
+        .key
+        .iter()
+        .map(|k| format!("t.{k} = s.{k}"))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let set = cols
+        .iter()
+        .filter(|c| !spec.key.contains(c))
+        .map(|c| format!("{c} = s.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let values = cols
+        .iter()
+        .map(|c| format!("s.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "MERGE INTO {table} AS t USING (SELECT {list} FROM (SELECT {list}, ROW_NUMBER() OVER \
+         (PARTITION BY {key} ORDER BY {ORDINAL} DESC) AS rn FROM {scratch}) AS d WHERE rn = 1) AS s \
+         ON {on} WHEN MATCHED THEN UPDATE SET {set} WHEN NOT MATCHED THEN INSERT ({list}) VALUES ({values})",
+        table = spec.table(),
+        key = spec.key.join(", "),
+        scratch = spec.scratch(),
+    )
+}
+
+/// Mark the days a load touches dirty (orders by order day; order items by their order's day;
+/// products and users by every day that has orders, since a price or category change moves
+/// every day's figures). Only days not already marked are inserted: no upsert needed.
+pub fn mark_dirty(spec: &TableSpec) -> Option<String> {
+    let days = match spec.entity {
+        "orders" => format!("SELECT DISTINCT CAST(order_time AS DATE) AS day FROM {}", spec.scratch()),
+        "order_items" => format!(
+            "SELECT DISTINCT CAST(o.order_time AS DATE) AS day FROM {} AS i JOIN staging.orders AS o \
+             ON o.order_id = i.order_id",
+            spec.scratch()
+        ),
+        "products" | "users" => {
+            "SELECT DISTINCT CAST(order_time AS DATE) AS day FROM staging.orders".to_string()
+        }
+        _ => return None,
+    };
+    Some(format!(
+        "INSERT INTO ops.dirty_partitions (day) SELECT x.day FROM ({days}) AS x WHERE NOT EXISTS \
+         (SELECT 1 FROM ops.dirty_partitions AS p WHERE p.day = x.day)"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_dedups_the_source_and_uses_the_two_clause_form() {
+        let sql = merge(&ORDER_ITEMS);
+        assert!(
+            sql.starts_with("MERGE INTO staging.order_items AS t USING"),
+            "{sql}"
+        );
+        assert!(sql.contains("PARTITION BY order_id, line_no ORDER BY load_ordinal DESC"));
+        assert!(sql.contains("ON t.order_id = s.order_id AND t.line_no = s.line_no"));
+        assert!(sql.contains("WHEN MATCHED THEN UPDATE SET product_id = s.product_id"));
+        assert!(!sql.contains("SET order_id"), "keys are never updated");
+        assert!(sql.ends_with("s.line_total_cents, s.source_key)"));
+    }
+
+    #[test]
+    fn redshift_text_is_wide_enough() {
+        assert!(ddl(Dialect::Redshift)
+            .iter()
+            .any(|s| s.contains("description VARCHAR(65535) NOT NULL")));
+    }
+}

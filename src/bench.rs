@@ -1,0 +1,119 @@
+//! `ecomops bench …`: figures for the performance goals, printed, never asserted.
+//!
+//! `bench merge` loads an orders file into a warehouse already holding `base` orders (10% of
+//! the file updates existing keys, 90% are new) through the real load path (parse the STAGING
+//! NDJSON, scratch table, dedup, MERGE, dirty days, ledger row, one transaction), and runs the
+//! bare two-clause MERGE of the same rows straight in DuckDB on a second, identical database, as
+//! `shared/bench/peer_merge_duckdb.py` does. Absolute figures need `--release`; the ratio is
+//! what the goal (<= 1.2x) is about.
+
+use std::fmt::Write as _;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use ecom_pipeline::store::sha256_hex;
+use ecom_pipeline::warehouse::duck::DuckWarehouse;
+use ecom_pipeline::warehouse::{table_rows, StagedFile, Warehouse};
+
+fn base_sql(base: u64) -> Vec<String> {
+    vec![format!(
+        "INSERT INTO staging.orders SELECT i, (i % 50000) + 1, TIMESTAMP '2026-01-01' + \
+         to_seconds(i % 86400), 'placed', (i % 997) * 150, 1, 'base' FROM range(1, {}) t(i)",
+        base + 1
+    )]
+}
+
+/// Source key `i`: the first 10% update existing orders, the rest are new.
+fn source_id(i: u64, rows: u64, base: u64) -> u64 {
+    if i <= rows / 10 {
+        (i * 97) % base.max(1) + 1
+    } else {
+        base + i
+    }
+}
+
+pub async fn merge(base: u64, rows: u64) -> anyhow::Result<()> {
+    let mut ndjson = String::with_capacity(rows as usize * 140);
+    for i in 1..=rows {
+        let _ = writeln!(
+            ndjson,
+            r#"{{"order_id":{},"user_id":{},"order_time":"2026-02-01T{:02}:{:02}:{:02}Z","order_status":"placed","order_total_cents":{},"item_count":1}}"#,
+            source_id(i, rows, base),
+            i % 50000 + 1,
+            (i % 86400) / 3600,
+            (i % 3600) / 60,
+            i % 60,
+            (i % 991) * 200
+        );
+    }
+
+    // ecomops: the whole load.
+    let ours = DuckWarehouse::in_memory().context("opening DuckDB")?;
+    ours.execute_tx(base_sql(base)).await?;
+    let file = StagedFile {
+        key: "staging/orders/bench.ndjson".into(),
+        entity: "orders".into(),
+        sha256: sha256_hex(ndjson.as_bytes()),
+        body: bytes::Bytes::from(ndjson.clone()),
+        source: "bench".into(),
+    };
+    let t = Instant::now();
+    let outcome = ours.load(&file).await?;
+    let ours_secs = t.elapsed().as_secs_f64();
+    let ours_rows = table_rows(&ours, "staging.orders").await?;
+
+    // DuckDB directly: the same rows already in a table, the bare MERGE.
+    let direct = DuckWarehouse::in_memory()?;
+    direct.execute_tx(base_sql(base)).await?;
+    direct
+        .execute_tx(vec![format!(
+            "CREATE TABLE ops.src AS SELECT * FROM (SELECT CASE WHEN i <= {tenth} THEN (i * 97) % {base} + 1 \
+             ELSE {base} + i END AS order_id, i % 50000 + 1 AS user_id, TIMESTAMP '2026-02-01' + \
+             to_seconds(i % 86400) AS order_time, 'placed' AS order_status, (i % 991) * 200 AS \
+             order_total_cents, 1 AS item_count, 'src' AS source_key FROM range(1, {end}) t(i))",
+            tenth = rows / 10,
+            base = base.max(1),
+            end = rows + 1
+        )])
+        .await?;
+    let t = Instant::now();
+    direct
+        .execute_tx(vec![
+            "MERGE INTO staging.orders AS t USING ops.src AS s ON t.order_id = s.order_id \
+             WHEN MATCHED THEN UPDATE SET user_id = s.user_id, order_time = s.order_time, \
+             order_status = s.order_status, order_total_cents = s.order_total_cents, \
+             item_count = s.item_count, source_key = s.source_key WHEN NOT MATCHED THEN INSERT \
+             (order_id, user_id, order_time, order_status, order_total_cents, item_count, source_key) \
+             VALUES (s.order_id, s.user_id, s.order_time, s.order_status, s.order_total_cents, \
+             s.item_count, s.source_key)"
+                .into(),
+        ])
+        .await?;
+    let direct_secs = t.elapsed().as_secs_f64();
+    let direct_rows = table_rows(&direct, "staging.orders").await?;
+
+    let profile = if cfg!(debug_assertions) {
+        "debug build: run with --release for real figures"
+    } else {
+        "release build"
+    };
+    println!("merge bench ({profile}): {rows} source rows (10% updates) into {base} orders");
+    println!(
+        "  ecomops load (parse + scratch + dedup + MERGE + ledger): {ours_secs:.3} s = {:.0} rows/s; table {ours_rows} rows; {} merged",
+        rows as f64 / ours_secs,
+        outcome.rows
+    );
+    println!(
+        "  DuckDB bare MERGE, same rows:                            {direct_secs:.3} s = {:.0} rows/s; table {direct_rows} rows",
+        rows as f64 / direct_secs
+    );
+    println!(
+        "  ratio ecomops / direct: {:.2}x (goal <= 1.2x)",
+        ours_secs / direct_secs
+    );
+    anyhow::ensure!(
+        ours_rows == direct_rows,
+        "the two tables differ: {ours_rows} vs {direct_rows}"
+    );
+    Ok(())
+}

@@ -1,0 +1,181 @@
+//! `ecomops batch run`, `retry` and `status --json` end to end: against the synthetic default
+//! and against a fault-injecting FakeStore server on loopback.
+
+#[path = "../pipeline/tests/support/fakestore_server.rs"]
+mod fakestore_server;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use ecom_pipeline::batch::synthetic::SyntheticSource;
+use fakestore_server::FakeStoreServer;
+
+fn ecomops(data_dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ecomops"));
+    c.arg("--data-dir").arg(data_dir);
+    c.current_dir(data_dir.parent().unwrap_or(data_dir));
+    c.env_remove("ECOMOPS_CONFIG").env_remove("RUST_LOG");
+    c.stdin(Stdio::null());
+    c
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Exit 0 and `needle` on stdout.
+fn succeeds_saying(out: &Output, needle: &str) {
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains(needle), "{stdout}");
+}
+
+async fn run(mut cmd: Command) -> Output {
+    tokio::task::spawn_blocking(move || cmd.output().expect("run ecomops"))
+        .await
+        .unwrap()
+}
+
+/// `ecomops [--config CONFIG] ARGS` on `data`.
+async fn exec(data: &Path, config: Option<&Path>, args: &[&str]) -> Output {
+    let mut c = ecomops(data);
+    if let Some(cfg) = config {
+        c.arg("--config").arg(cfg);
+    }
+    c.args(args);
+    run(c).await
+}
+
+async fn status(data: &Path, config: Option<&Path>) -> serde_json::Value {
+    let out = exec(data, config, &["status", "--json"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn batch_run_on_the_synthetic_default_reports_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = exec(&data, None, &["batch", "run"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("succeeded"), "{stdout}");
+    assert!(stdout.contains("extract_carts"), "{stdout}");
+    assert!(stdout.contains("staged order_items"), "{stdout}");
+
+    let s = status(&data, None).await;
+    let runs = s["batch"]["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0]["status"], "succeeded");
+    assert_eq!(runs[0]["report"]["staged"]["orders"], 40);
+    let run_id = runs[0]["run_id"].as_str().unwrap().to_string();
+    assert!(
+        s["warehouse"]["ledger_files"].as_i64().unwrap() == 4,
+        "{}",
+        s["warehouse"]
+    );
+
+    let out = exec(&data, None, &["metrics", "--json"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(m["revenue_cents"].as_i64().unwrap() > 0, "{m}");
+    assert!(m["avg_order_value_cents"].as_f64().unwrap() > 0.0, "{m}");
+    let out = exec(&data, None, &["metrics"]).await;
+    assert!(
+        text(&out.stdout).contains("revenue          $"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let out = exec(&data, None, &["verify"]).await;
+    succeeds_saying(&out, "no difference");
+
+    let out = exec(
+        &data,
+        None,
+        &["backfill", "--from", "2026-01-01", "--to", "2026-01-31"],
+    )
+    .await;
+    succeeds_saying(&out, "31 day(s) recomputed");
+    let again: serde_json::Value =
+        serde_json::from_slice(&exec(&data, None, &["metrics", "--json"]).await.stdout).unwrap();
+    assert_eq!(again, m, "a backfill changes no figure");
+
+    // Retrying a run that succeeded changes nothing and says so.
+    let out = exec(&data, None, &["retry", &run_id, "--task", "land"]).await;
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stdout).contains("already succeeded"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = exec(&data, None, &["retry", "no-such-run"]).await;
+    assert!(
+        text(&out.stdout).contains("no batch run no-such-run"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[tokio::test]
+async fn batch_run_against_a_down_api_fails_then_retry_completes() {
+    let server = FakeStoreServer::start(SyntheticSource::new(42, 1)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("ecomops.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[batch]\nsource = \"fakestore\"\n\n[batch.fakestore]\nbase_url = \"{}\"\n\
+             request_timeout_ms = 500\n\n[batch.retry]\nbase_delay_ms = 5\nmax_delay_ms = 20\n\
+             max_attempts = 3\n",
+            server.url()
+        ),
+    )
+    .unwrap();
+    server.set_down(true);
+    let out = exec(&data, Some(&config), &["batch", "run"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("failed"), "{stdout}");
+    assert!(
+        stdout.contains("HTTP 503 Service Unavailable (gave up after 3 attempts)"),
+        "{stdout}"
+    );
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("failure scenario detected: API down"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("pw-"), "no payload in logs");
+
+    let s = status(&data, Some(&config)).await;
+    let run_id = s["batch"]["runs"][0]["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(s["batch"]["runs"][0]["status"], "failed");
+
+    server.set_down(false);
+    let out = exec(&data, Some(&config), &["retry", &run_id]).await;
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(text(&out.stdout).contains(&format!("run {run_id} succeeded")));
+
+    let s = status(&data, Some(&config)).await;
+    let r = &s["batch"]["runs"][0];
+    assert_eq!(r["status"], "succeeded");
+    assert_eq!(r["report"]["staged"]["products"], 20);
+    assert_eq!(r["report"]["files"].as_array().unwrap().len(), 3);
+    let raw = s["zones"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|z| z["zone"] == "raw")
+        .unwrap();
+    assert_eq!(raw["objects"], 3);
+}
