@@ -56,6 +56,7 @@ pub async fn merge(base: u64, rows: u64) -> anyhow::Result<()> {
         sha256: sha256_hex(ndjson.as_bytes()),
         body: bytes::Bytes::from(ndjson.clone()),
         source: "bench".into(),
+        checkpoint: None,
     };
     let t = Instant::now();
     let outcome = ours.load(&file).await?;
@@ -116,4 +117,108 @@ pub async fn merge(base: u64, rows: u64) -> anyhow::Result<()> {
         "the two tables differ: {ours_rows} vs {direct_rows}"
     );
     Ok(())
+}
+
+/// `bench stream`: generator (or an NDJSON file) -> local log -> consumer -> dedup ->
+/// watermark -> RAW -> STAGING on the embedded backends, timed per stage and end to end, and
+/// the dedup window's bytes per tracked event_id.
+pub async fn stream(events: u64, file: Option<std::path::PathBuf>) -> anyhow::Result<()> {
+    use ecom_pipeline::config::StreamConfig;
+    use ecom_pipeline::store::LocalStore;
+    use ecom_pipeline::stream::consumer::Processor;
+    use ecom_pipeline::stream::local::LocalLog;
+    use ecom_pipeline::stream::StreamLog;
+
+    let dir = tempfile_dir()?;
+    let cfg = StreamConfig::default();
+    let t = Instant::now();
+    let records: Vec<(String, bytes::Bytes)> = match &file {
+        Some(path) => {
+            let body = bytes::Bytes::from(
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
+            );
+            body.split(|b| *b == b'\n')
+                .filter(|l| !l.is_empty())
+                .map(|l| (String::new(), body.slice_ref(l)))
+                .collect()
+        }
+        None => {
+            let now = chrono::Utc::now();
+            let mut g = ecom_pipeline::generator::Generator::new(&cfg.generator, 500, 20);
+            g.next_batch(events, now - chrono::Duration::hours(6), now)
+                .0
+        }
+    };
+    let n = records.len() as f64;
+    let bytes: usize = records.iter().map(|r| r.1.len()).sum();
+    let prepare = t.elapsed().as_secs_f64();
+
+    let log = LocalLog::open(
+        dir.join("log"),
+        cfg.shards,
+        cfg.local.segment_bytes,
+        std::time::Duration::from_secs(3600),
+        false,
+    )?;
+    let store = LocalStore::open(dir.join("store"))?;
+    let t = Instant::now();
+    for chunk in records.chunks(50_000) {
+        log.put(chunk.to_vec()).await?;
+    }
+    let put = t.elapsed().as_secs_f64();
+    let mut p = Processor::new(&cfg);
+    let t = Instant::now();
+    let c = p
+        .drain(&log, &store, None, cfg.segment_records as usize)
+        .await?;
+    let drain = t.elapsed().as_secs_f64();
+    let stats = p.dedup().stats();
+    let per_id = p.dedup().heap_bytes() as f64 / stats.tracked.max(1) as f64;
+    let profile = if cfg!(debug_assertions) {
+        "debug build: run with --release for real figures"
+    } else {
+        "release build"
+    };
+    println!(
+        "stream bench ({profile}): {n} records, {:.1} MB, {} shards",
+        bytes as f64 / 1e6,
+        cfg.shards
+    );
+    println!(
+        "  source ({}): {prepare:.3} s",
+        if file.is_some() {
+            "read file"
+        } else {
+            "generate"
+        }
+    );
+    println!(
+        "  log append:                       {put:.3} s = {:.0} events/s",
+        n / put
+    );
+    println!(
+        "  consume -> dedup -> watermark -> RAW -> STAGING: {drain:.3} s = {:.0} events/s \
+         ({} staged, {} duplicates, {} late, {} quarantined)",
+        n / drain,
+        c.staged,
+        c.duplicates,
+        c.late,
+        c.quarantined
+    );
+    println!(
+        "  end to end (log + consume):       {:.0} events/s",
+        n / (put + drain)
+    );
+    println!(
+        "  dedup: {} ids tracked, {per_id:.1} bytes per id (goal <= 24)",
+        stats.tracked
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("ecomops-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
 }

@@ -186,6 +186,19 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 100_000)]
         rows: u64,
     },
+    /// Stream throughput end to end on the embedded backends, and dedup bytes per event_id.
+    #[command(
+        after_help = "Examples:\n  cargo run --release -- bench stream --events 1000000\n  \
+                            cargo run --release -- bench stream --file events.ndjson"
+    )]
+    Stream {
+        /// Events to generate.
+        #[arg(long, default_value_t = 200_000)]
+        events: u64,
+        /// Use this NDJSON file's lines instead of the generator (e.g. shared/bench/make_events.py).
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -14,7 +14,7 @@ use clap::Parser;
 use ecom_pipeline::config::{Config, LogFormat};
 use ecom_pipeline::orchestrator::LogBuffer;
 
-use cli::{BatchCmd, BenchCmd, Cli, Cmd, LogFormatArg};
+use cli::{BatchCmd, BenchCmd, Cli, Cmd, IngestCmd, LogFormatArg, StreamCmd};
 use ecom_pipeline::command::Command;
 
 /// Exit codes: 0 ok, 1 the run failed, 2 bad usage or bad config.
@@ -139,6 +139,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             bench::merge(base, rows).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Some(Cmd::Bench(BenchCmd::Stream { events, file })) => {
+            bench::stream(events, file).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Cmd::Ingest(IngestCmd::Events { file })) => {
+            let path = ingest_path(&config.data_dir, &file)?;
+            let c = Command::IngestFile { path };
+            headless::command(config, c, cli.output, read_only, logs).await
+        }
+        // The stream runs in every cycle: `stream run` is the headless service.
+        Some(Cmd::Stream(StreamCmd::Run)) => {
+            headless::run(config, false, cli.output, read_only, logs).await
+        }
         Some(Cmd::Metrics { json }) => {
             let output = if json { cli::Output::Json } else { cli.output };
             headless::command(config, Command::Metrics, output, read_only, logs).await
@@ -169,6 +182,27 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         ))
         .into()),
     }
+}
+
+/// An absolute path the pipeline process can read: the file itself, or standard input saved
+/// under `<data_dir>/ingest/` for `-`.
+fn ingest_path(data_dir: &std::path::Path, file: &str) -> anyhow::Result<std::path::PathBuf> {
+    use std::io::Read as _;
+    if file != "-" {
+        return std::fs::canonicalize(file).with_context(|| format!("cannot read {file}"));
+    }
+    let mut body = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut body)
+        .context("reading standard input")?;
+    let dir = data_dir.join("ingest");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join(format!(
+        "stdin-{}.ndjson",
+        ecom_pipeline::store::sha256_hex(&body)
+    ));
+    std::fs::write(&path, &body).with_context(|| format!("writing {}", path.display()))?;
+    Ok(std::fs::canonicalize(&path)?)
 }
 
 fn command_name(cmd: &Cmd) -> &'static str {

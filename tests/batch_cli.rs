@@ -179,3 +179,73 @@ async fn batch_run_against_a_down_api_fails_then_retry_completes() {
         .unwrap();
     assert_eq!(raw["objects"], 3);
 }
+
+#[tokio::test]
+async fn the_stream_path_ingests_a_file_once_and_backfills_late_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = exec(&data, None, &["--no-ui", "--once"]).await;
+    succeeds_saying(&out, "stream: ");
+    let m: serde_json::Value =
+        serde_json::from_slice(&exec(&data, None, &["metrics", "--json"]).await.stdout).unwrap();
+    assert!(m["conversion_rate"].as_f64().unwrap() > 0.0, "{m}");
+    assert_eq!(m["funnel_dropoff"].as_array().unwrap().len(), 3, "{m}");
+
+    // A file with a duplicate, a late event (hours behind) and a malformed line.
+    let events = dir.path().join("events.ndjson");
+    let line = |id: &str, t: &str, kind: &str| {
+        format!(
+            r#"{{"event_id":"{id}","user_id":3,"product_id":4,"event_type":"{kind}","event_time":"{t}","session_id":"f-1"}}"#
+        )
+    };
+    let body = [
+        line("f1", "2026-11-24T10:00:00Z", "product_view"),
+        line("f2", "2026-11-24T10:01:00Z", "add_to_cart"),
+        line("f2", "2026-11-24T10:01:00Z", "add_to_cart"),
+        line("f3", "2026-11-24T10:02:00Z", "checkout"),
+        line("f4", "2026-11-24T10:03:00Z", "purchase"),
+        line("f5", "2026-11-24T01:00:00Z", "product_view"),
+        "{\"event_id\": 9,".to_string(),
+    ]
+    .join("\n");
+    std::fs::write(&events, body).unwrap();
+    let path = events.to_str().unwrap();
+    let out = exec(&data, None, &["ingest", "events", path]).await;
+    succeeds_saying(
+        &out,
+        "7 records read, 4 staged, 1 duplicates, 1 late, 1 quarantined",
+    );
+    let out = exec(&data, None, &["ingest", "events", path]).await;
+    succeeds_saying(&out, "duplicate file");
+
+    let s = status(&data, None).await;
+    let late = s["zones"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|z| z["zone"] == "late")
+        .unwrap();
+    assert!(late["objects"].as_u64().unwrap() >= 1, "{s}");
+    assert!(
+        s["stream"]["shards"].as_array().unwrap().len() == 4,
+        "{}",
+        s["stream"]
+    );
+
+    let out = exec(
+        &data,
+        None,
+        &["backfill", "--from", "2026-11-24", "--to", "2026-11-24"],
+    )
+    .await;
+    succeeds_saying(&out, "1 late event(s) loaded");
+    let out = exec(
+        &data,
+        None,
+        &["backfill", "--from", "2026-11-24", "--to", "2026-11-24"],
+    )
+    .await;
+    succeeds_saying(&out, "0 late event(s) loaded");
+    let out = exec(&data, None, &["verify"]).await;
+    succeeds_saying(&out, "no difference");
+}

@@ -24,6 +24,8 @@ pub enum Command {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         window: Option<(String, String)>,
     },
+    /// Feed an NDJSON events file (a path the pipeline can read) through the stream path.
+    IngestFile { path: std::path::PathBuf },
     /// The four metrics (read-only).
     Metrics,
     /// Reconcile RAW -> STAGING -> warehouse -> CURATED (read-only).
@@ -52,6 +54,7 @@ impl Command {
             Command::Resume => "resume",
             Command::BatchRun { .. } => "batch_run",
             Command::Metrics => "metrics",
+            Command::IngestFile { .. } => "ingest_file",
             Command::Verify => "verify",
             Command::Backfill { .. } => "backfill",
             Command::Retry { .. } => "retry",

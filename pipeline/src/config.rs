@@ -172,6 +172,17 @@ pub struct StreamConfig {
     pub backend: StreamBackend,
     /// Number of shards of the local log.
     pub shards: u32,
+    /// Records per RAW segment: segments are cut by count, never by the clock, so a replay
+    /// writes the same files.
+    pub segment_records: u32,
+    /// The local log's files.
+    pub local: LocalLogConfig,
+    /// The event generator that feeds the stream in the dashboard, `--no-ui` and `stream run`.
+    pub generator: GeneratorConfig,
+    /// Deduplication by event_id.
+    pub dedup: DedupConfig,
+    /// Event-time watermarks and lateness.
+    pub watermark: WatermarkConfig,
     /// Amazon Kinesis Data Streams.
     pub kinesis: KinesisConfig,
 }
@@ -181,7 +192,117 @@ impl Default for StreamConfig {
         StreamConfig {
             backend: StreamBackend::Local,
             shards: 4,
+            segment_records: 10_000,
+            local: LocalLogConfig::default(),
+            generator: GeneratorConfig::default(),
+            dedup: DedupConfig::default(),
+            watermark: WatermarkConfig::default(),
             kinesis: KinesisConfig::default(),
+        }
+    }
+}
+
+/// The local stream log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LocalLogConfig {
+    /// A shard's segment file rolls over past this size, bytes.
+    pub segment_bytes: u64,
+    /// Whole segments older than this are deleted (as Kinesis expires records), hours.
+    pub retention_hours: u64,
+    /// fsync after every append (durable against power loss; slower).
+    pub fsync: bool,
+}
+
+impl Default for LocalLogConfig {
+    fn default() -> Self {
+        LocalLogConfig {
+            segment_bytes: 64 * 1024 * 1024,
+            retention_hours: 24,
+            fsync: false,
+        }
+    }
+}
+
+/// The clickstream generator: sessions walking the funnel, with fault knobs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GeneratorConfig {
+    /// Generate events in the dashboard and `--no-ui` cycles.
+    pub enabled: bool,
+    /// Events per second of wall time between cycles.
+    pub rate_per_sec: u32,
+    pub seed: u64,
+    /// Probability that a viewing session adds to cart, then checks out, then purchases.
+    pub view_to_cart: f64,
+    pub cart_to_checkout: f64,
+    pub checkout_to_purchase: f64,
+    /// Share of events sent twice (same event_id).
+    pub duplicate_rate: f64,
+    /// Largest random shift of event_time (out-of-order delivery), milliseconds.
+    pub disorder_ms: u64,
+    /// Share of events whose event_time is `late_by_secs` in the past.
+    pub late_rate: f64,
+    pub late_by_secs: u64,
+    /// Share of records that are malformed (bad JSON, unknown type, bad ids).
+    pub malformed_rate: f64,
+}
+
+impl Default for GeneratorConfig {
+    fn default() -> Self {
+        GeneratorConfig {
+            enabled: true,
+            rate_per_sec: 50,
+            seed: 7,
+            view_to_cart: 0.3,
+            cart_to_checkout: 0.6,
+            checkout_to_purchase: 0.7,
+            duplicate_rate: 0.02,
+            disorder_ms: 5_000,
+            late_rate: 0.01,
+            late_by_secs: 7_200,
+            malformed_rate: 0.005,
+        }
+    }
+}
+
+/// Deduplication by event_id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DedupConfig {
+    /// Event-time span in which a resent event_id is recognised, seconds.
+    pub window_secs: u64,
+    /// Most ids tracked (about 20 bytes each); past it the oldest part of the window goes.
+    pub max_ids: u64,
+}
+
+impl Default for DedupConfig {
+    fn default() -> Self {
+        DedupConfig {
+            window_secs: 3600,
+            max_ids: 10_000_000,
+        }
+    }
+}
+
+/// Event-time watermarks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WatermarkConfig {
+    /// A shard's watermark is its largest event_time minus this, milliseconds.
+    pub out_of_orderness_ms: u64,
+    /// Events further behind the global watermark than this are late (late buffer), seconds.
+    pub allowed_lateness_secs: u64,
+    /// A shard with no record for this long stops holding the global watermark, seconds.
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for WatermarkConfig {
+    fn default() -> Self {
+        WatermarkConfig {
+            out_of_orderness_ms: 10_000,
+            allowed_lateness_secs: 600,
+            idle_timeout_secs: 60,
         }
     }
 }

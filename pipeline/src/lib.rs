@@ -3,16 +3,21 @@
 
 pub mod aws;
 pub mod batch;
+pub mod clock;
 pub mod command;
 pub mod config;
 pub mod control;
+pub mod dedup;
 pub mod domain;
 pub mod error;
+pub mod generator;
 pub mod instance;
 pub mod orchestrator;
 pub mod snapshot;
 pub mod store;
+pub mod stream;
 pub mod warehouse;
+pub mod watermark;
 pub mod zones;
 
 pub use error::{Error, Result};

@@ -18,6 +18,8 @@ use crate::snapshot::{
     Backends, BatchStatus, CycleReport, InstanceInfo, LogLine, RunMode, Snapshot,
 };
 use crate::store::{self, ObjectStore};
+use crate::stream::consumer::StreamStatus;
+use crate::stream::runner::{self, StreamRunner};
 use crate::warehouse::{self, Warehouse, WarehouseStatus};
 use crate::zones::{self, ZoneStats};
 
@@ -128,6 +130,8 @@ pub struct Pipeline {
     runs: Vec<BatchRun>,
     warehouse: Option<Arc<dyn Warehouse>>,
     warehouse_status: Option<WarehouseStatus>,
+    stream: StreamRunner,
+    stream_status: Option<StreamStatus>,
     info: InstanceInfo,
     backends: Backends,
     options: PipelineOptions,
@@ -166,6 +170,8 @@ impl Pipeline {
             None => None,
         };
         let batch = BatchRunner::new(&config, store.clone(), wh.clone())?;
+        let stream = StreamRunner::new(&config, runner::open_log(&config)?, !options.read_only);
+        let stream_status = stream.status(wh.as_deref()).await.ok();
         let runs = batch.runs().recent(RECENT_RUNS);
         let placeholder = Arc::new(empty_snapshot(&info, &backends));
         let (tx, _) = watch::channel(placeholder);
@@ -176,6 +182,8 @@ impl Pipeline {
             runs,
             warehouse: wh,
             warehouse_status,
+            stream,
+            stream_status,
             info,
             backends,
             options,
@@ -225,6 +233,7 @@ impl Pipeline {
                 runs: self.runs.clone(),
             },
             warehouse: self.warehouse_status.clone(),
+            stream: self.stream_status.clone(),
             recent_log,
         };
         self.tx.send_replace(Arc::new(snapshot));
@@ -240,6 +249,10 @@ impl Pipeline {
                 Ok(s) => self.warehouse_status = Some(s),
                 Err(e) => tracing::warn!(error = %e, "could not read warehouse statistics"),
             }
+        }
+        match self.stream.status(self.warehouse.as_deref()).await {
+            Ok(s) => self.stream_status = Some(s),
+            Err(e) => tracing::warn!(error = %e, "could not read stream statistics"),
         }
     }
 
@@ -289,14 +302,42 @@ impl Pipeline {
                         "backfill dates must be YYYY-MM-DD, got {from} and {to}"
                     ));
                 };
+                let late = match self
+                    .stream
+                    .load_late(self.store.as_ref(), wh.as_ref(), f, t)
+                    .await
+                {
+                    Ok(n) => n,
+                    Err(e) => return CommandOutcome::failed(e.to_string()),
+                };
                 match warehouse::backfill(wh.as_ref(), f, t).await {
                     Ok(r) => {
                         self.refresh_zones().await;
                         CommandOutcome::ok(format!(
-                            "backfill {from}..{to}: {} day(s) recomputed",
+                            "backfill {from}..{to}: {late} late event(s) loaded, {} day(s) recomputed",
                             r.recomputed_days
                         ))
                     }
+                    Err(e) => CommandOutcome::failed(e.to_string()),
+                }
+            }
+            Command::IngestFile { path } => {
+                let body = match std::fs::read(&path) {
+                    Ok(b) => bytes::Bytes::from(b),
+                    Err(e) => {
+                        return CommandOutcome::failed(format!(
+                            "cannot read {}: {e}",
+                            path.display()
+                        ))
+                    }
+                };
+                let result = self
+                    .stream
+                    .ingest_file(self.store.as_ref(), Some(wh.as_ref()), body)
+                    .await;
+                self.refresh_zones().await;
+                match result {
+                    Ok(summary) => CommandOutcome::ok(summary),
                     Err(e) => CommandOutcome::failed(e.to_string()),
                 }
             }
@@ -316,6 +357,18 @@ impl Pipeline {
             match self.run_batch().await {
                 Ok(summary) => steps.push(summary),
                 Err(e) => error = Some(format!("batch: {e}")),
+            }
+        }
+        let every = self.config.runtime.cycle_interval_secs;
+        match self
+            .stream
+            .cycle(self.store.as_ref(), self.warehouse.as_deref(), every)
+            .await
+        {
+            Ok(summary) => steps.push(summary),
+            Err(e) => {
+                let e = format!("stream: {e}");
+                error = Some(error.map_or(e.clone(), |b| format!("{b}; {e}")));
             }
         }
         self.refresh_zones().await;
@@ -416,9 +469,10 @@ impl Pipeline {
                 CommandOutcome::ok("resumed")
             }
             Command::BatchRun { task, window } => self.batch_command(None, task, window).await,
-            c @ (Command::Metrics | Command::Verify | Command::Backfill { .. }) => {
-                self.warehouse_command(c).await
-            }
+            c @ (Command::Metrics
+            | Command::Verify
+            | Command::Backfill { .. }
+            | Command::IngestFile { .. }) => self.warehouse_command(c).await,
             Command::Retry { run_id, task } => self.batch_command(Some(run_id), task, None).await,
         };
         self.publish();
@@ -495,6 +549,7 @@ fn empty_snapshot(info: &InstanceInfo, backends: &Backends) -> Snapshot {
         last_cycle: None,
         batch: BatchStatus::default(),
         warehouse: None,
+        stream: None,
         recent_log: Vec::new(),
     }
 }

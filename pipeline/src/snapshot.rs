@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::batch::retry::ApiState;
 use crate::batch::run::BatchRun;
+use crate::stream::consumer::StreamStatus;
 use crate::warehouse::WarehouseStatus;
 use crate::zones::ZoneStats;
 
@@ -78,6 +79,8 @@ pub struct Snapshot {
     pub batch: BatchStatus,
     /// Tables, ledger, dirty days and metrics; `None` until the warehouse exists.
     pub warehouse: Option<WarehouseStatus>,
+    /// Shards, lag, watermarks, dedup and the stream's counts.
+    pub stream: Option<StreamStatus>,
     pub recent_log: Vec<LogLine>,
 }
 

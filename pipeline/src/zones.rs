@@ -27,10 +27,18 @@ pub enum Zone {
     Staging,
     Curated,
     Quarantine,
+    /// Late events waiting for a backfill.
+    Late,
 }
 
 impl Zone {
-    pub const ALL: [Zone; 4] = [Zone::Raw, Zone::Staging, Zone::Curated, Zone::Quarantine];
+    pub const ALL: [Zone; 5] = [
+        Zone::Raw,
+        Zone::Staging,
+        Zone::Curated,
+        Zone::Quarantine,
+        Zone::Late,
+    ];
 
     /// The key prefix of the zone, with its trailing '/'.
     pub fn prefix(self) -> &'static str {
@@ -39,6 +47,7 @@ impl Zone {
             Zone::Staging => "staging/",
             Zone::Curated => "curated/",
             Zone::Quarantine => "quarantine/",
+            Zone::Late => "late/",
         }
     }
 
@@ -48,6 +57,7 @@ impl Zone {
             Zone::Staging => "STAGING",
             Zone::Curated => "CURATED",
             Zone::Quarantine => "QUARANTINE",
+            Zone::Late => "LATE",
         }
     }
 }

@@ -192,6 +192,7 @@ async fn a_load_already_in_the_ledger_is_skipped_without_a_batch() {
         sha256: ecom_pipeline::store::sha256_hex(body),
         body: bytes::Bytes::from_static(body),
         source: "test".into(),
+        checkpoint: None,
     };
     let out = wh.load(&file).await.unwrap();
     assert!(out.skipped);

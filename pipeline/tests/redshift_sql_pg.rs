@@ -85,6 +85,7 @@ async fn pg_load(pg: &Client, key: &str, entity: &str, body: &[u8]) -> bool {
         rows: parsed.len() as u64,
         source: "synthetic",
         loaded_at: chrono::Utc::now(),
+        checkpoint: None,
     };
     let (before, after) = schema::load_sql(Dialect::Redshift, &spec, &entry);
     let mut all = before;

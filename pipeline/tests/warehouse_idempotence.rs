@@ -58,6 +58,7 @@ fn make_files() -> Vec<StagedFile> {
                 key: m.key,
                 body,
                 source: "synthetic".into(),
+                checkpoint: None,
             });
         }
         assert!(files.len() >= 10, "{}", files.len());

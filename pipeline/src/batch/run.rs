@@ -689,6 +689,7 @@ impl BatchRunner {
                 entity: entity.to_string(),
                 body,
                 source: run.source.clone(),
+                checkpoint: None,
             };
             let outcome = wh.load(&file).await?;
             if outcome.skipped {

@@ -247,6 +247,7 @@ mod tests {
             sha256: crate::store::sha256_hex(body.as_bytes()),
             body: bytes::Bytes::from(body.to_string()),
             source: "test".into(),
+            checkpoint: None,
         }
     }
 

@@ -39,6 +39,8 @@ pub struct StagedFile {
     pub body: bytes::Bytes,
     /// Where the rows came from, e.g. "synthetic" or "fakestore".
     pub source: String,
+    /// For stream segments: (shard, last sequence number), committed with the load.
+    pub checkpoint: Option<(String, u64)>,
 }
 
 impl StagedFile {
@@ -64,6 +66,7 @@ impl StagedFile {
             rows: rows as u64,
             source: &self.source,
             loaded_at: Utc::now(),
+            checkpoint: self.checkpoint.as_ref().map(|(s, q)| (s.as_str(), *q)),
         }
     }
 
@@ -222,8 +225,8 @@ pub async fn backfill(wh: &dyn Warehouse, from: NaiveDate, to: NaiveDate) -> Res
     })
 }
 
-/// The four headline metrics. Conversion and funnel need clickstream events, which arrive with
-/// the streaming path; until then they are `None`.
+/// The four headline metrics. Conversion and funnel come from clickstream sessions; with no
+/// events loaded yet they are `None`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {
     pub revenue_cents: i64,
@@ -269,12 +272,31 @@ pub async fn metrics(wh: &dyn Warehouse) -> Result<Metrics> {
             orders: int(r.get(2)),
         })
         .collect();
+    let funnel = wh.query(models::FUNNEL_SQL).await?;
+    let f: Vec<i64> = (0..5)
+        .map(|i| int(funnel.first().and_then(|r| r.get(i))))
+        .collect();
+    let (sessions, steps) = (f[0], &f[1..]);
+    let names = ["product_view", "add_to_cart", "checkout", "purchase"];
+    let funnel_dropoff = (sessions > 0).then(|| {
+        (0..3)
+            .map(|i| FunnelStep {
+                from: names[i].to_string(),
+                to: names[i + 1].to_string(),
+                dropoff: if steps[i] > 0 {
+                    1.0 - steps[i + 1] as f64 / steps[i] as f64
+                } else {
+                    0.0
+                },
+            })
+            .collect()
+    });
     Ok(Metrics {
         revenue_cents,
         orders,
         avg_order_value_cents: (orders > 0).then(|| revenue_cents as f64 / orders as f64),
-        conversion_rate: None,
-        funnel_dropoff: None,
+        conversion_rate: (sessions > 0).then(|| steps[3] as f64 / sessions as f64),
+        funnel_dropoff,
         by_category,
     })
 }

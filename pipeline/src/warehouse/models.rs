@@ -11,7 +11,9 @@
 //! Definitions (also in the README): revenue is the sum of `order_total_cents` of orders in
 //! state `placed` (a cart with at least one valid line); `empty` orders never count. Average
 //! order value is revenue / placed orders. A category's orders are the placed orders with at
-//! least one line in it.
+//! least one line in it. A session (by event day) reaches a funnel step when it has at least one
+//! event of that type; conversion rate is sessions with a purchase / sessions; the drop-off of a
+//! step is 1 - sessions reaching the next step / sessions reaching it.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -20,13 +22,15 @@ use chrono::{Duration, NaiveDate};
 
 use super::schema::{Dialect, Ty};
 
-pub const MODELS: [&str; 6] = [
+pub const MODELS: [&str; 8] = [
     "dim_products",
     "dim_users",
     "fct_orders",
     "fct_order_items",
+    "fct_events",
     "daily_metrics",
     "daily_category_sales",
+    "daily_funnel",
 ];
 
 pub fn ddl(d: Dialect) -> Vec<String> {
@@ -53,6 +57,15 @@ pub fn ddl(d: Dialect) -> Vec<String> {
              category {text} NOT NULL, quantity BIGINT NOT NULL, unit_price_cents BIGINT NOT NULL, \
              line_total_cents BIGINT NOT NULL, order_status {text} NOT NULL)"
         ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS curated.fct_events (event_id {text} NOT NULL, \
+             event_day DATE NOT NULL, user_id BIGINT NOT NULL, product_id BIGINT NOT NULL, \
+             event_type {text} NOT NULL, event_time TIMESTAMP NOT NULL, session_id {text} NOT NULL)"
+        ),
+        "CREATE TABLE IF NOT EXISTS curated.daily_funnel (day DATE NOT NULL, sessions BIGINT NOT NULL, \
+         viewed BIGINT NOT NULL, carted BIGINT NOT NULL, checked_out BIGINT NOT NULL, \
+         purchased BIGINT NOT NULL)"
+            .to_string(),
         format!(
             "CREATE TABLE IF NOT EXISTS curated.daily_metrics (day DATE NOT NULL, \
              orders BIGINT NOT NULL, revenue_cents BIGINT NOT NULL, avg_order_value_cents {double})"
@@ -136,6 +149,25 @@ pub fn refresh_sql(days: &BTreeSet<NaiveDate>) -> Vec<String> {
              SUM(line_total_cents) FROM curated.fct_order_items WHERE order_status = 'placed' AND \
              order_day {IN_DAYS} GROUP BY order_day, category"
         ),
+        format!("DELETE FROM curated.fct_events WHERE event_day {IN_DAYS}"),
+        format!(
+            "INSERT INTO curated.fct_events (event_id, event_day, user_id, product_id, event_type, \
+             event_time, session_id) SELECT event_id, CAST(event_time AS DATE), user_id, product_id, \
+             event_type, event_time, session_id FROM staging.events WHERE CAST(event_time AS DATE) \
+             {IN_DAYS}"
+        ),
+        format!("DELETE FROM curated.daily_funnel WHERE day {IN_DAYS}"),
+        format!(
+            "INSERT INTO curated.daily_funnel (day, sessions, viewed, carted, checked_out, purchased) \
+             SELECT event_day, COUNT(*), SUM(viewed), SUM(carted), SUM(checked_out), SUM(purchased) \
+             FROM (SELECT event_day, session_id, \
+             MAX(CASE WHEN event_type = 'product_view' THEN 1 ELSE 0 END) AS viewed, \
+             MAX(CASE WHEN event_type = 'add_to_cart' THEN 1 ELSE 0 END) AS carted, \
+             MAX(CASE WHEN event_type = 'checkout' THEN 1 ELSE 0 END) AS checked_out, \
+             MAX(CASE WHEN event_type = 'purchase' THEN 1 ELSE 0 END) AS purchased \
+             FROM curated.fct_events WHERE event_day {IN_DAYS} GROUP BY event_day, session_id) AS s \
+             GROUP BY event_day"
+        ),
         format!("DELETE FROM ops.dirty_partitions WHERE day {IN_DAYS}"),
     ]);
     out
@@ -144,6 +176,12 @@ pub fn refresh_sql(days: &BTreeSet<NaiveDate>) -> Vec<String> {
 /// Totals over all days: revenue (cents) and placed orders.
 pub const TOTALS_SQL: &str = "SELECT CAST(COALESCE(SUM(revenue_cents), 0) AS BIGINT), \
      CAST(COALESCE(SUM(orders), 0) AS BIGINT) FROM curated.daily_metrics";
+
+/// Sessions reaching each funnel step, over all days.
+pub const FUNNEL_SQL: &str = "SELECT CAST(COALESCE(SUM(sessions), 0) AS BIGINT), \
+     CAST(COALESCE(SUM(viewed), 0) AS BIGINT), CAST(COALESCE(SUM(carted), 0) AS BIGINT), \
+     CAST(COALESCE(SUM(checked_out), 0) AS BIGINT), CAST(COALESCE(SUM(purchased), 0) AS BIGINT) \
+     FROM curated.daily_funnel";
 
 /// Revenue by category over all days, largest first.
 pub const BY_CATEGORY_SQL: &str = "SELECT category, CAST(SUM(revenue_cents) AS BIGINT), \

@@ -149,8 +149,22 @@ pub const ORDER_ITEMS: TableSpec = TableSpec {
     key: &["order_id", "line_no"],
 };
 
+pub const EVENTS: TableSpec = TableSpec {
+    entity: "events",
+    columns: &[
+        col("event_id", Ty::Text),
+        col("user_id", Ty::BigInt),
+        col("product_id", Ty::BigInt),
+        col("event_type", Ty::Text),
+        col("event_time", Ty::Timestamp),
+        col("ingestion_time", Ty::Timestamp),
+        col("session_id", Ty::Text),
+    ],
+    key: &["event_id"],
+};
+
 /// Every loadable entity, in load order (products before the lines that name them).
-pub const TABLES: [TableSpec; 4] = [PRODUCTS, USERS, ORDERS, ORDER_ITEMS];
+pub const TABLES: [TableSpec; 5] = [PRODUCTS, USERS, ORDERS, ORDER_ITEMS, EVENTS];
 
 pub fn spec(entity: &str) -> Option<TableSpec> {
     TABLES.into_iter().find(|t| t.entity == entity)
@@ -283,6 +297,21 @@ pub struct LedgerEntry<'a> {
     pub rows: u64,
     pub source: &'a str,
     pub loaded_at: chrono::DateTime<chrono::Utc>,
+    /// A stream checkpoint committed with the load.
+    pub checkpoint: Option<(&'a str, u64)>,
+}
+
+/// Move a shard's committed checkpoint (delete + insert: portable, no upsert needed).
+pub fn checkpoint_sql(shard: &str, seq: u64) -> Vec<String> {
+    use super::Cell;
+    let shard = literal(&Cell::Text(shard.to_string()));
+    vec![
+        format!("DELETE FROM ops.checkpoints WHERE shard = {shard}"),
+        format!(
+            "INSERT INTO ops.checkpoints (shard, sequence_number, committed_at) VALUES ({shard}, {seq}, {})",
+            literal(&Cell::Time(chrono::Utc::now()))
+        ),
+    ]
 }
 
 /// Is this content already loaded? (`SELECT COUNT(*)`; > 0 means skip the file.)
@@ -314,6 +343,9 @@ pub fn load_sql(d: Dialect, spec: &TableSpec, e: &LedgerEntry<'_>) -> (Vec<Strin
         literal(&Cell::Text(e.source.to_string())),
         literal(&Cell::Time(e.loaded_at)),
     ));
+    if let Some((shard, seq)) = e.checkpoint {
+        after.extend(checkpoint_sql(shard, seq));
+    }
     (before, after)
 }
 
@@ -359,6 +391,10 @@ pub fn mark_dirty(spec: &TableSpec) -> Option<String> {
         "order_items" => format!(
             "SELECT DISTINCT CAST(o.order_time AS DATE) AS day FROM {} AS i JOIN staging.orders AS o \
              ON o.order_id = i.order_id",
+            spec.scratch()
+        ),
+        "events" => format!(
+            "SELECT DISTINCT CAST(event_time AS DATE) AS day FROM {}",
             spec.scratch()
         ),
         "products" | "users" => {

@@ -47,6 +47,7 @@ impl VerifyReport {
 /// Entities a RAW batch file is staged into.
 fn staged_entities(raw_entity: &str) -> &'static [&'static str] {
     match raw_entity {
+        "events" => &["events"],
         "products" => &["products"],
         "users" => &["users"],
         "carts" => &["orders", "order_items"],
@@ -67,8 +68,8 @@ pub async fn verify(store: &dyn ObjectStore, wh: &dyn Warehouse) -> Result<Verif
     for m in store.list("raw/").await? {
         let mut parts = m.key.split('/');
         let (_, source, entity) = (parts.next(), parts.next(), parts.next());
-        if matches!(source, Some("stream") | Some("file")) {
-            continue; // stream segments arrive with the streaming path
+        if source == Some("file") {
+            continue; // an ingested file reaches STAGING through its stream segments
         }
         for staged in staged_entities(entity.unwrap_or_default()) {
             let key = zones::staging_key_for(&m.key, staged).unwrap_or_default();
@@ -163,6 +164,7 @@ pub async fn verify(store: &dyn ObjectStore, wh: &dyn Warehouse) -> Result<Verif
         ("staging.order_items", "curated.fct_order_items"),
         ("staging.products", "curated.dim_products"),
         ("staging.users", "curated.dim_users"),
+        ("staging.events", "curated.fct_events"),
     ] {
         let a = super::table_rows(wh, from).await?;
         let b = super::table_rows(wh, to).await?;

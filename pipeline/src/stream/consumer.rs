@@ -1,0 +1,330 @@
+//! The stream consumer: reads each shard after its committed checkpoint, cuts the records into
+//! segments by count, and for each segment writes
+//!
+//! - RAW `raw/stream/events/shard=<s>/seg-<first>-<last>.ndjson`: the records as received, one a
+//!   line (put-if-absent: the same range again is the same file);
+//! - STAGING `staging/events/...`: typed events seen for the first time in the dedup window and
+//!   not late, with `ingestion_time` = the record's arrival time in the log;
+//! - the late buffer `late/events/...`: events behind the watermark by more than the allowed
+//!   lateness (loaded by `backfill`);
+//! - quarantine `quarantine/stream/events/...`: records that are not valid events, each with its
+//!   reason;
+//!
+//! then loads the STAGING file into the warehouse with the shard's checkpoint in the same
+//! transaction. Every record is staged, a duplicate, late or quarantined: none is lost.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{Record, StreamLog};
+use crate::batch::stage::{to_ndjson, Quarantined};
+use crate::config::StreamConfig;
+use crate::dedup::{Dedup, DedupStats};
+use crate::domain::Event;
+use crate::error::{Error, Result};
+use crate::store::{sha256_hex, ObjectStore};
+use crate::warehouse::{self, StagedFile, Warehouse};
+use crate::watermark::{WatermarkStatus, Watermarks};
+use crate::zones;
+
+/// The counts of one segment (or of everything so far).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentCounts {
+    pub records: u64,
+    pub staged: u64,
+    pub duplicates: u64,
+    pub late: u64,
+    pub quarantined: u64,
+}
+
+impl SegmentCounts {
+    fn add(&mut self, o: &SegmentCounts) {
+        self.records += o.records;
+        self.staged += o.staged;
+        self.duplicates += o.duplicates;
+        self.late += o.late;
+        self.quarantined += o.quarantined;
+    }
+}
+
+/// What status shows of the stream path.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StreamStatus {
+    pub backend: String,
+    pub totals: SegmentCounts,
+    pub segments: u64,
+    pub dedup: DedupStats,
+    pub watermarks: WatermarkStatus,
+    pub shards: Vec<super::ShardStatus>,
+}
+
+/// The typed event as it arrives: the shape is checked here, the values by `Event::validate`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Incoming {
+    #[serde(deserialize_with = "id_text")]
+    event_id: String,
+    user_id: i64,
+    product_id: i64,
+    event_type: String,
+    event_time: DateTime<Utc>,
+    session_id: String,
+    #[serde(default)]
+    ingestion_time: Option<DateTime<Utc>>,
+}
+
+/// An event_id as text: producers send strings or integers (the shared workload does).
+fn id_text<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<String, D::Error> {
+    struct V;
+    impl serde::de::Visitor<'_> for V {
+        type Value = String;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a string or an integer")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_string<E: serde::de::Error>(self, v: String) -> std::result::Result<String, E> {
+            Ok(v)
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> std::result::Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> std::result::Result<String, E> {
+            Ok(v.to_string())
+        }
+    }
+    d.deserialize_any(V)
+}
+
+/// How one record was judged.
+#[derive(Debug)]
+enum Verdict {
+    Staged(Event),
+    Duplicate,
+    Late(Event),
+    Quarantined(Quarantined),
+}
+
+/// Dedup and watermark state, carried from segment to segment.
+#[derive(Debug)]
+pub struct Processor {
+    dedup: Dedup,
+    watermarks: Watermarks,
+    totals: SegmentCounts,
+    segments: u64,
+}
+
+fn quarantined(field: &str, reason: String, data: &[u8]) -> Verdict {
+    // Keep the record as text (lossy for non-UTF-8), capped so a huge payload stays readable.
+    let text = String::from_utf8_lossy(&data[..data.len().min(4096)]).into_owned();
+    Verdict::Quarantined(Quarantined {
+        field: field.to_string(),
+        reason,
+        record: serde_json::Value::String(text),
+    })
+}
+
+impl Processor {
+    pub fn new(cfg: &StreamConfig) -> Processor {
+        Processor {
+            dedup: Dedup::new(cfg.dedup.window_secs, 12, cfg.dedup.max_ids as usize),
+            watermarks: Watermarks::new(
+                cfg.watermark.out_of_orderness_ms,
+                cfg.watermark.allowed_lateness_secs * 1000,
+                cfg.watermark.idle_timeout_secs * 1000,
+            ),
+            totals: SegmentCounts::default(),
+            segments: 0,
+        }
+    }
+
+    fn judge(&mut self, shard: &str, r: &Record) -> Verdict {
+        let arrival = DateTime::<Utc>::from_timestamp_millis(r.arrival_ms).unwrap_or_default();
+        let inc: Incoming = match serde_json::from_slice(&r.data) {
+            Ok(i) => i,
+            Err(e) => return quarantined("record", format!("not an event: {e}"), &r.data),
+        };
+        let event_type = match inc.event_type.parse() {
+            Ok(t) => t,
+            Err(e) => return quarantined("event_type", format!("{e}"), &r.data),
+        };
+        let event = Event {
+            event_id: inc.event_id,
+            user_id: inc.user_id,
+            product_id: inc.product_id,
+            event_type,
+            event_time: inc.event_time,
+            // The log's arrival time, not the clock now: a replay stages the same rows.
+            ingestion_time: Some(inc.ingestion_time.unwrap_or(arrival)),
+            session_id: inc.session_id,
+        };
+        if let Err(e) = event.validate(arrival) {
+            return quarantined(&e.field, e.reason, &r.data);
+        }
+        let event_ms = event.event_time.timestamp_millis();
+        if !self.dedup.first_seen(event.event_id.as_bytes(), event_ms) {
+            return Verdict::Duplicate;
+        }
+        if self.watermarks.observe(shard, event_ms, r.arrival_ms) {
+            return Verdict::Late(event);
+        }
+        Verdict::Staged(event)
+    }
+
+    /// Process one segment of `shard` (records in sequence order) into the zones and the
+    /// warehouse. Returns its counts.
+    pub async fn segment(
+        &mut self,
+        store: &dyn ObjectStore,
+        wh: Option<&dyn Warehouse>,
+        shard: &str,
+        records: &[Record],
+    ) -> Result<SegmentCounts> {
+        let (Some(first), Some(last)) = (records.first(), records.last()) else {
+            return Ok(SegmentCounts::default());
+        };
+        let raw_key = zones::raw_segment_key(shard, first.seq, last.seq);
+        let mut raw = Vec::with_capacity(records.iter().map(|r| r.data.len() + 1).sum());
+        for r in records {
+            raw.extend_from_slice(&r.data);
+            raw.push(b'\n');
+        }
+        store.put_if_absent(&raw_key, Bytes::from(raw)).await?;
+
+        let mut counts = SegmentCounts {
+            records: records.len() as u64,
+            ..SegmentCounts::default()
+        };
+        let (mut staged, mut late, mut bad) = (Vec::new(), Vec::new(), Vec::new());
+        for r in records {
+            match self.judge(shard, r) {
+                Verdict::Staged(e) => staged.push(e),
+                Verdict::Duplicate => counts.duplicates += 1,
+                Verdict::Late(e) => late.push(e),
+                Verdict::Quarantined(q) => bad.push(q),
+            }
+        }
+        counts.staged = staged.len() as u64;
+        counts.late = late.len() as u64;
+        counts.quarantined = bad.len() as u64;
+
+        let missing = || Error::Other(format!("no zone key derivable from {raw_key}"));
+        let staging_key = zones::staging_key_for(&raw_key, "events").ok_or_else(missing)?;
+        let body = Bytes::from(to_ndjson(&staged));
+        store.put(&staging_key, body.clone()).await?;
+        if !late.is_empty() {
+            let key = late_key_for(&raw_key).ok_or_else(missing)?;
+            store.put(&key, Bytes::from(to_ndjson(&late))).await?;
+            tracing::info!(shard, count = late.len(), key = %key, "late events buffered");
+        }
+        if !bad.is_empty() {
+            let key = zones::quarantine_key_for(&raw_key, "events").ok_or_else(missing)?;
+            store.put(&key, Bytes::from(to_ndjson(&bad))).await?;
+            tracing::warn!(shard, count = bad.len(), key = %key, "stream records quarantined");
+        }
+        if let Some(wh) = wh {
+            let file = StagedFile {
+                sha256: sha256_hex(&body),
+                key: staging_key,
+                entity: "events".into(),
+                body,
+                source: "stream".into(),
+                checkpoint: Some((shard.to_string(), last.seq)),
+            };
+            let outcome = wh.load(&file).await?;
+            if outcome.skipped {
+                // Already loaded (a replay): the checkpoint still moves, on its own.
+                wh.execute_tx(warehouse::schema::checkpoint_sql(shard, last.seq))
+                    .await?;
+            }
+        }
+        self.totals.add(&counts);
+        self.segments += 1;
+        Ok(counts)
+    }
+
+    /// Read every shard from its checkpoint to the end of the log, segment by segment.
+    pub async fn drain(
+        &mut self,
+        log: &dyn StreamLog,
+        store: &dyn ObjectStore,
+        wh: Option<&dyn Warehouse>,
+        segment_records: usize,
+    ) -> Result<SegmentCounts> {
+        let mut checkpoints = match wh {
+            Some(w) => checkpoints(w).await?,
+            None => BTreeMap::new(),
+        };
+        let mut total = SegmentCounts::default();
+        for shard in log.shards() {
+            loop {
+                let after = checkpoints.get(&shard).copied();
+                let records = log.read(&shard, after, segment_records.max(1)).await?;
+                let Some(last) = records.last().map(|r| r.seq) else {
+                    break;
+                };
+                let c = self.segment(store, wh, &shard, &records).await?;
+                total.add(&c);
+                checkpoints.insert(shard.clone(), last);
+            }
+        }
+        Ok(total)
+    }
+
+    pub async fn status(
+        &self,
+        log: &dyn StreamLog,
+        wh: Option<&dyn Warehouse>,
+    ) -> Result<StreamStatus> {
+        let cps = match wh {
+            Some(w) => checkpoints(w).await?,
+            None => BTreeMap::new(),
+        };
+        let mut shards = Vec::new();
+        for shard in log.shards() {
+            let latest = log.latest_seq(&shard).await?;
+            let checkpoint = cps.get(&shard).copied();
+            shards.push(super::ShardStatus {
+                lag_records: latest.unwrap_or(0).saturating_sub(checkpoint.unwrap_or(0)),
+                shard,
+                latest_seq: latest,
+                checkpoint,
+            });
+        }
+        Ok(StreamStatus {
+            backend: log.backend().to_string(),
+            totals: self.totals,
+            segments: self.segments,
+            dedup: self.dedup.stats(),
+            watermarks: self.watermarks.status(crate::clock::now_ms()),
+            shards,
+        })
+    }
+
+    pub fn dedup(&self) -> &Dedup {
+        &self.dedup
+    }
+}
+
+/// `late/events/<rest of the RAW key>`.
+pub fn late_key_for(raw_key: &str) -> Option<String> {
+    zones::staging_key_for(raw_key, "events").map(|k| format!("late/{}", &k["staging/".len()..]))
+}
+
+/// Committed checkpoints by shard.
+pub async fn checkpoints(wh: &dyn Warehouse) -> Result<BTreeMap<String, u64>> {
+    Ok(wh
+        .query("SELECT shard, CAST(sequence_number AS BIGINT) FROM ops.checkpoints")
+        .await?
+        .into_iter()
+        .filter_map(|r| {
+            let shard = r.first().cloned().flatten()?;
+            let seq = r.get(1).cloned().flatten()?.parse().ok()?;
+            Some((shard, seq))
+        })
+        .collect())
+}

@@ -1,0 +1,212 @@
+//! The stream side of a pipeline cycle: generate events for the time since the last cycle,
+//! append them to the log, drain every shard into the zones and the warehouse, refresh the
+//! models. Also `ingest events FILE` and the late-buffer part of `backfill`.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::{DateTime, NaiveDate, Utc};
+
+use super::consumer::{Processor, StreamStatus};
+use super::local::LocalLog;
+use super::StreamLog;
+use crate::batch::stage::to_ndjson;
+use crate::config::{Config, StreamBackend};
+use crate::domain::Event;
+use crate::error::{Error, Result};
+use crate::generator::Generator;
+use crate::store::{sha256_hex, ObjectStore};
+use crate::warehouse::{self, StagedFile, Warehouse};
+use crate::zones;
+
+pub struct StreamRunner {
+    log: Arc<dyn StreamLog>,
+    processor: Processor,
+    generator: Option<Generator>,
+    rate_per_sec: u64,
+    /// Event time up to which the generator has produced.
+    generated_until: Option<DateTime<Utc>>,
+    segment_records: usize,
+    lookback_days: u32,
+}
+
+/// Open the configured log.
+pub fn open_log(config: &Config) -> Result<Arc<dyn StreamLog>> {
+    match config.stream.backend {
+        StreamBackend::Local => Ok(Arc::new(LocalLog::open(
+            config.data_dir.join("stream"),
+            config.stream.shards,
+            config.stream.local.segment_bytes,
+            std::time::Duration::from_secs(config.stream.local.retention_hours * 3600),
+            config.stream.local.fsync,
+        )?)),
+        StreamBackend::Kinesis => Err(Error::Unsupported {
+            key: "stream.backend".into(),
+            message: "the Kinesis backend has not landed yet; use \"local\"".into(),
+        }),
+    }
+}
+
+/// A partition key for a raw record: its session_id when it has one (so a session stays in
+/// order on one shard), else the record's hash.
+fn partition_key(line: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct Key {
+        session_id: Option<String>,
+    }
+    serde_json::from_slice::<Key>(line)
+        .ok()
+        .and_then(|k| k.session_id)
+        .unwrap_or_else(|| sha256_hex(line))
+}
+
+impl StreamRunner {
+    pub fn new(config: &Config, log: Arc<dyn StreamLog>, generate: bool) -> StreamRunner {
+        let g = &config.stream.generator;
+        let scale = u64::from(config.batch.scale.max(1));
+        StreamRunner {
+            log,
+            processor: Processor::new(&config.stream),
+            // Users and products of the batch catalog (synthetic scale 1: 10 users, 20 products).
+            generator: (generate && g.enabled).then(|| Generator::new(g, 10 * scale, 20 * scale)),
+            rate_per_sec: u64::from(g.rate_per_sec),
+            generated_until: None,
+            segment_records: config.stream.segment_records.max(1) as usize,
+            lookback_days: config.warehouse.lookback_days,
+        }
+    }
+
+    pub fn log(&self) -> &Arc<dyn StreamLog> {
+        &self.log
+    }
+
+    /// One cycle's stream work; a one-line summary.
+    pub async fn cycle(
+        &mut self,
+        store: &dyn ObjectStore,
+        wh: Option<&dyn Warehouse>,
+        interval_secs: u64,
+    ) -> Result<String> {
+        let mut generated = 0;
+        if let Some(g) = self.generator.as_mut() {
+            let now = Utc::now();
+            let from = self
+                .generated_until
+                .unwrap_or(now - chrono::Duration::seconds(interval_secs.max(1) as i64));
+            let secs = (now - from).num_milliseconds().max(0) as u64 / 1000;
+            let n = (secs * self.rate_per_sec).min(1_000_000);
+            if n > 0 {
+                let (records, _) = g.next_batch(n, from, now);
+                generated = records.len();
+                self.log.put(records).await?;
+                self.generated_until = Some(now);
+            }
+        }
+        let c = self
+            .processor
+            .drain(self.log.as_ref(), store, wh, self.segment_records)
+            .await?;
+        if let Some(wh) = wh {
+            warehouse::refresh_models(wh, self.lookback_days).await?;
+        }
+        Ok(format!(
+            "stream: {generated} generated; {} records read: {} staged, {} duplicates, {} late, {} quarantined",
+            c.records, c.staged, c.duplicates, c.late, c.quarantined
+        ))
+    }
+
+    /// `ingest events FILE`: the file lands in RAW as received (a file already there is a
+    /// duplicate: skipped), its lines go through the log like any stream record.
+    pub async fn ingest_file(
+        &mut self,
+        store: &dyn ObjectStore,
+        wh: Option<&dyn Warehouse>,
+        body: Bytes,
+    ) -> Result<String> {
+        let sha = sha256_hex(&body);
+        let raw_key = zones::raw_file_key(&sha);
+        if store.head(&raw_key).await?.is_some() {
+            tracing::info!(raw_key = %raw_key, "duplicate file: already ingested, skipped");
+            return Ok(format!(
+                "duplicate file: {raw_key} was already ingested; nothing done"
+            ));
+        }
+        // Log first, RAW last: a crash in between feeds the file again on the rerun, which
+        // dedup and the MERGE absorb; the other order could lose it.
+        let mut lines = 0;
+        let mut batch = Vec::new();
+        for line in body.split(|b| *b == b'\n') {
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            lines += 1;
+            batch.push((partition_key(line), body.slice_ref(line)));
+            if batch.len() == 10_000 {
+                self.log.put(std::mem::take(&mut batch)).await?;
+            }
+        }
+        if !batch.is_empty() {
+            self.log.put(batch).await?;
+        }
+        store.put_if_absent(&raw_key, body).await?;
+        let c = self
+            .processor
+            .drain(self.log.as_ref(), store, wh, self.segment_records)
+            .await?;
+        if let Some(wh) = wh {
+            warehouse::refresh_models(wh, self.lookback_days).await?;
+        }
+        Ok(format!(
+            "ingested {lines} lines from {raw_key}: {} records read, {} staged, {} duplicates, {} late, {} quarantined",
+            c.records, c.staged, c.duplicates, c.late, c.quarantined
+        ))
+    }
+
+    /// Load the late-buffered events whose day is in `from..=to`: each late object's events in
+    /// range become a STAGING object and are MERGEd (idempotent: a second backfill loads the
+    /// same bytes, which the ledger skips). Returns the events loaded.
+    pub async fn load_late(
+        &self,
+        store: &dyn ObjectStore,
+        wh: &dyn Warehouse,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<u64> {
+        let mut loaded = 0;
+        for m in store.list("late/events/").await? {
+            let body = store.get(&m.key).await?;
+            let mut events = Vec::new();
+            for line in body.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                let e: Event = serde_json::from_slice(line)
+                    .map_err(|e| Error::Invalid(format!("{}: {e}", m.key)))?;
+                let day = e.event_time.date_naive();
+                if day >= from && day <= to {
+                    events.push(e);
+                }
+            }
+            if events.is_empty() {
+                continue;
+            }
+            let rest = &m.key["late/events/".len()..];
+            let key = format!("staging/events/backfill/{from}_{to}/{rest}");
+            let body = Bytes::from(to_ndjson(&events));
+            store.put(&key, body.clone()).await?;
+            let outcome = wh
+                .load(&StagedFile {
+                    sha256: sha256_hex(&body),
+                    key,
+                    entity: "events".into(),
+                    body,
+                    source: "late".into(),
+                    checkpoint: None,
+                })
+                .await?;
+            loaded += outcome.rows;
+        }
+        Ok(loaded)
+    }
+
+    pub async fn status(&self, wh: Option<&dyn Warehouse>) -> Result<StreamStatus> {
+        self.processor.status(self.log.as_ref(), wh).await
+    }
+}
