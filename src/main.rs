@@ -152,6 +152,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Cmd::Stream(StreamCmd::Run)) => {
             headless::run(config, false, cli.output, read_only, logs).await
         }
+        Some(Cmd::Replay {
+            shard,
+            from_seq,
+            from_time,
+        }) => {
+            let c = Command::Replay {
+                shard,
+                from_seq,
+                from_time,
+            };
+            headless::command(config, c, cli.output, read_only, logs).await
+        }
         Some(Cmd::Metrics { json }) => {
             let output = if json { cli::Output::Json } else { cli.output };
             headless::command(config, Command::Metrics, output, read_only, logs).await

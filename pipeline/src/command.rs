@@ -26,6 +26,14 @@ pub enum Command {
     },
     /// Feed an NDJSON events file (a path the pipeline can read) through the stream path.
     IngestFile { path: std::path::PathBuf },
+    /// Re-read committed segments of a shard from a sequence number or an arrival time (RFC 3339).
+    Replay {
+        shard: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from_seq: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from_time: Option<String>,
+    },
     /// The four metrics (read-only).
     Metrics,
     /// Reconcile RAW -> STAGING -> warehouse -> CURATED (read-only).
@@ -55,6 +63,7 @@ impl Command {
             Command::BatchRun { .. } => "batch_run",
             Command::Metrics => "metrics",
             Command::IngestFile { .. } => "ingest_file",
+            Command::Replay { .. } => "replay",
             Command::Verify => "verify",
             Command::Backfill { .. } => "backfill",
             Command::Retry { .. } => "retry",

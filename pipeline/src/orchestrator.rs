@@ -321,6 +321,46 @@ impl Pipeline {
                     Err(e) => CommandOutcome::failed(e.to_string()),
                 }
             }
+            Command::Replay {
+                shard,
+                from_seq,
+                from_time,
+            } => {
+                let from_time = match from_time.map(|t| chrono::DateTime::parse_from_rfc3339(&t)) {
+                    None => None,
+                    Some(Ok(t)) => Some(t.with_timezone(&Utc)),
+                    Some(Err(e)) => {
+                        return CommandOutcome::failed(format!("--from-time must be RFC 3339: {e}"))
+                    }
+                };
+                let result = self
+                    .stream
+                    .replay(
+                        self.store.as_ref(),
+                        Some(wh.as_ref()),
+                        &shard,
+                        from_seq,
+                        from_time,
+                    )
+                    .await;
+                self.refresh_zones().await;
+                match result {
+                    Ok(r) => {
+                        let mut o = CommandOutcome::ok(format!(
+                            "replay {shard}: {} segment(s), {} RAW byte-identical, {} rewritten, \
+                             {} restaged, {} load(s) already in the warehouse",
+                            r.segments,
+                            r.raw_identical,
+                            r.raw_rewritten,
+                            r.restaged,
+                            r.loads_skipped
+                        ));
+                        o.detail = serde_json::to_value(&r).ok();
+                        o
+                    }
+                    Err(e) => CommandOutcome::failed(e.to_string()),
+                }
+            }
             Command::IngestFile { path } => {
                 let body = match std::fs::read(&path) {
                     Ok(b) => bytes::Bytes::from(b),
@@ -472,7 +512,8 @@ impl Pipeline {
             c @ (Command::Metrics
             | Command::Verify
             | Command::Backfill { .. }
-            | Command::IngestFile { .. }) => self.warehouse_command(c).await,
+            | Command::IngestFile { .. }
+            | Command::Replay { .. }) => self.warehouse_command(c).await,
             Command::Retry { run_id, task } => self.batch_command(Some(run_id), task, None).await,
         };
         self.publish();

@@ -177,12 +177,14 @@ impl Processor {
 
     /// Process one segment of `shard` (records in sequence order) into the zones and the
     /// warehouse. Returns its counts.
+    /// `commit` moves the shard's checkpoint with the load (a replay never moves it back).
     pub async fn segment(
         &mut self,
         store: &dyn ObjectStore,
         wh: Option<&dyn Warehouse>,
         shard: &str,
         records: &[Record],
+        commit: bool,
     ) -> Result<SegmentCounts> {
         let (Some(first), Some(last)) = (records.first(), records.last()) else {
             return Ok(SegmentCounts::default());
@@ -233,10 +235,10 @@ impl Processor {
                 entity: "events".into(),
                 body,
                 source: "stream".into(),
-                checkpoint: Some((shard.to_string(), last.seq)),
+                checkpoint: commit.then(|| (shard.to_string(), last.seq)),
             };
             let outcome = wh.load(&file).await?;
-            if outcome.skipped {
+            if outcome.skipped && commit {
                 // Already loaded (a replay): the checkpoint still moves, on its own.
                 wh.execute_tx(warehouse::schema::checkpoint_sql(shard, last.seq))
                     .await?;
@@ -267,7 +269,7 @@ impl Processor {
                 let Some(last) = records.last().map(|r| r.seq) else {
                     break;
                 };
-                let c = self.segment(store, wh, &shard, &records).await?;
+                let c = self.segment(store, wh, &shard, &records, true).await?;
                 total.add(&c);
                 checkpoints.insert(shard.clone(), last);
             }
@@ -308,6 +310,114 @@ impl Processor {
     pub fn dedup(&self) -> &Dedup {
         &self.dedup
     }
+}
+
+/// What a replay did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReplayReport {
+    pub segments: u64,
+    /// RAW segments re-read from the log and found byte-identical.
+    pub raw_identical: u64,
+    /// RAW segments that were missing and were written again.
+    pub raw_rewritten: u64,
+    /// STAGING objects that were missing and were derived again.
+    pub restaged: u64,
+    /// STAGING files the warehouse already had (the load is idempotent).
+    pub loads_skipped: u64,
+}
+
+/// Re-read the committed segments of `shard` that end at or after `from_seq`, exactly as they
+/// were cut (the boundaries are in the RAW keys): the RAW file each gives must be
+/// byte-identical (an immutable-object conflict is an error), a missing STAGING object is
+/// derived again, and every STAGING file is loaded again, which the ledger makes a no-op for
+/// what was loaded. Checkpoints never move back.
+pub async fn replay(
+    cfg: &StreamConfig,
+    log: &dyn StreamLog,
+    store: &dyn ObjectStore,
+    wh: Option<&dyn Warehouse>,
+    shard: &str,
+    from_seq: u64,
+) -> Result<ReplayReport> {
+    let prefix = format!("raw/stream/events/shard={shard}/");
+    let mut report = ReplayReport::default();
+    // A missing STAGING object is derived again without the original run's dedup and watermark
+    // state, which is gone: dedup within the replay, and nothing is late (the MERGE on
+    // event_id absorbs what the original run had already loaded).
+    let mut fresh = Processor::new(cfg);
+    fresh.watermarks = Watermarks::new(0, (i64::MAX / 4) as u64, 1);
+    for m in store.list(&prefix).await? {
+        let Some((first, last)) = segment_range(&m.key) else {
+            continue;
+        };
+        if last < from_seq {
+            continue;
+        }
+        report.segments += 1;
+        let records = log
+            .read(shard, first.checked_sub(1), (last - first + 1) as usize)
+            .await?;
+        if records.first().map(|r| r.seq) != Some(first)
+            || records.last().map(|r| r.seq) != Some(last)
+        {
+            return Err(Error::Other(format!(
+                "records {first}..={last} of {shard} are no longer in the log (retention); \
+                 RAW {} keeps them as received",
+                m.key
+            )));
+        }
+        let mut raw = Vec::new();
+        for r in &records {
+            raw.extend_from_slice(&r.data);
+            raw.push(b'\n');
+        }
+        // Immutable: other bytes under the same key fail here with a conflict.
+        match store.put_if_absent(&m.key, Bytes::from(raw)).await?.outcome {
+            crate::store::PutOutcome::AlreadyPresent => report.raw_identical += 1,
+            _ => report.raw_rewritten += 1,
+        }
+        let staging_key = zones::staging_key_for(&m.key, "events")
+            .ok_or_else(|| Error::Other(format!("no staging key for {}", m.key)))?;
+        let body = match store.get(&staging_key).await {
+            Ok(b) => b,
+            Err(Error::NotFound(_)) => {
+                fresh.segment(store, None, shard, &records, false).await?;
+                report.restaged += 1;
+                store.get(&staging_key).await?
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some(wh) = wh {
+            let outcome = wh
+                .load(&StagedFile {
+                    sha256: sha256_hex(&body),
+                    key: staging_key,
+                    entity: "events".into(),
+                    body,
+                    source: "replay".into(),
+                    checkpoint: None,
+                })
+                .await?;
+            if outcome.skipped {
+                report.loads_skipped += 1;
+            }
+        }
+    }
+    if let Some(wh) = wh {
+        warehouse::refresh_models(wh, 0).await?;
+    }
+    Ok(report)
+}
+
+/// (first, last) sequence numbers from a RAW segment key.
+fn segment_range(key: &str) -> Option<(u64, u64)> {
+    let name = key
+        .rsplit('/')
+        .next()?
+        .strip_prefix("seg-")?
+        .strip_suffix(".ndjson")?;
+    let (a, b) = name.split_once('-')?;
+    Some((a.parse().ok()?, b.parse().ok()?))
 }
 
 /// `late/events/<rest of the RAW key>`.

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 use chrono::{DateTime, NaiveDate, Utc};
 
-use super::consumer::{Processor, StreamStatus};
+use super::consumer::{self, Processor, ReplayReport, StreamStatus};
 use super::local::LocalLog;
 use super::StreamLog;
 use crate::batch::stage::to_ndjson;
-use crate::config::{Config, StreamBackend};
+use crate::config::{Config, StreamBackend, StreamConfig};
 use crate::domain::Event;
 use crate::error::{Error, Result};
 use crate::generator::Generator;
@@ -20,6 +20,7 @@ use crate::warehouse::{self, StagedFile, Warehouse};
 use crate::zones;
 
 pub struct StreamRunner {
+    cfg: StreamConfig,
     log: Arc<dyn StreamLog>,
     processor: Processor,
     generator: Option<Generator>,
@@ -65,6 +66,7 @@ impl StreamRunner {
         let g = &config.stream.generator;
         let scale = u64::from(config.batch.scale.max(1));
         StreamRunner {
+            cfg: config.stream.clone(),
             log,
             processor: Processor::new(&config.stream),
             // Users and products of the batch catalog (synthetic scale 1: 10 users, 20 products).
@@ -204,6 +206,44 @@ impl StreamRunner {
             loaded += outcome.rows;
         }
         Ok(loaded)
+    }
+
+    /// `replay --shard S (--from-seq N | --from-time T)`.
+    pub async fn replay(
+        &self,
+        store: &dyn ObjectStore,
+        wh: Option<&dyn Warehouse>,
+        shard: &str,
+        from_seq: Option<u64>,
+        from_time: Option<DateTime<Utc>>,
+    ) -> Result<ReplayReport> {
+        if !self.log.shards().iter().any(|s| s == shard) {
+            return Err(Error::Usage(format!(
+                "no shard {shard:?}; the shards are {}",
+                self.log.shards().join(", ")
+            )));
+        }
+        let from = match (from_seq, from_time) {
+            (Some(n), _) => n,
+            (None, Some(t)) => self.first_seq_at(shard, t.timestamp_millis()).await?,
+            (None, None) => 1,
+        };
+        consumer::replay(&self.cfg, self.log.as_ref(), store, wh, shard, from).await
+    }
+
+    /// The first sequence number that arrived at or after `ms` (past the end if none).
+    async fn first_seq_at(&self, shard: &str, ms: i64) -> Result<u64> {
+        let mut after = None;
+        loop {
+            let page = self.log.read(shard, after, 10_000).await?;
+            let Some(last) = page.last().map(|r| r.seq) else {
+                return Ok(after.map_or(1, |a| a + 1));
+            };
+            if let Some(r) = page.iter().find(|r| r.arrival_ms >= ms) {
+                return Ok(r.seq);
+            }
+            after = Some(last);
+        }
     }
 
     pub async fn status(&self, wh: Option<&dyn Warehouse>) -> Result<StreamStatus> {
