@@ -66,6 +66,13 @@ impl InstanceLock {
     }
 }
 
+impl Drop for InstanceLock {
+    /// A clean exit clears the PID, so only a lock left by a killed process reads as stale.
+    fn drop(&mut self) {
+        let _ = self._file.set_len(0);
+    }
+}
+
 fn read_pid(file: &mut File) -> Option<u32> {
     let mut s = String::new();
     file.seek(SeekFrom::Start(0)).ok()?;
@@ -109,7 +116,8 @@ mod tests {
         assert_eq!(holder(dir.path()), Some(std::process::id()));
         drop(lock);
         assert_eq!(holder(dir.path()), None);
-        InstanceLock::acquire(dir.path()).unwrap();
+        let again = InstanceLock::acquire(dir.path()).unwrap();
+        assert_eq!(again.took_over_from, None, "a clean exit leaves no stale pid");
     }
 
     #[test]
