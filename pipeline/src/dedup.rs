@@ -97,7 +97,8 @@ impl Dedup {
     pub fn first_seen(&mut self, id: &[u8], event_time_ms: i64) -> bool {
         self.stats.seen += 1;
         let h = id_hash(id);
-        if self.gens.iter().any(|g| g.ids.contains(&h)) {
+        // Newest first: a resent event usually follows its original closely.
+        if self.gens.iter().rev().any(|g| g.ids.contains(&h)) {
             self.stats.duplicates += 1;
             return false;
         }

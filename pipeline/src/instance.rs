@@ -117,7 +117,10 @@ mod tests {
         drop(lock);
         assert_eq!(holder(dir.path()), None);
         let again = InstanceLock::acquire(dir.path()).unwrap();
-        assert_eq!(again.took_over_from, None, "a clean exit leaves no stale pid");
+        assert_eq!(
+            again.took_over_from, None,
+            "a clean exit leaves no stale pid"
+        );
     }
 
     #[test]

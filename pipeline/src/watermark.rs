@@ -69,10 +69,19 @@ impl Watermarks {
         let late = self
             .global(arrival_ms)
             .is_some_and(|wm| event_ms < wm - self.lateness_ms);
-        let mark = self.shards.entry(shard.to_string()).or_insert(ShardMark {
-            max_event_ms: event_ms,
-            last_arrival_ms: arrival_ms,
-        });
+        // Hot path: look up by &str; allocate the key only for a shard's first event.
+        if !self.shards.contains_key(shard) {
+            self.shards.insert(
+                shard.to_string(),
+                ShardMark {
+                    max_event_ms: event_ms,
+                    last_arrival_ms: arrival_ms,
+                },
+            );
+        }
+        let Some(mark) = self.shards.get_mut(shard) else {
+            return late;
+        };
         mark.max_event_ms = mark.max_event_ms.max(event_ms);
         mark.last_arrival_ms = mark.last_arrival_ms.max(arrival_ms);
         if late {
