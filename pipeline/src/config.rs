@@ -399,6 +399,9 @@ pub struct RedshiftConfig {
     pub statement_timeout_secs: u64,
     /// Longest wait between two DescribeStatement polls, milliseconds (the wait doubles from 50).
     pub poll_max_ms: u64,
+    /// IAM role Redshift assumes to COPY STAGING objects from S3 (needs `store.backend = "s3"`);
+    /// unset, loads fill the scratch table with multi-row INSERTs.
+    pub copy_iam_role: Option<String>,
 }
 
 impl Default for RedshiftConfig {
@@ -413,6 +416,7 @@ impl Default for RedshiftConfig {
             endpoint_url: None,
             statement_timeout_secs: 300,
             poll_max_ms: 2000,
+            copy_iam_role: None,
         }
     }
 }

@@ -164,7 +164,7 @@ impl Pipeline {
             warehouse: format!("{:?}", config.warehouse.backend).to_lowercase(),
         };
         let zones = zones::zone_stats(store.as_ref()).await?;
-        let wh = warehouse::open(&config, options.read_only).await?;
+        let wh = warehouse::open(&config, options.read_only, &store).await?;
         let warehouse_status = match &wh {
             Some(w) => Some(warehouse::status(w.as_ref()).await?),
             None => None,

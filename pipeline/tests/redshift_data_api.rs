@@ -198,3 +198,66 @@ async fn a_load_already_in_the_ledger_is_skipped_without_a_batch() {
     assert!(out.skipped);
     assert_eq!(batch.num_calls(), 0);
 }
+
+#[tokio::test]
+async fn with_copy_a_load_is_one_batch_copying_from_s3() {
+    let submit = mock!(Client::execute_statement)
+        .then_output(|| ExecuteStatementOutput::builder().id("s-1").build());
+    let polls = mock!(Client::describe_statement)
+        .then_output(|| describe(StatusString::Finished, None, true));
+    let count = mock!(Client::get_statement_result).then_output(|| {
+        GetStatementResultOutput::builder()
+            .records(vec![Field::LongValue(0)])
+            .build()
+            .unwrap()
+    });
+    let batch = mock!(Client::batch_execute_statement)
+        .match_requests(|r| {
+            let sqls = r.sqls();
+            sqls.iter().any(|s| {
+                s.starts_with("COPY ops.load_orders (order_id,")
+                    && s.contains("FROM 's3://bucket/pre/staging/orders/x.ndjson'")
+                    && s.contains("IAM_ROLE 'arn:aws:iam::1:role/copy'")
+                    && s.contains("FORMAT AS JSON 's3://bucket/pre/ops/jsonpaths/orders.json'")
+            }) && sqls
+                .iter()
+                .any(|s| s.starts_with("MERGE INTO staging.orders"))
+                && sqls.iter().any(|s| s.starts_with("INSERT INTO ops.ledger"))
+                && !sqls
+                    .iter()
+                    .any(|s| s.starts_with("INSERT INTO ops.load_orders"))
+        })
+        .then_output(|| BatchExecuteStatementOutput::builder().id("s-1").build());
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(ecom_pipeline::store::LocalStore::open(dir.path()).unwrap());
+    let client: Client = mock_client!(
+        aws_sdk_redshiftdata,
+        RuleMode::MatchAny,
+        &[&submit, &polls, &count, &batch]
+    );
+    let wh = RedshiftWarehouse::from_client(client, &config(30))
+        .unwrap()
+        .with_copy(ecom_pipeline::warehouse::redshift::CopyFrom {
+            store: store.clone(),
+            bucket: "bucket".into(),
+            prefix: "pre/".into(),
+            iam_role: "arn:aws:iam::1:role/copy".into(),
+        });
+    let body = b"{\"order_id\":1,\"user_id\":1,\"order_time\":\"2026-03-01T10:00:00Z\",\"order_status\":\"placed\",\"order_total_cents\":100,\"item_count\":1}\n";
+    let file = ecom_pipeline::warehouse::StagedFile {
+        key: "staging/orders/x.ndjson".into(),
+        entity: "orders".into(),
+        sha256: ecom_pipeline::store::sha256_hex(body),
+        body: bytes::Bytes::from_static(body),
+        source: "test".into(),
+        checkpoint: None,
+    };
+    let out = wh.load(&file).await.unwrap();
+    assert_eq!((out.rows, out.skipped), (1, false));
+    assert_eq!(batch.num_calls(), 1, "the COPY batch matched");
+    use ecom_pipeline::store::ObjectStore;
+    let paths = store.get("ops/jsonpaths/orders.json").await.unwrap();
+    assert!(std::str::from_utf8(&paths)
+        .unwrap()
+        .contains("$['order_time']"));
+}

@@ -232,3 +232,30 @@ fn scratch_inserts_quote_text_safely() {
     let sql = schema::scratch_inserts(&spec, &[row], 10);
     assert!(sql[0].contains("'o''brien'"), "{}", sql[0]);
 }
+
+#[tokio::test]
+async fn the_copy_scratch_table_fills_its_own_source_key() {
+    let Some(pg) = fresh_db("copy").await else {
+        return;
+    };
+    tx(&pg, &schema::ddl(Dialect::Redshift)).await;
+    let spec = schema::spec("orders").unwrap();
+    let mut sql = schema::scratch_copy_ddl(&spec, "staging/orders/o'k.ndjson");
+    // What COPY does: the file's columns only.
+    sql.push(
+        "INSERT INTO ops.load_orders (order_id, user_id, order_time, order_status, \
+         order_total_cents, item_count) VALUES (1, 2, CAST('2026-03-01 10:00:00' AS TIMESTAMP), \
+         'placed', 100, 1)"
+            .into(),
+    );
+    sql.push(schema::merge(&spec));
+    tx(&pg, &sql).await;
+    let got = rows(&pg, "SELECT order_id, source_key FROM staging.orders").await;
+    assert_eq!(
+        got,
+        vec![vec![
+            Some("1".into()),
+            Some("staging/orders/o'k.ndjson".into())
+        ]]
+    );
+}

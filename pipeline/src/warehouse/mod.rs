@@ -109,7 +109,11 @@ pub trait Warehouse: Send + Sync {
 
 /// Open the configured warehouse (creating schemas and tables). `read_only` opens an existing
 /// DuckDB file without taking its write lock, and gives `None` when there is none yet.
-pub async fn open(config: &Config, read_only: bool) -> Result<Option<Arc<dyn Warehouse>>> {
+pub async fn open(
+    config: &Config,
+    read_only: bool,
+    store: &Arc<dyn crate::store::ObjectStore>,
+) -> Result<Option<Arc<dyn Warehouse>>> {
     match config.warehouse.backend {
         WarehouseBackend::Duckdb => {
             let path = config.duckdb_path();
@@ -127,7 +131,22 @@ pub async fn open(config: &Config, read_only: bool) -> Result<Option<Arc<dyn War
             }
         }
         WarehouseBackend::Redshift => {
-            let wh = redshift::RedshiftWarehouse::connect(&config.warehouse.redshift).await?;
+            let rs = &config.warehouse.redshift;
+            let mut wh = redshift::RedshiftWarehouse::connect(rs).await?;
+            if let Some(role) = &rs.copy_iam_role {
+                if config.store.backend != crate::config::StoreBackend::S3 {
+                    return Err(Error::Config {
+                        path: "warehouse.redshift.copy_iam_role".into(),
+                        message: "COPY reads STAGING from S3: set store.backend = \"s3\"".into(),
+                    });
+                }
+                wh = wh.with_copy(redshift::CopyFrom {
+                    store: store.clone(),
+                    bucket: config.store.s3.bucket.clone(),
+                    prefix: config.store.s3.prefix.clone(),
+                    iam_role: role.clone(),
+                });
+            }
             if !read_only {
                 wh.batch(schema::ddl(schema::Dialect::Redshift)).await?;
             }

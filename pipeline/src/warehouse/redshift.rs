@@ -25,6 +25,35 @@ const MAX_BATCH: usize = 40;
 /// Rows per INSERT: keeps each statement well under the Data API's 100 KB SQL limit.
 const ROWS_PER_INSERT: usize = 100;
 
+/// Where COPY reads STAGING objects: the S3 store's bucket and prefix, and the role to assume.
+#[derive(Clone)]
+pub struct CopyFrom {
+    pub store: std::sync::Arc<dyn crate::store::ObjectStore>,
+    pub bucket: String,
+    pub prefix: String,
+    pub iam_role: String,
+}
+
+impl std::fmt::Debug for CopyFrom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CopyFrom")
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CopyFrom {
+    fn uri(&self, key: &str) -> String {
+        let prefix = self.prefix.trim_matches('/');
+        if prefix.is_empty() {
+            format!("s3://{}/{key}", self.bucket)
+        } else {
+            format!("s3://{}/{prefix}/{key}", self.bucket)
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 enum Target {
     Workgroup(String),
@@ -42,6 +71,7 @@ pub struct RedshiftWarehouse {
     statement_timeout: Duration,
     poll_first: Duration,
     poll_max: Duration,
+    copy: Option<CopyFrom>,
 }
 
 fn aws(operation: &'static str, e: impl ProvideErrorMetadata + std::fmt::Display) -> Error {
@@ -98,7 +128,14 @@ impl RedshiftWarehouse {
             statement_timeout: Duration::from_secs(cfg.statement_timeout_secs.max(1)),
             poll_first: Duration::from_millis(50),
             poll_max: Duration::from_millis(cfg.poll_max_ms.max(1)),
+            copy: None,
         })
+    }
+
+    /// Load by COPY from S3 instead of INSERTs.
+    pub fn with_copy(mut self, copy: CopyFrom) -> RedshiftWarehouse {
+        self.copy = Some(copy);
+        self
     }
 
     /// Run statements as one transaction; returns the statement id once it has FINISHED.
@@ -218,17 +255,38 @@ impl Warehouse for RedshiftWarehouse {
             }
             let entry = file.ledger_entry(rows.len());
             let (before, after) = schema::load_sql(Dialect::Redshift, &spec, &entry);
-            let inserts = schema::scratch_inserts(&spec, &rows, ROWS_PER_INSERT);
-            if before.len() + inserts.len() + after.len() > MAX_BATCH {
-                return Err(Error::Warehouse(format!(
-                    "{}: {} rows need more than {MAX_BATCH} statements in one Data API batch; \
-                     split the file (COPY from S3 is not implemented yet)",
-                    file.key,
-                    rows.len()
-                )));
-            }
-            let mut sqls = before;
-            sqls.extend(inserts);
+            let mut sqls = match &self.copy {
+                Some(c) => {
+                    // The JSONPaths file maps fields to columns (users' lat/long differ).
+                    let paths_key = format!("ops/jsonpaths/{}.json", spec.entity);
+                    c.store
+                        .put(&paths_key, bytes::Bytes::from(schema::jsonpaths(&spec)))
+                        .await?;
+                    let mut v = schema::scratch_copy_ddl(&spec, &file.key);
+                    v.push(schema::copy_sql(
+                        &spec,
+                        &c.uri(&file.key),
+                        &c.uri(&paths_key),
+                        &c.iam_role,
+                    ));
+                    v
+                }
+                None => {
+                    let inserts = schema::scratch_inserts(&spec, &rows, ROWS_PER_INSERT);
+                    if before.len() + inserts.len() + after.len() > MAX_BATCH {
+                        return Err(Error::Warehouse(format!(
+                            "{}: {} rows need more than {MAX_BATCH} statements in one Data API \
+                             batch; set warehouse.redshift.copy_iam_role (with the S3 store) to \
+                             load by COPY",
+                            file.key,
+                            rows.len()
+                        )));
+                    }
+                    let mut v = before;
+                    v.extend(inserts);
+                    v
+                }
+            };
             sqls.extend(after);
             self.batch(sqls).await?;
             Ok(file.outcome(rows.len(), false))

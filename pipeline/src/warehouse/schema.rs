@@ -239,6 +239,56 @@ pub fn scratch_ddl(d: Dialect, spec: &TableSpec) -> Vec<String> {
     ]
 }
 
+/// The scratch table for a Redshift COPY: the file's columns come from the JSON, the source key
+/// and ordinal from defaults (COPY cannot number lines: duplicate keys within one file are
+/// then resolved arbitrarily, which only matters if their rows differ).
+pub fn scratch_copy_ddl(spec: &TableSpec, key: &str) -> Vec<String> {
+    let d = Dialect::Redshift;
+    let mut cols = String::new();
+    for c in spec.columns {
+        let _ = write!(
+            cols,
+            "{} {}{}, ",
+            c.name,
+            c.ty.sql(d),
+            if c.nullable { "" } else { " NOT NULL" }
+        );
+    }
+    vec![
+        format!("DROP TABLE IF EXISTS {}", spec.scratch()),
+        format!(
+            "CREATE TABLE {} ({cols}{SOURCE_KEY} {} NOT NULL DEFAULT {}, {ORDINAL} BIGINT NOT NULL DEFAULT 0)",
+            spec.scratch(),
+            Ty::Text.sql(d),
+            literal(&super::Cell::Text(key.to_string()))
+        ),
+    ]
+}
+
+/// The JSONPaths file mapping a STAGING object's fields to the table's columns, in order.
+pub fn jsonpaths(spec: &TableSpec) -> String {
+    let paths: Vec<String> = spec
+        .columns
+        .iter()
+        .map(|c| format!("\"$['{}']\"", c.field))
+        .collect();
+    format!("{{\"jsonpaths\": [{}]}}", paths.join(", "))
+}
+
+/// COPY one STAGING object from S3 into the scratch table.
+pub fn copy_sql(spec: &TableSpec, object_uri: &str, jsonpaths_uri: &str, iam_role: &str) -> String {
+    let cols: Vec<&str> = spec.columns.iter().map(|c| c.name).collect();
+    let q = |s: &str| literal(&super::Cell::Text(s.to_string()));
+    format!(
+        "COPY {} ({}) FROM {} IAM_ROLE {} FORMAT AS JSON {} TIMEFORMAT 'auto'",
+        spec.scratch(),
+        cols.join(", "),
+        q(object_uri),
+        q(iam_role),
+        q(jsonpaths_uri)
+    )
+}
+
 /// The scratch-table column list, in insert order.
 pub fn scratch_columns(spec: &TableSpec) -> Vec<&'static str> {
     let mut v: Vec<&'static str> = spec.columns.iter().map(|c| c.name).collect();
@@ -424,6 +474,30 @@ mod tests {
         assert!(sql.contains("WHEN MATCHED THEN UPDATE SET product_id = s.product_id"));
         assert!(!sql.contains("SET order_id"), "keys are never updated");
         assert!(sql.ends_with("s.line_total_cents, s.source_key)"));
+    }
+
+    #[test]
+    fn copy_reads_the_staging_object_with_jsonpaths() {
+        let sql = copy_sql(
+            &USERS,
+            "s3://b/p/staging/users/x.ndjson",
+            "s3://b/p/ops/jsonpaths/users.json",
+            "arn:aws:iam::1:role/r",
+        );
+        assert_eq!(
+            sql,
+            "COPY ops.load_users (user_id, email, username, first_name, last_name, city, street, \
+             street_number, zipcode, latitude, longitude, phone) FROM \
+             's3://b/p/staging/users/x.ndjson' IAM_ROLE 'arn:aws:iam::1:role/r' FORMAT AS JSON \
+             's3://b/p/ops/jsonpaths/users.json' TIMEFORMAT 'auto'"
+        );
+        let paths = jsonpaths(&USERS);
+        assert!(paths.contains("\"$['lat']\", \"$['long']\""), "{paths}");
+        let v: serde_json::Value = serde_json::from_str(&paths).unwrap();
+        assert_eq!(
+            v["jsonpaths"].as_array().unwrap().len(),
+            USERS.columns.len()
+        );
     }
 
     #[test]
