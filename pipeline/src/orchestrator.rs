@@ -481,6 +481,15 @@ impl Pipeline {
             ));
         }
         tracing::info!(command = command.name(), "operator command");
+        if command.is_mutating() {
+            if let Some(wh) = &self.warehouse {
+                let detail = serde_json::to_string(&command).unwrap_or_default();
+                let sql = warehouse::schema::action_sql(command.name(), &detail);
+                if let Err(e) = wh.execute_tx(sql).await {
+                    tracing::warn!(error = %e, "could not record the action in ops.actions");
+                }
+            }
+        }
         let outcome = match command {
             Command::Refresh => {
                 self.refresh_zones().await;

@@ -208,6 +208,17 @@ async fn redshift_sql_runs_on_postgres_and_matches_duckdb() {
         assert!(!on_pg.is_empty(), "{sql}");
         assert_eq!(on_pg, on_duck, "PostgreSQL and DuckDB differ on {sql}");
     }
+    // The ops bookkeeping statements run there too.
+    tx(&pg, &ecom_pipeline::batch::run::run_sql(&run)).await;
+    let status = processor.status(&log, None).await.unwrap();
+    tx(
+        &pg,
+        &ecom_pipeline::stream::consumer::watermarks_sql(&status.watermarks),
+    )
+    .await;
+    tx(&pg, &schema::action_sql("backfill", "{\"from\":\"o'k\"}")).await;
+    let tasks = rows(&pg, "SELECT CAST(COUNT(*) AS BIGINT) FROM ops.tasks").await;
+    assert_eq!(tasks[0][0].as_deref(), Some("6"));
     let cp = rows(&pg, "SELECT shard FROM ops.checkpoints").await;
     assert_eq!(
         cp,

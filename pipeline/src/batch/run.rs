@@ -505,6 +505,12 @@ impl BatchRunner {
                 }
             }
         }
+        if let Some(wh) = &self.warehouse {
+            // The run in ops.runs/ops.tasks too, for SQL users; the JSON file stays the source.
+            if let Err(e) = wh.execute_tx(run_sql(run)).await {
+                tracing::warn!(error = %e, "could not record the run in ops.runs");
+            }
+        }
         tracing::info!("{}", run.summary());
         Ok(())
     }
@@ -707,6 +713,55 @@ impl BatchRunner {
     }
 }
 
+/// Replace the run's rows in `ops.runs` and `ops.tasks`.
+pub fn run_sql(run: &BatchRun) -> Vec<String> {
+    use crate::warehouse::schema::literal;
+    use crate::warehouse::Cell;
+    let text = |s: &str| literal(&Cell::Text(s.to_string()));
+    let time = |t: Option<DateTime<Utc>>| {
+        t.map_or_else(|| "NULL".to_string(), |t| literal(&Cell::Time(t)))
+    };
+    let id = text(&run.run_id);
+    let r = &run.report;
+    let mut out = vec![
+        format!("DELETE FROM ops.runs WHERE run_id = {id}"),
+        format!(
+            "INSERT INTO ops.runs (run_id, source, status, started_at, ended_at, files, duplicates, \
+             staged_rows, quarantined, loaded_rows) VALUES ({id}, {}, {}, {}, {}, {}, {}, {}, {}, {})",
+            text(&run.source),
+            text(&format!("{:?}", run.status).to_lowercase()),
+            time(run.started_at),
+            time(run.ended_at),
+            r.files.len(),
+            r.duplicates(),
+            r.staged.values().sum::<u64>(),
+            r.quarantined.values().sum::<u64>(),
+            r.loaded.values().sum::<u64>(),
+        ),
+        format!("DELETE FROM ops.tasks WHERE run_id = {id}"),
+    ];
+    let rows: Vec<String> = run
+        .tasks
+        .iter()
+        .map(|t| {
+            format!(
+                "({id}, {}, {}, {}, {}, {}, {})",
+                text(&t.name),
+                text(&format!("{:?}", t.status).to_lowercase()),
+                t.attempts,
+                time(t.started_at),
+                time(t.ended_at),
+                t.error.as_deref().map_or_else(|| "NULL".to_string(), text)
+            )
+        })
+        .collect();
+    out.push(format!(
+        "INSERT INTO ops.tasks (run_id, task, status, attempts, started_at, ended_at, error) VALUES {}",
+        rows.join(", ")
+    ));
+    out
+}
+
 /// The tasks a request covers: all of them, or `task` and everything downstream of it.
 fn select(task: Option<&str>) -> Result<BTreeSet<&'static str>> {
     let Some(task) = task else {
@@ -798,6 +853,19 @@ mod tests {
 
         let recent = r.runs.recent(10);
         assert_eq!(recent.len(), 3);
+        let wh = r.warehouse.clone().unwrap();
+        assert_eq!(
+            warehouse::table_rows(wh.as_ref(), "ops.runs")
+                .await
+                .unwrap(),
+            3
+        );
+        assert_eq!(
+            warehouse::table_rows(wh.as_ref(), "ops.tasks")
+                .await
+                .unwrap(),
+            18
+        );
         assert_eq!(recent[0].run_id, third.run_id, "newest first");
     }
 

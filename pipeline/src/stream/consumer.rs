@@ -274,6 +274,12 @@ impl Processor {
                 checkpoints.insert(shard.clone(), last);
             }
         }
+        if let (Some(wh), true) = (wh, total.records > 0) {
+            wh.execute_tx(watermarks_sql(
+                &self.watermarks.status(crate::clock::now_ms()),
+            ))
+            .await?;
+        }
         Ok(total)
     }
 
@@ -418,6 +424,26 @@ fn segment_range(key: &str) -> Option<(u64, u64)> {
         .strip_suffix(".ndjson")?;
     let (a, b) = name.split_once('-')?;
     Some((a.parse().ok()?, b.parse().ok()?))
+}
+
+/// Replace `ops.watermarks` with the current per-shard watermarks.
+pub fn watermarks_sql(w: &WatermarkStatus) -> Vec<String> {
+    use crate::warehouse::schema::literal;
+    use crate::warehouse::Cell;
+    let now = literal(&Cell::Time(Utc::now()));
+    let mut out = vec!["DELETE FROM ops.watermarks".to_string()];
+    for (shard, ms, idle) in &w.shards {
+        let Some(t) = DateTime::<Utc>::from_timestamp_millis(*ms) else {
+            continue;
+        };
+        out.push(format!(
+            "INSERT INTO ops.watermarks (shard, watermark, idle, updated_at) VALUES ({}, {}, {}, {now})",
+            literal(&Cell::Text(shard.clone())),
+            literal(&Cell::Time(t)),
+            i64::from(*idle)
+        ));
+    }
+    out
 }
 
 /// `late/events/<rest of the RAW key>`.

@@ -223,6 +223,21 @@ pub fn ddl(d: Dialect) -> Vec<String> {
         "CREATE TABLE IF NOT EXISTS ops.actions (acted_at TIMESTAMP NOT NULL, action {text} NOT NULL, \
          detail {text} NOT NULL)"
     ));
+    out.push(format!(
+        "CREATE TABLE IF NOT EXISTS ops.runs (run_id {text} NOT NULL PRIMARY KEY, source {text} NOT NULL, \
+         status {text} NOT NULL, started_at TIMESTAMP, ended_at TIMESTAMP, files BIGINT NOT NULL, \
+         duplicates BIGINT NOT NULL, staged_rows BIGINT NOT NULL, quarantined BIGINT NOT NULL, \
+         loaded_rows BIGINT NOT NULL)"
+    ));
+    out.push(format!(
+        "CREATE TABLE IF NOT EXISTS ops.tasks (run_id {text} NOT NULL, task {text} NOT NULL, \
+         status {text} NOT NULL, attempts BIGINT NOT NULL, started_at TIMESTAMP, ended_at TIMESTAMP, \
+         error {text})"
+    ));
+    out.push(format!(
+        "CREATE TABLE IF NOT EXISTS ops.watermarks (shard {text} NOT NULL, watermark TIMESTAMP NOT NULL, \
+         idle BIGINT NOT NULL, updated_at TIMESTAMP NOT NULL)"
+    ));
     out.extend(super::models::ddl(d));
     out
 }
@@ -362,6 +377,17 @@ pub fn checkpoint_sql(shard: &str, seq: u64) -> Vec<String> {
             literal(&Cell::Time(chrono::Utc::now()))
         ),
     ]
+}
+
+/// Record an operator action.
+pub fn action_sql(action: &str, detail: &str) -> Vec<String> {
+    use super::Cell;
+    vec![format!(
+        "INSERT INTO ops.actions (acted_at, action, detail) VALUES ({}, {}, {})",
+        literal(&Cell::Time(chrono::Utc::now())),
+        literal(&Cell::Text(action.to_string())),
+        literal(&Cell::Text(detail.to_string()))
+    )]
 }
 
 /// Is this content already loaded? (`SELECT COUNT(*)`; > 0 means skip the file.)
