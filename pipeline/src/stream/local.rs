@@ -29,6 +29,9 @@ struct ShardState {
     current: Option<(File, u64)>,
 }
 
+/// (segment, next sequence number, its byte offset): where a shard's last read stopped.
+type Cursor = (PathBuf, u64, u64);
+
 #[derive(Debug, Clone)]
 pub struct LocalLog {
     dir: PathBuf,
@@ -37,6 +40,8 @@ pub struct LocalLog {
     retention: Duration,
     fsync: bool,
     shards: Arc<Mutex<HashMap<String, ShardState>>>,
+    /// Per shard: where the last read stopped.
+    cursors: Arc<Mutex<HashMap<String, Cursor>>>,
 }
 
 fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
@@ -106,6 +111,7 @@ impl LocalLog {
             retention,
             fsync,
             shards: Arc::default(),
+            cursors: Arc::default(),
         })
     }
 
@@ -205,6 +211,7 @@ impl LocalLog {
     }
 
     fn read_blocking(&self, shard: &str, after: Option<u64>, max: usize) -> Result<Vec<Record>> {
+        use std::io::{BufReader, Seek, SeekFrom};
         let dir = self.dir.join(shard);
         let segs = segments(&dir)?;
         let from = after.map_or(0, |a| a + 1);
@@ -213,21 +220,67 @@ impl LocalLog {
             .iter()
             .rposition(|(first, _)| *first <= from)
             .unwrap_or(0);
+        // A consumer reads on from where it stopped: resume at the remembered offset instead of
+        // scanning the segment from its start (which made draining quadratic in segment size).
+        let cursor = {
+            let cursors = self.cursors.lock().unwrap_or_else(|p| p.into_inner());
+            cursors.get(shard).cloned()
+        };
         let mut out = Vec::new();
+        let mut last = None;
         for (_, path) in &segs[start.min(segs.len())..] {
-            let mut buf = Vec::new();
-            File::open(path)
-                .and_then(|mut f| f.read_to_end(&mut buf))
-                .at(path)?;
-            let (records, _) = parse_segment(&buf);
-            for r in records {
-                if r.seq >= from {
-                    out.push(r);
-                    if out.len() >= max {
-                        return Ok(out);
-                    }
+            let file = File::open(path).at(path)?;
+            let mut offset = 0u64;
+            let mut reader = BufReader::with_capacity(1 << 20, file);
+            if let Some((cpath, next_seq, coff)) = &cursor {
+                if cpath == path && *next_seq == from {
+                    reader.seek(SeekFrom::Start(*coff)).at(path)?;
+                    offset = *coff;
                 }
             }
+            let mut header = [0u8; HEADER];
+            loop {
+                // A short read is the end of the segment (or a torn tail, cut on next open).
+                if reader.read_exact(&mut header).is_err() {
+                    break;
+                }
+                let mut n8 = [0u8; 8];
+                n8.copy_from_slice(&header[0..8]);
+                let seq = u64::from_le_bytes(n8);
+                n8.copy_from_slice(&header[8..16]);
+                let arrival_ms = i64::from_le_bytes(n8);
+                let mut n4 = [0u8; 4];
+                n4.copy_from_slice(&header[16..20]);
+                let len = u32::from_le_bytes(n4) as usize;
+                if seq < from {
+                    if reader.seek_relative(len as i64).is_err() {
+                        break;
+                    }
+                    offset += (HEADER + len) as u64;
+                    continue;
+                }
+                let mut data = vec![0u8; len];
+                if reader.read_exact(&mut data).is_err() {
+                    break;
+                }
+                offset += (HEADER + len) as u64;
+                out.push(Record {
+                    seq,
+                    arrival_ms,
+                    data: Bytes::from(data),
+                });
+                last = Some((path.clone(), seq + 1, offset));
+                if out.len() >= max {
+                    break;
+                }
+            }
+            if out.len() >= max {
+                break;
+            }
+        }
+        if let Some(pos) = last {
+            let mut cursors = self.cursors.lock().unwrap_or_else(|p| p.into_inner());
+            cursors.insert(shard.to_string(), pos);
         }
         Ok(out)
     }
