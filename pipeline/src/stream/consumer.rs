@@ -195,21 +195,26 @@ impl Processor {
             raw.extend_from_slice(&r.data);
             raw.push(b'\n');
         }
-        store.put_if_absent(&raw_key, Bytes::from(raw)).await?;
-
         let mut counts = SegmentCounts {
             records: records.len() as u64,
             ..SegmentCounts::default()
         };
         let (mut staged, mut late, mut bad) = (Vec::new(), Vec::new(), Vec::new());
-        for r in records {
-            match self.judge(shard, r) {
-                Verdict::Staged(e) => staged.push(e),
-                Verdict::Duplicate => counts.duplicates += 1,
-                Verdict::Late(e) => late.push(e),
-                Verdict::Quarantined(q) => bad.push(q),
+        // RAW is written (on the blocking pool: hashing, fsync) while this thread judges the
+        // records: the two cores overlap I/O and parsing.
+        let raw_put = store.put_if_absent(&raw_key, Bytes::from(raw));
+        let judge = async {
+            for r in records {
+                match self.judge(shard, r) {
+                    Verdict::Staged(e) => staged.push(e),
+                    Verdict::Duplicate => counts.duplicates += 1,
+                    Verdict::Late(e) => late.push(e),
+                    Verdict::Quarantined(q) => bad.push(q),
+                }
             }
-        }
+        };
+        let (raw_written, ()) = futures::join!(raw_put, judge);
+        raw_written?;
         counts.staged = staged.len() as u64;
         counts.late = late.len() as u64;
         counts.quarantined = bad.len() as u64;
@@ -221,16 +226,36 @@ impl Processor {
             write_event(e, &mut out);
         }
         let body = Bytes::from(out);
-        store.put(&staging_key, body.clone()).await?;
-        if !late.is_empty() {
-            let key = late_key_for(&raw_key).ok_or_else(missing)?;
-            store.put(&key, Bytes::from(to_ndjson(&late))).await?;
-            tracing::info!(shard, count = late.len(), key = %key, "late events buffered");
+        // STAGING, late and quarantine objects are independent: write them together.
+        let late_key = late_key_for(&raw_key).ok_or_else(missing)?;
+        let bad_key = zones::quarantine_key_for(&raw_key, "events").ok_or_else(missing)?;
+        let (staging_put, late_put, bad_put) = futures::join!(
+            store.put(&staging_key, body.clone()),
+            async {
+                if late.is_empty() {
+                    return Ok(None);
+                }
+                store
+                    .put(&late_key, Bytes::from(to_ndjson(&late)))
+                    .await
+                    .map(Some)
+            },
+            async {
+                if bad.is_empty() {
+                    return Ok(None);
+                }
+                store
+                    .put(&bad_key, Bytes::from(to_ndjson(&bad)))
+                    .await
+                    .map(Some)
+            },
+        );
+        staging_put?;
+        if late_put?.is_some() {
+            tracing::info!(shard, count = late.len(), key = %late_key, "late events buffered");
         }
-        if !bad.is_empty() {
-            let key = zones::quarantine_key_for(&raw_key, "events").ok_or_else(missing)?;
-            store.put(&key, Bytes::from(to_ndjson(&bad))).await?;
-            tracing::warn!(shard, count = bad.len(), key = %key, "stream records quarantined");
+        if bad_put?.is_some() {
+            tracing::warn!(shard, count = bad.len(), key = %bad_key, "stream records quarantined");
         }
         if let Some(wh) = wh {
             let file = StagedFile {
