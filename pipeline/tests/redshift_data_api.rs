@@ -45,6 +45,19 @@ fn describe(
         .unwrap()
 }
 
+/// A one-order STAGING file.
+fn orders_file() -> ecom_pipeline::warehouse::StagedFile {
+    let body = b"{\"order_id\":1,\"user_id\":1,\"order_time\":\"2026-03-01T10:00:00Z\",\"order_status\":\"placed\",\"order_total_cents\":100,\"item_count\":1}\n";
+    ecom_pipeline::warehouse::StagedFile {
+        key: "staging/orders/x.ndjson".into(),
+        entity: "orders".into(),
+        sha256: ecom_pipeline::store::sha256_hex(body),
+        body: bytes::Bytes::from_static(body),
+        source: "test".into(),
+        checkpoint: None,
+    }
+}
+
 fn batch_rule() -> Rule {
     mock!(Client::batch_execute_statement)
         .match_requests(|r| r.workgroup_name() == Some("wg") && r.database() == Some("dev"))
@@ -185,15 +198,7 @@ async fn a_load_already_in_the_ledger_is_skipped_without_a_batch() {
     });
     let batch = batch_rule();
     let wh = warehouse(&[&submit, &polls, &count, &batch], 30);
-    let body = b"{\"order_id\":1,\"user_id\":1,\"order_time\":\"2026-03-01T10:00:00Z\",\"order_status\":\"placed\",\"order_total_cents\":100,\"item_count\":1}\n";
-    let file = ecom_pipeline::warehouse::StagedFile {
-        key: "staging/orders/x.ndjson".into(),
-        entity: "orders".into(),
-        sha256: ecom_pipeline::store::sha256_hex(body),
-        body: bytes::Bytes::from_static(body),
-        source: "test".into(),
-        checkpoint: None,
-    };
+    let file = orders_file();
     let out = wh.load(&file).await.unwrap();
     assert!(out.skipped);
     assert_eq!(batch.num_calls(), 0);
@@ -243,15 +248,7 @@ async fn with_copy_a_load_is_one_batch_copying_from_s3() {
             prefix: "pre/".into(),
             iam_role: "arn:aws:iam::1:role/copy".into(),
         });
-    let body = b"{\"order_id\":1,\"user_id\":1,\"order_time\":\"2026-03-01T10:00:00Z\",\"order_status\":\"placed\",\"order_total_cents\":100,\"item_count\":1}\n";
-    let file = ecom_pipeline::warehouse::StagedFile {
-        key: "staging/orders/x.ndjson".into(),
-        entity: "orders".into(),
-        sha256: ecom_pipeline::store::sha256_hex(body),
-        body: bytes::Bytes::from_static(body),
-        source: "test".into(),
-        checkpoint: None,
-    };
+    let file = orders_file();
     let out = wh.load(&file).await.unwrap();
     assert_eq!((out.rows, out.skipped), (1, false));
     assert_eq!(batch.num_calls(), 1, "the COPY batch matched");

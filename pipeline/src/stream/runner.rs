@@ -104,6 +104,16 @@ impl StreamRunner {
                 self.generated_until = Some(now);
             }
         }
+        let read = self.drain(store, wh).await?;
+        Ok(format!("stream: {generated} generated; {read}"))
+    }
+
+    /// Drain every shard, refresh the models; what was read, in words.
+    async fn drain(
+        &mut self,
+        store: &dyn ObjectStore,
+        wh: Option<&dyn Warehouse>,
+    ) -> Result<String> {
         let c = self
             .processor
             .drain(self.log.as_ref(), store, wh, self.segment_records)
@@ -112,7 +122,7 @@ impl StreamRunner {
             warehouse::refresh_models(wh, self.lookback_days).await?;
         }
         Ok(format!(
-            "stream: {generated} generated; {} records read: {} staged, {} duplicates, {} late, {} quarantined",
+            "{} records read, {} staged, {} duplicates, {} late, {} quarantined",
             c.records, c.staged, c.duplicates, c.late, c.quarantined
         ))
     }
@@ -151,17 +161,8 @@ impl StreamRunner {
             self.log.put(batch).await?;
         }
         store.put_if_absent(&raw_key, body).await?;
-        let c = self
-            .processor
-            .drain(self.log.as_ref(), store, wh, self.segment_records)
-            .await?;
-        if let Some(wh) = wh {
-            warehouse::refresh_models(wh, self.lookback_days).await?;
-        }
-        Ok(format!(
-            "ingested {lines} lines from {raw_key}: {} records read, {} staged, {} duplicates, {} late, {} quarantined",
-            c.records, c.staged, c.duplicates, c.late, c.quarantined
-        ))
+        let read = self.drain(store, wh).await?;
+        Ok(format!("ingested {lines} lines from {raw_key}: {read}"))
     }
 
     /// Load the late-buffered events whose day is in `from..=to`: each late object's events in
