@@ -7,9 +7,11 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use ecom_pipeline::command::{Command, CommandOutcome};
 use ecom_pipeline::config::Config;
-use ecom_pipeline::control::{self, ControlClient};
+use ecom_pipeline::control::{self, ControlClient, ControlServer};
 use ecom_pipeline::instance::{self, InstanceLock};
-use ecom_pipeline::orchestrator::{LogBuffer, Pipeline, PipelineOptions};
+use ecom_pipeline::orchestrator::{
+    LogBuffer, Pipeline, PipelineHandle, PipelineOptions, PipelineTask,
+};
 use ecom_pipeline::snapshot::RunMode;
 use ecom_pipeline::Error;
 use tokio::signal::unix::{signal, SignalKind};
@@ -36,9 +38,7 @@ pub async fn run(
         schedule: true,
         log,
     };
-    let pipeline = Pipeline::open(config, options).await?;
-    let (handle, task) = pipeline.spawn();
-    let _server = control::serve(&instance::socket_path(&data_dir), handle.clone())?;
+    let (handle, task, _server) = start(config, options).await?;
     tracing::info!(pid = std::process::id(), data_dir = %data_dir.display(), "ecomops started");
 
     let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
@@ -99,14 +99,24 @@ pub async fn command(
         schedule: false,
         log,
     };
-    let pipeline = Pipeline::open(config, options).await?;
-    let (handle, task) = pipeline.spawn();
     // Others may attach (status, a dashboard) while this runs.
-    let _server = control::serve(&instance::socket_path(&data_dir), handle.clone())?;
+    let (handle, task, _server) = start(config, options).await?;
     let outcome = handle.send(command).await?;
     task.stop().await;
     drop(lock);
     Ok(report_outcome(&outcome, output, detail_only))
+}
+
+/// Open the pipeline, run it as a task, and serve its control socket (the caller holds the lock).
+async fn start(
+    config: Config,
+    options: PipelineOptions,
+) -> anyhow::Result<(PipelineHandle, PipelineTask, ControlServer)> {
+    let socket = instance::socket_path(&config.data_dir);
+    let pipeline = Pipeline::open(config, options).await?;
+    let (handle, task) = pipeline.spawn();
+    let server = control::serve(&socket, handle.clone())?;
+    Ok((handle, task, server))
 }
 
 async fn connect_running(data_dir: &std::path::Path, pid: u32) -> anyhow::Result<ControlClient> {

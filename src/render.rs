@@ -192,6 +192,30 @@ pub fn status_text(s: &Snapshot) -> String {
             );
         }
     }
+    if let Some(st) = &s.stream {
+        let t = &st.totals;
+        let wm = st
+            .watermarks
+            .global_ms
+            .and_then(chrono::DateTime::from_timestamp_millis)
+            .map_or_else(|| "-".into(), |w| w.format("%Y-%m-%d %H:%M:%S").to_string());
+        let _ = writeln!(
+            out,
+            "stream {} (this process: {} read, {} staged, {} duplicates, {} late, {} quarantined); global watermark {wm}",
+            st.backend, t.records, t.staged, t.duplicates, t.late, t.quarantined
+        );
+        for sh in &st.shards {
+            let opt = |v: Option<u64>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
+            let _ = writeln!(
+                out,
+                "  {:<12} latest {:>10}  checkpoint {:>10}  lag {:>8}",
+                sh.shard,
+                opt(sh.latest_seq),
+                opt(sh.checkpoint),
+                sh.lag_records
+            );
+        }
+    }
     match &s.last_cycle {
         Some(c) => {
             let _ = writeln!(out, "cycles: {}; last: {}", s.cycles, cycle_line(c));

@@ -68,16 +68,16 @@ impl PullReport {
     }
 }
 
-/// Land one response in RAW (put-if-absent) and record it in the report. Returns the RAW key:
-/// every landed file goes on to stage, which rewrites a STAGING object only when it is missing
-/// or its bytes differ from what RAW gives (a crash between the writes, or a partial write).
+/// Land one response in RAW (put-if-absent) and record it in the report. Every landed file goes
+/// on to stage, which rewrites a STAGING object only when it is missing or its bytes differ from
+/// what RAW gives (a crash between the writes, or a partial write).
 pub(crate) async fn land(
     store: &dyn ObjectStore,
     report: &mut PullReport,
     entity: &str,
     window: &str,
     body: Vec<u8>,
-) -> Result<Option<String>> {
+) -> Result<()> {
     let sha = sha256_hex(&body);
     let key = zones::raw_batch_key(&report.source, entity, window, &sha);
     let put = store.put_if_absent(&key, Bytes::from(body)).await?;
@@ -92,7 +92,7 @@ pub(crate) async fn land(
     if duplicate {
         tracing::info!(raw_key = %key, "duplicate file: already in RAW, skipped");
     }
-    Ok(Some(key))
+    Ok(())
 }
 
 /// Put `bytes` at `key` unless exactly these bytes are already there. Returns whether it wrote.

@@ -112,8 +112,6 @@ pub struct BatchRun {
     pub tasks: Vec<TaskState>,
     /// Spooled responses by entity.
     pub extracted: BTreeMap<String, Extracted>,
-    /// Entities whose RAW file still needs staging (set by land, drained by stage).
-    pub to_stage: Vec<String>,
     pub report: PullReport,
 }
 
@@ -140,7 +138,6 @@ impl BatchRun {
                 })
                 .collect(),
             extracted: BTreeMap::new(),
-            to_stage: Vec::new(),
             report: PullReport {
                 source: source.to_string(),
                 ..PullReport::default()
@@ -545,7 +542,6 @@ impl BatchRunner {
         // A retried land starts over: put-if-absent makes the files it already put duplicates
         // of themselves, so count only this attempt's outcome.
         run.report.files.clear();
-        run.to_stage.clear();
         for ep in Endpoint::ALL {
             let entity = ep.name();
             let path = self.runs.spool(&run.run_id).join(format!("{entity}.json"));
@@ -566,13 +562,7 @@ impl BatchRunner {
                     actual,
                 });
             }
-            if land::land(self.store.as_ref(), &mut run.report, entity, &window, body)
-                .await?
-                .is_some()
-            {
-                run.to_stage.push(entity.to_string());
-            }
-            // (Every landed file is staged; stage writes only what is missing or damaged.)
+            land::land(self.store.as_ref(), &mut run.report, entity, &window, body).await?;
         }
         let dup = run.report.duplicates();
         Ok(format!(
@@ -605,11 +595,12 @@ impl BatchRunner {
             .iter()
             .map(|p| (p.product_id, p.price_cents))
             .collect();
-        for entity in run.to_stage.clone() {
-            let raw_key = key_of(run, &entity)?;
+        // Every landed file is staged; stage writes only what is missing or damaged.
+        for entity in Endpoint::ALL.map(Endpoint::name) {
+            let raw_key = key_of(run, entity)?;
             let report = &mut run.report;
             let store = self.store.as_ref();
-            match entity.as_str() {
+            match entity {
                 "products" => {
                     land::write_staged(
                         store,

@@ -175,7 +175,12 @@ pub const SOURCE_KEY: &str = "source_key";
 /// Scratch-table column giving the row's position in its file (the last duplicate wins).
 pub const ORDINAL: &str = "load_ordinal";
 
+/// The spec's columns and the source key (with a default when given), for CREATE TABLE.
 fn column_defs(d: Dialect, spec: &TableSpec) -> String {
+    column_defs_with(d, spec, None)
+}
+
+fn column_defs_with(d: Dialect, spec: &TableSpec, source_key_default: Option<&str>) -> String {
     let mut out = String::new();
     for c in spec.columns {
         let _ = write!(
@@ -187,6 +192,13 @@ fn column_defs(d: Dialect, spec: &TableSpec) -> String {
         );
     }
     let _ = write!(out, "{SOURCE_KEY} {} NOT NULL", Ty::Text.sql(d));
+    if let Some(key) = source_key_default {
+        let _ = write!(
+            out,
+            " DEFAULT {}",
+            literal(&super::Cell::Text(key.to_string()))
+        );
+    }
     out
 }
 
@@ -258,24 +270,12 @@ pub fn scratch_ddl(d: Dialect, spec: &TableSpec) -> Vec<String> {
 /// and ordinal from defaults (COPY cannot number lines: duplicate keys within one file are
 /// then resolved arbitrarily, which only matters if their rows differ).
 pub fn scratch_copy_ddl(spec: &TableSpec, key: &str) -> Vec<String> {
-    let d = Dialect::Redshift;
-    let mut cols = String::new();
-    for c in spec.columns {
-        let _ = write!(
-            cols,
-            "{} {}{}, ",
-            c.name,
-            c.ty.sql(d),
-            if c.nullable { "" } else { " NOT NULL" }
-        );
-    }
     vec![
         format!("DROP TABLE IF EXISTS {}", spec.scratch()),
         format!(
-            "CREATE TABLE {} ({cols}{SOURCE_KEY} {} NOT NULL DEFAULT {}, {ORDINAL} BIGINT NOT NULL DEFAULT 0)",
+            "CREATE TABLE {} ({}, {ORDINAL} BIGINT NOT NULL DEFAULT 0)",
             spec.scratch(),
-            Ty::Text.sql(d),
-            literal(&super::Cell::Text(key.to_string()))
+            column_defs_with(Dialect::Redshift, spec, Some(key))
         ),
     ]
 }
