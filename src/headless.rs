@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use ecom_pipeline::command::{Command, CommandOutcome};
+use ecom_pipeline::command::{Command, CommandOutcome, Origin};
 use ecom_pipeline::config::Config;
 use ecom_pipeline::control::{self, ControlClient, ControlServer};
 use ecom_pipeline::instance::{self, InstanceLock};
@@ -88,7 +88,9 @@ pub async fn command(
         Ok(lock) => lock,
         Err(Error::AlreadyRunning { pid, .. }) => {
             let mut client = connect_running(&data_dir, pid).await?;
-            let outcome = client.command(command).await?;
+            let outcome = client
+                .command(command, Origin::current("cli", read_only))
+                .await?;
             return Ok(report_outcome(&outcome, output, detail_only));
         }
         Err(e) => return Err(e.into()),
@@ -101,14 +103,16 @@ pub async fn command(
     };
     // Others may attach (status, a dashboard) while this runs.
     let (handle, task, _server) = start(config, options).await?;
-    let outcome = handle.send(command).await?;
+    let outcome = handle
+        .send_as(command, Origin::current("cli", read_only))
+        .await?;
     task.stop().await;
     drop(lock);
     Ok(report_outcome(&outcome, output, detail_only))
 }
 
 /// Open the pipeline, run it as a task, and serve its control socket (the caller holds the lock).
-async fn start(
+pub(crate) async fn start(
     config: Config,
     options: PipelineOptions,
 ) -> anyhow::Result<(PipelineHandle, PipelineTask, ControlServer)> {
@@ -119,7 +123,10 @@ async fn start(
     Ok((handle, task, server))
 }
 
-async fn connect_running(data_dir: &std::path::Path, pid: u32) -> anyhow::Result<ControlClient> {
+pub(crate) async fn connect_running(
+    data_dir: &std::path::Path,
+    pid: u32,
+) -> anyhow::Result<ControlClient> {
     // The holder may be between taking the lock and binding its socket: give it a moment.
     for _ in 0..50 {
         if let Some(c) = ControlClient::connect(data_dir).await? {

@@ -71,6 +71,44 @@ impl Command {
     }
 }
 
+/// Who asked for a command, for the audit trail and for read-only enforcement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    /// The user name (from the peer's uid for control-socket clients).
+    pub user: String,
+    /// `SSH_CONNECTION` of the asking process, when it runs in an SSH session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_connection: Option<String>,
+    /// Where the command came from: `dashboard`, `cli`, `socket`.
+    pub via: String,
+    /// The asking process runs with `--read-only`: its mutating commands are refused even by a
+    /// writable instance.
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+impl Origin {
+    /// This process, as the origin of its own commands.
+    pub fn current(via: &str, read_only: bool) -> Origin {
+        Origin {
+            user: user_name(nix::unistd::Uid::current()),
+            ssh_connection: std::env::var("SSH_CONNECTION")
+                .ok()
+                .filter(|s| !s.is_empty()),
+            via: via.to_string(),
+            read_only,
+        }
+    }
+}
+
+/// The name of a uid (its number when the passwd database has no entry).
+pub fn user_name(uid: nix::unistd::Uid) -> String {
+    match nix::unistd::User::from_uid(uid) {
+        Ok(Some(u)) => u.name,
+        _ => uid.to_string(),
+    }
+}
+
 /// The pipeline's answer to a command.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CommandOutcome {

@@ -15,7 +15,7 @@ use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::task::JoinHandle;
 
-use crate::command::{Command, CommandOutcome};
+use crate::command::{self, Command, CommandOutcome, Origin};
 use crate::error::{Error, Result};
 use crate::orchestrator::PipelineHandle;
 use crate::snapshot::Snapshot;
@@ -28,7 +28,13 @@ const MAX_REQUEST_BYTES: usize = 64 * 1024;
 pub enum Request {
     Snapshot,
     Subscribe,
-    Command { command: Command },
+    Command {
+        command: Command,
+        /// The client's SSH session and `--read-only` flag; the user comes from the socket's
+        /// peer credentials, not from the client's word.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        origin: Option<Origin>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -89,6 +95,10 @@ pub fn serve(path: &Path, handle: PipelineHandle) -> Result<ControlServer> {
 }
 
 async fn serve_conn(stream: UnixStream, handle: PipelineHandle) -> std::io::Result<()> {
+    let peer_user = stream
+        .peer_cred()
+        .map(|c| command::user_name(nix::unistd::Uid::from_raw(c.uid())))
+        .unwrap_or_else(|_| "unknown".to_string());
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read);
     let mut line = String::new();
@@ -128,8 +138,18 @@ async fn serve_conn(stream: UnixStream, handle: PipelineHandle) -> std::io::Resu
                     }
                 }
             }
-            Request::Command { command } => {
-                let outcome = match handle.send(command).await {
+            Request::Command { command, origin } => {
+                let origin = Origin {
+                    user: peer_user.clone(),
+                    via: "socket".to_string(),
+                    ..origin.unwrap_or_else(|| Origin {
+                        user: String::new(),
+                        ssh_connection: None,
+                        via: String::new(),
+                        read_only: false,
+                    })
+                };
+                let outcome = match handle.send_as(command, origin).await {
                     Ok(o) => o,
                     Err(e) => CommandOutcome::failed(e.to_string()),
                 };
@@ -223,8 +243,9 @@ impl ControlClient {
         }
     }
 
-    pub async fn command(&mut self, command: Command) -> Result<CommandOutcome> {
-        self.request(&Request::Command { command }).await?;
+    pub async fn command(&mut self, command: Command, origin: Origin) -> Result<CommandOutcome> {
+        let origin = Some(origin);
+        self.request(&Request::Command { command, origin }).await?;
         match self.expect().await? {
             Response::Outcome { outcome } => Ok(outcome),
             other => Err(self.err(format!("unexpected answer {other:?}"))),

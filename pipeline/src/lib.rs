@@ -1,6 +1,7 @@
 //! `ecom-pipeline`: the whole ecomops core, with no terminal code. See ARCHITECTURE.md for the
 //! layout; each module is named for the one concern it handles.
 
+pub mod audit;
 pub mod aws;
 pub mod batch;
 pub mod clock;
@@ -10,7 +11,9 @@ pub mod control;
 pub mod dedup;
 pub mod domain;
 pub mod error;
+pub mod failures;
 pub mod generator;
+pub mod history;
 pub mod instance;
 pub mod orchestrator;
 pub mod snapshot;

@@ -10,8 +10,9 @@ use chrono::Utc;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use crate::audit;
 use crate::batch::run::{BatchRun, BatchRunner, RunStatus};
-use crate::command::{Command, CommandOutcome};
+use crate::command::{Command, CommandOutcome, Origin};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::snapshot::{
@@ -26,7 +27,9 @@ use crate::zones::{self, ZoneStats};
 /// Log lines kept for the dashboard.
 const LOG_CAPACITY: usize = 500;
 /// Batch runs shown in snapshots.
-const RECENT_RUNS: usize = 5;
+const RECENT_RUNS: usize = 20;
+/// Audited actions shown in snapshots.
+const RECENT_ACTIONS: usize = 20;
 
 /// Recent log lines, filled by the binary's tracing layer and read into each snapshot.
 #[derive(Debug, Clone, Default)]
@@ -70,6 +73,7 @@ pub struct PipelineOptions {
 
 struct Envelope {
     command: Command,
+    origin: Origin,
     reply: oneshot::Sender<CommandOutcome>,
 }
 
@@ -97,11 +101,15 @@ impl PipelineHandle {
         self.snapshot.clone()
     }
 
-    /// Send a command and wait for its outcome.
-    pub async fn send(&self, command: Command) -> Result<CommandOutcome> {
+    /// Send a command on behalf of `origin` and wait for its outcome.
+    pub async fn send_as(&self, command: Command, origin: Origin) -> Result<CommandOutcome> {
         let (reply, rx) = oneshot::channel();
         self.commands
-            .send(Envelope { command, reply })
+            .send(Envelope {
+                command,
+                origin,
+                reply,
+            })
             .await
             .map_err(|_| Error::Other("the pipeline has stopped".into()))?;
         rx.await
@@ -143,12 +151,17 @@ pub struct Pipeline {
     last_batch: Option<std::time::Instant>,
     seq: u64,
     log_seen: u64,
+    history: crate::history::Recorder,
+    /// Audited actions shown in snapshots.
+    actions: VecDeque<audit::Record>,
+    next_cycle_at: Option<chrono::DateTime<Utc>>,
     tx: watch::Sender<Arc<Snapshot>>,
 }
 
 impl Pipeline {
     /// Open the configured backends. The caller holds the data-dir lock when it will write.
     pub async fn open(config: Config, options: PipelineOptions) -> Result<Pipeline> {
+        let data_dir = config.data_dir.clone();
         let store = store::open(&config).await?;
         let info = InstanceInfo {
             pid: std::process::id(),
@@ -194,8 +207,13 @@ impl Pipeline {
             last_batch: None,
             seq: 0,
             log_seen: 0,
+            history: crate::history::Recorder::default(),
+            actions: audit::recent(&data_dir, RECENT_ACTIONS).into(),
+            next_cycle_at: None,
             tx,
         };
+        p.history
+            .observe(p.stream_status.as_ref(), p.warehouse_status.as_ref());
         p.publish();
         Ok(p)
     }
@@ -209,6 +227,11 @@ impl Pipeline {
         &self.store
     }
 
+    /// The warehouse, once it exists.
+    pub fn warehouse(&self) -> Option<&Arc<dyn Warehouse>> {
+        self.warehouse.as_ref()
+    }
+
     pub fn config(&self) -> &Config {
         &self.config
     }
@@ -218,7 +241,7 @@ impl Pipeline {
         self.seq += 1;
         let (pushed, recent_log) = self.options.log.read();
         self.log_seen = pushed;
-        let snapshot = Snapshot {
+        let mut snapshot = Snapshot {
             seq: self.seq,
             generated_at: Utc::now(),
             instance: self.info.clone(),
@@ -235,7 +258,12 @@ impl Pipeline {
             warehouse: self.warehouse_status.clone(),
             stream: self.stream_status.clone(),
             recent_log,
+            next_cycle_at: self.next_cycle_at.filter(|_| !self.paused),
+            history: self.history.history(),
+            failures: Vec::new(),
+            recent_actions: self.actions.iter().cloned().collect(),
         };
+        snapshot.failures = crate::failures::table(&snapshot);
         self.tx.send_replace(Arc::new(snapshot));
     }
 
@@ -254,6 +282,8 @@ impl Pipeline {
             Ok(s) => self.stream_status = Some(s),
             Err(e) => tracing::warn!(error = %e, "could not read stream statistics"),
         }
+        self.history
+            .observe(self.stream_status.as_ref(), self.warehouse_status.as_ref());
     }
 
     fn require_warehouse(&self) -> std::result::Result<Arc<dyn Warehouse>, CommandOutcome> {
@@ -471,25 +501,56 @@ impl Pipeline {
         outcome
     }
 
-    /// The one place commands are carried out; read-only mode is enforced here.
-    pub async fn dispatch(&mut self, command: Command) -> CommandOutcome {
-        if self.options.read_only && command.is_mutating() {
-            tracing::warn!(command = command.name(), "refused: read-only mode");
-            return CommandOutcome::failed(format!(
-                "refused: {} changes the pipeline and this instance is read-only",
+    /// The one place commands are carried out: read-only mode (the instance's or the asking
+    /// client's) is enforced here, and every mutating command, refused or not, is audited.
+    pub async fn dispatch(&mut self, command: Command, origin: &Origin) -> CommandOutcome {
+        if !command.is_mutating() {
+            return self.carry_out(command).await;
+        }
+        let started = Utc::now();
+        let (outcome, result) = if self.options.read_only || origin.read_only {
+            tracing::warn!(command = command.name(), user = %origin.user, "refused: read-only mode");
+            let who = if self.options.read_only {
+                "this instance"
+            } else {
+                "the asking client"
+            };
+            let o = CommandOutcome::failed(format!(
+                "refused: {} changes the pipeline and {who} is read-only",
                 command.name()
             ));
+            (o, "refused")
+        } else {
+            tracing::info!(command = command.name(), user = %origin.user, via = %origin.via, "operator command");
+            let o = self.carry_out(command.clone()).await;
+            let r = if o.ok { "ok" } else { "failed" };
+            (o, r)
+        };
+        let record = audit::Record {
+            at: started,
+            user: origin.user.clone(),
+            ssh_connection: origin.ssh_connection.clone(),
+            via: origin.via.clone(),
+            action: command.name().to_string(),
+            arguments: serde_json::to_string(&command).unwrap_or_default(),
+            outcome: result.to_string(),
+            message: outcome.message.clone(),
+        };
+        let writable = if self.options.read_only {
+            None
+        } else {
+            self.warehouse.as_deref()
+        };
+        audit::write(&self.config.data_dir, writable, &record).await;
+        if self.actions.len() == RECENT_ACTIONS {
+            self.actions.pop_front();
         }
-        tracing::info!(command = command.name(), "operator command");
-        if command.is_mutating() {
-            if let Some(wh) = &self.warehouse {
-                let detail = serde_json::to_string(&command).unwrap_or_default();
-                let sql = warehouse::schema::action_sql(command.name(), &detail);
-                if let Err(e) = wh.execute_tx(sql).await {
-                    tracing::warn!(error = %e, "could not record the action in ops.actions");
-                }
-            }
-        }
+        self.actions.push_back(record);
+        self.publish();
+        outcome
+    }
+
+    async fn carry_out(&mut self, command: Command) -> CommandOutcome {
         let outcome = match command {
             Command::Refresh => {
                 self.refresh_zones().await;
@@ -565,12 +626,16 @@ impl Pipeline {
             tokio::select! {
                 _ = &mut shutdown => break,
                 envelope = commands.recv() => {
-                    let Some(Envelope { command, reply }) = envelope else { break };
-                    let outcome = self.dispatch(command).await;
+                    let Some(Envelope { command, origin, reply }) = envelope else { break };
+                    let outcome = self.dispatch(command, &origin).await;
                     let _ = reply.send(outcome);
                 }
                 _ = cycle_tick.tick(), if self.options.schedule && !self.paused => {
                     self.run_cycle(false).await;
+                    self.next_cycle_at = chrono::Duration::from_std(cycle_every)
+                        .ok()
+                        .map(|d| Utc::now() + d);
+                    self.publish();
                 }
                 _ = stats_tick.tick() => {
                     self.refresh_zones().await;
@@ -601,5 +666,9 @@ fn empty_snapshot(info: &InstanceInfo, backends: &Backends) -> Snapshot {
         warehouse: None,
         stream: None,
         recent_log: Vec::new(),
+        next_cycle_at: None,
+        history: Default::default(),
+        failures: Vec::new(),
+        recent_actions: Vec::new(),
     }
 }

@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::batch::retry::ApiState;
 use crate::batch::run::BatchRun;
+use crate::failures::FailureRow;
+use crate::history::History;
 use crate::stream::consumer::StreamStatus;
 use crate::warehouse::WarehouseStatus;
 use crate::zones::ZoneStats;
@@ -82,6 +84,18 @@ pub struct Snapshot {
     /// Shards, lag, watermarks, dedup and the stream's counts.
     pub stream: Option<StreamStatus>,
     pub recent_log: Vec<LogLine>,
+    /// When the next scheduled cycle starts (None when not scheduled or paused).
+    #[serde(default)]
+    pub next_cycle_at: Option<DateTime<Utc>>,
+    /// Sparkline and trend series.
+    #[serde(default)]
+    pub history: History,
+    /// The five failure scenarios and their states.
+    #[serde(default)]
+    pub failures: Vec<FailureRow>,
+    /// The latest audited operator actions, oldest first.
+    #[serde(default)]
+    pub recent_actions: Vec<crate::audit::Record>,
 }
 
 /// Batch ingestion: the source, what the client has seen of the API, the latest runs.

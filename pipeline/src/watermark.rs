@@ -25,6 +25,11 @@ pub struct WatermarkStatus {
     pub shards: Vec<(String, i64, bool)>,
     pub global_ms: Option<i64>,
     pub late_events: u64,
+    /// The settings, for display.
+    #[serde(default)]
+    pub out_of_orderness_ms: i64,
+    #[serde(default)]
+    pub allowed_lateness_ms: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -105,6 +110,8 @@ impl Watermarks {
                 .collect(),
             global_ms: self.global(now_ms),
             late_events: self.late,
+            out_of_orderness_ms: self.out_of_order_ms,
+            allowed_lateness_ms: self.lateness_ms,
         }
     }
 }

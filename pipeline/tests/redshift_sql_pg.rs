@@ -216,7 +216,25 @@ async fn redshift_sql_runs_on_postgres_and_matches_duckdb() {
         &ecom_pipeline::stream::consumer::watermarks_sql(&status.watermarks),
     )
     .await;
-    tx(&pg, &schema::action_sql("backfill", "{\"from\":\"o'k\"}")).await;
+    let record = ecom_pipeline::audit::Record {
+        at: chrono::Utc::now(),
+        user: "o'neil".into(),
+        ssh_connection: Some("10.0.0.1 5000 10.0.0.2 22".into()),
+        via: "dashboard".into(),
+        action: "backfill".into(),
+        arguments: "{\"from\":\"o'k\"}".into(),
+        outcome: "refused".into(),
+        message: "refused: read-only".into(),
+    };
+    tx(&pg, &schema::audit_sql(&record)).await;
+    let audit = rows(&pg, "SELECT user_name, outcome FROM ops.audit").await;
+    assert_eq!(
+        audit,
+        vec![vec![
+            Some("o'neil".to_string()),
+            Some("refused".to_string())
+        ]]
+    );
     let tasks = rows(&pg, "SELECT CAST(COUNT(*) AS BIGINT) FROM ops.tasks").await;
     assert_eq!(tasks[0][0].as_deref(), Some("6"));
     let cp = rows(&pg, "SELECT shard FROM ops.checkpoints").await;

@@ -325,8 +325,17 @@ impl Processor {
         for shard in log.shards() {
             let latest = log.latest_seq(&shard).await?;
             let checkpoint = cps.get(&shard).copied();
+            let lag_records = latest.unwrap_or(0).saturating_sub(checkpoint.unwrap_or(0));
+            let lag_ms = if lag_records == 0 {
+                0
+            } else {
+                let next = log.read(&shard, checkpoint, 1).await?;
+                next.first()
+                    .map_or(0, |r| (crate::clock::now_ms() - r.arrival_ms).max(0) as u64)
+            };
             shards.push(super::ShardStatus {
-                lag_records: latest.unwrap_or(0).saturating_sub(checkpoint.unwrap_or(0)),
+                lag_records,
+                lag_ms,
                 shard,
                 latest_seq: latest,
                 checkpoint,

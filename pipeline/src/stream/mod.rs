@@ -29,6 +29,10 @@ pub struct ShardStatus {
     pub checkpoint: Option<u64>,
     /// Records written but not consumed.
     pub lag_records: u64,
+    /// Age of the oldest record not consumed (by arrival time): the local log's
+    /// MillisBehindLatest; 0 when caught up.
+    #[serde(default)]
+    pub lag_ms: u64,
 }
 
 pub trait StreamLog: Send + Sync {

@@ -232,8 +232,9 @@ pub fn ddl(d: Dialect) -> Vec<String> {
          sequence_number BIGINT NOT NULL, committed_at TIMESTAMP NOT NULL)"
     ));
     out.push(format!(
-        "CREATE TABLE IF NOT EXISTS ops.actions (acted_at TIMESTAMP NOT NULL, action {text} NOT NULL, \
-         detail {text} NOT NULL)"
+        "CREATE TABLE IF NOT EXISTS ops.audit (acted_at TIMESTAMP NOT NULL, user_name {text} NOT NULL, \
+         ssh_connection {text}, via {text} NOT NULL, action {text} NOT NULL, arguments {text} NOT NULL, \
+         outcome {text} NOT NULL, message {text} NOT NULL)"
     ));
     out.push(format!(
         "CREATE TABLE IF NOT EXISTS ops.runs (run_id {text} NOT NULL PRIMARY KEY, source {text} NOT NULL, \
@@ -379,14 +380,24 @@ pub fn checkpoint_sql(shard: &str, seq: u64) -> Vec<String> {
     ]
 }
 
-/// Record an operator action.
-pub fn action_sql(action: &str, detail: &str) -> Vec<String> {
+/// Record an operator action in the audit table.
+pub fn audit_sql(r: &crate::audit::Record) -> Vec<String> {
     use super::Cell;
+    let text = |s: &str| literal(&Cell::Text(s.to_string()));
+    let ssh = match &r.ssh_connection {
+        Some(s) => text(s),
+        None => literal(&Cell::Null),
+    };
     vec![format!(
-        "INSERT INTO ops.actions (acted_at, action, detail) VALUES ({}, {}, {})",
-        literal(&Cell::Time(chrono::Utc::now())),
-        literal(&Cell::Text(action.to_string())),
-        literal(&Cell::Text(detail.to_string()))
+        "INSERT INTO ops.audit (acted_at, user_name, ssh_connection, via, action, arguments, outcome, message) \
+         VALUES ({}, {}, {ssh}, {}, {}, {}, {}, {})",
+        literal(&Cell::Time(r.at)),
+        text(&r.user),
+        text(&r.via),
+        text(&r.action),
+        text(&r.arguments),
+        text(&r.outcome),
+        text(&r.message)
     )]
 }
 
