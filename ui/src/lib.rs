@@ -1,3 +1,14 @@
-//! `ecom-ui`: the dashboard's ratatui views and key handling, drawn from a pipeline
-//! `Snapshot`; no I/O of its own. The views arrive with the dashboard work; the crate exists now
-//! so the workspace has the shape ARCHITECTURE.md describes.
+//! `ecom-ui`: the ecomops dashboard. It draws an immutable pipeline `Snapshot` and turns keys
+//! into `Effect`s (commands for the pipeline's one dispatcher); it does no I/O of its own, so
+//! every view is tested against a `TestBackend` from a fixture.
+
+pub mod app;
+pub mod draw;
+pub mod fixture;
+pub mod fmt;
+pub mod popup;
+pub mod theme;
+pub mod views;
+
+pub use app::{App, Effect, Tab};
+pub use draw::draw;

@@ -1,0 +1,522 @@
+//! Dashboard state and key handling. Pure: a key press changes the `App` and may return an
+//! `Effect` for the caller (the binary) to carry out; nothing here does I/O.
+
+use chrono::NaiveDate;
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use ecom_pipeline::batch::run::{RunStatus, TaskStatus};
+use ecom_pipeline::command::Command;
+use ecom_pipeline::snapshot::Snapshot;
+
+use crate::popup::{Confirm, Field, Form, FormKind, Popup};
+
+/// The views, in tab order (number keys 1..7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tab {
+    Overview,
+    Stream,
+    Watermarks,
+    Failures,
+    Costs,
+    Runs,
+    Logs,
+}
+
+impl Tab {
+    pub const ALL: [Tab; 7] = [
+        Tab::Overview,
+        Tab::Stream,
+        Tab::Watermarks,
+        Tab::Failures,
+        Tab::Costs,
+        Tab::Runs,
+        Tab::Logs,
+    ];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Tab::Overview => "Overview",
+            Tab::Stream => "Stream",
+            Tab::Watermarks => "Watermarks",
+            Tab::Failures => "Failures",
+            Tab::Costs => "Costs",
+            Tab::Runs => "Runs",
+            Tab::Logs => "Logs",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        Tab::ALL.iter().position(|t| *t == self).unwrap_or(0)
+    }
+}
+
+/// What the caller should do after a key.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    None,
+    /// State changed: draw again.
+    Redraw,
+    Quit,
+    /// Send this command to the pipeline (the dispatcher enforces read-only again).
+    Dispatch(Command),
+    /// The refresh interval changed.
+    RefreshRate(u64),
+}
+
+/// Redraw intervals `+`/`-` step through, in ms: how often ages, countdowns and the clock
+/// advance on screen. (The pipeline publishes a new snapshot on every change; `r` asks it to
+/// recount zone statistics now, which on S3 costs LIST requests.)
+pub const REFRESH_STEPS: [u64; 6] = [250, 500, 1000, 2000, 5000, 10_000];
+
+/// The dashboard's own state (the pipeline's is in the snapshot).
+#[derive(Debug, Clone)]
+pub struct App {
+    pub tab: Tab,
+    /// Selected row per view.
+    pub selected: [usize; 7],
+    /// Table filter (substring, case-insensitive) and whether it is being typed.
+    pub filter: String,
+    pub filtering: bool,
+    pub popup: Option<Popup>,
+    pub read_only: bool,
+    pub color: bool,
+    /// Attached to another process's pipeline over its control socket.
+    pub attached: bool,
+    pub refresh_ms: u64,
+    /// The last message for the status line: (ok, text).
+    pub message: Option<(bool, String)>,
+    /// An action sent and not answered yet.
+    pub pending: Option<String>,
+    /// The wall clock for ages and countdowns, advanced by the caller's redraw tick; `None`
+    /// uses the snapshot's own time (tests, `status`).
+    pub clock: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl App {
+    pub fn new(read_only: bool, color: bool, attached: bool) -> App {
+        App {
+            tab: Tab::Overview,
+            selected: [0; 7],
+            filter: String::new(),
+            filtering: false,
+            popup: None,
+            read_only,
+            color,
+            attached,
+            refresh_ms: 1000,
+            message: None,
+            pending: None,
+            clock: None,
+        }
+    }
+
+    /// "Now" for ages and countdowns.
+    pub fn now(&self, snap: &Snapshot) -> chrono::DateTime<chrono::Utc> {
+        self.clock.unwrap_or(snap.generated_at)
+    }
+
+    pub fn selected(&self) -> usize {
+        self.selected[self.tab.index()]
+    }
+
+    /// Whether a table row's text passes the filter.
+    pub fn matches(&self, text: &str) -> bool {
+        self.filter.is_empty() || text.to_lowercase().contains(&self.filter.to_lowercase())
+    }
+
+    /// The outcome of a dispatched action arrived.
+    pub fn finished(&mut self, ok: bool, message: String) {
+        self.pending = None;
+        self.message = Some((ok, message));
+    }
+
+    pub fn on_key(&mut self, key: KeyEvent, snap: &Snapshot) -> Effect {
+        if key.kind == KeyEventKind::Release {
+            return Effect::None;
+        }
+        let ctrl_c =
+            key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c');
+        if let Some(popup) = self.popup.take() {
+            return self.on_popup_key(popup, key, ctrl_c);
+        }
+        if self.filtering {
+            match key.code {
+                KeyCode::Enter => self.filtering = false,
+                KeyCode::Esc => {
+                    self.filtering = false;
+                    self.filter.clear();
+                }
+                KeyCode::Backspace => {
+                    self.filter.pop();
+                }
+                KeyCode::Char(c) if !ctrl_c => self.filter.push(c),
+                _ if ctrl_c => return self.quit(),
+                _ => return Effect::None,
+            }
+            self.clamp(snap);
+            return Effect::Redraw;
+        }
+        if ctrl_c {
+            return self.quit();
+        }
+        match key.code {
+            KeyCode::Char('q') => return self.quit(),
+            KeyCode::Char('?') => self.popup = Some(Popup::Help),
+            KeyCode::Char(c @ '1'..='7') => {
+                self.tab = Tab::ALL[(c as u8 - b'1') as usize];
+                self.filter.clear();
+            }
+            KeyCode::Tab => self.tab = Tab::ALL[(self.tab.index() + 1) % Tab::ALL.len()],
+            KeyCode::BackTab => {
+                self.tab = Tab::ALL[(self.tab.index() + Tab::ALL.len() - 1) % Tab::ALL.len()]
+            }
+            KeyCode::Char('j') | KeyCode::Down => self.step(snap, 1),
+            KeyCode::Char('k') | KeyCode::Up => self.step(snap, -1),
+            KeyCode::PageDown => self.step(snap, 10),
+            KeyCode::PageUp => self.step(snap, -10),
+            KeyCode::Char('g') | KeyCode::Home => self.selected[self.tab.index()] = 0,
+            KeyCode::Char('G') | KeyCode::End => {
+                self.selected[self.tab.index()] = self.rows(snap).saturating_sub(1)
+            }
+            KeyCode::Char('/') => {
+                self.filtering = true;
+                self.filter.clear();
+            }
+            KeyCode::Esc if !self.filter.is_empty() => self.filter.clear(),
+            KeyCode::Char('r') => return Effect::Dispatch(Command::Refresh),
+            KeyCode::Char('+') | KeyCode::Char('=') => return self.rate(-1),
+            KeyCode::Char('-') => return self.rate(1),
+            KeyCode::Char('b') => return self.open_backfill(snap),
+            KeyCode::Char('p') => return self.open_replay(snap),
+            KeyCode::Char('R') => return self.open_retry(snap),
+            KeyCode::Char('c') => return self.open_cycle(snap),
+            _ => return Effect::None,
+        }
+        Effect::Redraw
+    }
+
+    fn quit(&mut self) -> Effect {
+        if let Some(action) = &self.pending {
+            self.popup = Some(Popup::Confirm(Confirm::quit(action)));
+            return Effect::Redraw;
+        }
+        Effect::Quit
+    }
+
+    fn rate(&mut self, dir: isize) -> Effect {
+        let i = REFRESH_STEPS
+            .iter()
+            .position(|r| *r >= self.refresh_ms)
+            .unwrap_or(REFRESH_STEPS.len() - 1);
+        let j = (i as isize + dir).clamp(0, REFRESH_STEPS.len() as isize - 1) as usize;
+        self.refresh_ms = REFRESH_STEPS[j];
+        self.message = Some((true, format!("redraw every {} ms", self.refresh_ms)));
+        Effect::RefreshRate(self.refresh_ms)
+    }
+
+    fn step(&mut self, snap: &Snapshot, by: isize) {
+        let n = self.rows(snap);
+        let i = &mut self.selected[self.tab.index()];
+        *i = (*i as isize + by).clamp(0, n.saturating_sub(1) as isize) as usize;
+    }
+
+    fn clamp(&mut self, snap: &Snapshot) {
+        let n = self.rows(snap);
+        let i = &mut self.selected[self.tab.index()];
+        *i = (*i).min(n.saturating_sub(1));
+    }
+
+    /// Rows of the current view's main table after filtering.
+    pub fn rows(&self, snap: &Snapshot) -> usize {
+        match self.tab {
+            Tab::Overview | Tab::Costs => 0,
+            Tab::Stream | Tab::Watermarks => self.shards(snap).len(),
+            Tab::Failures => snap
+                .failures
+                .iter()
+                .filter(|f| self.matches(&f.scenario))
+                .count(),
+            Tab::Runs => self.runs(snap).len(),
+            Tab::Logs => snap
+                .recent_log
+                .iter()
+                .filter(|l| self.matches(&crate::views::logs::line_text(l)))
+                .count(),
+        }
+    }
+
+    /// Shard names passing the filter.
+    pub fn shards<'a>(&self, snap: &'a Snapshot) -> Vec<&'a ecom_pipeline::stream::ShardStatus> {
+        snap.stream
+            .iter()
+            .flat_map(|s| s.shards.iter())
+            .filter(|s| self.matches(&s.shard))
+            .collect()
+    }
+
+    /// Batch runs passing the filter (newest first).
+    pub fn runs<'a>(&self, snap: &'a Snapshot) -> Vec<&'a ecom_pipeline::batch::run::BatchRun> {
+        snap.batch
+            .runs
+            .iter()
+            .filter(|r| self.matches(&format!("{} {:?}", r.run_id, r.status)))
+            .collect()
+    }
+
+    fn refuse_read_only(&mut self) -> Option<Effect> {
+        if self.read_only {
+            self.message = Some((
+                false,
+                "read-only: actions are disabled (started with --read-only)".into(),
+            ));
+            return Some(Effect::Redraw);
+        }
+        if let Some(p) = &self.pending {
+            self.message = Some((false, format!("wait: {p} is still running")));
+            return Some(Effect::Redraw);
+        }
+        None
+    }
+
+    fn open_backfill(&mut self, snap: &Snapshot) -> Effect {
+        if let Some(e) = self.refuse_read_only() {
+            return e;
+        }
+        let today = self.now(snap).date_naive().to_string();
+        self.popup = Some(Popup::Form(Form::new(
+            FormKind::Backfill,
+            vec![
+                Field::new("from (YYYY-MM-DD)", &today),
+                Field::new("to (YYYY-MM-DD)", &today),
+            ],
+        )));
+        Effect::Redraw
+    }
+
+    fn open_replay(&mut self, snap: &Snapshot) -> Effect {
+        if let Some(e) = self.refuse_read_only() {
+            return e;
+        }
+        let shards = self.shards(snap);
+        let shard = if matches!(self.tab, Tab::Stream | Tab::Watermarks) {
+            shards.get(self.selected()).map(|s| s.shard.clone())
+        } else {
+            None
+        };
+        let shard = shard.or_else(|| shards.first().map(|s| s.shard.clone()));
+        let Some(shard) = shard else {
+            self.message = Some((false, "no shard to replay yet".into()));
+            return Effect::Redraw;
+        };
+        self.popup = Some(Popup::Form(Form::new(
+            FormKind::Replay,
+            vec![
+                Field::new("shard", &shard),
+                Field::new("from sequence number", "1"),
+                Field::new("or from time (RFC 3339)", ""),
+            ],
+        )));
+        Effect::Redraw
+    }
+
+    fn open_retry(&mut self, snap: &Snapshot) -> Effect {
+        if let Some(e) = self.refuse_read_only() {
+            return e;
+        }
+        let runs = self.runs(snap);
+        let run = if self.tab == Tab::Runs {
+            runs.get(self.selected()).copied()
+        } else {
+            runs.iter().find(|r| r.status == RunStatus::Failed).copied()
+        };
+        let Some(run) = run else {
+            self.message = Some((false, "no run selected (Runs view, j/k)".into()));
+            return Effect::Redraw;
+        };
+        let todo: Vec<String> = run
+            .tasks
+            .iter()
+            .filter(|t| t.status != TaskStatus::Succeeded)
+            .map(|t| format!("{} ({:?})", t.name, t.status).to_lowercase())
+            .collect();
+        if todo.is_empty() {
+            self.message = Some((false, format!("run {} has nothing to retry", run.run_id)));
+            return Effect::Redraw;
+        }
+        self.popup = Some(Popup::Confirm(Confirm::new(
+            "Retry batch run",
+            vec![
+                format!(
+                    "Rerun the tasks of batch run {} that have not succeeded:",
+                    run.run_id
+                ),
+                format!("  {}", todo.join(", ")),
+                "Succeeded tasks are not rerun; spooled responses are not fetched again.".into(),
+            ],
+            Command::Retry {
+                run_id: run.run_id.clone(),
+                task: None,
+            },
+        )));
+        Effect::Redraw
+    }
+
+    fn open_cycle(&mut self, snap: &Snapshot) -> Effect {
+        if let Some(e) = self.refuse_read_only() {
+            return e;
+        }
+        self.popup = Some(Popup::Confirm(Confirm::new(
+            "Run a cycle now",
+            vec![
+                format!(
+                    "Run one full cycle now: a batch pull from {} (extract, land, stage, load),",
+                    snap.batch.source
+                ),
+                "then the stream (drain every shard into RAW, STAGING, the late buffer and".into(),
+                "quarantine, load), then refresh the CURATED models.".into(),
+            ],
+            Command::RunCycle,
+        )));
+        Effect::Redraw
+    }
+
+    fn on_popup_key(&mut self, popup: Popup, key: KeyEvent, ctrl_c: bool) -> Effect {
+        match popup {
+            // Any key closes the help.
+            Popup::Help if ctrl_c => self.quit(),
+            Popup::Help => Effect::Redraw,
+            Popup::Confirm(mut c) => match key.code {
+                KeyCode::Esc | KeyCode::Char('n') => Effect::Redraw,
+                KeyCode::Left
+                | KeyCode::Right
+                | KeyCode::Tab
+                | KeyCode::BackTab
+                | KeyCode::Char('h')
+                | KeyCode::Char('l') => {
+                    c.focus_confirm = !c.focus_confirm;
+                    self.popup = Some(Popup::Confirm(c));
+                    Effect::Redraw
+                }
+                KeyCode::Enter if c.focus_confirm => match c.command {
+                    // Quitting while an action runs: the pipeline finishes it either way.
+                    None => Effect::Quit,
+                    Some(command) => {
+                        self.pending = Some(command.name().to_string());
+                        self.message = Some((true, format!("{} sent…", command.name())));
+                        Effect::Dispatch(command)
+                    }
+                },
+                KeyCode::Enter => Effect::Redraw,
+                _ if ctrl_c => Effect::Quit,
+                _ => {
+                    self.popup = Some(Popup::Confirm(c));
+                    Effect::None
+                }
+            },
+            Popup::Form(mut f) => match key.code {
+                KeyCode::Esc => Effect::Redraw,
+                _ if ctrl_c => Effect::Redraw,
+                KeyCode::Tab | KeyCode::Down => {
+                    f.focus = (f.focus + 1) % f.fields.len();
+                    self.popup = Some(Popup::Form(f));
+                    Effect::Redraw
+                }
+                KeyCode::BackTab | KeyCode::Up => {
+                    f.focus = (f.focus + f.fields.len() - 1) % f.fields.len();
+                    self.popup = Some(Popup::Form(f));
+                    Effect::Redraw
+                }
+                KeyCode::Backspace => {
+                    f.fields[f.focus].value.pop();
+                    self.popup = Some(Popup::Form(f));
+                    Effect::Redraw
+                }
+                KeyCode::Char(ch) => {
+                    f.fields[f.focus].value.push(ch);
+                    f.error = None;
+                    self.popup = Some(Popup::Form(f));
+                    Effect::Redraw
+                }
+                KeyCode::Enter => {
+                    match confirm_form(&f) {
+                        Ok(c) => self.popup = Some(Popup::Confirm(c)),
+                        Err(e) => {
+                            f.error = Some(e);
+                            self.popup = Some(Popup::Form(f));
+                        }
+                    }
+                    Effect::Redraw
+                }
+                _ => {
+                    self.popup = Some(Popup::Form(f));
+                    Effect::None
+                }
+            },
+        }
+    }
+}
+
+/// Validate a filled form and say exactly what its command will do.
+fn confirm_form(f: &Form) -> Result<Confirm, String> {
+    let v = |i: usize| f.fields[i].value.trim().to_string();
+    match f.kind {
+        FormKind::Backfill => {
+            let day = |s: &str| {
+                NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                    .map_err(|_| format!("{s:?} is not a date (YYYY-MM-DD)"))
+            };
+            let (from, to) = (day(&v(0))?, day(&v(1))?);
+            if from > to {
+                return Err(format!("from {from} is after to {to}"));
+            }
+            Ok(Confirm::new(
+                "Backfill",
+                vec![
+                    format!("Load the late-buffered events of event days {from}..{to} into the"),
+                    "warehouse (MERGE on event_id: events already there are not doubled),".into(),
+                    format!("then recompute the CURATED daily models for {from}..{to}."),
+                    "Idempotent: running it again changes nothing more.".into(),
+                ],
+                Command::Backfill {
+                    from: from.to_string(),
+                    to: to.to_string(),
+                },
+            ))
+        }
+        FormKind::Replay => {
+            let shard = v(0);
+            if shard.is_empty() {
+                return Err("the shard is empty".into());
+            }
+            let (seq, time) = (v(1), v(2));
+            let (from_seq, from_time, from_text) = if !time.is_empty() {
+                chrono::DateTime::parse_from_rfc3339(&time)
+                    .map_err(|e| format!("{time:?} is not an RFC 3339 time: {e}"))?;
+                (
+                    None,
+                    Some(time.clone()),
+                    format!("the first record that arrived at {time}"),
+                )
+            } else {
+                let n: u64 = seq
+                    .parse()
+                    .map_err(|_| format!("{seq:?} is not a sequence number"))?;
+                (Some(n), None, format!("sequence number {n}"))
+            };
+            Ok(Confirm::new(
+                "Replay",
+                vec![
+                    format!("Re-read the committed segments of {shard} from {from_text}."),
+                    "RAW files are rewritten byte-identical (a difference is refused), lost".into(),
+                    "STAGING objects are derived again, and loads the ledger already has are"
+                        .into(),
+                    "skipped: nothing is doubled.".into(),
+                ],
+                Command::Replay {
+                    shard,
+                    from_seq,
+                    from_time,
+                },
+            ))
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! The frame: a header line, the tab bar, the current view, a status/key line, and any overlay.
+
+use ecom_pipeline::snapshot::{RunMode, Snapshot};
+use ratatui::layout::{Constraint, Layout};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Paragraph, Tabs};
+use ratatui::Frame;
+
+use crate::app::{App, Tab};
+use crate::theme::Theme;
+use crate::{fmt, popup, views};
+
+/// Smallest area the views are laid out in; below it a one-line note is drawn (if it fits).
+const MIN_W: u16 = 40;
+const MIN_H: u16 = 8;
+
+/// Draw one frame. Never blocks, never mutates the snapshot.
+pub fn draw(frame: &mut Frame, app: &App, snap: &Snapshot) {
+    let theme = Theme { color: app.color };
+    let area = frame.area();
+    if area.width < MIN_W || area.height < MIN_H {
+        frame.render_widget(
+            Paragraph::new(format!("ecomops: enlarge to {MIN_W}x{MIN_H} (q quits)")),
+            area,
+        );
+        return;
+    }
+    let [header, tabs, body, status] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length(1),
+        Constraint::Min(1),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    frame.render_widget(Paragraph::new(header_line(app, snap, &theme)), header);
+    let titles: Vec<Line> = Tab::ALL
+        .iter()
+        .enumerate()
+        .map(|(i, t)| Line::raw(format!("{} {}", i + 1, t.title())))
+        .collect();
+    frame.render_widget(
+        Tabs::new(titles)
+            .select(app.tab.index())
+            .highlight_style(theme.selected())
+            .divider("|")
+            .padding(" ", " "),
+        tabs,
+    );
+    match app.tab {
+        Tab::Overview => views::overview::draw(frame, body, app, snap, &theme),
+        Tab::Stream => views::stream::draw(frame, body, app, snap, &theme),
+        Tab::Watermarks => views::watermarks::draw(frame, body, app, snap, &theme),
+        Tab::Failures => views::failures::draw(frame, body, app, snap, &theme),
+        Tab::Costs => views::costs::draw(frame, body, app, snap, &theme),
+        Tab::Runs => views::runs::draw(frame, body, app, snap, &theme),
+        Tab::Logs => views::logs::draw(frame, body, app, snap, &theme),
+    }
+    frame.render_widget(Paragraph::new(status_line(app, &theme)), status);
+    if let Some(p) = &app.popup {
+        popup::draw(frame, p, &theme);
+    }
+}
+
+fn header_line<'a>(app: &App, snap: &'a Snapshot, theme: &Theme) -> Line<'a> {
+    // Most urgent first: on a narrow terminal the end is what gets cut.
+    let mut spans = vec![Span::styled("ecomops ", theme.title())];
+    match &snap.last_cycle {
+        Some(c) if c.ok => spans.push(Span::styled(format!("cycle {} ok", c.cycle), theme.ok())),
+        Some(c) => spans.push(Span::styled(
+            format!("cycle {} FAILED", c.cycle),
+            theme.bad(),
+        )),
+        None => spans.push(Span::styled("no cycle yet", theme.dim())),
+    }
+    if let Some(next) = snap.next_cycle_at {
+        let secs = (next - app.now(snap)).num_seconds();
+        spans.push(Span::raw(format!(" | next in {}", fmt::span_secs(secs))));
+    }
+    if snap.paused {
+        spans.push(Span::styled(" | PAUSED", theme.warn()));
+    }
+    if app.read_only || snap.instance.read_only {
+        spans.push(Span::styled(" | READ-ONLY", theme.warn()));
+    }
+    if app.attached {
+        spans.push(Span::styled(" | ATTACHED", theme.key()));
+    }
+    let mode = match snap.instance.mode {
+        RunMode::Dashboard => "dashboard",
+        RunMode::Headless => "headless",
+        RunMode::Oneshot => "one-shot",
+    };
+    spans.push(Span::styled(
+        format!(
+            " | {} | {}/{}/{} | pid {} {mode}",
+            app.now(snap).format("%H:%M:%S"),
+            snap.backends.store,
+            snap.backends.stream,
+            snap.backends.warehouse,
+            snap.instance.pid,
+        ),
+        theme.dim(),
+    ));
+    Line::from(spans)
+}
+
+fn status_line<'a>(app: &'a App, theme: &Theme) -> Line<'a> {
+    if app.filtering {
+        return Line::from(vec![
+            Span::styled("filter: ", theme.key()),
+            Span::raw(format!("{}_", app.filter)),
+            Span::styled("  (Enter keeps, Esc clears)", theme.dim()),
+        ]);
+    }
+    let mut spans = Vec::new();
+    if let Some(p) = &app.pending {
+        spans.push(Span::styled(format!("{p} running… "), theme.warn()));
+    } else if let Some((ok, m)) = &app.message {
+        spans.push(Span::styled(
+            format!("{m} "),
+            if *ok { theme.ok() } else { theme.bad() },
+        ));
+    }
+    if !app.filter.is_empty() {
+        spans.push(Span::styled(format!("[/{}] ", app.filter), theme.key()));
+    }
+    spans.push(Span::styled(
+        "? help  q quit  1-7 views  / filter  b backfill  p replay  R retry",
+        theme.dim(),
+    ));
+    Line::from(spans)
+}

@@ -1,0 +1,211 @@
+//! Overlays: the help, confirmations (focus starts on Cancel) and the small forms that collect
+//! an action's arguments before its confirmation.
+
+use ecom_pipeline::command::Command;
+use ratatui::layout::{Constraint, Flex, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Clear, Paragraph, Wrap};
+use ratatui::Frame;
+
+use crate::theme::Theme;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Popup {
+    Help,
+    Confirm(Confirm),
+    Form(Form),
+}
+
+/// "This is exactly what will happen": Cancel or Confirm.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Confirm {
+    pub title: String,
+    pub lines: Vec<String>,
+    /// None: the quit confirmation.
+    pub command: Option<Command>,
+    /// Focus starts on Cancel.
+    pub focus_confirm: bool,
+}
+
+impl Confirm {
+    pub fn new(title: &str, lines: Vec<String>, command: Command) -> Confirm {
+        Confirm {
+            title: title.into(),
+            lines,
+            command: Some(command),
+            focus_confirm: false,
+        }
+    }
+
+    pub fn quit(action: &str) -> Confirm {
+        Confirm {
+            title: "Quit".into(),
+            lines: vec![
+                format!("{action} is still running. Quit the dashboard anyway?"),
+                "The pipeline finishes the action either way; its outcome is in the audit log."
+                    .into(),
+            ],
+            command: None,
+            focus_confirm: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FormKind {
+    Backfill,
+    Replay,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Field {
+    pub label: String,
+    pub value: String,
+}
+
+impl Field {
+    pub fn new(label: &str, value: &str) -> Field {
+        Field {
+            label: label.into(),
+            value: value.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Form {
+    pub kind: FormKind,
+    pub fields: Vec<Field>,
+    pub focus: usize,
+    pub error: Option<String>,
+}
+
+impl Form {
+    pub fn new(kind: FormKind, fields: Vec<Field>) -> Form {
+        Form {
+            kind,
+            fields,
+            focus: 0,
+            error: None,
+        }
+    }
+}
+
+/// Every key, for the help overlay (and the README).
+pub const KEYS: &[(&str, &str)] = &[
+    ("1..7, Tab, S-Tab", "switch view"),
+    ("j/k, Down/Up", "move in a table"),
+    ("PgDn/PgUp", "move ten rows"),
+    ("g / G", "first / last row"),
+    ("/", "filter the table (Enter keeps, Esc clears)"),
+    ("r", "refresh the pipeline's statistics now"),
+    ("+ / -", "redraw faster / slower"),
+    ("b", "backfill a date range"),
+    ("p", "replay a shard (the selected one in Stream)"),
+    ("R", "retry the selected batch run (Runs)"),
+    ("c", "run a full cycle now"),
+    ("?", "this help (any key closes it)"),
+    ("q, Ctrl-C", "quit (asks while an action runs)"),
+];
+
+/// A centred rectangle of at most `w` x `h` inside `area`.
+fn centred(area: Rect, w: u16, h: u16) -> Rect {
+    let [v] = Layout::vertical([Constraint::Length(h.min(area.height))])
+        .flex(Flex::Center)
+        .areas(area);
+    let [c] = Layout::horizontal([Constraint::Length(w.min(area.width))])
+        .flex(Flex::Center)
+        .areas(v);
+    c
+}
+
+pub fn draw(frame: &mut Frame, popup: &Popup, theme: &Theme) {
+    let area = frame.area();
+    match popup {
+        Popup::Help => {
+            let mut lines: Vec<Line> = KEYS
+                .iter()
+                .map(|(k, what)| {
+                    Line::from(vec![
+                        Span::styled(format!("{k:>18}  "), theme.key()),
+                        Span::raw(*what),
+                    ])
+                })
+                .collect();
+            lines.push(Line::raw(""));
+            lines.push(Line::styled(
+                "Read-only mode (--read-only) disables b, p, R and c.",
+                theme.dim(),
+            ));
+            let r = centred(area, 72, lines.len() as u16 + 2);
+            frame.render_widget(Clear, r);
+            frame.render_widget(
+                Paragraph::new(lines).block(Block::bordered().title(" Keys ")),
+                r,
+            );
+        }
+        Popup::Confirm(c) => {
+            let mut lines: Vec<Line> = c.lines.iter().map(|l| Line::raw(l.as_str())).collect();
+            lines.push(Line::raw(""));
+            let button = |label: &str, focused: bool| {
+                if focused {
+                    Span::styled(format!("[ {label} ]"), theme.selected())
+                } else {
+                    Span::raw(format!("  {label}  "))
+                }
+            };
+            lines.push(Line::from(vec![
+                button("Cancel", !c.focus_confirm),
+                Span::raw("   "),
+                button("Confirm", c.focus_confirm),
+            ]));
+            lines.push(Line::styled(
+                "Tab/arrows move, Enter chooses, Esc cancels",
+                theme.dim(),
+            ));
+            let r = centred(area, 84, lines.len() as u16 + 2);
+            frame.render_widget(Clear, r);
+            frame.render_widget(
+                Paragraph::new(lines)
+                    .wrap(Wrap { trim: false })
+                    .block(Block::bordered().title(format!(" {} ", c.title))),
+                r,
+            );
+        }
+        Popup::Form(f) => {
+            let title = match f.kind {
+                FormKind::Backfill => " Backfill ",
+                FormKind::Replay => " Replay ",
+            };
+            let mut lines = Vec::new();
+            for (i, field) in f.fields.iter().enumerate() {
+                let focused = i == f.focus;
+                lines.push(Line::from(vec![
+                    Span::raw(format!("{:>24}: ", field.label)),
+                    Span::styled(
+                        format!("{}{}", field.value, if focused { "_" } else { "" }),
+                        if focused {
+                            theme.selected()
+                        } else {
+                            theme.normal()
+                        },
+                    ),
+                ]));
+            }
+            lines.push(Line::raw(""));
+            if let Some(e) = &f.error {
+                lines.push(Line::styled(e.as_str(), theme.bad()));
+            }
+            lines.push(Line::styled(
+                "Tab moves, Enter reviews what will happen, Esc cancels",
+                theme.dim(),
+            ));
+            let r = centred(area, 72, lines.len() as u16 + 2);
+            frame.render_widget(Clear, r);
+            frame.render_widget(
+                Paragraph::new(lines).block(Block::bordered().title(title)),
+                r,
+            );
+        }
+    }
+}

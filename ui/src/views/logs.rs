@@ -1,0 +1,104 @@
+//! Recent log lines (filterable) and the operator actions of the audit trail.
+
+use ecom_pipeline::snapshot::{LogLine, Snapshot};
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::widgets::{Cell, Row};
+use ratatui::Frame;
+
+use crate::app::App;
+use crate::theme::Theme;
+
+/// The text the filter matches a line against.
+pub fn line_text(l: &LogLine) -> String {
+    format!("{} {} {}", l.level, l.target, l.message)
+}
+
+pub fn draw(frame: &mut Frame, area: Rect, app: &App, snap: &Snapshot, theme: &Theme) {
+    let audit_h = (snap.recent_actions.len() as u16 + 3)
+        .min(area.height / 3)
+        .max(3);
+    let [logs, audit] =
+        Layout::vertical([Constraint::Min(3), Constraint::Length(audit_h)]).areas(area);
+    // Newest first: what just happened is what on-call looks for.
+    let lines: Vec<&LogLine> = snap
+        .recent_log
+        .iter()
+        .rev()
+        .filter(|l| app.matches(&line_text(l)))
+        .collect();
+    let visible = logs.height.saturating_sub(3) as usize;
+    let sel = app.selected().min(lines.len().saturating_sub(1));
+    let first = sel.saturating_sub(visible.saturating_sub(1));
+    let rows: Vec<Row> = lines
+        .iter()
+        .skip(first)
+        .take(visible.max(1))
+        .map(|l| {
+            let st = match l.level.as_str() {
+                "ERROR" => theme.bad(),
+                "WARN" => theme.warn(),
+                "DEBUG" | "TRACE" => theme.dim(),
+                _ => theme.normal(),
+            };
+            Row::new(vec![
+                Cell::from(l.time.format("%H:%M:%S").to_string()),
+                Cell::from(l.level.clone()).style(st),
+                Cell::from(l.target.clone()),
+                Cell::from(l.message.clone()),
+            ])
+        })
+        .collect();
+    super::table(
+        frame,
+        logs,
+        format!(
+            " Log, newest first ({} of {} lines; / filters) ",
+            lines.len(),
+            snap.recent_log.len()
+        ),
+        &["time", "level", "target", "message"],
+        rows,
+        &[
+            Constraint::Length(8),
+            Constraint::Length(5),
+            Constraint::Length(24),
+            Constraint::Min(0),
+        ],
+        Some(sel - first),
+        theme,
+    );
+    let rows: Vec<Row> = snap
+        .recent_actions
+        .iter()
+        .rev()
+        .map(|a| {
+            let st = match a.outcome.as_str() {
+                "ok" => theme.ok(),
+                _ => theme.bad(),
+            };
+            Row::new(vec![
+                Cell::from(a.at.format("%H:%M:%S").to_string()),
+                Cell::from(a.user.clone()),
+                Cell::from(a.action.clone()),
+                Cell::from(a.outcome.clone()).style(st),
+                Cell::from(a.message.clone()),
+            ])
+        })
+        .collect();
+    super::table(
+        frame,
+        audit,
+        " Operator actions (audit) ".into(),
+        &["time", "user", "action", "outcome", "message"],
+        rows,
+        &[
+            Constraint::Length(8),
+            Constraint::Length(10),
+            Constraint::Length(10),
+            Constraint::Length(8),
+            Constraint::Min(0),
+        ],
+        None,
+        theme,
+    );
+}

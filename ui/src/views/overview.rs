@@ -1,0 +1,198 @@
+//! Zones, the four metrics with their trends, and overall health.
+
+use ecom_pipeline::failures::FailureState;
+use ecom_pipeline::snapshot::Snapshot;
+use ecom_pipeline::zones::Zone;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Cell, Paragraph, Row};
+use ratatui::Frame;
+
+use crate::app::App;
+use crate::fmt;
+use crate::theme::Theme;
+
+/// Overall health: the worst of the last cycle and the failure table.
+pub fn health(snap: &Snapshot) -> (&'static str, u8) {
+    let failing = snap.last_cycle.as_ref().is_some_and(|c| !c.ok)
+        || snap
+            .failures
+            .iter()
+            .any(|f| f.state == FailureState::NeedsOperator);
+    let degraded = snap.failures.iter().any(|f| {
+        matches!(
+            f.state,
+            FailureState::Detected | FailureState::Mitigating | FailureState::Recovering
+        )
+    });
+    if failing {
+        ("NEEDS ATTENTION", 2)
+    } else if degraded {
+        ("DEGRADED", 1)
+    } else {
+        ("HEALTHY", 0)
+    }
+}
+
+pub fn draw(frame: &mut Frame, area: Rect, app: &App, snap: &Snapshot, theme: &Theme) {
+    let [top, bottom] = Layout::vertical([
+        Constraint::Length(snap.zones.len() as u16 + 3),
+        Constraint::Min(0),
+    ])
+    .areas(area);
+    let now = app.now(snap);
+    let errors = |z: Zone| -> String {
+        match z {
+            Zone::Quarantine => "refused records".into(),
+            Zone::Late => "awaiting backfill".into(),
+            _ => String::new(),
+        }
+    };
+    let rows: Vec<Row> = snap
+        .zones
+        .iter()
+        .map(|z| {
+            let zone = z.zone.unwrap_or(Zone::Raw);
+            let fresh = z.last_write.map_or(i64::MAX, |t| (now - t).num_seconds());
+            let fresh_style = if z.objects == 0 || fresh < 3600 {
+                theme.normal()
+            } else {
+                theme.warn()
+            };
+            Row::new(vec![
+                Cell::from(zone.name()),
+                Cell::from(fmt::count(z.objects)),
+                Cell::from(fmt::bytes(z.bytes)),
+                Cell::from(fmt::time(z.last_write)),
+                Cell::from(fmt::age(z.last_write, now)).style(fresh_style),
+                Cell::from(if z.objects > 0 {
+                    errors(zone)
+                } else {
+                    String::new()
+                }),
+            ])
+        })
+        .collect();
+    super::table(
+        frame,
+        top,
+        " Zones ".into(),
+        &[
+            "zone",
+            "objects",
+            "bytes",
+            "last write",
+            "freshness",
+            "note",
+        ],
+        rows,
+        &[
+            Constraint::Length(11),
+            Constraint::Length(9),
+            Constraint::Length(10),
+            Constraint::Length(10),
+            Constraint::Length(10),
+            Constraint::Min(0),
+        ],
+        None,
+        theme,
+    );
+
+    let [metrics, health_area] =
+        Layout::horizontal([Constraint::Percentage(60), Constraint::Percentage(40)]).areas(bottom);
+    let h = &snap.history;
+    // name 15 + value 12 + trend 11 + borders.
+    let spark_w = (metrics.width as usize).saturating_sub(40).clamp(0, 30);
+    let mut lines = Vec::new();
+    match snap.warehouse.as_ref().and_then(|w| w.metrics.as_ref()) {
+        Some(m) => {
+            let metric = |name: &str, value: String, series: &[i64]| {
+                Line::from(vec![
+                    Span::styled(format!("{name:<15}"), theme.title()),
+                    Span::raw(format!("{value:>11} ")),
+                    Span::styled(fmt::trendline(series, spark_w), theme.key()),
+                    Span::raw(format!(" {}", fmt::trend(series))),
+                ])
+            };
+            lines.push(metric(
+                "revenue",
+                fmt::cents(m.revenue_cents),
+                &h.revenue_cents,
+            ));
+            lines.push(metric(
+                "avg order value",
+                m.avg_order_value_cents
+                    .map_or("-".into(), |v| fmt::cents(v.round() as i64)),
+                &h.avg_order_value_cents,
+            ));
+            lines.push(metric(
+                "conversion",
+                m.conversion_rate
+                    .map_or("-".into(), |v| format!("{:.2}%", v * 100.0)),
+                &h.conversion_bp,
+            ));
+            lines.push(metric(
+                "orders",
+                fmt::count(m.orders.max(0) as u64),
+                &h.orders,
+            ));
+            lines.push(Line::raw(""));
+            lines.push(Line::styled("funnel drop-off", theme.title()));
+            for step in m.funnel_dropoff.iter().flatten() {
+                lines.push(Line::raw(format!(
+                    "  {} -> {}: {:.1}%",
+                    step.from,
+                    step.to,
+                    step.dropoff * 100.0
+                )));
+            }
+        }
+        None => lines.push(Line::styled(
+            "no warehouse yet: the first cycle creates it",
+            theme.dim(),
+        )),
+    }
+    frame.render_widget(
+        Paragraph::new(lines).block(Block::bordered().title(" Metrics ")),
+        metrics,
+    );
+
+    let (label, level) = health(snap);
+    let style = match level {
+        0 => theme.ok(),
+        1 => theme.warn(),
+        _ => theme.bad(),
+    };
+    let mut lines = vec![Line::styled(label, style), Line::raw("")];
+    for f in &snap.failures {
+        let st = match f.state {
+            FailureState::Ok | FailureState::Recovered => theme.ok(),
+            FailureState::NotMonitored => theme.dim(),
+            FailureState::NeedsOperator => theme.bad(),
+            _ => theme.warn(),
+        };
+        lines.push(Line::from(vec![
+            Span::raw(format!("{:<15}", f.scenario)),
+            // Full words: the state never depends on colour alone.
+            Span::styled(f.state.label(), st),
+        ]));
+    }
+    if let Some(c) = &snap.last_cycle {
+        lines.push(Line::raw(""));
+        lines.push(Line::raw(format!(
+            "cycle {} {} at {}",
+            c.cycle,
+            if c.ok { "ok" } else { "failed" },
+            c.finished_at.format("%H:%M:%S")
+        )));
+        if let Some(e) = &c.error {
+            lines.push(Line::styled(e.as_str(), theme.bad()));
+        }
+    }
+    frame.render_widget(
+        Paragraph::new(lines)
+            .wrap(ratatui::widgets::Wrap { trim: true })
+            .block(Block::bordered().title(" Health ")),
+        health_area,
+    );
+}

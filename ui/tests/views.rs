@@ -1,0 +1,168 @@
+//! insta snapshots of every view (and the overlays) at 80x24 and 160x48, from the
+//! deterministic fixture, drawn on ratatui's TestBackend; plus small and odd sizes never panic.
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ecom_ui::{draw, fixture, App, Effect, Tab};
+use ratatui::backend::TestBackend;
+use ratatui::Terminal;
+
+fn render(app: &App, snap: &ecom_pipeline::snapshot::Snapshot, w: u16, h: u16) -> String {
+    let mut term = Terminal::new(TestBackend::new(w, h)).unwrap();
+    term.draw(|f| draw(f, app, snap)).unwrap();
+    term.backend().to_string()
+}
+
+fn key(c: char) -> KeyEvent {
+    KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE)
+}
+
+fn code(c: KeyCode) -> KeyEvent {
+    KeyEvent::new(c, KeyModifiers::NONE)
+}
+
+#[test]
+fn every_view_at_both_sizes() {
+    let snap = fixture::snapshot(6, 8);
+    for (w, h) in [(80, 24), (160, 48)] {
+        for tab in Tab::ALL {
+            let mut app = App::new(false, true, false);
+            app.tab = tab;
+            insta::assert_snapshot!(
+                format!("{}_{w}x{h}", tab.title().to_lowercase()),
+                render(&app, &snap, w, h)
+            );
+        }
+    }
+}
+
+#[test]
+fn overlays() {
+    let snap = fixture::snapshot(6, 8);
+    let mut app = App::new(false, true, false);
+    app.on_key(key('?'), &snap);
+    insta::assert_snapshot!("help_80x24", render(&app, &snap, 80, 24));
+    app.on_key(code(KeyCode::Esc), &snap);
+    assert!(app.popup.is_none(), "any key closes the help");
+
+    // Backfill: form, then the confirmation with focus on Cancel.
+    app.on_key(key('b'), &snap);
+    insta::assert_snapshot!("backfill_form_80x24", render(&app, &snap, 80, 24));
+    app.on_key(code(KeyCode::Enter), &snap);
+    insta::assert_snapshot!("backfill_confirm_80x24", render(&app, &snap, 80, 24));
+    // Enter on the initial focus cancels.
+    assert_eq!(app.on_key(code(KeyCode::Enter), &snap), Effect::Redraw);
+    assert!(app.popup.is_none());
+
+    // Replay from the Stream view takes the selected shard.
+    app.on_key(key('2'), &snap);
+    app.on_key(key('j'), &snap);
+    app.on_key(key('p'), &snap);
+    app.on_key(code(KeyCode::Enter), &snap);
+    app.on_key(code(KeyCode::Tab), &snap);
+    let e = app.on_key(code(KeyCode::Enter), &snap);
+    assert_eq!(
+        e,
+        Effect::Dispatch(ecom_pipeline::command::Command::Replay {
+            shard: "shard-0001".into(),
+            from_seq: Some(1),
+            from_time: None
+        })
+    );
+    assert_eq!(app.pending.as_deref(), Some("replay"));
+    // Quitting while it runs asks first.
+    assert_eq!(app.on_key(key('q'), &snap), Effect::Redraw);
+    insta::assert_snapshot!("quit_confirm_80x24", render(&app, &snap, 80, 24));
+}
+
+#[test]
+fn retry_confirms_the_failed_run_and_its_tasks() {
+    let snap = fixture::snapshot(4, 8);
+    let mut app = App::new(false, true, false);
+    app.on_key(key('6'), &snap);
+    app.on_key(key('j'), &snap);
+    app.on_key(key('j'), &snap);
+    app.on_key(key('R'), &snap);
+    let shown = render(&app, &snap, 100, 30);
+    assert!(
+        shown.contains("Rerun the tasks of batch run 20261124T115498-0002"),
+        "{shown}"
+    );
+    assert!(shown.contains("extract_products (failed)"), "{shown}");
+    app.on_key(code(KeyCode::Right), &snap);
+    assert_eq!(
+        app.on_key(code(KeyCode::Enter), &snap),
+        Effect::Dispatch(ecom_pipeline::command::Command::Retry {
+            run_id: "20261124T115498-0002".into(),
+            task: None
+        })
+    );
+}
+
+#[test]
+fn read_only_reaches_no_mutating_action() {
+    let snap = fixture::snapshot(4, 8);
+    for tab in Tab::ALL {
+        let mut app = App::new(true, false, false);
+        app.tab = tab;
+        // Every printable key and the navigation keys, twice over (popups would open on the
+        // first pass), then Enter everywhere: no effect may carry a mutating command.
+        let keys: Vec<KeyEvent> = (0x20u8..0x7f)
+            .map(|c| key(c as char))
+            .chain([KeyCode::Enter, KeyCode::Tab, KeyCode::Right, KeyCode::Left].map(code))
+            .collect();
+        for _ in 0..2 {
+            for k in &keys {
+                if k.code == KeyCode::Char('q') {
+                    continue;
+                }
+                if let Effect::Dispatch(c) = app.on_key(*k, &snap) {
+                    assert!(!c.is_mutating(), "read-only dashboard dispatched {c:?}");
+                }
+            }
+        }
+    }
+    let mut app = App::new(true, false, false);
+    app.on_key(key('b'), &snap);
+    assert!(app.popup.is_none());
+    assert!(render(&app, &snap, 80, 24).contains("read-only: actions are disabled"));
+}
+
+#[test]
+fn filter_narrows_tables() {
+    let snap = fixture::snapshot(12, 8);
+    let mut app = App::new(false, false, false);
+    app.on_key(key('2'), &snap);
+    for c in "/0011".chars() {
+        app.on_key(key(c), &snap);
+    }
+    app.on_key(code(KeyCode::Enter), &snap);
+    assert_eq!(app.rows(&snap), 1);
+    let shown = render(&app, &snap, 100, 30);
+    assert!(
+        shown.contains("shard-0011") && !shown.contains("shard-0010"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn no_panic_at_any_size_and_no_colour_mode() {
+    let snap = fixture::snapshot(64, 1000);
+    for tab in Tab::ALL {
+        for (w, h) in [
+            (1, 1),
+            (2, 3),
+            (10, 5),
+            (39, 7),
+            (40, 8),
+            (41, 9),
+            (80, 24),
+            (300, 100),
+        ] {
+            let mut app = App::new(false, false, false);
+            app.tab = tab;
+            render(&app, &snap, w, h);
+            app.popup = Some(ecom_ui::popup::Popup::Help);
+            render(&app, &snap, w, h);
+        }
+    }
+}
