@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test of ecomops on a fresh machine: installs what the tests need (ccache for the
-# DuckDB C++ build, moto in ./.venv, Debian's PostgreSQL 15), starts a moto server (S3, Kinesis)
+# DuckDB C++ build, tmux for the dashboard test, moto in ./.venv, Debian's PostgreSQL 15), starts a moto server (S3, Kinesis)
 # and a throwaway PostgreSQL 15 (the Redshift SQL tests) on free loopback ports, runs
 # `cargo test` for the whole workspace, and stops both again.
 set -euo pipefail
@@ -21,6 +21,12 @@ fi
 if command -v ccache >/dev/null; then
   export CC="ccache gcc" CXX="ccache g++"
 fi
+# tmux drives the real dashboard in tests/dashboard_tmux.rs.
+if ! command -v tmux >/dev/null; then
+  echo "test.sh: installing tmux" >&2
+  as_root apt-get update -qq >/dev/null && as_root apt-get install -y -qq tmux >/dev/null
+fi
+export ECOMOPS_REQUIRE_TMUX=1
 
 # moto, pinned, in a project-local venv.
 MOTO_VERSION="5.1.22"

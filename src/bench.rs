@@ -222,3 +222,44 @@ fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     Ok(dir)
 }
+
+/// `bench frame`: the full frame (header, tabs, view, status line) of every view, drawn on a
+/// TestBackend so the figure is the dashboard's own work, not the terminal's.
+pub fn frame(shards: usize, runs: usize, w: u16, h: u16, frames: u32) -> anyhow::Result<()> {
+    use ratatui::backend::TestBackend;
+    use ratatui::Terminal;
+    let snap = ecom_ui::fixture::snapshot(shards, runs);
+    let profile = if cfg!(debug_assertions) {
+        "debug build: use --release for the figure"
+    } else {
+        "optimised build"
+    };
+    println!(
+        "frame bench ({profile}): {w}x{h}, {shards} shards, {runs} runs, {frames} frames per view"
+    );
+    let mut worst_mean = 0.0f64;
+    for tab in ecom_ui::Tab::ALL {
+        let mut app = ecom_ui::App::new(false, true, false);
+        app.tab = tab;
+        let mut term = Terminal::new(TestBackend::new(w, h))?;
+        let mut times = Vec::with_capacity(frames as usize);
+        for i in 0..frames.max(1) {
+            // Move the selection so the diff against the last frame is never empty.
+            app.selected[tab.index()] = (i as usize) % 8;
+            let t = std::time::Instant::now();
+            term.draw(|f| ecom_ui::draw(f, &app, &snap))?;
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        times.sort_by(f64::total_cmp);
+        let mean = times.iter().sum::<f64>() / times.len() as f64;
+        let p99 = times[(times.len() * 99 / 100).min(times.len() - 1)];
+        worst_mean = worst_mean.max(mean);
+        println!(
+            "  {:<11} mean {mean:.3} ms  p99 {p99:.3} ms  max {:.3} ms",
+            tab.title(),
+            times[times.len() - 1]
+        );
+    }
+    println!("slowest view mean: {worst_mean:.3} ms per frame (goal <= 2 ms)");
+    Ok(())
+}

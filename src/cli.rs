@@ -199,6 +199,22 @@ pub enum BenchCmd {
         #[arg(long)]
         file: Option<PathBuf>,
     },
+    /// Dashboard frame render time: every view of a fixture with many shards and runs.
+    #[command(
+        after_help = "Example:\n  cargo run --release -- bench frame --shards 64 --runs 1000"
+    )]
+    Frame {
+        #[arg(long, default_value_t = 64)]
+        shards: usize,
+        #[arg(long, default_value_t = 1000)]
+        runs: usize,
+        /// Terminal size, COLSxROWS.
+        #[arg(long, default_value = "160x48")]
+        size: String,
+        /// Frames drawn per view.
+        #[arg(long, default_value_t = 200)]
+        frames: u32,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -3,6 +3,7 @@
 
 mod bench;
 mod cli;
+mod dashboard;
 mod headless;
 mod logging;
 mod render;
@@ -119,12 +120,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let read_only = cli.global.read_only;
     match cli.command {
         None if cli.no_ui => headless::run(config, cli.once, cli.output, read_only, logs).await,
-        None => Err(Usage(
-            "the interactive dashboard is not built yet (it arrives with the dashboard work); \
-             run `ecomops --no-ui` meanwhile"
-                .into(),
-        )
-        .into()),
+        None => dashboard::run(config, read_only, no_color, logs).await,
         Some(Cmd::Status { json }) => headless::status(config, json, logs).await,
         Some(Cmd::Batch(BatchCmd::Run {
             task,
@@ -137,6 +133,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Some(Cmd::Bench(BenchCmd::Merge { base, rows })) => {
             bench::merge(base, rows).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Cmd::Bench(BenchCmd::Frame {
+            shards,
+            runs,
+            size,
+            frames,
+        })) => {
+            let (w, h) = size
+                .split_once('x')
+                .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)))
+                .ok_or_else(|| Usage(format!("--size must be COLSxROWS, got {size:?}")))?;
+            bench::frame(shards, runs, w, h, frames)?;
             Ok(ExitCode::SUCCESS)
         }
         Some(Cmd::Bench(BenchCmd::Stream { events, file })) => {

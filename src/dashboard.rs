@@ -1,0 +1,272 @@
+//! `ecomops` with no command: the dashboard. It owns the pipeline (lock, control socket) when
+//! nobody else does, or attaches to the running instance over its control socket; the views are
+//! the same either way. The terminal is restored on quit, on error, on panic and on
+//! SIGTERM/SIGHUP (a dropped SSH link); an attached dashboard going away never stops the
+//! pipeline it watched.
+
+use std::io::Write as _;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use crossterm::event::{Event, KeyEvent};
+use crossterm::terminal::{BeginSynchronizedUpdate, EndSynchronizedUpdate};
+use crossterm::{cursor, execute, terminal};
+use ecom_pipeline::command::{Command, CommandOutcome, Origin};
+use ecom_pipeline::config::Config;
+use ecom_pipeline::control::ControlClient;
+use ecom_pipeline::instance::InstanceLock;
+use ecom_pipeline::orchestrator::{LogBuffer, PipelineHandle, PipelineOptions};
+use ecom_pipeline::snapshot::{RunMode, Snapshot};
+use ecom_pipeline::Error;
+use ecom_ui::{App, Effect};
+use ratatui::backend::CrosstermBackend;
+use ratatui::Terminal;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{mpsc, watch};
+
+use crate::headless;
+
+/// Where snapshots come from and commands go.
+enum Source {
+    Local(PipelineHandle),
+    Attached { data_dir: std::path::PathBuf },
+}
+
+impl Source {
+    async fn send(&self, command: Command, origin: Origin) -> CommandOutcome {
+        let result = match self {
+            Source::Local(h) => h.send_as(command, origin).await,
+            Source::Attached { data_dir } => match ControlClient::connect(data_dir).await {
+                Ok(Some(mut c)) => c.command(command, origin).await,
+                Ok(None) => Err(Error::Other("the instance is gone".into())),
+                Err(e) => Err(e),
+            },
+        };
+        result.unwrap_or_else(|e| CommandOutcome::failed(e.to_string()))
+    }
+}
+
+pub async fn run(
+    config: Config,
+    read_only: bool,
+    no_color: bool,
+    log: LogBuffer,
+) -> anyhow::Result<ExitCode> {
+    let data_dir = config.data_dir.clone();
+    let (source, snapshots, stop, lock) = match InstanceLock::acquire(&data_dir) {
+        Ok(lock) => {
+            let options = PipelineOptions {
+                mode: RunMode::Dashboard,
+                read_only,
+                schedule: true,
+                log,
+            };
+            let (handle, task, server) = headless::start(config, options).await?;
+            let rx = handle.subscribe();
+            (Source::Local(handle), rx, Some((task, server)), Some(lock))
+        }
+        Err(Error::AlreadyRunning { pid, .. }) => {
+            let mut client = headless::connect_running(&data_dir, pid).await?;
+            let first = Arc::new(client.snapshot().await?);
+            client.subscribe().await?;
+            let (tx, rx) = watch::channel(first);
+            tokio::spawn(async move {
+                // Ends when the instance goes away; the dashboard keeps the last snapshot.
+                while let Ok(Some(s)) = client.next_snapshot().await {
+                    if tx.send(s).is_err() {
+                        break;
+                    }
+                }
+            });
+            let source = Source::Attached {
+                data_dir: data_dir.clone(),
+            };
+            (source, rx, None, None)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let attached = matches!(source, Source::Attached { .. });
+    let mut app = App::new(read_only, !no_color, attached);
+    let result = ui_loop(&mut app, source, snapshots, read_only).await;
+    if let Some((task, server)) = stop {
+        drop(server);
+        task.stop().await;
+    }
+    drop(lock);
+    result.map(|()| ExitCode::SUCCESS)
+}
+
+/// Raw mode and the alternate screen for as long as it lives; restored on drop and on panic.
+struct TerminalGuard;
+
+fn restore() {
+    let mut out = std::io::stdout();
+    let _ = execute!(
+        out,
+        EndSynchronizedUpdate,
+        terminal::LeaveAlternateScreen,
+        cursor::Show
+    );
+    let _ = terminal::disable_raw_mode();
+    let _ = out.flush();
+}
+
+impl TerminalGuard {
+    fn enter() -> anyhow::Result<TerminalGuard> {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            restore();
+            previous(info);
+        }));
+        terminal::enable_raw_mode().context("the dashboard needs a terminal (use --no-ui)")?;
+        // No mouse capture: the terminal's own selection and copy keep working over SSH.
+        execute!(
+            std::io::stdout(),
+            terminal::EnterAlternateScreen,
+            cursor::Hide
+        )
+        .context("entering the alternate screen")?;
+        Ok(TerminalGuard)
+    }
+}
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        restore();
+    }
+}
+
+/// Terminal events on a blocking thread (crossterm's reader blocks); ends when the receiver
+/// is dropped.
+fn spawn_reader() -> mpsc::Receiver<Event> {
+    let (tx, rx) = mpsc::channel(64);
+    std::thread::spawn(move || loop {
+        match crossterm::event::poll(Duration::from_millis(200)) {
+            Ok(true) => match crossterm::event::read() {
+                Ok(ev) => {
+                    if tx.blocking_send(ev).is_err() {
+                        return;
+                    }
+                }
+                Err(_) => return,
+            },
+            Ok(false) => {
+                if tx.is_closed() {
+                    return;
+                }
+            }
+            Err(_) => return,
+        }
+    });
+    rx
+}
+
+async fn ui_loop(
+    app: &mut App,
+    source: Source,
+    mut snapshots: watch::Receiver<Arc<Snapshot>>,
+    read_only: bool,
+) -> anyhow::Result<()> {
+    let source = Arc::new(source);
+    let mut term_sig = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    let _guard = TerminalGuard::enter()?;
+    let mut terminal =
+        Terminal::new(CrosstermBackend::new(std::io::stdout())).context("opening the terminal")?;
+    let mut events = spawn_reader();
+    let (done_tx, mut done_rx) = mpsc::channel::<(bool, String)>(8);
+    let mut tick = tokio::time::interval(Duration::from_millis(app.refresh_ms));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut snap = snapshots.borrow_and_update().clone();
+    let mut dirty = true;
+    loop {
+        if dirty {
+            app.clock = Some(chrono::Utc::now());
+            // Synchronized updates: the terminal shows whole frames only, even over slow links.
+            execute!(terminal.backend_mut(), BeginSynchronizedUpdate)?;
+            terminal.draw(|f| ecom_ui::draw(f, app, &snap))?;
+            execute!(terminal.backend_mut(), EndSynchronizedUpdate)?;
+            dirty = false;
+        }
+        tokio::select! {
+            ev = events.recv() => {
+                let Some(ev) = ev else { break };
+                match ev {
+                    Event::Key(key) => match handle_key(app, key, &snap, &source, &done_tx, read_only) {
+                        Step::Quit => break,
+                        Step::Redraw => dirty = true,
+                        Step::Rate(ms) => {
+                            tick = tokio::time::interval(Duration::from_millis(ms));
+                            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                            dirty = true;
+                        }
+                        Step::Nothing => {}
+                    },
+                    Event::Resize(..) => {
+                        terminal.autoresize()?;
+                        dirty = true;
+                    }
+                    _ => {}
+                }
+            }
+            changed = snapshots.changed() => {
+                if changed.is_err() {
+                    app.message = Some((false, "the pipeline stopped; showing its last state".into()));
+                    // Keep drawing the last snapshot; stop listening for more.
+                    snapshots = watch::channel(snap.clone()).1;
+                } else {
+                    snap = snapshots.borrow_and_update().clone();
+                }
+                dirty = true;
+            }
+            Some((ok, message)) = done_rx.recv() => {
+                app.finished(ok, message);
+                dirty = true;
+            }
+            _ = tick.tick() => dirty = true,
+            _ = term_sig.recv() => break,
+            _ = hup.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    Ok(())
+}
+
+enum Step {
+    Nothing,
+    Redraw,
+    Quit,
+    Rate(u64),
+}
+
+fn handle_key(
+    app: &mut App,
+    key: KeyEvent,
+    snap: &Snapshot,
+    source: &Arc<Source>,
+    done: &mpsc::Sender<(bool, String)>,
+    read_only: bool,
+) -> Step {
+    match app.on_key(key, snap) {
+        Effect::None => Step::Nothing,
+        Effect::Redraw => Step::Redraw,
+        Effect::Quit => Step::Quit,
+        Effect::RefreshRate(ms) => Step::Rate(ms),
+        Effect::Dispatch(command) => {
+            let source = source.clone();
+            let done = done.clone();
+            let origin = Origin::current("dashboard", read_only);
+            let refresh = command == Command::Refresh;
+            tokio::spawn(async move {
+                let outcome = source.send(command, origin).await;
+                if !refresh || !outcome.ok {
+                    let _ = done.send((outcome.ok, outcome.message)).await;
+                }
+            });
+            Step::Redraw
+        }
+    }
+}

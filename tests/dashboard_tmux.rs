@@ -1,0 +1,258 @@
+//! The dashboard driven through tmux as a user would over SSH: start at 100x30, visit every
+//! view, open the help, run a backfill through its confirmation, quit, and check the terminal
+//! is restored (alternate screen left, cursor shown). Also: SIGTERM restores the terminal, and
+//! an attached dashboard that quits leaves the running instance alone.
+//!
+//! Needs tmux; `scripts/test.sh` installs it and sets ECOMOPS_REQUIRE_TMUX, without which a
+//! machine lacking tmux skips these tests with a message.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    /// A private tmux server running a plain shell in a 100x30 window.
+    fn start(name: &str) -> Option<Tmux> {
+        if Command::new("tmux").arg("-V").output().is_err() {
+            assert!(
+                std::env::var_os("ECOMOPS_REQUIRE_TMUX").is_none(),
+                "tmux is required (ECOMOPS_REQUIRE_TMUX is set) but not installed"
+            );
+            eprintln!("skipping: tmux is not installed");
+            return None;
+        }
+        let t = Tmux {
+            socket: format!("ecomops-test-{name}-{}", std::process::id()),
+        };
+        t.cmd(&[
+            "new-session",
+            "-d",
+            "-s",
+            "t",
+            "-x",
+            "100",
+            "-y",
+            "30",
+            "env",
+            "-i",
+            "PATH=/usr/bin:/bin",
+            "TERM=xterm-256color",
+            "HOME=/tmp",
+            "PS1=$ ",
+            "bash",
+            "--norc",
+            "--noprofile",
+        ]);
+        Some(t)
+    }
+
+    fn cmd(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run tmux");
+        assert!(
+            out.status.success(),
+            "tmux {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        for k in keys {
+            self.cmd(&["send-keys", "-t", "t", k]);
+        }
+    }
+
+    fn type_line(&self, line: &str) {
+        self.cmd(&["send-keys", "-t", "t", "-l", line]);
+        self.cmd(&["send-keys", "-t", "t", "Enter"]);
+    }
+
+    fn screen(&self) -> String {
+        self.cmd(&["capture-pane", "-p", "-t", "t"])
+    }
+
+    fn wait_for(&self, text: &str, secs: u64) -> String {
+        let start = Instant::now();
+        loop {
+            let s = self.screen();
+            if s.contains(text) {
+                return s;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(secs),
+                "timed out waiting for {text:?}; the screen:\n{s}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// (alternate screen on, cursor visible)
+    fn terminal_state(&self) -> (bool, bool) {
+        let s = self.cmd(&["display", "-p", "-t", "t", "#{alternate_on} #{cursor_flag}"]);
+        let mut it = s.split_whitespace();
+        (it.next() == Some("1"), it.next() == Some("1"))
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .output();
+    }
+}
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_ecomops")
+}
+
+fn data_dir(tmp: &tempfile::TempDir) -> PathBuf {
+    tmp.path().join("data")
+}
+
+fn launch(t: &Tmux, dir: &Path, extra: &str) {
+    // cd into the temp dir so no developer ecomops.toml is read.
+    t.type_line(&format!(
+        "cd {} && {} --data-dir {} {extra}; echo EXITED=$?",
+        dir.parent().unwrap().display(),
+        bin(),
+        dir.display()
+    ));
+}
+
+#[test]
+fn every_view_help_backfill_and_a_restored_terminal() {
+    let Some(t) = Tmux::start("views") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = data_dir(&tmp);
+    launch(&t, &dir, "");
+    t.wait_for("cycle 1 ok", 120);
+    assert_eq!(
+        t.terminal_state(),
+        (true, false),
+        "dashboard owns the alternate screen"
+    );
+    for (key, marker) in [
+        ("2", "Shards (4, backend local)"),
+        ("3", "Per shard"),
+        ("4", "Failure table"),
+        ("5", "Measured volumes"),
+        ("6", "Batch runs ("),
+        ("7", "Operator actions (audit)"),
+        ("1", "Zones"),
+    ] {
+        t.keys(&[key]);
+        t.wait_for(marker, 10);
+    }
+    t.keys(&["?"]);
+    t.wait_for("this help (any key closes it)", 10);
+    t.keys(&["Escape"]);
+    t.keys(&["b"]);
+    t.wait_for("from (YYYY-MM-DD)", 10);
+    t.keys(&["Enter"]);
+    let s = t.wait_for("Load the late-buffered events", 10);
+    assert!(s.contains("[ Cancel ]"), "focus starts on Cancel:\n{s}");
+    t.keys(&["Tab"]);
+    t.wait_for("[ Confirm ]", 10);
+    t.keys(&["Enter"]);
+    t.wait_for("day(s) recomputed", 60);
+    t.keys(&["q"]);
+    t.wait_for("EXITED=0", 30);
+    assert_eq!(
+        t.terminal_state(),
+        (false, true),
+        "alternate screen left, cursor shown"
+    );
+
+    let audit = std::fs::read_to_string(dir.join("audit.jsonl")).unwrap();
+    let rec: serde_json::Value = serde_json::from_str(audit.lines().last().unwrap()).unwrap();
+    assert_eq!(rec["action"], "backfill");
+    assert_eq!(rec["via"], "dashboard");
+    assert_eq!(rec["outcome"], "ok");
+}
+
+#[test]
+fn sigterm_restores_the_terminal() {
+    let Some(t) = Tmux::start("term") else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = data_dir(&tmp);
+    launch(&t, &dir, "--no-color");
+    t.wait_for("cycle 1 ok", 120);
+    let pid: i32 = std::fs::read_to_string(dir.join("ecomops.lock"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    t.wait_for("EXITED=0", 30);
+    assert_eq!(t.terminal_state(), (false, true));
+}
+
+#[test]
+fn an_attached_dashboard_quits_and_the_instance_keeps_running() {
+    let Some(t) = Tmux::start("attach") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = data_dir(&tmp);
+    let mut service = Command::new(bin())
+        .args(["--no-ui", "--data-dir"])
+        .arg(&dir)
+        .current_dir(tmp.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !dir.join("control.sock").exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no control socket"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    launch(&t, &dir, "--read-only");
+    t.wait_for("ATTACHED", 60);
+    t.wait_for("READ-ONLY", 10);
+    // Read-only: the backfill key opens nothing.
+    t.keys(&["b"]);
+    t.wait_for("read-only: actions are disabled", 10);
+    t.keys(&["q"]);
+    t.wait_for("EXITED=0", 30);
+    assert_eq!(t.terminal_state(), (false, true));
+    assert!(
+        service.try_wait().unwrap().is_none(),
+        "the instance must keep running"
+    );
+    let out = Command::new(bin())
+        .args(["status", "--json", "--data-dir"])
+        .arg(&dir)
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let snap: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(snap["instance"]["mode"], "headless");
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(service.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = service.wait();
+}
