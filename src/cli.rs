@@ -150,6 +150,20 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Delete RAW/STAGING objects past their zone's retention that the ledger shows loaded,
+    /// quarantined records past theirs, and CURATED rows of days past `lifecycle.curated_days`.
+    #[command(after_help = "Examples:\n  ecomops prune --dry-run\n  ecomops prune")]
+    Prune {
+        /// List what would go; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Show the difference between the S3 bucket's lifecycle rules and [lifecycle]; --apply sets them.
+    #[command(after_help = "Examples:\n  ecomops lifecycle\n  ecomops lifecycle --apply")]
+    Lifecycle {
+        #[arg(long)]
+        apply: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -92,14 +92,20 @@ pub async fn run(
     let result = ui_loop(&mut app, source, snapshots, read_only).await;
     if let Some((task, server)) = stop {
         drop(server);
+        if let Some(action) = &app.pending {
+            eprintln!("ecomops: waiting for {action} to finish before stopping the pipeline…");
+        }
         task.stop().await;
     }
     drop(lock);
     result.map(|()| ExitCode::SUCCESS)
 }
 
-/// Raw mode and the alternate screen for as long as it lives; restored on drop and on panic.
+/// Raw mode and the alternate screen for as long as it lives; restored on drop and on a panic
+/// of the UI thread (a panic elsewhere is caught by its task and must not tear the screen).
 struct TerminalGuard;
+
+static GUARD_ACTIVE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 fn restore() {
     let mut out = std::io::stdout();
@@ -134,6 +140,7 @@ impl TerminalGuard {
 
 impl Drop for TerminalGuard {
     fn drop(&mut self) {
+        GUARD_ACTIVE.store(false, std::sync::atomic::Ordering::SeqCst);
         restore();
     }
 }
@@ -180,8 +187,12 @@ async fn ui_loop(
     let (done_tx, mut done_rx) = mpsc::channel::<(bool, String)>(8);
     let mut tick = tokio::time::interval(Duration::from_millis(app.refresh_ms));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Who we are is looked up once (a passwd lookup may go to the network), not per key.
+    let origin = Origin::current("dashboard", read_only);
     let mut snap = snapshots.borrow_and_update().clone();
     let mut dirty = true;
+    // False once the pipeline (or the attached instance) is gone: stop waiting on its channel.
+    let mut live = true;
     loop {
         if dirty {
             app.clock = Some(chrono::Utc::now());
@@ -195,7 +206,7 @@ async fn ui_loop(
             ev = events.recv() => {
                 let Some(ev) = ev else { break };
                 match ev {
-                    Event::Key(key) => match handle_key(app, key, &snap, &source, &done_tx, read_only) {
+                    Event::Key(key) => match handle_key(app, key, &snap, &source, &done_tx, &origin) {
                         Step::Quit => break,
                         Step::Redraw => dirty = true,
                         Step::Rate(ms) => {
@@ -212,13 +223,13 @@ async fn ui_loop(
                     _ => {}
                 }
             }
-            changed = snapshots.changed() => {
+            changed = snapshots.changed(), if live => {
                 if changed.is_err() {
                     app.message = Some((false, "the pipeline stopped; showing its last state".into()));
-                    // Keep drawing the last snapshot; stop listening for more.
-                    snapshots = watch::channel(snap.clone()).1;
+                    live = false;
                 } else {
                     snap = snapshots.borrow_and_update().clone();
+                    app.clamp(&snap);
                 }
                 dirty = true;
             }
@@ -248,7 +259,7 @@ fn handle_key(
     snap: &Snapshot,
     source: &Arc<Source>,
     done: &mpsc::Sender<(bool, String)>,
-    read_only: bool,
+    origin: &Origin,
 ) -> Step {
     match app.on_key(key, snap) {
         Effect::None => Step::Nothing,
@@ -258,7 +269,7 @@ fn handle_key(
         Effect::Dispatch(command) => {
             let source = source.clone();
             let done = done.clone();
-            let origin = Origin::current("dashboard", read_only);
+            let origin = origin.clone();
             let refresh = command == Command::Refresh;
             tokio::spawn(async move {
                 let outcome = source.send(command, origin).await;

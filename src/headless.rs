@@ -81,8 +81,8 @@ pub async fn command(
     read_only: bool,
     log: LogBuffer,
 ) -> anyhow::Result<ExitCode> {
-    // `metrics --json` prints the metrics themselves, for jq and dashboards.
-    let detail_only = matches!(command, Command::Metrics);
+    // `metrics --json` and `cost --json` print the figures themselves, for jq and dashboards.
+    let detail_only = matches!(command, Command::Metrics | Command::Cost);
     let data_dir = config.data_dir.clone();
     let lock = match InstanceLock::acquire(&data_dir) {
         Ok(lock) => lock,

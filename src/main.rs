@@ -193,15 +193,22 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let c = Command::Backfill { from, to };
             headless::command(config, c, cli.output, read_only, logs).await
         }
+        Some(Cmd::Cost { json }) => {
+            let output = if json { cli::Output::Json } else { cli.output };
+            headless::command(config, Command::Cost, output, read_only, logs).await
+        }
+        Some(Cmd::Prune { dry_run }) => {
+            let c = Command::Prune { dry_run };
+            headless::command(config, c, cli.output, read_only, logs).await
+        }
+        Some(Cmd::Lifecycle { apply }) => {
+            let c = Command::Lifecycle { apply };
+            headless::command(config, c, cli.output, read_only, logs).await
+        }
         Some(Cmd::Retry { run_id, task }) => {
             let c = Command::Retry { run_id, task };
             headless::command(config, c, cli.output, read_only, logs).await
         }
-        Some(other) => Err(Usage(format!(
-            "`{}` is not available yet in this build: its machinery has not landed",
-            command_name(&other)
-        ))
-        .into()),
     }
 }
 
@@ -224,20 +231,4 @@ fn ingest_path(data_dir: &std::path::Path, file: &str) -> anyhow::Result<std::pa
     ));
     std::fs::write(&path, &body).with_context(|| format!("writing {}", path.display()))?;
     Ok(std::fs::canonicalize(&path)?)
-}
-
-fn command_name(cmd: &Cmd) -> &'static str {
-    match cmd {
-        Cmd::Status { .. } => "status",
-        Cmd::Batch(_) => "batch run",
-        Cmd::Stream(_) => "stream run",
-        Cmd::Ingest(_) => "ingest events",
-        Cmd::Replay { .. } => "replay",
-        Cmd::Backfill { .. } => "backfill",
-        Cmd::Retry { .. } => "retry",
-        Cmd::Verify => "verify",
-        Cmd::Metrics { .. } => "metrics",
-        Cmd::Cost { .. } => "cost",
-        Cmd::Bench(_) => "bench",
-    }
 }

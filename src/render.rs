@@ -19,11 +19,17 @@ pub fn outcome_text(o: &CommandOutcome) -> String {
     let mut out = String::new();
     if let Some(c) = parse::<CycleReport>(o) {
         let _ = writeln!(out, "{}", cycle_line(&c));
+        if c.ok && !o.ok {
+            // The cycle ran, but something else failed it (a firing critical alert).
+            let _ = writeln!(out, "{}", o.message);
+        }
     } else if let Some(run) = parse::<BatchRun>(o) {
         out.push_str(&run_text(&run));
         if !o.ok {
             let _ = writeln!(out, "{}", o.message);
         }
+    } else if let Some(c) = parse::<ecom_pipeline::cost::CostReport>(o) {
+        out.push_str(&cost_text(&c));
     } else if let Some(m) = parse::<Metrics>(o) {
         out.push_str(&metrics_text(&m));
     } else if let Some(v) = parse::<VerifyReport>(o) {
@@ -33,6 +39,67 @@ pub fn outcome_text(o: &CommandOutcome) -> String {
         let _ = writeln!(out, "{}", o.message);
     } else {
         let _ = writeln!(out, "{}", o.message);
+    }
+    out
+}
+
+/// `ecomops cost`: one line per priced item, totals, budget and the lifecycle saving.
+pub fn cost_text(c: &ecom_pipeline::cost::CostReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "cost estimate for {} (prices {}; {:.1} of {:.0} hours tracked)",
+        c.month, c.prices_as_of, c.hours_tracked, c.hours_in_month
+    );
+    let _ = writeln!(
+        out,
+        "{:<11} {:<28} {:>14} {:<15} {:>11} {:>11}",
+        "service", "item", "quantity", "unit", "to date", "projected"
+    );
+    for l in &c.lines {
+        let _ = writeln!(
+            out,
+            "{:<11} {:<28} {:>14.4} {:<15} {:>11} {:>11}",
+            l.service,
+            l.item,
+            l.quantity,
+            l.unit,
+            format!("${:.4}", l.month_to_date_usd),
+            format!("${:.2}", l.projected_usd)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "total: ${:.4} month to date, ${:.2} projected; budget ${:.2}{}",
+        c.month_to_date_usd,
+        c.projected_usd,
+        c.budget_usd,
+        if c.over_budget {
+            " — OVER BUDGET"
+        } else {
+            ""
+        }
+    );
+    let _ = writeln!(
+        out,
+        "lifecycle rules would save ${:.4}/month ({} to expire, {} to Standard-IA, {} to Glacier IR)",
+        c.saving.usd_month,
+        human_bytes(c.saving.expirable_bytes),
+        human_bytes(c.saving.ia_bytes),
+        human_bytes(c.saving.glacier_bytes)
+    );
+    let local: Vec<&str> = c
+        .on_aws
+        .iter()
+        .filter(|(_, on)| !**on)
+        .map(|(s, _)| s.as_str())
+        .collect();
+    if !local.is_empty() {
+        let _ = writeln!(
+            out,
+            "not on AWS here (figures are the same volume priced on AWS): {}",
+            local.join(", ")
+        );
     }
     out
 }

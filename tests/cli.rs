@@ -246,3 +246,110 @@ fn status_goes_through_the_socket_and_a_killed_instance_is_taken_over() {
     assert!(status.success(), "{status:?}");
     assert!(!data.join("control.sock").exists());
 }
+
+#[test]
+fn cost_json_on_a_known_run_matches_a_hand_computation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let out = run(ecomops(&dir).args(["--no-ui", "--once"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = run(ecomops(&dir).args(["cost", "--json"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let c: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let u = &c["usage"];
+    let f = |v: &serde_json::Value| v.as_f64().unwrap();
+    let month = f(&c["hours_in_month"]);
+    let tracked = f(&c["hours_tracked"]);
+    let scale = month / tracked.max(1.0);
+    let line = |item: &str| {
+        c["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["item"] == item)
+            .unwrap_or_else(|| panic!("no line {item}"))
+            .clone()
+    };
+    let close = |a: f64, b: f64| assert!((a - b).abs() <= 1e-9 * b.abs().max(1.0), "{a} != {b}");
+    // The default prices (config.toml.example), applied by hand to the measured volumes.
+    let puts = f(&u["s3_put_requests"]);
+    assert!(puts > 0.0, "the run made requests");
+    close(
+        f(&line("PUT/LIST requests")["month_to_date_usd"]),
+        puts / 1000.0 * 0.005,
+    );
+    close(
+        f(&line("PUT/LIST requests")["projected_usd"]),
+        puts / 1000.0 * 0.005 * scale,
+    );
+    let gets = f(&u["s3_get_requests"]);
+    close(
+        f(&line("GET/HEAD requests")["month_to_date_usd"]),
+        gets / 1000.0 * 0.0004,
+    );
+    let units = f(&u["stream_put_units"]);
+    assert_eq!(units, 500.0, "the default run generates 500 events");
+    close(
+        f(&line("PUT payload units (25 KB)")["month_to_date_usd"]),
+        units / 1e6 * 0.014,
+    );
+    close(
+        f(&line("shard hours")["projected_usd"]),
+        4.0 * month * 0.015,
+    );
+    let secs = f(&u["warehouse_secs"]);
+    close(
+        f(&line("serverless compute")["month_to_date_usd"]),
+        secs / 3600.0 * 8.0 * 0.375,
+    );
+    let raw = f(&c["zone_bytes"]["RAW"]);
+    close(
+        f(&line("storage RAW (Standard)")["projected_usd"]),
+        raw / (1u64 << 30) as f64 * 0.023,
+    );
+    let total: f64 = c["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| f(&l["projected_usd"]))
+        .sum();
+    close(f(&c["projected_usd"]), total);
+    assert_eq!(c["budget_usd"], 100.0);
+}
+
+#[test]
+fn a_firing_critical_alert_fails_once_for_cron() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let cfg = tmp.path().join("ecomops.toml");
+    std::fs::write(
+        &cfg,
+        "[[alerts]]\nname = \"any event\"\nmetric = \"stream_records_in\"\nop = \">\"\n\
+         threshold = 0.0\nseverity = \"critical\"\n",
+    )
+    .unwrap();
+    let out = run(ecomops(&dir)
+        .arg("--config")
+        .arg(&cfg)
+        .args(["--no-ui", "--once"]));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(all.contains("critical alert(s) fire: any event"), "{all}");
+
+    std::fs::write(
+        &cfg,
+        "[[alerts]]\nname = \"typo\"\nmetric = \"stream_recods_in\"\nop = \">\"\n\
+         threshold = 0.0\nseverity = \"critical\"\n",
+    )
+    .unwrap();
+    let out = run(ecomops(&dir)
+        .arg("--config")
+        .arg(&cfg)
+        .args(["--no-ui", "--once"]));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an unknown metric is a config error"
+    );
+    assert!(text(&out.stderr).contains("stream_recods_in"));
+}

@@ -148,7 +148,7 @@ fn every_view_help_backfill_and_a_restored_terminal() {
         ("2", "Shards (4, backend local)"),
         ("3", "Per shard"),
         ("4", "Failure table"),
-        ("5", "Measured volumes"),
+        ("5", "Metrics registry ("),
         ("6", "Batch runs ("),
         ("7", "Operator actions (audit)"),
         ("1", "Zones"),

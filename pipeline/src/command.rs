@@ -40,6 +40,18 @@ pub enum Command {
     Verify,
     /// Recompute CURATED days `from..=to` (YYYY-MM-DD).
     Backfill { from: String, to: String },
+    /// Cost estimates (read-only).
+    Cost,
+    /// Delete what lifecycle retention allows (loaded objects only); `dry_run` lists it.
+    Prune {
+        #[serde(default)]
+        dry_run: bool,
+    },
+    /// Compare (and with `apply`, set) the S3 bucket's lifecycle rules.
+    Lifecycle {
+        #[serde(default)]
+        apply: bool,
+    },
     /// Rerun the tasks of a batch run that have not succeeded.
     Retry {
         run_id: String,
@@ -51,7 +63,15 @@ pub enum Command {
 impl Command {
     /// Whether the command changes data or pipeline state (refused in read-only mode).
     pub fn is_mutating(&self) -> bool {
-        !matches!(self, Command::Refresh | Command::Metrics | Command::Verify)
+        !matches!(
+            self,
+            Command::Refresh
+                | Command::Metrics
+                | Command::Verify
+                | Command::Cost
+                | Command::Prune { dry_run: true }
+                | Command::Lifecycle { apply: false }
+        )
     }
 
     pub fn name(&self) -> &'static str {
@@ -67,6 +87,9 @@ impl Command {
             Command::Verify => "verify",
             Command::Backfill { .. } => "backfill",
             Command::Retry { .. } => "retry",
+            Command::Cost => "cost",
+            Command::Prune { .. } => "prune",
+            Command::Lifecycle { .. } => "lifecycle",
         }
     }
 }

@@ -28,6 +28,12 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     /// Scheduling of the long-running pipeline (dashboard and `--no-ui`).
     pub runtime: RuntimeConfig,
+    /// Prices and the monthly budget behind `ecomops cost` and the "cost growth" scenario.
+    pub cost: CostConfig,
+    /// Retention and storage-class transitions per zone (`ecomops prune`, `ecomops lifecycle`).
+    pub lifecycle: LifecycleConfig,
+    /// Alert rules evaluated in process on every snapshot.
+    pub alerts: Vec<AlertRule>,
 }
 
 impl Default for Config {
@@ -41,6 +47,9 @@ impl Default for Config {
             batch: BatchConfig::default(),
             telemetry: TelemetryConfig::default(),
             runtime: RuntimeConfig::default(),
+            cost: CostConfig::default(),
+            lifecycle: LifecycleConfig::default(),
+            alerts: AlertRule::defaults(),
         }
     }
 }
@@ -53,6 +62,9 @@ pub struct RuntimeConfig {
     pub cycle_interval_secs: u64,
     /// Seconds between refreshes of zone statistics (a LIST per zone: on S3 these cost money).
     pub stats_interval_secs: u64,
+    /// Seconds between integrity scans of RAW and STAGING (every object read and checked
+    /// against its recorded SHA-256: the "partial write" detection). 0 turns scans off.
+    pub integrity_scan_interval_secs: u64,
 }
 
 impl Default for RuntimeConfig {
@@ -60,7 +72,186 @@ impl Default for RuntimeConfig {
         RuntimeConfig {
             cycle_interval_secs: 10,
             stats_interval_secs: 30,
+            integrity_scan_interval_secs: 300,
         }
+    }
+}
+
+/// Prices (USD) and the budget. The defaults are AWS us-east-1 list prices as of 2026-11;
+/// check them against your contract.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CostConfig {
+    /// Monthly budget; a projection above it is the "cost growth" scenario.
+    pub budget_usd_month: f64,
+    /// The date the prices were taken, shown next to every estimate.
+    pub prices_as_of: String,
+    /// S3 Standard, per GB-month.
+    pub s3_standard_gb_month: f64,
+    /// S3 Standard-IA, per GB-month.
+    pub s3_standard_ia_gb_month: f64,
+    /// S3 Glacier Instant Retrieval, per GB-month.
+    pub s3_glacier_ir_gb_month: f64,
+    /// S3 PUT, COPY, POST, LIST requests, per 1,000.
+    pub s3_put_per_1000: f64,
+    /// S3 GET and other requests, per 1,000.
+    pub s3_get_per_1000: f64,
+    /// Kinesis Data Streams provisioned: per shard-hour.
+    pub kinesis_shard_hour: f64,
+    /// Kinesis PUT payload units (25 KB each), per million.
+    pub kinesis_put_units_per_million: f64,
+    /// Redshift Serverless, per RPU-hour.
+    pub redshift_rpu_hour: f64,
+    /// RPUs the workgroup runs at (the base capacity).
+    pub redshift_base_rpus: f64,
+    /// CloudWatch custom metrics, per metric-month.
+    pub cloudwatch_metric_month: f64,
+    /// CloudWatch standard-resolution alarms, per alarm-month.
+    pub cloudwatch_alarm_month: f64,
+}
+
+impl Default for CostConfig {
+    fn default() -> Self {
+        CostConfig {
+            budget_usd_month: 100.0,
+            prices_as_of: "2026-11-01 us-east-1".into(),
+            s3_standard_gb_month: 0.023,
+            s3_standard_ia_gb_month: 0.0125,
+            s3_glacier_ir_gb_month: 0.004,
+            s3_put_per_1000: 0.005,
+            s3_get_per_1000: 0.0004,
+            kinesis_shard_hour: 0.015,
+            kinesis_put_units_per_million: 0.014,
+            redshift_rpu_hour: 0.375,
+            redshift_base_rpus: 8.0,
+            cloudwatch_metric_month: 0.30,
+            cloudwatch_alarm_month: 0.10,
+        }
+    }
+}
+
+/// Lifecycle rules of one zone.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ZoneLifecycle {
+    /// Delete objects older than this many days (0 = keep forever). Local pruning deletes only
+    /// objects the ledger shows loaded to CURATED.
+    pub retention_days: u32,
+    /// Move to S3 Standard-IA after this many days (0 = never; S3 only).
+    pub transition_ia_days: u32,
+    /// Move to S3 Glacier Instant Retrieval after this many days (0 = never; S3 only).
+    pub transition_glacier_days: u32,
+}
+
+/// Retention and transitions per zone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LifecycleConfig {
+    pub raw: ZoneLifecycle,
+    pub staging: ZoneLifecycle,
+    pub quarantine: ZoneLifecycle,
+    /// CURATED daily-model rows (by day) older than this many days are deleted by `prune`
+    /// (0 = keep forever).
+    pub curated_days: u32,
+}
+
+impl Default for LifecycleConfig {
+    fn default() -> Self {
+        LifecycleConfig {
+            raw: ZoneLifecycle {
+                retention_days: 365,
+                transition_ia_days: 30,
+                transition_glacier_days: 90,
+            },
+            staging: ZoneLifecycle {
+                retention_days: 90,
+                transition_ia_days: 30,
+                transition_glacier_days: 0,
+            },
+            quarantine: ZoneLifecycle {
+                retention_days: 30,
+                transition_ia_days: 0,
+                transition_glacier_days: 0,
+            },
+            curated_days: 730,
+        }
+    }
+}
+
+/// How an alert compares its metric with the threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AlertOp {
+    #[serde(rename = ">")]
+    Above,
+    #[serde(rename = "<")]
+    Below,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Warning,
+    Critical,
+}
+
+/// One alert rule: fires when `metric op threshold` has held for `for_secs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertRule {
+    pub name: String,
+    /// A metric of the registry (`ecomops status --json` lists them under "metrics").
+    pub metric: String,
+    pub op: AlertOp,
+    pub threshold: f64,
+    #[serde(default)]
+    pub for_secs: u64,
+    pub severity: Severity,
+}
+
+impl AlertRule {
+    pub fn defaults() -> Vec<AlertRule> {
+        let rule = |name: &str, metric: &str, op, threshold, for_secs, severity| AlertRule {
+            name: name.into(),
+            metric: metric.into(),
+            op,
+            threshold,
+            for_secs,
+            severity,
+        };
+        vec![
+            rule(
+                "fakestore api down",
+                "api_down",
+                AlertOp::Above,
+                0.0,
+                0,
+                Severity::Critical,
+            ),
+            rule(
+                "partial writes",
+                "partial_writes",
+                AlertOp::Above,
+                0.0,
+                0,
+                Severity::Critical,
+            ),
+            rule(
+                "stream lag",
+                "stream_lag_records",
+                AlertOp::Above,
+                100_000.0,
+                300,
+                Severity::Warning,
+            ),
+            rule(
+                "over budget",
+                "cost_projected_over_budget_usd",
+                AlertOp::Above,
+                0.0,
+                0,
+                Severity::Warning,
+            ),
+        ]
     }
 }
 
@@ -535,6 +726,10 @@ pub struct CloudWatchConfig {
     pub region: Option<String>,
     /// Endpoint override.
     pub endpoint_url: Option<String>,
+    /// Seconds between publications (PutMetricData, batched).
+    pub interval_secs: u64,
+    /// Create or update a CloudWatch alarm (PutMetricAlarm) for every alert rule at start.
+    pub create_alarms: bool,
 }
 
 impl Default for CloudWatchConfig {
@@ -544,6 +739,8 @@ impl Default for CloudWatchConfig {
             namespace: "ecomops".into(),
             region: None,
             endpoint_url: None,
+            interval_secs: 60,
+            create_alarms: false,
         }
     }
 }

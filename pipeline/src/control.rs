@@ -139,15 +139,16 @@ async fn serve_conn(stream: UnixStream, handle: PipelineHandle) -> std::io::Resu
                 }
             }
             Request::Command { command, origin } => {
+                let given = origin.unwrap_or_else(|| Origin {
+                    user: String::new(),
+                    ssh_connection: None,
+                    via: "client".to_string(),
+                    read_only: false,
+                });
                 let origin = Origin {
                     user: peer_user.clone(),
-                    via: "socket".to_string(),
-                    ..origin.unwrap_or_else(|| Origin {
-                        user: String::new(),
-                        ssh_connection: None,
-                        via: String::new(),
-                        read_only: false,
-                    })
+                    via: format!("socket/{}", given.via),
+                    ..given
                 };
                 let outcome = match handle.send_as(command, origin).await {
                     Ok(o) => o,

@@ -1,13 +1,16 @@
 //! `ecom-pipeline`: the whole ecomops core, with no terminal code. See ARCHITECTURE.md for the
 //! layout; each module is named for the one concern it handles.
 
+pub mod alerts;
 pub mod audit;
 pub mod aws;
 pub mod batch;
 pub mod clock;
+pub mod cloudwatch;
 pub mod command;
 pub mod config;
 pub mod control;
+pub mod cost;
 pub mod dedup;
 pub mod domain;
 pub mod error;
@@ -15,6 +18,9 @@ pub mod failures;
 pub mod generator;
 pub mod history;
 pub mod instance;
+pub mod integrity;
+pub mod lifecycle;
+pub mod metrics;
 pub mod orchestrator;
 pub mod snapshot;
 pub mod store;

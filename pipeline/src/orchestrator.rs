@@ -155,6 +155,19 @@ pub struct Pipeline {
     /// Audited actions shown in snapshots.
     actions: VecDeque<audit::Record>,
     next_cycle_at: Option<chrono::DateTime<Utc>>,
+    meter: Arc<crate::cost::Meter>,
+    usage: crate::cost::Usage,
+    cost: Option<crate::cost::CostReport>,
+    tracker: crate::failures::Tracker,
+    alerts: crate::alerts::Alerts,
+    /// RAW/STAGING objects failing their checksum at the last scan, and the last repair error.
+    damaged: Vec<String>,
+    repair_error: Option<String>,
+    repairing: bool,
+    last_scan: Option<std::time::Instant>,
+    late_pending: Vec<chrono::NaiveDate>,
+    backfilling: bool,
+    cloudwatch: Option<crate::cloudwatch::Publisher>,
     tx: watch::Sender<Arc<Snapshot>>,
 }
 
@@ -162,7 +175,9 @@ impl Pipeline {
     /// Open the configured backends. The caller holds the data-dir lock when it will write.
     pub async fn open(config: Config, options: PipelineOptions) -> Result<Pipeline> {
         let data_dir = config.data_dir.clone();
-        let store = store::open(&config).await?;
+        crate::alerts::validate(&config.alerts)?;
+        let meter = Arc::new(crate::cost::Meter::default());
+        let store = crate::cost::MeteredStore::wrap(store::open(&config).await?, meter.clone());
         let info = InstanceInfo {
             pid: std::process::id(),
             started_at: Utc::now(),
@@ -177,7 +192,21 @@ impl Pipeline {
             warehouse: format!("{:?}", config.warehouse.backend).to_lowercase(),
         };
         let zones = zones::zone_stats(store.as_ref()).await?;
-        let wh = warehouse::open(&config, options.read_only, &store).await?;
+        let cloudwatch = if config.telemetry.cloudwatch.enabled {
+            let p = crate::cloudwatch::Publisher::connect(&config.telemetry.cloudwatch).await;
+            if config.telemetry.cloudwatch.create_alarms && !options.read_only {
+                match p.put_alarms(&config.alerts).await {
+                    Ok(n) => tracing::info!(alarms = n, "CloudWatch alarms created or updated"),
+                    Err(e) => tracing::warn!(error = %e, "could not create CloudWatch alarms"),
+                }
+            }
+            Some(p)
+        } else {
+            None
+        };
+        let wh = warehouse::open(&config, options.read_only, &store)
+            .await?
+            .map(|w| crate::cost::MeteredWarehouse::wrap(w, meter.clone()));
         let warehouse_status = match &wh {
             Some(w) => Some(warehouse::status(w.as_ref()).await?),
             None => None,
@@ -187,6 +216,7 @@ impl Pipeline {
         let stream_status = stream.status(wh.as_deref()).await.ok();
         let runs = batch.runs().recent(RECENT_RUNS);
         let placeholder = Arc::new(empty_snapshot(&info, &backends));
+        let config_alerts = config.alerts.clone();
         let (tx, _) = watch::channel(placeholder);
         let mut p = Pipeline {
             config,
@@ -210,10 +240,24 @@ impl Pipeline {
             history: crate::history::Recorder::default(),
             actions: audit::recent(&data_dir, RECENT_ACTIONS).into(),
             next_cycle_at: None,
+            usage: crate::cost::Usage::load(&data_dir, Utc::now()),
+            meter,
+            cost: None,
+            tracker: crate::failures::Tracker::new(),
+            alerts: crate::alerts::Alerts::new(config_alerts),
+            damaged: Vec::new(),
+            repair_error: None,
+            repairing: false,
+            last_scan: None,
+            late_pending: Vec::new(),
+            backfilling: false,
+            cloudwatch,
             tx,
         };
         p.history
             .observe(p.stream_status.as_ref(), p.warehouse_status.as_ref());
+        p.refresh_zones().await;
+        p.publish();
         p.publish();
         Ok(p)
     }
@@ -262,15 +306,71 @@ impl Pipeline {
             history: self.history.history(),
             failures: Vec::new(),
             recent_actions: self.actions.iter().cloned().collect(),
+            cost: self.cost.clone(),
+            damaged: self.damaged.clone(),
+            metrics: Vec::new(),
+            alerts: Vec::new(),
         };
-        snapshot.failures = crate::failures::table(&snapshot);
+        let now = snapshot.generated_at;
+        self.tracker.observe(&self.signals(), now);
+        snapshot.failures = self.tracker.rows();
+        snapshot.metrics = crate::metrics::points(&snapshot);
+        self.alerts.evaluate(&snapshot.metrics, now);
+        snapshot.alerts = self.alerts.states();
         self.tx.send_replace(Arc::new(snapshot));
     }
 
+    /// What the failure table's state machines look at.
+    fn signals(&self) -> crate::failures::Signals {
+        let api = self.batch.api_state();
+        let newest = self.runs.first();
+        let duplicate_files = self
+            .runs
+            .iter()
+            .map(|r| r.report.duplicates() as u64)
+            .sum::<u64>();
+        crate::failures::Signals {
+            api_down: api.down,
+            failed_run: newest
+                .filter(|r| r.status == RunStatus::Failed)
+                .map(|r| r.run_id.clone()),
+            api_last_error: api.last_error.clone(),
+            duplicate_files,
+            late_events: self
+                .stream_status
+                .as_ref()
+                .map_or(0, |s| s.watermarks.late_events),
+            late_pending_days: self.late_pending.clone(),
+            backfilling: self.backfilling,
+            damaged: self.damaged.clone(),
+            repairing: self.repairing,
+            repair_error: self.repair_error.clone(),
+            projected_usd: self.cost.as_ref().map_or(0.0, |c| c.projected_usd),
+            budget_usd: self.config.cost.budget_usd_month,
+            saving_usd: self.cost.as_ref().map_or(0.0, |c| c.saving.usd_month),
+        }
+    }
+
     async fn refresh_zones(&mut self) {
-        match zones::zone_stats(self.store.as_ref()).await {
-            Ok(z) => self.zones = z,
+        let now = Utc::now();
+        let mut saving = None;
+        match zones::zone_listing(self.store.as_ref()).await {
+            Ok(listing) => {
+                self.zones = zones::summarise_all(&listing);
+                saving = Some(crate::cost::saving(
+                    &self.config.cost,
+                    &self.config.lifecycle,
+                    &listing,
+                    now,
+                ));
+            }
             Err(e) => tracing::warn!(error = %e, "could not refresh zone statistics"),
+        }
+        if let Some(wh) = self.warehouse.clone() {
+            match crate::stream::runner::late_pending(self.store.as_ref(), wh.as_ref()).await {
+                Ok(days) => self.late_pending = days,
+                Err(e) => tracing::warn!(error = %e, "could not read the late buffer"),
+            }
         }
         if let Some(wh) = &self.warehouse {
             match warehouse::status(wh.as_ref()).await {
@@ -284,6 +384,144 @@ impl Pipeline {
         }
         self.history
             .observe(self.stream_status.as_ref(), self.warehouse_status.as_ref());
+        // Priced last, from the fresh zone sizes and stream counts.
+        if let Some(saving) = saving {
+            self.update_cost(saving, now);
+        }
+    }
+
+    /// Accrue usage to `now` and price it.
+    fn update_cost(&mut self, saving: crate::cost::Saving, now: chrono::DateTime<Utc>) {
+        let zone_bytes: Vec<(zones::Zone, u64)> = self
+            .zones
+            .iter()
+            .filter_map(|z| z.zone.map(|zone| (zone, z.bytes)))
+            .collect();
+        let records = self.stream_status.as_ref().map_or(0, |s| s.totals.records);
+        self.usage.observe(
+            now,
+            self.meter.read(),
+            &zone_bytes,
+            self.config.stream.shards,
+            records,
+        );
+        if !self.options.read_only {
+            if let Err(e) = self.usage.save(&self.config.data_dir) {
+                tracing::warn!(error = %e, "could not save usage");
+            }
+        }
+        let cw = &self.config.telemetry.cloudwatch;
+        let setup = crate::cost::Setup {
+            shards: self.config.stream.shards,
+            cloudwatch_metrics: if cw.enabled {
+                crate::metrics::NAMES.len() as u64
+            } else {
+                0
+            },
+            cloudwatch_alarms: if cw.enabled && cw.create_alarms {
+                self.config.alerts.len() as u64
+            } else {
+                0
+            },
+            on_aws: [
+                ("s3".to_string(), self.backends.store == "s3"),
+                ("kinesis".to_string(), self.backends.stream == "kinesis"),
+                (
+                    "redshift".to_string(),
+                    self.backends.warehouse == "redshift",
+                ),
+                ("cloudwatch".to_string(), cw.enabled),
+            ]
+            .into(),
+        };
+        self.cost = Some(crate::cost::estimate(
+            &self.config.cost,
+            &self.usage,
+            &zone_bytes,
+            &setup,
+            saving,
+            now,
+        ));
+    }
+
+    /// The integrity scan (when due, or `force`) and the repair of what it finds: stream
+    /// segments are replayed from the log, batch files pulled or staged again by a batch run.
+    async fn scan_and_repair(&mut self, force: bool) {
+        let every = self.config.runtime.integrity_scan_interval_secs;
+        if !force
+            && (every == 0
+                || self
+                    .last_scan
+                    .is_some_and(|t| t.elapsed().as_secs() < every))
+        {
+            return;
+        }
+        self.last_scan = Some(std::time::Instant::now());
+        let scan = |store: Arc<dyn ObjectStore>| async move {
+            let listing = zones::zone_listing(store.as_ref()).await?;
+            crate::integrity::scan(store.as_ref(), &listing).await
+        };
+        self.damaged = match scan(self.store.clone()).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "integrity scan failed");
+                return;
+            }
+        };
+        if self.damaged.is_empty() {
+            self.repair_error = None;
+            return;
+        }
+        tracing::warn!(count = self.damaged.len(), first = %self.damaged[0], "failure scenario: partial write detected");
+        if self.options.read_only {
+            return;
+        }
+        self.repairing = true;
+        self.publish();
+        let mut replays: std::collections::BTreeMap<String, u64> = Default::default();
+        let mut batch = false;
+        for key in &self.damaged {
+            match crate::integrity::repair_for(key) {
+                crate::integrity::Repair::Replay { shard, from_seq } => {
+                    let e = replays.entry(shard).or_insert(from_seq);
+                    *e = (*e).min(from_seq);
+                }
+                crate::integrity::Repair::BatchRun => batch = true,
+            }
+        }
+        let mut error = None;
+        for (shard, from) in replays {
+            let r = self
+                .stream
+                .replay(
+                    self.store.as_ref(),
+                    self.warehouse.as_deref(),
+                    &shard,
+                    Some(from),
+                    None,
+                )
+                .await;
+            if let Err(e) = r {
+                error = Some(format!("replay {shard} from {from}: {e}"));
+            }
+        }
+        if batch {
+            if let Err(e) = self.run_batch().await {
+                error = Some(format!("batch run: {e}"));
+            }
+        }
+        self.damaged = scan(self.store.clone()).await.unwrap_or_else(|e| {
+            error.get_or_insert(e.to_string());
+            self.damaged.clone()
+        });
+        if !self.damaged.is_empty() && error.is_none() {
+            error = Some(format!(
+                "{} object(s) still damaged after repair",
+                self.damaged.len()
+            ));
+        }
+        self.repairing = false;
+        self.repair_error = error;
     }
 
     fn require_warehouse(&self) -> std::result::Result<Arc<dyn Warehouse>, CommandOutcome> {
@@ -326,30 +564,11 @@ impl Pipeline {
                 Err(e) => CommandOutcome::failed(e.to_string()),
             },
             Command::Backfill { from, to } => {
-                let day = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d");
-                let (Ok(f), Ok(t)) = (day(&from), day(&to)) else {
-                    return CommandOutcome::failed(format!(
-                        "backfill dates must be YYYY-MM-DD, got {from} and {to}"
-                    ));
-                };
-                let late = match self
-                    .stream
-                    .load_late(self.store.as_ref(), wh.as_ref(), f, t)
-                    .await
-                {
-                    Ok(n) => n,
-                    Err(e) => return CommandOutcome::failed(e.to_string()),
-                };
-                match warehouse::backfill(wh.as_ref(), f, t).await {
-                    Ok(r) => {
-                        self.refresh_zones().await;
-                        CommandOutcome::ok(format!(
-                            "backfill {from}..{to}: {late} late event(s) loaded, {} day(s) recomputed",
-                            r.recomputed_days
-                        ))
-                    }
-                    Err(e) => CommandOutcome::failed(e.to_string()),
-                }
+                self.backfilling = true;
+                self.publish();
+                let o = self.backfill(&wh, &from, &to).await;
+                self.backfilling = false;
+                o
             }
             Command::Replay {
                 shard,
@@ -415,6 +634,33 @@ impl Pipeline {
         }
     }
 
+    async fn backfill(&mut self, wh: &Arc<dyn Warehouse>, from: &str, to: &str) -> CommandOutcome {
+        let day = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d");
+        let (Ok(f), Ok(t)) = (day(from), day(to)) else {
+            return CommandOutcome::failed(format!(
+                "backfill dates must be YYYY-MM-DD, got {from} and {to}"
+            ));
+        };
+        let late = match self
+            .stream
+            .load_late(self.store.as_ref(), wh.as_ref(), f, t)
+            .await
+        {
+            Ok(n) => n,
+            Err(e) => return CommandOutcome::failed(e.to_string()),
+        };
+        match warehouse::backfill(wh.as_ref(), f, t).await {
+            Ok(r) => {
+                self.refresh_zones().await;
+                CommandOutcome::ok(format!(
+                    "backfill {from}..{to}: {late} late event(s) loaded, {} day(s) recomputed",
+                    r.recomputed_days
+                ))
+            }
+            Err(e) => CommandOutcome::failed(e.to_string()),
+        }
+    }
+
     /// One cycle: every step that is due (all of them when `force`), then fresh zone statistics.
     pub async fn run_cycle(&mut self, force: bool) -> CycleReport {
         self.cycles += 1;
@@ -441,6 +687,7 @@ impl Pipeline {
                 error = Some(error.map_or(e.clone(), |b| format!("{b}; {e}")));
             }
         }
+        self.scan_and_repair(false).await;
         self.refresh_zones().await;
         let report = CycleReport {
             cycle: self.cycles,
@@ -558,7 +805,21 @@ impl Pipeline {
             }
             Command::RunCycle => {
                 let report = self.run_cycle(true).await;
-                let mut o = if report.ok {
+                // Cron notices a firing critical alert through the exit code.
+                let critical: Vec<String> = self
+                    .alerts
+                    .states()
+                    .into_iter()
+                    .filter(|a| a.firing && a.severity == crate::config::Severity::Critical)
+                    .map(|a| format!("{} ({})", a.name, a.condition))
+                    .collect();
+                let mut o = if report.ok && !critical.is_empty() {
+                    CommandOutcome::failed(format!(
+                        "cycle {} finished, but critical alert(s) fire: {}",
+                        report.cycle,
+                        critical.join(", ")
+                    ))
+                } else if report.ok {
                     CommandOutcome::ok(format!("cycle {} succeeded", report.cycle))
                 } else {
                     CommandOutcome::failed(format!(
@@ -585,6 +846,65 @@ impl Pipeline {
             | Command::IngestFile { .. }
             | Command::Replay { .. }) => self.warehouse_command(c).await,
             Command::Retry { run_id, task } => self.batch_command(Some(run_id), task, None).await,
+            Command::Cost => {
+                self.refresh_zones().await;
+                let mut o = CommandOutcome::ok("cost");
+                o.detail = serde_json::to_value(&self.cost).ok();
+                o
+            }
+            Command::Prune { dry_run } => {
+                let r = crate::lifecycle::prune(
+                    self.store.as_ref(),
+                    self.warehouse.as_deref(),
+                    &self.config.lifecycle,
+                    Utc::now(),
+                    dry_run,
+                )
+                .await;
+                self.refresh_zones().await;
+                match r {
+                    Ok(r) => {
+                        let mut o = CommandOutcome::ok(format!(
+                            "prune{}: {} object(s), {} bytes {}; {} kept (not loaded yet); {} CURATED row(s) of old days",
+                            if dry_run { " (dry run)" } else { "" },
+                            r.deleted.len(),
+                            r.deleted_bytes,
+                            if dry_run { "would be deleted" } else { "deleted" },
+                            r.kept_unloaded.len(),
+                            r.curated_rows
+                        ));
+                        o.detail = serde_json::to_value(&r).ok();
+                        o
+                    }
+                    Err(e) => CommandOutcome::failed(e.to_string()),
+                }
+            }
+            Command::Lifecycle { apply } => {
+                match crate::lifecycle::s3_lifecycle(&self.config, apply).await {
+                    Ok(plan) => {
+                        let mut o = CommandOutcome::ok(if plan.diff.is_empty() {
+                            format!(
+                                "bucket {}: lifecycle rules already as configured",
+                                plan.bucket
+                            )
+                        } else {
+                            format!(
+                                "bucket {}: {}\n{}",
+                                plan.bucket,
+                                if plan.applied {
+                                    "applied"
+                                } else {
+                                    "dry run (--apply sets it)"
+                                },
+                                plan.diff.join("\n")
+                            )
+                        });
+                        o.detail = serde_json::to_value(&plan).ok();
+                        o
+                    }
+                    Err(e) => CommandOutcome::failed(e.to_string()),
+                }
+            }
         };
         self.publish();
         outcome
@@ -619,7 +939,14 @@ impl Pipeline {
         let mut stats_tick = tokio::time::interval(stats_every);
         // Log lines arrive between events; a short tick republishes when there are new ones.
         let mut log_tick = tokio::time::interval(Duration::from_millis(500));
-        for t in [&mut cycle_tick, &mut stats_tick, &mut log_tick] {
+        let cw_every = self.config.telemetry.cloudwatch.interval_secs.max(10);
+        let mut cw_tick = tokio::time::interval(Duration::from_secs(cw_every));
+        for t in [
+            &mut cycle_tick,
+            &mut stats_tick,
+            &mut log_tick,
+            &mut cw_tick,
+        ] {
             t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         }
         loop {
@@ -640,6 +967,15 @@ impl Pipeline {
                 _ = stats_tick.tick() => {
                     self.refresh_zones().await;
                     self.publish();
+                }
+                _ = cw_tick.tick(), if self.cloudwatch.is_some() => {
+                    let snap = self.snapshot();
+                    if let Some(p) = &self.cloudwatch {
+                        match p.publish(&snap.metrics, snap.generated_at).await {
+                            Ok(calls) => tracing::debug!(calls, "metrics published to CloudWatch"),
+                            Err(e) => tracing::warn!(error = %e, "could not publish metrics to CloudWatch"),
+                        }
+                    }
                 }
                 _ = log_tick.tick() => {
                     if self.options.log.read().0 != self.log_seen {
@@ -670,5 +1006,9 @@ fn empty_snapshot(info: &InstanceInfo, backends: &Backends) -> Snapshot {
         history: Default::default(),
         failures: Vec::new(),
         recent_actions: Vec::new(),
+        cost: None,
+        damaged: Vec::new(),
+        metrics: Vec::new(),
+        alerts: Vec::new(),
     }
 }

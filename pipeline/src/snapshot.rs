@@ -96,6 +96,18 @@ pub struct Snapshot {
     /// The latest audited operator actions, oldest first.
     #[serde(default)]
     pub recent_actions: Vec<crate::audit::Record>,
+    /// Cost estimates from measured volumes.
+    #[serde(default)]
+    pub cost: Option<crate::cost::CostReport>,
+    /// Objects that failed their checksum at the last integrity scan.
+    #[serde(default)]
+    pub damaged: Vec<String>,
+    /// The metrics registry.
+    #[serde(default)]
+    pub metrics: Vec<crate::metrics::MetricPoint>,
+    /// Alert rules and whether they fire.
+    #[serde(default)]
+    pub alerts: Vec<crate::alerts::AlertState>,
 }
 
 /// Batch ingestion: the source, what the client has seen of the API, the latest runs.

@@ -147,12 +147,20 @@ pub struct ZoneStats {
 
 /// Summarise each zone of a store.
 pub async fn zone_stats(store: &dyn ObjectStore) -> Result<Vec<ZoneStats>> {
+    Ok(summarise_all(&zone_listing(store).await?))
+}
+
+/// Every object of every zone (one LIST per zone).
+pub async fn zone_listing(store: &dyn ObjectStore) -> Result<Vec<(Zone, Vec<ObjectMeta>)>> {
     let mut out = Vec::with_capacity(Zone::ALL.len());
     for zone in Zone::ALL {
-        let objects = store.list(zone.prefix()).await?;
-        out.push(summarise(zone, &objects));
+        out.push((zone, store.list(zone.prefix()).await?));
     }
     Ok(out)
+}
+
+pub fn summarise_all(listing: &[(Zone, Vec<ObjectMeta>)]) -> Vec<ZoneStats> {
+    listing.iter().map(|(z, o)| summarise(*z, o)).collect()
 }
 
 fn summarise(zone: Zone, objects: &[ObjectMeta]) -> ZoneStats {

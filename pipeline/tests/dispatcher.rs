@@ -33,6 +33,8 @@ fn mutating() -> Vec<Command> {
             run_id: "r1".into(),
             task: None,
         },
+        Command::Prune { dry_run: false },
+        Command::Lifecycle { apply: true },
     ]
 }
 
@@ -71,8 +73,15 @@ async fn read_only_refuses_and_audits_every_mutating_command() {
             | Command::IngestFile { .. }
             | Command::Replay { .. }
             | Command::Backfill { .. }
-            | Command::Retry { .. } => assert!(c.is_mutating()),
-            Command::Refresh | Command::Metrics | Command::Verify => unreachable!(),
+            | Command::Retry { .. }
+            | Command::Prune { dry_run: false }
+            | Command::Lifecycle { apply: true } => assert!(c.is_mutating()),
+            Command::Refresh
+            | Command::Metrics
+            | Command::Verify
+            | Command::Cost
+            | Command::Prune { dry_run: true }
+            | Command::Lifecycle { apply: false } => unreachable!(),
         }
     }
     let tmp = tempfile::tempdir().unwrap();

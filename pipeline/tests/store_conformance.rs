@@ -1,6 +1,12 @@
 //! One conformance suite, run against every object store backend: the local directory always,
 //! S3 on the moto server that `scripts/test.sh` starts (ECOMOPS_TEST_MOTO_ENDPOINT).
 
+mod support {
+    pub mod moto;
+}
+
+use support::moto::moto_endpoint;
+
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -207,22 +213,6 @@ async fn local_put_if_absent_has_exactly_one_winner() {
         }
     }
     assert_eq!(written, 1);
-}
-
-/// The moto endpoint, or None when moto is not running (plain `cargo test`). Under
-/// `scripts/test.sh` ECOMOPS_REQUIRE_MOTO is set, so a missing server fails instead.
-fn moto_endpoint() -> Option<String> {
-    match std::env::var("ECOMOPS_TEST_MOTO_ENDPOINT") {
-        Ok(e) if !e.is_empty() => Some(e),
-        _ => {
-            assert!(
-                std::env::var_os("ECOMOPS_REQUIRE_MOTO").is_none(),
-                "ECOMOPS_REQUIRE_MOTO is set but ECOMOPS_TEST_MOTO_ENDPOINT is not"
-            );
-            eprintln!("SKIPPED: no moto server; run scripts/test.sh to include the S3 suite");
-            None
-        }
-    }
 }
 
 fn s3_client(endpoint: &str) -> aws_sdk_s3::Client {

@@ -118,6 +118,23 @@ impl App {
         self.selected[self.tab.index()]
     }
 
+    /// Keep every view's selection inside its (filtered) rows, e.g. after a new snapshot.
+    pub fn clamp(&mut self, snap: &Snapshot) {
+        let current = self.tab;
+        for tab in Tab::ALL {
+            self.tab = tab;
+            let n = self.rows(snap);
+            let i = &mut self.selected[tab.index()];
+            *i = (*i).min(n.saturating_sub(1));
+        }
+        self.tab = current;
+    }
+
+    /// Read-only here or in the instance we watch: no action is offered.
+    pub fn actions_disabled(&self, snap: &Snapshot) -> bool {
+        self.read_only || snap.instance.read_only
+    }
+
     /// Whether a table row's text passes the filter.
     pub fn matches(&self, text: &str) -> bool {
         self.filter.is_empty() || text.to_lowercase().contains(&self.filter.to_lowercase())
@@ -165,9 +182,13 @@ impl App {
                 self.tab = Tab::ALL[(c as u8 - b'1') as usize];
                 self.filter.clear();
             }
-            KeyCode::Tab => self.tab = Tab::ALL[(self.tab.index() + 1) % Tab::ALL.len()],
+            KeyCode::Tab => {
+                self.tab = Tab::ALL[(self.tab.index() + 1) % Tab::ALL.len()];
+                self.filter.clear();
+            }
             KeyCode::BackTab => {
-                self.tab = Tab::ALL[(self.tab.index() + Tab::ALL.len() - 1) % Tab::ALL.len()]
+                self.tab = Tab::ALL[(self.tab.index() + Tab::ALL.len() - 1) % Tab::ALL.len()];
+                self.filter.clear();
             }
             KeyCode::Char('j') | KeyCode::Down => self.step(snap, 1),
             KeyCode::Char('k') | KeyCode::Up => self.step(snap, -1),
@@ -191,6 +212,7 @@ impl App {
             KeyCode::Char('c') => return self.open_cycle(snap),
             _ => return Effect::None,
         }
+        self.clamp(snap);
         Effect::Redraw
     }
 
@@ -217,12 +239,6 @@ impl App {
         let n = self.rows(snap);
         let i = &mut self.selected[self.tab.index()];
         *i = (*i as isize + by).clamp(0, n.saturating_sub(1) as isize) as usize;
-    }
-
-    fn clamp(&mut self, snap: &Snapshot) {
-        let n = self.rows(snap);
-        let i = &mut self.selected[self.tab.index()];
-        *i = (*i).min(n.saturating_sub(1));
     }
 
     /// Rows of the current view's main table after filtering.
@@ -262,8 +278,8 @@ impl App {
             .collect()
     }
 
-    fn refuse_read_only(&mut self) -> Option<Effect> {
-        if self.read_only {
+    fn refuse_read_only(&mut self, snap: &Snapshot) -> Option<Effect> {
+        if self.actions_disabled(snap) {
             self.message = Some((
                 false,
                 "read-only: actions are disabled (started with --read-only)".into(),
@@ -278,7 +294,7 @@ impl App {
     }
 
     fn open_backfill(&mut self, snap: &Snapshot) -> Effect {
-        if let Some(e) = self.refuse_read_only() {
+        if let Some(e) = self.refuse_read_only(snap) {
             return e;
         }
         let today = self.now(snap).date_naive().to_string();
@@ -293,16 +309,16 @@ impl App {
     }
 
     fn open_replay(&mut self, snap: &Snapshot) -> Effect {
-        if let Some(e) = self.refuse_read_only() {
+        if let Some(e) = self.refuse_read_only(snap) {
             return e;
         }
         let shards = self.shards(snap);
+        // The highlighted shard in the shard views; elsewhere the first one.
         let shard = if matches!(self.tab, Tab::Stream | Tab::Watermarks) {
             shards.get(self.selected()).map(|s| s.shard.clone())
         } else {
-            None
+            shards.first().map(|s| s.shard.clone())
         };
-        let shard = shard.or_else(|| shards.first().map(|s| s.shard.clone()));
         let Some(shard) = shard else {
             self.message = Some((false, "no shard to replay yet".into()));
             return Effect::Redraw;
@@ -319,7 +335,7 @@ impl App {
     }
 
     fn open_retry(&mut self, snap: &Snapshot) -> Effect {
-        if let Some(e) = self.refuse_read_only() {
+        if let Some(e) = self.refuse_read_only(snap) {
             return e;
         }
         let runs = self.runs(snap);
@@ -361,7 +377,7 @@ impl App {
     }
 
     fn open_cycle(&mut self, snap: &Snapshot) -> Effect {
-        if let Some(e) = self.refuse_read_only() {
+        if let Some(e) = self.refuse_read_only(snap) {
             return e;
         }
         self.popup = Some(Popup::Confirm(Confirm::new(
@@ -414,7 +430,7 @@ impl App {
             },
             Popup::Form(mut f) => match key.code {
                 KeyCode::Esc => Effect::Redraw,
-                _ if ctrl_c => Effect::Redraw,
+                _ if ctrl_c => self.quit(),
                 KeyCode::Tab | KeyCode::Down => {
                     f.focus = (f.focus + 1) % f.fields.len();
                     self.popup = Some(Popup::Form(f));

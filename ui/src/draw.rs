@@ -55,9 +55,10 @@ pub fn draw(frame: &mut Frame, app: &App, snap: &Snapshot) {
         Tab::Runs => views::runs::draw(frame, body, app, snap, &theme),
         Tab::Logs => views::logs::draw(frame, body, app, snap, &theme),
     }
-    frame.render_widget(Paragraph::new(status_line(app, &theme)), status);
+    let disabled = app.actions_disabled(snap);
+    frame.render_widget(Paragraph::new(status_line(app, disabled, &theme)), status);
     if let Some(p) = &app.popup {
-        popup::draw(frame, p, &theme);
+        popup::draw(frame, p, disabled, &theme);
     }
 }
 
@@ -76,10 +77,22 @@ fn header_line<'a>(app: &App, snap: &'a Snapshot, theme: &Theme) -> Line<'a> {
         let secs = (next - app.now(snap)).num_seconds();
         spans.push(Span::raw(format!(" | next in {}", fmt::span_secs(secs))));
     }
+    let firing: Vec<&str> = snap
+        .alerts
+        .iter()
+        .filter(|a| a.firing)
+        .map(|a| a.name.as_str())
+        .collect();
+    if !firing.is_empty() {
+        spans.push(Span::styled(
+            format!(" | ALERT {}", firing.join(", ")),
+            theme.bad(),
+        ));
+    }
     if snap.paused {
         spans.push(Span::styled(" | PAUSED", theme.warn()));
     }
-    if app.read_only || snap.instance.read_only {
+    if app.actions_disabled(snap) {
         spans.push(Span::styled(" | READ-ONLY", theme.warn()));
     }
     if app.attached {
@@ -104,7 +117,7 @@ fn header_line<'a>(app: &App, snap: &'a Snapshot, theme: &Theme) -> Line<'a> {
     Line::from(spans)
 }
 
-fn status_line<'a>(app: &'a App, theme: &Theme) -> Line<'a> {
+fn status_line<'a>(app: &'a App, disabled: bool, theme: &Theme) -> Line<'a> {
     if app.filtering {
         return Line::from(vec![
             Span::styled("filter: ", theme.key()),
@@ -125,7 +138,11 @@ fn status_line<'a>(app: &'a App, theme: &Theme) -> Line<'a> {
         spans.push(Span::styled(format!("[/{}] ", app.filter), theme.key()));
     }
     spans.push(Span::styled(
-        "? help  q quit  1-7 views  / filter  b backfill  p replay  R retry",
+        if disabled {
+            "? help  q quit  1-7 views  / filter  (read-only: no actions)"
+        } else {
+            "? help  q quit  1-7 views  / filter  b backfill  p replay  R retry"
+        },
         theme.dim(),
     ));
     Line::from(spans)

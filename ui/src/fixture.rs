@@ -9,6 +9,7 @@ use ecom_pipeline::batch::land::{LandedFile, PullReport};
 use ecom_pipeline::batch::retry::ApiState;
 use ecom_pipeline::batch::run::{BatchRun, RunStatus, TaskState, TaskStatus, TASKS};
 use ecom_pipeline::dedup::DedupStats;
+use ecom_pipeline::failures::Signals;
 use ecom_pipeline::history::History;
 use ecom_pipeline::snapshot::{
     Backends, BatchStatus, CycleReport, InstanceInfo, LogLine, RunMode, Snapshot,
@@ -130,6 +131,10 @@ pub fn snapshot(shards: usize, runs: usize) -> Snapshot {
         last_write: (objects > 0).then(|| now - Duration::minutes(mins)),
     };
     let mut s = Snapshot {
+        cost: None,
+        damaged: Vec::new(),
+        metrics: Vec::new(),
+        alerts: Vec::new(),
         seq: 42,
         generated_at: now,
         instance: InstanceInfo {
@@ -265,6 +270,70 @@ pub fn snapshot(shards: usize, runs: usize) -> Snapshot {
                 .into(),
         }],
     };
-    s.failures = ecom_pipeline::failures::table(&s);
+    // The failure table as the tracker makes it: an API outage retried, duplicates skipped,
+    // late events waiting for a backfill, a partial write repaired, cost within budget.
+    let mut tracker = ecom_pipeline::failures::Tracker::new();
+    let day = now.date_naive() - Duration::days(1);
+    let t0 = now - Duration::minutes(20);
+    tracker.observe(
+        &Signals {
+            api_down: true,
+            api_last_error: Some("HTTP 503".into()),
+            damaged: vec!["raw/stream/events/shard=shard-0001/seg-00000000000000000001-00000000000000000100.ndjson".into()],
+            repairing: true,
+            ..Signals::default()
+        },
+        t0,
+    );
+    tracker.observe(
+        &Signals {
+            duplicate_files: 18,
+            late_events: 300,
+            late_pending_days: vec![day],
+            budget_usd: 50.0,
+            projected_usd: 12.5,
+            ..Signals::default()
+        },
+        now - Duration::minutes(9),
+    );
+    s.failures = tracker.rows();
+    let mut usage = ecom_pipeline::cost::Usage::new(now - Duration::days(23));
+    usage.observe(now - Duration::days(23), (0, 0, 0), &[], 4, 0);
+    let zone_bytes: Vec<(Zone, u64)> = s
+        .zones
+        .iter()
+        .filter_map(|z| z.zone.map(|zone| (zone, z.bytes)))
+        .collect();
+    usage.observe(
+        now,
+        (120_000, 400_000, 7_200_000_000),
+        &zone_bytes,
+        4,
+        250_500,
+    );
+    let setup = ecom_pipeline::cost::Setup {
+        shards: 4,
+        cloudwatch_metrics: 0,
+        cloudwatch_alarms: 0,
+        on_aws: [("s3".to_string(), false), ("kinesis".to_string(), false)].into(),
+    };
+    s.cost = Some(ecom_pipeline::cost::estimate(
+        &ecom_pipeline::config::CostConfig::default(),
+        &usage,
+        &zone_bytes,
+        &setup,
+        ecom_pipeline::cost::Saving {
+            expirable_bytes: 0,
+            ia_bytes: 40_000_000,
+            glacier_bytes: 0,
+            usd_month: 0.0004,
+        },
+        now,
+    ));
+    s.metrics = ecom_pipeline::metrics::points(&s);
+    let mut alerts =
+        ecom_pipeline::alerts::Alerts::new(ecom_pipeline::config::AlertRule::defaults());
+    alerts.evaluate(&s.metrics, now);
+    s.alerts = alerts.states();
     s
 }

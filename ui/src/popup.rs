@@ -119,12 +119,25 @@ fn centred(area: Rect, w: u16, h: u16) -> Rect {
     c
 }
 
-pub fn draw(frame: &mut Frame, popup: &Popup, theme: &Theme) {
+/// Keys that start actions, hidden from the help when actions are disabled.
+const ACTION_KEYS: [&str; 4] = ["b", "p", "R", "c"];
+
+/// Rows `lines` take wrapped into `width` columns.
+fn wrapped_height(lines: &[Line], width: u16) -> u16 {
+    let w = width.max(1) as usize;
+    lines
+        .iter()
+        .map(|l| l.width().max(1).div_ceil(w) as u16)
+        .sum()
+}
+
+pub fn draw(frame: &mut Frame, popup: &Popup, actions_disabled: bool, theme: &Theme) {
     let area = frame.area();
     match popup {
         Popup::Help => {
             let mut lines: Vec<Line> = KEYS
                 .iter()
+                .filter(|(k, _)| !(actions_disabled && ACTION_KEYS.contains(k)))
                 .map(|(k, what)| {
                     Line::from(vec![
                         Span::styled(format!("{k:>18}  "), theme.key()),
@@ -134,7 +147,11 @@ pub fn draw(frame: &mut Frame, popup: &Popup, theme: &Theme) {
                 .collect();
             lines.push(Line::raw(""));
             lines.push(Line::styled(
-                "Read-only mode (--read-only) disables b, p, R and c.",
+                if actions_disabled {
+                    "Read-only: the action keys (b, p, R, c) are off."
+                } else {
+                    "Read-only mode (--read-only) turns off b, p, R and c."
+                },
                 theme.dim(),
             ));
             let r = centred(area, 72, lines.len() as u16 + 2);
@@ -163,7 +180,9 @@ pub fn draw(frame: &mut Frame, popup: &Popup, theme: &Theme) {
                 "Tab/arrows move, Enter chooses, Esc cancels",
                 theme.dim(),
             ));
-            let r = centred(area, 84, lines.len() as u16 + 2);
+            // Height from the wrapped text, so the buttons are never cut off.
+            let w = 84.min(area.width);
+            let r = centred(area, w, wrapped_height(&lines, w.saturating_sub(2)) + 2);
             frame.render_widget(Clear, r);
             frame.render_widget(
                 Paragraph::new(lines)

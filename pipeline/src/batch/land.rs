@@ -80,7 +80,7 @@ pub(crate) async fn land(
 ) -> Result<()> {
     let sha = sha256_hex(&body);
     let key = zones::raw_batch_key(&report.source, entity, window, &sha);
-    let put = store.put_if_absent(&key, Bytes::from(body)).await?;
+    let put = crate::store::put_immutable_repairing(store, &key, Bytes::from(body)).await?;
     let duplicate = put.outcome == PutOutcome::AlreadyPresent;
     report.files.push(LandedFile {
         entity: entity.to_string(),

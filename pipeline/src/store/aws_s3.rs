@@ -21,6 +21,15 @@ use crate::error::{Error, Result};
 const SHA_META: &str = "sha256";
 
 /// A bucket (and optional key prefix) as an object store.
+/// An S3 client for the section (also used for bucket lifecycle rules).
+pub async fn client(cfg: &S3Config) -> aws_sdk_s3::Client {
+    let sdk = crate::aws::sdk_config(cfg.region.as_deref(), cfg.endpoint_url.as_deref()).await;
+    let conf = aws_sdk_s3::config::Builder::from(&sdk)
+        .force_path_style(cfg.force_path_style)
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}
+
 #[derive(Debug, Clone)]
 pub struct S3Store {
     client: aws_sdk_s3::Client,
@@ -34,12 +43,8 @@ pub struct S3Store {
 impl S3Store {
     /// Connect with the standard AWS credential chain; region and endpoint from the config.
     pub async fn connect(cfg: &S3Config) -> Result<S3Store> {
-        let sdk = crate::aws::sdk_config(cfg.region.as_deref(), cfg.endpoint_url.as_deref()).await;
-        let conf = aws_sdk_s3::config::Builder::from(&sdk)
-            .force_path_style(cfg.force_path_style)
-            .build();
         Ok(S3Store::from_client(
-            aws_sdk_s3::Client::from_conf(conf),
+            client(cfg).await,
             cfg.bucket.clone(),
             cfg.prefix.clone(),
             cfg.multipart_threshold_bytes,

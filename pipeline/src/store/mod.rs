@@ -6,7 +6,7 @@
 //! ledger. `put_if_absent` is how RAW is written: RAW is immutable, so the same key with the
 //! same bytes is a no-op and with other bytes an error.
 
-mod aws_s3;
+pub(crate) mod aws_s3;
 mod local;
 
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-pub use aws_s3::S3Store;
+pub use aws_s3::{client as s3_client, S3Store};
 pub use local::LocalStore;
 
 use crate::config::{Config, StoreBackend};
@@ -103,6 +103,42 @@ pub(crate) fn same_or_conflict(
             existing: existing.sha256,
             new: new_sha,
         })
+    }
+}
+
+/// Put immutable bytes (RAW) at `key`; an object already there whose stored bytes no longer
+/// match their recorded checksum (a partial write: truncated, a flipped byte) is replaced when
+/// `data` hashes to that recorded checksum, i.e. when the source gave the original bytes again.
+pub async fn put_immutable_repairing(
+    store: &dyn ObjectStore,
+    key: &str,
+    data: Bytes,
+) -> Result<PutResult> {
+    let r = store.put_if_absent(key, data.clone()).await?;
+    if r.outcome != PutOutcome::AlreadyPresent {
+        return Ok(r);
+    }
+    if intact(store, &r.meta).await? {
+        return Ok(r);
+    }
+    tracing::warn!(
+        key,
+        "failure scenario: partial write in RAW; rewriting it from the source"
+    );
+    let meta = store.put(key, data).await?;
+    Ok(PutResult {
+        meta,
+        outcome: PutOutcome::Written,
+    })
+}
+
+/// Whether an object's stored bytes still hash to the SHA-256 recorded when it was written
+/// (S3 checks on GET; the local store's sidecar is compared here).
+pub async fn intact(store: &dyn ObjectStore, meta: &ObjectMeta) -> Result<bool> {
+    match store.get(&meta.key).await {
+        Ok(bytes) => Ok(meta.sha256.is_empty() || sha256_hex(&bytes) == meta.sha256),
+        Err(Error::ChecksumMismatch { .. }) => Ok(false),
+        Err(e) => Err(e),
     }
 }
 

@@ -514,8 +514,12 @@ pub async fn replay(
             raw.extend_from_slice(&r.data);
             raw.push(b'\n');
         }
-        // Immutable: other bytes under the same key fail here with a conflict.
-        match store.put_if_absent(&m.key, Bytes::from(raw)).await?.outcome {
+        // Immutable: other bytes under the same key fail here with a conflict; a damaged
+        // object (its bytes no longer match its checksum) is rewritten from the log.
+        match crate::store::put_immutable_repairing(store, &m.key, Bytes::from(raw))
+            .await?
+            .outcome
+        {
             crate::store::PutOutcome::AlreadyPresent => report.raw_identical += 1,
             _ => report.raw_rewritten += 1,
         }
@@ -523,7 +527,7 @@ pub async fn replay(
             .ok_or_else(|| Error::Other(format!("no staging key for {}", m.key)))?;
         let body = match store.get(&staging_key).await {
             Ok(b) => b,
-            Err(Error::NotFound(_)) => {
+            Err(Error::NotFound(_) | Error::ChecksumMismatch { .. }) => {
                 fresh.segment(store, None, shard, &records, false).await?;
                 report.restaged += 1;
                 store.get(&staging_key).await?

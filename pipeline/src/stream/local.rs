@@ -278,7 +278,8 @@ impl LocalLog {
                 break;
             }
         }
-        if let Some(pos) = last {
+        // A one-record peek (the status's lag probe) must not move the consumer's cursor.
+        if let Some(pos) = last.filter(|_| max > 1) {
             let mut cursors = self.cursors.lock().unwrap_or_else(|p| p.into_inner());
             cursors.insert(shard.to_string(), pos);
         }

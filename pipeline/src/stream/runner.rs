@@ -251,3 +251,55 @@ impl StreamRunner {
         self.processor.status(self.log.as_ref(), wh).await
     }
 }
+
+/// Event days in the late buffer that no backfill has covered yet: a late object's days minus
+/// the ranges of the backfill files made from it (`staging/events/backfill/FROM_TO/<rest>`,
+/// in the ledger once loaded).
+pub async fn late_pending(store: &dyn ObjectStore, wh: &dyn Warehouse) -> Result<Vec<NaiveDate>> {
+    let late = store.list("late/events/").await?;
+    if late.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut covered: std::collections::BTreeMap<String, Vec<(NaiveDate, NaiveDate)>> =
+        Default::default();
+    let rows = wh
+        .query(
+            "SELECT object_key FROM ops.ledger WHERE object_key LIKE 'staging/events/backfill/%'",
+        )
+        .await?;
+    for key in rows
+        .into_iter()
+        .filter_map(|r| r.into_iter().next().flatten())
+    {
+        let Some(rest) = key.strip_prefix("staging/events/backfill/") else {
+            continue;
+        };
+        let Some((range, object)) = rest.split_once('/') else {
+            continue;
+        };
+        let Some((f, t)) = range.split_once('_') else {
+            continue;
+        };
+        let day = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok();
+        if let (Some(f), Some(t)) = (day(f), day(t)) {
+            covered.entry(object.to_string()).or_default().push((f, t));
+        }
+    }
+    let mut pending = std::collections::BTreeSet::new();
+    for m in late {
+        let rest = &m.key["late/events/".len()..];
+        let ranges = covered.get(rest).map(Vec::as_slice).unwrap_or(&[]);
+        let body = store.get(&m.key).await?;
+        for line in body.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            // Written by us as typed events; a line that does not parse is not pending work.
+            let Ok(e) = serde_json::from_slice::<Event>(line) else {
+                continue;
+            };
+            let d = e.event_time.date_naive();
+            if !ranges.iter().any(|(f, t)| d >= *f && d <= *t) {
+                pending.insert(d);
+            }
+        }
+    }
+    Ok(pending.into_iter().collect())
+}

@@ -45,7 +45,7 @@ impl VerifyReport {
 }
 
 /// Entities a RAW batch file is staged into.
-fn staged_entities(raw_entity: &str) -> &'static [&'static str] {
+pub(crate) fn staged_entities(raw_entity: &str) -> &'static [&'static str] {
     match raw_entity {
         "events" => &["events"],
         "products" => &["products"],

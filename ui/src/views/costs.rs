@@ -1,58 +1,136 @@
-//! Costs. The cost model (prices, month to date, projection, budget) has not landed; until it
-//! does this view shows the measured volumes it will price, and says so.
+//! Costs per service (month to date and projected, against the budget), what the lifecycle
+//! rules would save, and the metrics registry the estimates and alerts are built from.
 
 use ecom_pipeline::snapshot::Snapshot;
-use ratatui::layout::Rect;
+use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::Line;
-use ratatui::widgets::{Block, Paragraph, Wrap};
+use ratatui::widgets::{Block, Cell, Paragraph, Row};
 use ratatui::Frame;
 
 use crate::app::App;
 use crate::fmt;
 use crate::theme::Theme;
 
-pub fn draw(frame: &mut Frame, area: Rect, _app: &App, snap: &Snapshot, theme: &Theme) {
-    let mut lines =
-        vec![
-        Line::styled(
-            "No cost estimates in this build: prices and projections arrive with `ecomops cost`.",
-            theme.warn(),
-        ),
-        Line::raw(""),
-        Line::styled("Measured volumes (what the estimates will price):", theme.title()),
-    ];
-    for z in &snap.zones {
-        if let Some(zone) = z.zone {
-            lines.push(Line::raw(format!(
-                "  S3 {:<11} {:>10} in {} objects",
-                zone.name(),
-                fmt::bytes(z.bytes),
-                fmt::count(z.objects)
-            )));
+pub fn draw(frame: &mut Frame, area: Rect, app: &App, snap: &Snapshot, theme: &Theme) {
+    let Some(c) = &snap.cost else {
+        frame.render_widget(
+            Paragraph::new("no cost estimate yet (the first statistics refresh makes one)")
+                .block(Block::bordered().title(" Costs ")),
+            area,
+        );
+        return;
+    };
+    let lines_h = c.lines.len() as u16 + 3;
+    let [table, summary, registry] = Layout::vertical([
+        Constraint::Length(lines_h),
+        Constraint::Length(5),
+        Constraint::Min(3),
+    ])
+    .areas(area);
+    let usd = |v: f64| {
+        if v < 10.0 {
+            format!("${v:.4}")
+        } else {
+            format!("${v:.2}")
         }
-    }
-    if let Some(st) = &snap.stream {
-        lines.push(Line::raw(format!(
-            "  stream ({})  {} shards, {} records consumed",
-            st.backend,
-            st.shards.len(),
-            fmt::count(st.totals.records)
-        )));
-    }
-    if let Some(w) = &snap.warehouse {
-        let rows: i64 = w.tables.iter().map(|(_, n)| *n).sum();
-        lines.push(Line::raw(format!(
-            "  warehouse ({})  {} tables, {} rows, {} files in the ledger",
-            w.backend,
-            w.tables.len(),
-            fmt::count(rows.max(0) as u64),
-            fmt::count(w.ledger_files.max(0) as u64)
-        )));
-    }
+    };
+    let rows: Vec<Row> = c
+        .lines
+        .iter()
+        .map(|l| {
+            let on = c.on_aws.get(&l.service).copied().unwrap_or(false);
+            Row::new(vec![
+                Cell::from(format!("{}{}", l.service, if on { "" } else { "*" })),
+                Cell::from(l.item.clone()),
+                Cell::from(format!("{:.3} {}", l.quantity, l.unit)),
+                Cell::from(usd(l.month_to_date_usd)),
+                Cell::from(usd(l.projected_usd)),
+            ])
+        })
+        .collect();
+    super::table(
+        frame,
+        table,
+        format!(" Costs {} (prices {}) ", c.month, c.prices_as_of),
+        &["service", "item", "quantity", "to date", "projected"],
+        rows,
+        &[
+            Constraint::Length(11),
+            Constraint::Length(26),
+            Constraint::Length(24),
+            Constraint::Length(10),
+            Constraint::Min(10),
+        ],
+        None,
+        theme,
+    );
+    let budget_style = if c.over_budget {
+        theme.bad()
+    } else {
+        theme.ok()
+    };
+    let lines = vec![
+        Line::styled(
+            format!(
+                "total {} to date, {} projected this month; budget {} — {}",
+                usd(c.month_to_date_usd),
+                usd(c.projected_usd),
+                usd(c.budget_usd),
+                if c.over_budget { "OVER BUDGET" } else { "within budget" }
+            ),
+            budget_style,
+        ),
+        Line::raw(format!(
+            "lifecycle rules would save {}/month: {} to expire, {} to Standard-IA, {} to Glacier IR",
+            usd(c.saving.usd_month),
+            fmt::bytes(c.saving.expirable_bytes),
+            fmt::bytes(c.saving.ia_bytes),
+            fmt::bytes(c.saving.glacier_bytes)
+        )),
+        Line::styled(
+            "* not on AWS here: the same volume priced on AWS",
+            theme.dim(),
+        ),
+    ];
     frame.render_widget(
-        Paragraph::new(lines)
-            .wrap(Wrap { trim: false })
-            .block(Block::bordered().title(" Costs ")),
-        area,
+        Paragraph::new(lines).block(Block::bordered().title(" Budget ")),
+        summary,
+    );
+    let visible = registry.height.saturating_sub(3) as usize;
+    let points: Vec<_> = snap
+        .metrics
+        .iter()
+        .filter(|p| app.matches(&p.name))
+        .take(visible.max(1))
+        .collect();
+    let rows: Vec<Row> = points
+        .iter()
+        .map(|p| {
+            let dims: Vec<String> = p.dims.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            Row::new(vec![
+                Cell::from(p.name.clone()),
+                Cell::from(dims.join(",")),
+                Cell::from(format!("{}", (p.value * 1000.0).round() / 1000.0)),
+                Cell::from(p.unit.clone()),
+            ])
+        })
+        .collect();
+    super::table(
+        frame,
+        registry,
+        format!(
+            " Metrics registry ({} points; / filters) ",
+            snap.metrics.len()
+        ),
+        &["metric", "dimensions", "value", "unit"],
+        rows,
+        &[
+            Constraint::Length(31),
+            Constraint::Length(22),
+            Constraint::Length(14),
+            Constraint::Min(6),
+        ],
+        None,
+        theme,
     );
 }

@@ -12,7 +12,18 @@ use crate::fmt;
 use crate::theme::Theme;
 
 pub fn draw(frame: &mut Frame, area: Rect, app: &App, snap: &Snapshot, theme: &Theme) {
-    let [table, detail] = Layout::vertical([Constraint::Min(4), Constraint::Length(6)]).areas(area);
+    // Below 28 rows the five scenarios come first; firing alerts stay in the header line.
+    let alerts_h = if area.height >= 28 {
+        (snap.alerts.len() as u16 + 3).min(area.height / 3)
+    } else {
+        0
+    };
+    let [table, detail, alerts] = Layout::vertical([
+        Constraint::Min(4),
+        Constraint::Length(6),
+        Constraint::Length(alerts_h),
+    ])
+    .areas(area);
     let rows_data: Vec<_> = snap
         .failures
         .iter()
@@ -23,7 +34,6 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, snap: &Snapshot, theme: &T
         .map(|f| {
             let st = match f.state {
                 FailureState::Ok | FailureState::Recovered => theme.ok(),
-                FailureState::NotMonitored => theme.dim(),
                 FailureState::NeedsOperator => theme.bad(),
                 _ => theme.warn(),
             };
@@ -65,17 +75,27 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, snap: &Snapshot, theme: &T
         theme,
     );
     let lines = match rows_data.get(app.selected()) {
-        Some(f) => vec![
-            Line::styled(f.scenario.clone(), theme.title()),
-            Line::raw(format!(
-                "{} -> {} -> {}",
-                f.detection, f.mitigation, f.recovery
-            )),
-            Line::raw(match &f.operator {
-                Some(op) => format!("operator: {op}"),
-                None => "operator: nothing to do".into(),
-            }),
-        ],
+        Some(f) => {
+            let path: Vec<&str> = f.transitions.iter().map(|(_, s)| s.label()).collect();
+            vec![
+                Line::styled(
+                    format!("{}: {}", f.scenario, f.detail.clone().unwrap_or_default()),
+                    theme.title(),
+                ),
+                Line::raw(format!(
+                    "states: {}",
+                    if path.is_empty() {
+                        "ok".into()
+                    } else {
+                        path.join(" -> ")
+                    }
+                )),
+                Line::raw(match &f.operator {
+                    Some(op) => format!("operator: {op}"),
+                    None => "operator: nothing to do".into(),
+                }),
+            ]
+        }
         None => vec![Line::raw("no scenario matches the filter")],
     };
     frame.render_widget(
@@ -83,5 +103,41 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, snap: &Snapshot, theme: &T
             .wrap(Wrap { trim: true })
             .block(Block::bordered().title(" Selected ")),
         detail,
+    );
+    let rows: Vec<Row> = snap
+        .alerts
+        .iter()
+        .map(|a| {
+            let (text, st) = if a.firing {
+                ("FIRING", theme.bad())
+            } else if a.pending_since.is_some() {
+                ("pending", theme.warn())
+            } else {
+                ("ok", theme.ok())
+            };
+            Row::new(vec![
+                Cell::from(a.name.clone()),
+                Cell::from(format!("{:?}", a.severity).to_lowercase()),
+                Cell::from(text).style(st),
+                Cell::from(a.value.map_or("-".into(), |v| format!("{v}"))),
+                Cell::from(a.condition.clone()),
+            ])
+        })
+        .collect();
+    super::table(
+        frame,
+        alerts,
+        " Alerts ".into(),
+        &["alert", "severity", "state", "value", "condition"],
+        rows,
+        &[
+            Constraint::Length(20),
+            Constraint::Length(9),
+            Constraint::Length(8),
+            Constraint::Length(10),
+            Constraint::Min(0),
+        ],
+        None,
+        theme,
     );
 }

@@ -167,7 +167,6 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, snap: &Snapshot, theme: &T
     for f in &snap.failures {
         let st = match f.state {
             FailureState::Ok | FailureState::Recovered => theme.ok(),
-            FailureState::NotMonitored => theme.dim(),
             FailureState::NeedsOperator => theme.bad(),
             _ => theme.warn(),
         };

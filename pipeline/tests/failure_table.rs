@@ -1,0 +1,251 @@
+//! The failure table, live: each of the five scenarios is provoked for real and the test
+//! watches its state machine go detected -> ... -> recovered (or needs operator, then
+//! recovered after the named command).
+
+mod support {
+    pub mod fakestore_server;
+}
+
+use std::path::Path;
+
+use ecom_pipeline::batch::synthetic::SyntheticSource;
+use ecom_pipeline::command::{Command, Origin};
+use ecom_pipeline::config::{BatchSource, Config, CostConfig, RetryConfig};
+use ecom_pipeline::failures::{FailureRow, FailureState};
+use ecom_pipeline::orchestrator::{LogBuffer, Pipeline, PipelineOptions};
+use ecom_pipeline::snapshot::RunMode;
+use support::fakestore_server::FakeStoreServer;
+use FailureState::*;
+
+fn origin() -> Origin {
+    Origin {
+        user: "test".into(),
+        ssh_connection: None,
+        via: "test".into(),
+        read_only: false,
+    }
+}
+
+fn base(dir: &Path) -> Config {
+    Config {
+        data_dir: dir.to_path_buf(),
+        ..Config::default()
+    }
+}
+
+async fn open(config: Config) -> Pipeline {
+    let options = PipelineOptions {
+        mode: RunMode::Oneshot,
+        read_only: false,
+        schedule: false,
+        log: LogBuffer::default(),
+    };
+    Pipeline::open(config, options).await.unwrap()
+}
+
+fn row(p: &Pipeline, scenario: &str) -> FailureRow {
+    p.snapshot()
+        .failures
+        .iter()
+        .find(|f| f.scenario == scenario)
+        .unwrap()
+        .clone()
+}
+
+fn path(r: &FailureRow) -> Vec<FailureState> {
+    r.transitions.iter().map(|(_, s)| *s).collect()
+}
+
+async fn cycle(p: &mut Pipeline) -> ecom_pipeline::command::CommandOutcome {
+    p.dispatch(Command::RunCycle, &origin()).await
+}
+
+#[tokio::test]
+async fn api_down_is_retried_then_needs_the_rerun_and_recovers() {
+    let server = FakeStoreServer::start(SyntheticSource::new(42, 1)).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = base(tmp.path());
+    c.batch.source = BatchSource::Fakestore;
+    c.batch.fakestore.base_url = server.url();
+    c.batch.fakestore.request_timeout_ms = 300;
+    c.batch.retry = RetryConfig {
+        base_delay_ms: 5,
+        multiplier: 2.0,
+        max_delay_ms: 20,
+        max_attempts: 4,
+        jitter: true,
+        api_down_after: 3,
+    };
+    let mut p = open(c).await;
+    server.set_down(true);
+    assert!(!cycle(&mut p).await.ok);
+    let r = row(&p, "API down");
+    assert_eq!(path(&r)[..2], [Detected, Mitigating], "{r:?}");
+    server.set_down(false);
+    // The API is back, but the failed run is the operator's to rerun.
+    p.dispatch(Command::Refresh, &origin()).await;
+    let snap = p.snapshot();
+    let run_id = snap.batch.runs[0].run_id.clone();
+    let r = row(&p, "API down");
+    if r.state == NeedsOperator {
+        assert!(r
+            .operator
+            .unwrap()
+            .contains(&format!("ecomops retry {run_id}")));
+    }
+    let o = p
+        .dispatch(Command::Retry { run_id, task: None }, &origin())
+        .await;
+    assert!(o.ok, "{o:?}");
+    let r = row(&p, "API down");
+    assert_eq!(r.state, Recovered, "{r:?}");
+    assert_eq!(path(&r).last(), Some(&Recovered));
+    assert_eq!(path(&r)[0], Detected);
+    assert_eq!(r.count, 1);
+}
+
+#[tokio::test]
+async fn duplicate_file_is_skipped_and_recovers_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut p = open(base(tmp.path())).await;
+    assert!(cycle(&mut p).await.ok);
+    assert_eq!(row(&p, "duplicate file").state, Ok);
+    // The same synthetic pull again: the same bytes, already in RAW and the ledger.
+    assert!(cycle(&mut p).await.ok);
+    let r = row(&p, "duplicate file");
+    assert_eq!(path(&r), vec![Detected, Mitigating, Recovered], "{r:?}");
+    assert!(r.detail.unwrap().contains("3 duplicate file(s)"));
+}
+
+#[tokio::test]
+async fn late_events_wait_for_the_named_backfill() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut p = open(base(tmp.path())).await;
+    // The default generator sends some events far behind the watermark.
+    assert!(cycle(&mut p).await.ok);
+    let r = row(&p, "late events");
+    assert_eq!(path(&r), vec![Detected, Mitigating, NeedsOperator], "{r:?}");
+    let op = r.operator.unwrap();
+    let args: Vec<&str> = op.split_whitespace().collect();
+    assert_eq!(&args[..2], ["ecomops", "backfill"], "{op}");
+    let (from, to) = (args[3].to_string(), args[5].to_string());
+    let o = p.dispatch(Command::Backfill { from, to }, &origin()).await;
+    assert!(o.ok, "{o:?}");
+    let r = row(&p, "late events");
+    assert_eq!(
+        path(&r),
+        vec![Detected, Mitigating, NeedsOperator, Recovering, Recovered],
+        "{r:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_truncated_raw_segment_is_detected_and_replayed_from_the_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = base(tmp.path());
+    c.runtime.integrity_scan_interval_secs = 1;
+    let mut p = open(c).await;
+    assert!(cycle(&mut p).await.ok);
+    let seg_dir = tmp.path().join("store/raw/stream/events/shard=shard-0000");
+    let seg = std::fs::read_dir(&seg_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .min()
+        .unwrap();
+    let good = std::fs::read(&seg).unwrap();
+    std::fs::write(&seg, &good[..good.len() / 2]).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let o = cycle(&mut p).await;
+    assert!(o.ok, "{o:?}");
+    let r = row(&p, "partial write");
+    assert_eq!(
+        path(&r),
+        vec![Detected, Mitigating, Recovering, Recovered],
+        "{r:?}"
+    );
+    assert_eq!(
+        std::fs::read(&seg).unwrap(),
+        good,
+        "replay rewrote the original bytes"
+    );
+    assert!(p.snapshot().damaged.is_empty());
+}
+
+#[tokio::test]
+async fn cost_over_budget_needs_pruning_and_recovers_after_prune() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = base(tmp.path());
+    // Storage is all that costs here, at a price that makes these kilobytes matter.
+    c.cost = CostConfig {
+        s3_standard_gb_month: 1e7,
+        s3_standard_ia_gb_month: 1e7,
+        s3_glacier_ir_gb_month: 1e7,
+        s3_put_per_1000: 0.0,
+        s3_get_per_1000: 0.0,
+        kinesis_shard_hour: 0.0,
+        kinesis_put_units_per_million: 0.0,
+        redshift_rpu_hour: 0.0,
+        ..CostConfig::default()
+    };
+    let mut p = open(c.clone()).await;
+    assert!(cycle(&mut p).await.ok);
+    let projected = p.snapshot().cost.clone().unwrap().projected_usd;
+    drop(p);
+    // A budget under today's storage, over what is left once the loaded objects are pruned.
+    let late_and_quarantine: u64 = {
+        let mut p = open(c.clone()).await;
+        p.dispatch(Command::Refresh, &origin()).await;
+        p.snapshot()
+            .zones
+            .iter()
+            .filter(|z| {
+                matches!(
+                    z.zone,
+                    Some(ecom_pipeline::zones::Zone::Late | ecom_pipeline::zones::Zone::Curated)
+                )
+            })
+            .map(|z| z.bytes)
+            .sum()
+    };
+    let floor = late_and_quarantine as f64 / (1u64 << 30) as f64 * 1e7;
+    c.cost.budget_usd_month = (floor + projected) / 2.0;
+    assert!(floor < c.cost.budget_usd_month && c.cost.budget_usd_month < projected);
+    // Everything is a year and a half old: past RAW/STAGING/quarantine retention.
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(550 * 86_400);
+    for zone in ["raw", "staging", "quarantine"] {
+        age(&tmp.path().join("store").join(zone), old);
+    }
+    let mut p = open(c).await;
+    p.dispatch(Command::Refresh, &origin()).await;
+    let r = row(&p, "cost growth");
+    assert_eq!(r.state, NeedsOperator, "{r:?}");
+    assert!(r.operator.unwrap().contains("ecomops prune"));
+    let o = p
+        .dispatch(Command::Prune { dry_run: false }, &origin())
+        .await;
+    assert!(o.ok, "{o:?}");
+    let r = row(&p, "cost growth");
+    assert_eq!(
+        path(&r),
+        vec![Detected, Mitigating, NeedsOperator, Recovering, Recovered],
+        "{r:?}"
+    );
+    // Pruned only what the warehouse has: the metrics are intact.
+    let m = p.dispatch(Command::Metrics, &origin()).await;
+    assert!(m.ok);
+}
+
+fn age(dir: &Path, when: std::time::SystemTime) {
+    let std::result::Result::Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries {
+        let path = e.unwrap().path();
+        if path.is_dir() {
+            age(&path, when);
+        } else {
+            let f = std::fs::File::options().write(true).open(&path).unwrap();
+            f.set_modified(when).unwrap();
+        }
+    }
+}
