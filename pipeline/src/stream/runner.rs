@@ -139,8 +139,10 @@ impl StreamRunner {
         let raw_key = zones::raw_file_key(&sha);
         if store.head(&raw_key).await?.is_some() {
             tracing::info!(raw_key = %raw_key, "duplicate file: already ingested, skipped");
+            // A crash after RAW but before the drain left its records in the log: finish them.
+            let read = self.drain(store, wh).await?;
             return Ok(format!(
-                "duplicate file: {raw_key} was already ingested; nothing done"
+                "duplicate file: {raw_key} was already ingested; not fed again ({read})"
             ));
         }
         // Log first, RAW last: a crash in between feeds the file again on the rerun, which
