@@ -213,6 +213,15 @@ pub enum BenchCmd {
         #[arg(long)]
         file: Option<PathBuf>,
     },
+    /// Batch throughput: one synthetic run at a scale, extract -> RAW -> STAGING -> MERGE.
+    #[command(
+        after_help = "Example:\n  cargo run --profile bench-fast -- bench batch --scale 500"
+    )]
+    Batch {
+        /// Synthetic source size (1 = 20 products, 10 users, 40 carts).
+        #[arg(long, default_value_t = 500)]
+        scale: u32,
+    },
     /// Dashboard frame render time: every view of a fixture with many shards and runs.
     #[command(
         after_help = "Example:\n  cargo run --release -- bench frame --shards 64 --runs 1000"

@@ -148,6 +148,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             bench::frame(shards, runs, w, h, frames)?;
             Ok(ExitCode::SUCCESS)
         }
+        Some(Cmd::Bench(BenchCmd::Batch { scale })) => {
+            bench::batch(scale).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Some(Cmd::Bench(BenchCmd::Stream { events, file })) => {
             bench::stream(events, file).await?;
             Ok(ExitCode::SUCCESS)

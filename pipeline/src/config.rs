@@ -96,14 +96,28 @@ pub struct CostConfig {
     pub s3_put_per_1000: f64,
     /// S3 GET and other requests, per 1,000.
     pub s3_get_per_1000: f64,
+    /// How Kinesis is billed: `provisioned` (shard-hours + PUT payload units) or `on_demand`
+    /// (stream-hours + GB ingested).
+    pub kinesis_mode: KinesisBilling,
     /// Kinesis Data Streams provisioned: per shard-hour.
     pub kinesis_shard_hour: f64,
+    /// Kinesis on-demand: per stream-hour.
+    pub kinesis_on_demand_stream_hour: f64,
+    /// Kinesis on-demand: per GB ingested.
+    pub kinesis_on_demand_gb_in: f64,
     /// Kinesis PUT payload units (25 KB each), per million.
     pub kinesis_put_units_per_million: f64,
+    /// How Redshift is billed: `serverless` (RPU-hours while statements run) or
+    /// `provisioned` (node-hours, all month).
+    pub redshift_mode: RedshiftBilling,
     /// Redshift Serverless, per RPU-hour.
     pub redshift_rpu_hour: f64,
     /// RPUs the workgroup runs at (the base capacity).
     pub redshift_base_rpus: f64,
+    /// Redshift provisioned, per node-hour (ra3.xlplus on demand).
+    pub redshift_node_hour: f64,
+    /// Nodes of the provisioned cluster.
+    pub redshift_nodes: u32,
     /// CloudWatch custom metrics, per metric-month.
     pub cloudwatch_metric_month: f64,
     /// CloudWatch standard-resolution alarms, per alarm-month.
@@ -120,14 +134,34 @@ impl Default for CostConfig {
             s3_glacier_ir_gb_month: 0.004,
             s3_put_per_1000: 0.005,
             s3_get_per_1000: 0.0004,
+            kinesis_mode: KinesisBilling::Provisioned,
             kinesis_shard_hour: 0.015,
+            kinesis_on_demand_stream_hour: 0.04,
+            kinesis_on_demand_gb_in: 0.08,
             kinesis_put_units_per_million: 0.014,
+            redshift_mode: RedshiftBilling::Serverless,
             redshift_rpu_hour: 0.375,
             redshift_base_rpus: 8.0,
+            redshift_node_hour: 1.086,
+            redshift_nodes: 2,
             cloudwatch_metric_month: 0.30,
             cloudwatch_alarm_month: 0.10,
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KinesisBilling {
+    Provisioned,
+    OnDemand,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RedshiftBilling {
+    Serverless,
+    Provisioned,
 }
 
 /// Lifecycle rules of one zone.

@@ -16,7 +16,7 @@ use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{CostConfig, LifecycleConfig, ZoneLifecycle};
+use crate::config::{CostConfig, KinesisBilling, LifecycleConfig, RedshiftBilling, ZoneLifecycle};
 use crate::error::{IoContext, Result};
 use crate::store::{ObjectMeta, ObjectStore, PutResult};
 use crate::warehouse::{LoadOutcome, StagedFile, TextRows, Warehouse};
@@ -36,6 +36,8 @@ pub struct Meter {
     pub s3_get: AtomicU64,
     /// Warehouse statement time, microseconds.
     pub warehouse_us: AtomicU64,
+    /// Stream bytes landed in RAW as received (the Kinesis ingest volume).
+    pub stream_bytes: AtomicU64,
 }
 
 impl Meter {
@@ -50,6 +52,10 @@ impl Meter {
             self.s3_get.load(Ordering::Relaxed),
             self.warehouse_us.load(Ordering::Relaxed),
         )
+    }
+
+    pub fn stream_bytes(&self) -> u64 {
+        self.stream_bytes.load(Ordering::Relaxed)
     }
 }
 
@@ -66,12 +72,21 @@ impl MeteredStore {
     }
 }
 
+impl MeteredStore {
+    fn count_stream(&self, key: &str, data: &[u8]) {
+        if key.starts_with("raw/stream/") {
+            Meter::add(&self.meter.stream_bytes, data.len() as u64);
+        }
+    }
+}
+
 impl ObjectStore for MeteredStore {
     fn backend(&self) -> &'static str {
         self.inner.backend()
     }
     fn put<'a>(&'a self, key: &'a str, data: bytes::Bytes) -> BoxFuture<'a, Result<ObjectMeta>> {
         Meter::add(&self.meter.s3_put, 1);
+        self.count_stream(key, &data);
         self.inner.put(key, data)
     }
     fn put_if_absent<'a>(
@@ -80,6 +95,7 @@ impl ObjectStore for MeteredStore {
         data: bytes::Bytes,
     ) -> BoxFuture<'a, Result<PutResult>> {
         Meter::add(&self.meter.s3_put, 1);
+        self.count_stream(key, &data);
         self.inner.put_if_absent(key, data)
     }
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bytes::Bytes>> {
@@ -146,6 +162,8 @@ pub struct Usage {
     /// Stream records consumed; each is one 25 KB PUT payload unit (events are far smaller).
     pub stream_put_units: u64,
     pub shard_hours: f64,
+    #[serde(default)]
+    pub stream_bytes: u64,
     pub warehouse_secs: f64,
     /// Byte-hours accrued per zone (storage month to date).
     pub byte_hours: BTreeMap<String, f64>,
@@ -154,6 +172,8 @@ pub struct Usage {
     last_meter: Option<(u64, u64, u64)>,
     #[serde(skip)]
     last_records: Option<u64>,
+    #[serde(skip)]
+    last_stream_bytes: Option<u64>,
 }
 
 impl Usage {
@@ -166,10 +186,12 @@ impl Usage {
             s3_get_requests: 0,
             stream_put_units: 0,
             shard_hours: 0.0,
+            stream_bytes: 0,
             warehouse_secs: 0.0,
             byte_hours: BTreeMap::new(),
             last_meter: None,
             last_records: None,
+            last_stream_bytes: None,
         }
     }
 
@@ -210,13 +232,15 @@ impl Usage {
         zone_bytes: &[(Zone, u64)],
         shards: u32,
         stream_records: u64,
+        stream_bytes: u64,
     ) {
         let month = now.format("%Y-%m").to_string();
         if month != self.month {
-            let (m, r) = (self.last_meter, self.last_records);
+            let (m, r, b) = (self.last_meter, self.last_records, self.last_stream_bytes);
             *self = Usage::new(now);
             self.last_meter = m;
             self.last_records = r;
+            self.last_stream_bytes = b;
         }
         let hours = ((now - self.updated_at).num_milliseconds().max(0) as f64) / 3_600_000.0;
         for (zone, bytes) in zone_bytes {
@@ -235,6 +259,9 @@ impl Usage {
             .unwrap_or(0);
         self.stream_put_units += stream_records - before;
         self.last_records = Some(stream_records);
+        let b0 = self.last_stream_bytes.unwrap_or(0);
+        self.stream_bytes += stream_bytes.saturating_sub(b0);
+        self.last_stream_bytes = Some(stream_bytes);
         self.updated_at = now;
     }
 }
@@ -367,35 +394,78 @@ pub fn estimate(
         gets * prices.s3_get_per_1000,
         gets * prices.s3_get_per_1000 * scale,
     );
-    line(
-        "kinesis",
-        "shard hours",
-        usage.shard_hours,
-        "shard-hour",
-        prices.kinesis_shard_hour,
-        usage.shard_hours * prices.kinesis_shard_hour,
-        setup.shards as f64 * month_hours * prices.kinesis_shard_hour,
-    );
-    let units = usage.stream_put_units as f64 / 1e6;
-    line(
-        "kinesis",
-        "PUT payload units (25 KB)",
-        units,
-        "million units",
-        prices.kinesis_put_units_per_million,
-        units * prices.kinesis_put_units_per_million,
-        units * prices.kinesis_put_units_per_million * scale,
-    );
-    let rpu_hours = usage.warehouse_secs / 3600.0 * prices.redshift_base_rpus;
-    line(
-        "redshift",
-        "serverless compute",
-        rpu_hours,
-        "RPU-hour",
-        prices.redshift_rpu_hour,
-        rpu_hours * prices.redshift_rpu_hour,
-        rpu_hours * prices.redshift_rpu_hour * scale,
-    );
+    match prices.kinesis_mode {
+        KinesisBilling::Provisioned => {
+            line(
+                "kinesis",
+                "shard hours",
+                usage.shard_hours,
+                "shard-hour",
+                prices.kinesis_shard_hour,
+                usage.shard_hours * prices.kinesis_shard_hour,
+                setup.shards as f64 * month_hours * prices.kinesis_shard_hour,
+            );
+            let units = usage.stream_put_units as f64 / 1e6;
+            line(
+                "kinesis",
+                "PUT payload units (25 KB)",
+                units,
+                "million units",
+                prices.kinesis_put_units_per_million,
+                units * prices.kinesis_put_units_per_million,
+                units * prices.kinesis_put_units_per_million * scale,
+            );
+        }
+        KinesisBilling::OnDemand => {
+            let hours = tracked.min(month_hours);
+            line(
+                "kinesis",
+                "on-demand stream hours",
+                hours,
+                "stream-hour",
+                prices.kinesis_on_demand_stream_hour,
+                hours * prices.kinesis_on_demand_stream_hour,
+                month_hours * prices.kinesis_on_demand_stream_hour,
+            );
+            let gb = usage.stream_bytes as f64 / GIB;
+            line(
+                "kinesis",
+                "on-demand data in",
+                gb,
+                "GB",
+                prices.kinesis_on_demand_gb_in,
+                gb * prices.kinesis_on_demand_gb_in,
+                gb * prices.kinesis_on_demand_gb_in * scale,
+            );
+        }
+    }
+    match prices.redshift_mode {
+        RedshiftBilling::Serverless => {
+            let rpu_hours = usage.warehouse_secs / 3600.0 * prices.redshift_base_rpus;
+            line(
+                "redshift",
+                "serverless compute",
+                rpu_hours,
+                "RPU-hour",
+                prices.redshift_rpu_hour,
+                rpu_hours * prices.redshift_rpu_hour,
+                rpu_hours * prices.redshift_rpu_hour * scale,
+            );
+        }
+        RedshiftBilling::Provisioned => {
+            let nodes = prices.redshift_nodes as f64;
+            let hours = tracked.min(month_hours);
+            line(
+                "redshift",
+                "provisioned node hours",
+                nodes * hours,
+                "node-hour",
+                prices.redshift_node_hour,
+                nodes * hours * prices.redshift_node_hour,
+                nodes * month_hours * prices.redshift_node_hour,
+            );
+        }
+    }
     let elapsed = (tracked / month_hours).min(1.0);
     let m = setup.cloudwatch_metrics as f64;
     line(
@@ -495,13 +565,14 @@ mod tests {
         let prices = CostConfig::default();
         let mut u = Usage::new(t(1, 0));
         // 10 GiB of RAW for 72 hours, 2 shards, metered requests and time, 3M records.
-        u.observe(t(1, 0), (0, 0, 0), &[(Zone::Raw, 0)], 2, 0);
+        u.observe(t(1, 0), (0, 0, 0), &[(Zone::Raw, 0)], 2, 0, 0);
         u.observe(
             t(4, 0),
             (20_000, 100_000, 3_600_000_000),
             &[(Zone::Raw, 10 * 1024 * 1024 * 1024)],
             2,
             3_000_000,
+            3 * 1024 * 1024 * 1024,
         );
         let setup = Setup {
             shards: 2,
@@ -547,11 +618,45 @@ mod tests {
     }
 
     #[test]
+    fn on_demand_and_provisioned_billing() {
+        let prices = CostConfig {
+            kinesis_mode: KinesisBilling::OnDemand,
+            redshift_mode: RedshiftBilling::Provisioned,
+            ..CostConfig::default()
+        };
+        let mut u = Usage::new(t(1, 0));
+        u.observe(t(1, 0), (0, 0, 0), &[], 4, 0, 0);
+        u.observe(t(2, 0), (0, 0, 0), &[], 4, 10, 2 * 1024 * 1024 * 1024);
+        let setup = Setup {
+            shards: 4,
+            cloudwatch_metrics: 0,
+            cloudwatch_alarms: 0,
+            on_aws: BTreeMap::new(),
+        };
+        let r = estimate(&prices, &u, &[], &setup, Saving::default(), t(2, 0));
+        let by = |item: &str| r.lines.iter().find(|l| l.item == item).unwrap().clone();
+        let close = |a: f64, b: f64| assert!((a - b).abs() < 1e-9, "{a} != {b}");
+        close(by("on-demand stream hours").month_to_date_usd, 24.0 * 0.04);
+        close(by("on-demand stream hours").projected_usd, 720.0 * 0.04);
+        close(by("on-demand data in").month_to_date_usd, 2.0 * 0.08);
+        close(by("on-demand data in").projected_usd, 2.0 * 0.08 * 30.0);
+        close(
+            by("provisioned node hours").month_to_date_usd,
+            2.0 * 24.0 * 1.086,
+        );
+        close(
+            by("provisioned node hours").projected_usd,
+            2.0 * 720.0 * 1.086,
+        );
+        assert!(!r.lines.iter().any(|l| l.item == "shard hours"));
+    }
+
+    #[test]
     fn a_new_month_starts_from_zero() {
         let mut u = Usage::new(t(30, 0));
-        u.observe(t(30, 12), (5, 5, 0), &[(Zone::Raw, 1000)], 1, 10);
+        u.observe(t(30, 12), (5, 5, 0), &[(Zone::Raw, 1000)], 1, 10, 0);
         let dec = Utc.with_ymd_and_hms(2026, 12, 1, 1, 0, 0).single().unwrap();
-        u.observe(dec, (7, 5, 0), &[(Zone::Raw, 1000)], 1, 12);
+        u.observe(dec, (7, 5, 0), &[(Zone::Raw, 1000)], 1, 12, 0);
         assert_eq!(u.month, "2026-12");
         assert_eq!(u.s3_put_requests, 2, "only requests since the rollover");
         assert_eq!(u.stream_put_units, 2);

@@ -404,6 +404,7 @@ impl Pipeline {
             &zone_bytes,
             self.config.stream.shards,
             records,
+            self.meter.stream_bytes(),
         );
         if !self.options.read_only {
             if let Err(e) = self.usage.save(&self.config.data_dir) {

@@ -140,7 +140,7 @@ async fn late_events_wait_for_the_named_backfill() {
 }
 
 #[tokio::test]
-async fn a_truncated_raw_segment_is_detected_and_replayed_from_the_log() {
+async fn truncated_and_flipped_objects_are_detected_and_rebuilt_from_the_source() {
     let tmp = tempfile::tempdir().unwrap();
     let mut c = base(tmp.path());
     c.runtime.integrity_scan_interval_secs = 1;

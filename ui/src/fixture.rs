@@ -298,7 +298,7 @@ pub fn snapshot(shards: usize, runs: usize) -> Snapshot {
     );
     s.failures = tracker.rows();
     let mut usage = ecom_pipeline::cost::Usage::new(now - Duration::days(23));
-    usage.observe(now - Duration::days(23), (0, 0, 0), &[], 4, 0);
+    usage.observe(now - Duration::days(23), (0, 0, 0), &[], 4, 0, 0);
     let zone_bytes: Vec<(Zone, u64)> = s
         .zones
         .iter()
@@ -310,6 +310,7 @@ pub fn snapshot(shards: usize, runs: usize) -> Snapshot {
         &zone_bytes,
         4,
         250_500,
+        36_000_000,
     );
     let setup = ecom_pipeline::cost::Setup {
         shards: 4,

@@ -525,15 +525,17 @@ pub async fn replay(
         }
         let staging_key = zones::staging_key_for(&m.key, "events")
             .ok_or_else(|| Error::Other(format!("no staging key for {}", m.key)))?;
-        let body = match store.get(&staging_key).await {
-            Ok(b) => b,
-            Err(Error::NotFound(_) | Error::ChecksumMismatch { .. }) => {
-                fresh.segment(store, None, shard, &records, false).await?;
-                report.restaged += 1;
-                store.get(&staging_key).await?
-            }
-            Err(e) => return Err(e),
+        // A missing or damaged STAGING object (its bytes fail their checksum) is derived
+        // again from the records; a damaged one must never be loaded.
+        let intact = match store.head(&staging_key).await? {
+            Some(meta) => crate::store::intact(store, &meta).await?,
+            None => false,
         };
+        if !intact {
+            fresh.segment(store, None, shard, &records, false).await?;
+            report.restaged += 1;
+        }
+        let body = store.get(&staging_key).await?;
         if let Some(wh) = wh {
             let outcome = wh
                 .load(&StagedFile {
