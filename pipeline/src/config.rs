@@ -549,6 +549,12 @@ pub struct KinesisConfig {
     pub region: Option<String>,
     /// Endpoint override (LocalStack, moto).
     pub endpoint_url: Option<String>,
+    /// Seconds between ListShards calls (a reshard is picked up within this).
+    pub list_shards_interval_secs: u64,
+    /// PutRecords attempts for records that keep failing before the put is an error.
+    pub max_put_attempts: u32,
+    /// First backoff after a throttled PutRecords, doubling per attempt (capped at 5 s).
+    pub put_backoff_base_ms: u64,
 }
 
 impl Default for KinesisConfig {
@@ -557,6 +563,9 @@ impl Default for KinesisConfig {
             stream_name: "ecomops-events".into(),
             region: None,
             endpoint_url: None,
+            list_shards_interval_secs: 60,
+            max_put_attempts: 8,
+            put_backoff_base_ms: 100,
         }
     }
 }

@@ -168,6 +168,8 @@ pub struct Pipeline {
     late_pending: Vec<chrono::NaiveDate>,
     backfilling: bool,
     cloudwatch: Option<crate::cloudwatch::Publisher>,
+    /// The last statistics refresh's failure (checked once, at open).
+    refresh_error: Option<Error>,
     tx: watch::Sender<Arc<Snapshot>>,
 }
 
@@ -191,7 +193,8 @@ impl Pipeline {
             stream: format!("{:?}", config.stream.backend).to_lowercase(),
             warehouse: format!("{:?}", config.warehouse.backend).to_lowercase(),
         };
-        let zones = zones::zone_stats(store.as_ref()).await?;
+        // Zones, warehouse and stream statistics come from the one refresh at the end of open.
+        let zones = Vec::new();
         let cloudwatch = if config.telemetry.cloudwatch.enabled {
             let p = crate::cloudwatch::Publisher::connect(&config.telemetry.cloudwatch).await;
             if config.telemetry.cloudwatch.create_alarms && !options.read_only {
@@ -207,13 +210,14 @@ impl Pipeline {
         let wh = warehouse::open(&config, options.read_only, &store)
             .await?
             .map(|w| crate::cost::MeteredWarehouse::wrap(w, meter.clone()));
-        let warehouse_status = match &wh {
-            Some(w) => Some(warehouse::status(w.as_ref()).await?),
-            None => None,
-        };
+        let warehouse_status = None;
         let batch = BatchRunner::new(&config, store.clone(), wh.clone())?;
-        let stream = StreamRunner::new(&config, runner::open_log(&config)?, !options.read_only);
-        let stream_status = stream.status(wh.as_deref()).await.ok();
+        let stream = StreamRunner::new(
+            &config,
+            runner::open_log(&config).await?,
+            !options.read_only,
+        );
+        let stream_status = None;
         let runs = batch.runs().recent(RECENT_RUNS);
         let placeholder = Arc::new(empty_snapshot(&info, &backends));
         let config_alerts = config.alerts.clone();
@@ -252,12 +256,14 @@ impl Pipeline {
             late_pending: Vec::new(),
             backfilling: false,
             cloudwatch,
+            refresh_error: None,
             tx,
         };
-        p.history
-            .observe(p.stream_status.as_ref(), p.warehouse_status.as_ref());
         p.refresh_zones().await;
-        p.publish();
+        // A store or warehouse that cannot be read at start is an error, not a warning.
+        if let Some(e) = p.refresh_error.take() {
+            return Err(e);
+        }
         p.publish();
         Ok(p)
     }
@@ -364,7 +370,10 @@ impl Pipeline {
                     now,
                 ));
             }
-            Err(e) => tracing::warn!(error = %e, "could not refresh zone statistics"),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not refresh zone statistics");
+                self.refresh_error = Some(e);
+            }
         }
         if let Some(wh) = self.warehouse.clone() {
             match crate::stream::runner::late_pending(self.store.as_ref(), wh.as_ref()).await {
@@ -375,7 +384,10 @@ impl Pipeline {
         if let Some(wh) = &self.warehouse {
             match warehouse::status(wh.as_ref()).await {
                 Ok(s) => self.warehouse_status = Some(s),
-                Err(e) => tracing::warn!(error = %e, "could not read warehouse statistics"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not read warehouse statistics");
+                    self.refresh_error = Some(e);
+                }
             }
         }
         match self.stream.status(self.warehouse.as_deref()).await {

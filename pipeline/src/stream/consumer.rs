@@ -325,6 +325,17 @@ impl Processor {
         for shard in log.shards() {
             let latest = log.latest_seq(&shard).await?;
             let checkpoint = cps.get(&shard).copied();
+            // Kinesis says how far behind it is; the local log is measured.
+            if let Some(behind) = log.millis_behind(&shard) {
+                shards.push(super::ShardStatus {
+                    lag_records: 0,
+                    lag_ms: behind,
+                    shard,
+                    latest_seq: latest,
+                    checkpoint,
+                });
+                continue;
+            }
             let lag_records = latest.unwrap_or(0).saturating_sub(checkpoint.unwrap_or(0));
             let lag_ms = if lag_records == 0 {
                 0
@@ -497,9 +508,22 @@ pub async fn replay(
             continue;
         }
         report.segments += 1;
-        let records = log
-            .read(shard, first.checked_sub(1), (last - first + 1) as usize)
-            .await?;
+        // Read the segment's range, page by page: sequence numbers need not be dense (Kinesis),
+        // and a page may end early.
+        let mut records: Vec<Record> = Vec::new();
+        let mut after = first.checked_sub(1);
+        loop {
+            let want = (last - after.unwrap_or(0)).min(10_000) as usize;
+            let page = log.read(shard, after, want.max(1)).await?;
+            let Some(end) = page.last().map(|r| r.seq) else {
+                break;
+            };
+            records.extend(page.into_iter().filter(|r| r.seq <= last));
+            if end >= last {
+                break;
+            }
+            after = Some(end);
+        }
         if records.first().map(|r| r.seq) != Some(first)
             || records.last().map(|r| r.seq) != Some(last)
         {

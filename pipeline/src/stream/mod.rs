@@ -1,8 +1,8 @@
-//! The stream log: one trait, a local sharded append-only log (the default) and, to come,
-//! Kinesis. Records carry a per-shard sequence number and their arrival time, which the
+//! The stream log: one trait, a local sharded append-only log (the default) and Kinesis. Records carry a per-shard sequence number and their arrival time, which the
 //! consumer uses as `ingestion_time` so a replay reproduces the same STAGING rows.
 
 pub mod consumer;
+pub mod kinesis;
 pub mod local;
 pub mod runner;
 
@@ -59,8 +59,14 @@ pub trait StreamLog: Send + Sync {
         max: usize,
     ) -> BoxFuture<'a, Result<Vec<Record>>>;
 
-    /// The last sequence number written to `shard`.
+    /// The last sequence number written to `shard` (Kinesis: the last one read).
     fn latest_seq<'a>(&'a self, shard: &'a str) -> BoxFuture<'a, Result<Option<u64>>>;
+
+    /// How far the reader is behind the shard's tip, when the backend says (Kinesis's
+    /// MillisBehindLatest); `None` lets status measure it from the log.
+    fn millis_behind(&self, _shard: &str) -> Option<u64> {
+        None
+    }
 }
 
 /// Shard names: `shard-0000`, `shard-0001`, ...

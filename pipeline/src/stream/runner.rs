@@ -32,7 +32,7 @@ pub struct StreamRunner {
 }
 
 /// Open the configured log.
-pub fn open_log(config: &Config) -> Result<Arc<dyn StreamLog>> {
+pub async fn open_log(config: &Config) -> Result<Arc<dyn StreamLog>> {
     match config.stream.backend {
         StreamBackend::Local => Ok(Arc::new(LocalLog::open(
             config.data_dir.join("stream"),
@@ -41,10 +41,9 @@ pub fn open_log(config: &Config) -> Result<Arc<dyn StreamLog>> {
             std::time::Duration::from_secs(config.stream.local.retention_hours * 3600),
             config.stream.local.fsync,
         )?)),
-        StreamBackend::Kinesis => Err(Error::Unsupported {
-            key: "stream.backend".into(),
-            message: "the Kinesis backend has not landed yet; use \"local\"".into(),
-        }),
+        StreamBackend::Kinesis => Ok(Arc::new(
+            super::kinesis::KinesisLog::connect(&config.stream.kinesis).await?,
+        )),
     }
 }
 
