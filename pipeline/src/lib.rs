@@ -15,6 +15,7 @@ pub mod dedup;
 pub mod domain;
 pub mod error;
 pub mod failures;
+pub mod fuzzing;
 pub mod generator;
 pub mod history;
 pub mod instance;

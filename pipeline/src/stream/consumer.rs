@@ -142,6 +142,17 @@ impl Processor {
         }
     }
 
+    /// Judge one raw record as the consumer does (parse, validate, dedup, watermark) and say
+    /// where it would go: "staged", "duplicate", "late" or "quarantined". For fuzzing and tests.
+    pub fn classify(&mut self, shard: &str, r: &Record) -> &'static str {
+        match self.judge(shard, r) {
+            Verdict::Staged(_) => "staged",
+            Verdict::Duplicate => "duplicate",
+            Verdict::Late(_) => "late",
+            Verdict::Quarantined(_) => "quarantined",
+        }
+    }
+
     fn judge(&mut self, shard: &str, r: &Record) -> Verdict {
         let arrival = DateTime::<Utc>::from_timestamp_millis(r.arrival_ms).unwrap_or_default();
         let inc: Incoming = match serde_json::from_slice(&r.data) {

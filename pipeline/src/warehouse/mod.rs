@@ -3,6 +3,7 @@
 //! deduplicated on the natural key and MERGEd, and the ledger row is written in the same
 //! transaction. CURATED models are refreshed by day (see `models`).
 
+#[cfg(feature = "duckdb")]
 pub mod duck;
 pub mod models;
 pub mod redshift;
@@ -115,6 +116,12 @@ pub async fn open(
     store: &Arc<dyn crate::store::ObjectStore>,
 ) -> Result<Option<Arc<dyn Warehouse>>> {
     match config.warehouse.backend {
+        #[cfg(not(feature = "duckdb"))]
+        WarehouseBackend::Duckdb => Err(crate::Error::Unsupported {
+            key: "warehouse.backend".into(),
+            message: "this build has no DuckDB (the `duckdb` feature is off)".into(),
+        }),
+        #[cfg(feature = "duckdb")]
         WarehouseBackend::Duckdb => {
             let path = config.duckdb_path();
             if read_only && !path.exists() {
