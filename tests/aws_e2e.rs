@@ -4,24 +4,13 @@
 //! on the embedded backends.
 
 mod support {
+    #[path = "../../pipeline/tests/support/moto.rs"]
+    pub mod moto;
     pub mod workload;
 }
 
+use support::moto::moto_endpoint;
 use support::workload::{events, Rng, Workload};
-
-fn moto_endpoint() -> Option<String> {
-    match std::env::var("ECOMOPS_TEST_MOTO_ENDPOINT") {
-        Ok(e) if !e.is_empty() => Some(e),
-        _ => {
-            assert!(
-                std::env::var_os("ECOMOPS_REQUIRE_MOTO").is_none(),
-                "ECOMOPS_REQUIRE_MOTO is set but ECOMOPS_TEST_MOTO_ENDPOINT is not"
-            );
-            eprintln!("SKIPPED: no moto server; run scripts/test.sh");
-            None
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_and_kinesis_on_moto_match_the_embedded_run() {
