@@ -5,10 +5,7 @@
 # figures; DuckDB at -O3 is a 45+ minute first build on 2 cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ecomops/target}"
-export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/ecomops/ccache}"
-export CCACHE_BASEDIR="$HOME" CCACHE_NOHASHDIR=true
-if command -v ccache >/dev/null; then export CC="ccache gcc" CXX="ccache g++"; fi
+. scripts/env.sh
 profile=bench-fast
 [ "${1:-}" = "--release-duckdb" ] && profile=release
 cargo build --profile "$profile" --bin ecomops

@@ -5,8 +5,5 @@
 # Replay a failure with ECOMOPS_CRASH_SEED=<seed printed by the run>.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ecomops/target}"
-export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/ecomops/ccache}"
-export CCACHE_BASEDIR="$HOME" CCACHE_NOHASHDIR=true
-if command -v ccache >/dev/null; then export CC="ccache gcc" CXX="ccache g++"; fi
+. scripts/env.sh
 ECOMOPS_CRASH_POINTS="${1:-500}" cargo test --test crash_harness -- --nocapture

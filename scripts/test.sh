@@ -6,11 +6,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# One target dir for every build on this machine: DuckDB's bundled build is ~45 minutes cold,
-# and ccache only hits when the target path is the same.
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ecomops/target}"
-export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/ecomops/ccache}"
-export CCACHE_BASEDIR="$HOME" CCACHE_NOHASHDIR=true CCACHE_MAXSIZE="${CCACHE_MAXSIZE:-10G}"
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else return 1; fi; }
 if ! command -v ccache >/dev/null; then
@@ -18,9 +13,8 @@ if ! command -v ccache >/dev/null; then
   as_root apt-get update -qq >/dev/null && as_root apt-get install -y -qq ccache >/dev/null \
     || echo "test.sh: could not install ccache; building without it" >&2
 fi
-if command -v ccache >/dev/null; then
-  export CC="ccache gcc" CXX="ccache g++"
-fi
+# One target dir and ccache for every build (after ccache is installed, so it is used).
+. scripts/env.sh
 # tmux drives the real dashboard in tests/dashboard_tmux.rs.
 if ! command -v tmux >/dev/null; then
   echo "test.sh: installing tmux" >&2

@@ -43,6 +43,16 @@ impl Theme {
     pub fn title(&self) -> Style {
         Style::new().add_modifier(Modifier::BOLD)
     }
+    /// A failure scenario's state: at rest, in an episode, or waiting for the operator.
+    pub fn failure(&self, state: ecom_pipeline::failures::FailureState) -> Style {
+        use ecom_pipeline::failures::FailureState::*;
+        match state {
+            Ok | Recovered => self.ok(),
+            NeedsOperator => self.bad(),
+            Detected | Mitigating | Recovering => self.warn(),
+        }
+    }
+
     /// Selection and focus: reverse video reads on light and dark backgrounds alike.
     pub fn selected(&self) -> Style {
         Style::new().add_modifier(Modifier::REVERSED)

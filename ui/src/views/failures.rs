@@ -1,6 +1,5 @@
 //! The five failure scenarios: detection, mitigation, recovery, state, counts, last seen.
 
-use ecom_pipeline::failures::FailureState;
 use ecom_pipeline::snapshot::Snapshot;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::Line;
@@ -32,11 +31,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, snap: &Snapshot, theme: &T
     let rows: Vec<Row> = rows_data
         .iter()
         .map(|f| {
-            let st = match f.state {
-                FailureState::Ok | FailureState::Recovered => theme.ok(),
-                FailureState::NeedsOperator => theme.bad(),
-                _ => theme.warn(),
-            };
+            let st = theme.failure(f.state);
             Row::new(vec![
                 Cell::from(f.scenario.clone()),
                 Cell::from(f.state.label()).style(st),

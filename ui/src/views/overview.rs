@@ -165,11 +165,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, snap: &Snapshot, theme: &T
     };
     let mut lines = vec![Line::styled(label, style), Line::raw("")];
     for f in &snap.failures {
-        let st = match f.state {
-            FailureState::Ok | FailureState::Recovered => theme.ok(),
-            FailureState::NeedsOperator => theme.bad(),
-            _ => theme.warn(),
-        };
+        let st = theme.failure(f.state);
         lines.push(Line::from(vec![
             Span::raw(format!("{:<15}", f.scenario)),
             // Full words: the state never depends on colour alone.
