@@ -41,14 +41,15 @@ fn fast_retry(max_attempts: u32) -> RetryConfig {
 
 struct Fixture {
     store: Arc<LocalStore>,
+    wh: Arc<DuckWarehouse>,
     runner: BatchRunner,
 }
 
 fn runner(config: Config) -> Fixture {
     let store = Arc::new(LocalStore::open(config.data_dir.join("store")).unwrap());
     let wh = Arc::new(DuckWarehouse::in_memory().unwrap());
-    let runner = BatchRunner::new(&config, store.clone(), Some(wh)).unwrap();
-    Fixture { store, runner }
+    let runner = BatchRunner::new(&config, store.clone(), Some(wh.clone())).unwrap();
+    Fixture { store, wh, runner }
 }
 
 async fn setup(retry: RetryConfig) -> (FakeStoreServer, Fixture, tempfile::TempDir) {
@@ -301,4 +302,43 @@ async fn an_incremental_pull_asks_for_its_carts_window() {
         "the window is in the RAW key: {}",
         raw[0].key
     );
+}
+
+/// Repro 7: a catalogue price change used to reprice every past order line (the carts were
+/// restaged with the new prices, logged as a partial write). An order keeps the prices it was
+/// first staged with; the new prices reach the products.
+#[tokio::test]
+async fn a_price_change_never_reprices_past_orders() {
+    use ecom_pipeline::warehouse::{metrics, Warehouse};
+    let (server, f, _dir) = setup(fast_retry(3)).await;
+    let first = f.runner.run_new(None, None).await.unwrap();
+    assert_eq!(first.status, RunStatus::Succeeded, "{}", first.summary());
+    let before = metrics(f.wh.as_ref()).await.unwrap();
+    assert!(before.revenue_cents > 0);
+    let carts: Vec<_> = f.store.list("staging/order").await.unwrap();
+
+    server
+        .state
+        .reprice
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let second = f.runner.run_new(None, None).await.unwrap();
+    assert_eq!(second.status, RunStatus::Succeeded, "{}", second.summary());
+    let after = metrics(f.wh.as_ref()).await.unwrap();
+    assert_eq!(
+        after.revenue_cents, before.revenue_cents,
+        "past revenue moved"
+    );
+    assert_eq!(
+        f.store.list("staging/order").await.unwrap(),
+        carts,
+        "the orders' STAGING objects are unchanged"
+    );
+    // The catalogue itself did change.
+    let moved = f
+        .wh
+        .query("SELECT CAST(COUNT(*) AS BIGINT) FROM staging.products AS p JOIN staging.order_items AS i \
+                ON i.product_id = p.product_id WHERE p.price_cents <> i.unit_price_cents")
+        .await
+        .unwrap();
+    assert_ne!(moved[0][0].as_deref(), Some("0"));
 }

@@ -595,6 +595,11 @@ impl BatchRunner {
             .iter()
             .map(|p| (p.product_id, p.price_cents))
             .collect();
+        // An order already staged keeps the prices it was first staged with.
+        let fixed = match &self.warehouse {
+            Some(wh) => first_prices(wh.as_ref()).await?,
+            None => HashMap::new(),
+        };
         // Every landed file is staged; stage writes only what is missing or damaged.
         for entity in Endpoint::ALL.map(Endpoint::name) {
             let raw_key = key_of(run, entity)?;
@@ -627,8 +632,8 @@ impl BatchRunner {
                 }
                 _ => {
                     let body = store.get(&raw_key).await?;
-                    let (orders, items) =
-                        stage::stage_carts(&body, &prices, now).map_err(|e| invalid("carts", e))?;
+                    let (orders, items) = stage::stage_carts_priced(&body, &prices, &fixed, now)
+                        .map_err(|e| invalid("carts", e))?;
                     land::write_staged(
                         store,
                         report,
@@ -654,6 +659,23 @@ impl BatchRunner {
         let bad: u64 = run.report.quarantined.values().sum();
         Ok(format!("{rows} rows staged, {bad} quarantined"))
     }
+}
+
+/// The unit price of every order line in the warehouse, by (order_id, product_id).
+async fn first_prices(wh: &dyn Warehouse) -> Result<HashMap<(i64, i64), i64>> {
+    let rows = wh
+        .query(
+            "SELECT CAST(order_id AS BIGINT), CAST(product_id AS BIGINT), \
+             CAST(unit_price_cents AS BIGINT) FROM staging.order_items",
+        )
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| {
+            let n = |i: usize| r.get(i)?.as_deref()?.parse::<i64>().ok();
+            Some(((n(0)?, n(1)?), n(2)?))
+        })
+        .collect())
 }
 
 impl BatchRunner {

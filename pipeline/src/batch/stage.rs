@@ -212,6 +212,18 @@ pub fn stage_carts(
     prices: &HashMap<i64, i64>,
     now: DateTime<Utc>,
 ) -> Result<(Staged<Order>, Staged<OrderItem>), Invalid> {
+    stage_carts_priced(body, prices, &HashMap::new(), now)
+}
+
+/// `stage_carts` where `fixed` holds the unit price each (order_id, product_id) line was first
+/// staged with: an order already staged keeps its prices when the catalogue changes, so past
+/// revenue never moves (and its STAGING object comes out byte-identical).
+pub fn stage_carts_priced(
+    body: &[u8],
+    prices: &HashMap<i64, i64>,
+    fixed: &HashMap<(i64, i64), i64>,
+    now: DateTime<Utc>,
+) -> Result<(Staged<Order>, Staged<OrderItem>), Invalid> {
     let mut orders = Staged::default();
     let mut items = Staged::default();
     for record in records(body)? {
@@ -238,7 +250,8 @@ pub fn stage_carts(
             let staged = serde_json::from_value::<RawLine>(line.clone())
                 .map_err(schema)
                 .and_then(|l| {
-                    let unit = *prices.get(&l.product_id).ok_or_else(|| {
+                    let first = fixed.get(&(cart.id, l.product_id));
+                    let unit = *first.or_else(|| prices.get(&l.product_id)).ok_or_else(|| {
                         Invalid::new(
                             "productId",
                             format!("product {} is not in this pull's catalog", l.product_id),

@@ -53,6 +53,8 @@ pub struct ServerState {
     pub down: AtomicBool,
     /// Add one product with a negative price to /products.
     pub invalid_records: AtomicBool,
+    /// Every product's price raised by 1.00 (the catalogue changed).
+    pub reprice: AtomicBool,
     pub faults: Mutex<Faults>,
     rng: Mutex<ChaCha8Rng>,
     /// (endpoint, query, when) of every request.
@@ -77,6 +79,7 @@ impl FakeStoreServer {
             source,
             down: AtomicBool::new(false),
             invalid_records: AtomicBool::new(false),
+            reprice: AtomicBool::new(false),
             faults: Mutex::new(Faults::default()),
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(7)),
             log: Mutex::new(Vec::new()),
@@ -139,10 +142,17 @@ fn body_for(state: &ServerState, endpoint: &str) -> Option<Vec<u8>> {
     match endpoint {
         "products" => {
             let body = state.source.products();
-            if !state.invalid_records.load(Ordering::SeqCst) {
+            let reprice = state.reprice.load(Ordering::SeqCst);
+            if !state.invalid_records.load(Ordering::SeqCst) && !reprice {
                 return Some(body);
             }
             let mut items: Vec<serde_json::Value> = serde_json::from_slice(&body).unwrap();
+            if reprice {
+                for p in &mut items {
+                    p["price"] = serde_json::json!(p["price"].as_f64().unwrap() + 1.0);
+                }
+                return Some(serde_json::to_vec(&items).unwrap());
+            }
             items.push(
                 serde_json::json!({"id": 9999, "title": "bad", "price": -5.0,
                 "description": "", "category": "electronics", "image": "",
