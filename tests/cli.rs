@@ -186,6 +186,41 @@ fn once_runs_a_cycle_and_exits_0() {
     assert_eq!(zone(&again, "staging"), 4);
 }
 
+/// Rows of a warehouse table, from `status --json`.
+fn table_rows(s: &serde_json::Value, table: &str) -> i64 {
+    s["warehouse"]["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t[0] == table)
+        .unwrap_or_else(|| panic!("no {table} in {s}"))[1]
+        .as_i64()
+        .unwrap()
+}
+
+/// Two `--once` runs used to mint the same event ids, so the second replaced the first's
+/// clickstream (483 rows, then 483). Now each run adds its own, and verify reconciles them.
+#[test]
+fn each_once_run_adds_its_own_clickstream() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = run(ecomops(&data).args(["--no-ui", "--once"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let first = table_rows(&status_json(&data), "staging.events");
+    assert!(first > 100, "{first}");
+    let out = run(ecomops(&data).args(["--no-ui", "--once"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let second = table_rows(&status_json(&data), "staging.events");
+    assert!(second > first + 100, "{first} then {second}");
+    let out = run(ecomops(&data).arg("verify"));
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
 #[test]
 fn status_goes_through_the_socket_and_a_killed_instance_is_taken_over() {
     let dir = tempfile::tempdir().unwrap();

@@ -3,6 +3,10 @@
 //! their partition key (the session). Deterministic for a seed and a start; fault knobs resend
 //! events (duplicates), shift event_time (disorder), date events far back (late), and break
 //! records (malformed JSON, unknown types, bad ids).
+//!
+//! Event and session ids carry a run tag that no other generator has (its start time, process
+//! id and 16 random bits), so two processes, or two `--once` runs, never mint the same id: a
+//! MERGE on event_id would otherwise take the second run's events for resends of the first's.
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -21,6 +25,8 @@ pub struct Generator {
     products: u64,
     sessions: u64,
     events: u64,
+    /// Unique to this generator: part of every event and session id.
+    run_tag: String,
     /// Records kept to resend as duplicates.
     recent: Vec<(String, Bytes)>,
 }
@@ -44,8 +50,15 @@ impl Generator {
             products: products.max(1),
             sessions: 0,
             events: 0,
+            run_tag: unique_run_tag(),
             recent: Vec::new(),
         }
+    }
+
+    /// The same ids on every run (tests that compare two generators).
+    pub fn with_run_tag(mut self, tag: &str) -> Generator {
+        self.run_tag = tag.to_string();
+        self
     }
 
     /// About `n` records whose event times spread over `[start, end)`.
@@ -60,7 +73,7 @@ impl Generator {
         let span_ms = (end - start).num_milliseconds().max(1);
         while (out.len() as u64) < n {
             self.sessions += 1;
-            let session = format!("s-{:x}-{}", self.cfg.seed, self.sessions);
+            let session = format!("s-{:x}-{}-{}", self.cfg.seed, self.run_tag, self.sessions);
             let user = self.rng.random_range(1..=self.users);
             let product = self.rng.random_range(1..=self.products);
             let mut steps = vec![EventType::ProductView; self.rng.random_range(1..=3)];
@@ -89,7 +102,7 @@ impl Generator {
                     counts.late += 1;
                 }
                 self.events += 1;
-                let id = format!("e-{:x}-{:x}", self.cfg.seed, self.events);
+                let id = format!("e-{:x}-{}-{:x}", self.cfg.seed, self.run_tag, self.events);
                 let record = if self
                     .rng
                     .random_bool(self.cfg.malformed_rate.clamp(0.0, 1.0))
@@ -140,6 +153,29 @@ impl Generator {
     }
 }
 
+/// A tag no other generator has: its start time (ms, base 36), the process id, a counter of
+/// the generators this process made, and 16 random bits (hex), e.g. `mhx2k9c01f3a0.9c4e`.
+pub fn unique_run_tag() -> String {
+    static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let made = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut ms = Utc::now().timestamp_millis().max(0) as u64;
+    let mut digits = Vec::new();
+    loop {
+        digits.push(b"0123456789abcdefghijklmnopqrstuvwxyz"[(ms % 36) as usize]);
+        ms /= 36;
+        if ms == 0 {
+            break;
+        }
+    }
+    digits.reverse();
+    format!(
+        "{}{:x}{made:x}.{:04x}",
+        String::from_utf8_lossy(&digits),
+        std::process::id(),
+        rand::random::<u16>()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,9 +185,17 @@ mod tests {
         let cfg = GeneratorConfig::default();
         let start = DateTime::<Utc>::from_timestamp(1_780_000_000, 0).unwrap();
         let end = start + chrono::Duration::hours(1);
-        let (a, ca) = Generator::new(&cfg, 10, 20).next_batch(5000, start, end);
-        let (b, _) = Generator::new(&cfg, 10, 20).next_batch(5000, start, end);
+        let (a, ca) = Generator::new(&cfg, 10, 20)
+            .with_run_tag("t")
+            .next_batch(5000, start, end);
+        let (b, _) = Generator::new(&cfg, 10, 20)
+            .with_run_tag("t")
+            .next_batch(5000, start, end);
         assert_eq!(a, b);
+        // Two runs never share an id.
+        let (c, _) = Generator::new(&cfg, 10, 20).next_batch(100, start, end);
+        let (d, _) = Generator::new(&cfg, 10, 20).next_batch(100, start, end);
+        assert_ne!(c[0], d[0]);
         assert!(
             ca.duplicates > 0 && ca.late > 0 && ca.malformed > 0,
             "{ca:?}"
