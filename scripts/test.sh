@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of ecomops on a fresh machine: installs what the tests need (ccache for the
 # DuckDB C++ build, tmux for the dashboard test, moto in ./.venv, Debian's PostgreSQL 15), starts a moto server (S3, Kinesis)
-# and a throwaway PostgreSQL 15 (the Redshift SQL tests) on free loopback ports, runs
-# `cargo test` for the whole workspace, and stops both again.
+# and a throwaway PostgreSQL 15 (the Redshift SQL tests) on free loopback ports, runs clippy
+# (warnings are errors) and `cargo test` for the whole workspace, and stops both again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -66,6 +66,9 @@ export ECOMOPS_REQUIRE_MOTO=1
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
 # Tests must never reach a real AWS account or the network.
 unset AWS_PROFILE AWS_SESSION_TOKEN
+
+# Lints first: clippy's build of DuckDB comes out of the same ccache.
+cargo clippy --workspace --all-targets -- -D warnings
 
 # --all-targets: unit, integration and bin tests (no doctests: the crates have none, and an
 # empty doctest run would be the runner's closing line). Then one total for the whole run.

@@ -191,20 +191,27 @@ async fn the_stream_path_ingests_a_file_once_and_backfills_late_events() {
     assert!(m["conversion_rate"].as_f64().unwrap() > 0.0, "{m}");
     assert_eq!(m["funnel_dropoff"].as_array().unwrap().len(), 3, "{m}");
 
-    // A file with a duplicate, a late event (hours behind) and a malformed line.
+    // A file with a duplicate, a late event (days behind the watermark the `--once` run's
+    // clickstream left, which the file is judged against) and a malformed line.
     let events = dir.path().join("events.ndjson");
+    let now = chrono::Utc::now();
+    let at = |mins: i64| {
+        (now - chrono::Duration::minutes(mins)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    // Three days back: a day the `--once` run's own late events (two hours back) never reach.
+    let late_day = (now - chrono::Duration::days(3)).date_naive().to_string();
     let line = |id: &str, t: &str, kind: &str| {
         format!(
             r#"{{"event_id":"{id}","user_id":3,"product_id":4,"event_type":"{kind}","event_time":"{t}","session_id":"f-1"}}"#
         )
     };
     let body = [
-        line("f1", "2026-11-24T10:00:00Z", "product_view"),
-        line("f2", "2026-11-24T10:01:00Z", "add_to_cart"),
-        line("f2", "2026-11-24T10:01:00Z", "add_to_cart"),
-        line("f3", "2026-11-24T10:02:00Z", "checkout"),
-        line("f4", "2026-11-24T10:03:00Z", "purchase"),
-        line("f5", "2026-11-24T01:00:00Z", "product_view"),
+        line("f1", &at(4), "product_view"),
+        line("f2", &at(3), "add_to_cart"),
+        line("f2", &at(3), "add_to_cart"),
+        line("f3", &at(2), "checkout"),
+        line("f4", &at(1), "purchase"),
+        line("f5", &at(3 * 24 * 60), "product_view"),
         "{\"event_id\": 9,".to_string(),
     ]
     .join("\n");
@@ -235,14 +242,14 @@ async fn the_stream_path_ingests_a_file_once_and_backfills_late_events() {
     let out = exec(
         &data,
         None,
-        &["backfill", "--from", "2026-11-24", "--to", "2026-11-24"],
+        &["backfill", "--from", &late_day, "--to", &late_day],
     )
     .await;
     succeeds_saying(&out, "1 late event(s) loaded");
     let out = exec(
         &data,
         None,
-        &["backfill", "--from", "2026-11-24", "--to", "2026-11-24"],
+        &["backfill", "--from", &late_day, "--to", &late_day],
     )
     .await;
     succeeds_saying(&out, "0 late event(s) loaded");

@@ -497,7 +497,8 @@ impl Default for GeneratorConfig {
 pub struct DedupConfig {
     /// Event-time span in which a resent event_id is recognised, seconds.
     pub window_secs: u64,
-    /// Most ids tracked (about 20 bytes each); past it the oldest part of the window goes.
+    /// Most ids tracked over all shards (about 20 bytes each; each shard's window holds
+    /// `max_ids / shards`); past it the oldest part of a window goes.
     pub max_ids: u64,
 }
 
@@ -516,10 +517,13 @@ impl Default for DedupConfig {
 pub struct WatermarkConfig {
     /// A shard's watermark is its largest event_time minus this, milliseconds.
     pub out_of_orderness_ms: u64,
-    /// Events further behind the global watermark than this are late (late buffer), seconds.
+    /// Events further behind their shard's watermark than this are late (late buffer), seconds.
     pub allowed_lateness_secs: u64,
     /// A shard with no record for this long stops holding the global watermark, seconds.
     pub idle_timeout_secs: u64,
+    /// An event whose event_time is further than this ahead of its arrival is quarantined
+    /// (reason given) and never moves a watermark, seconds.
+    pub max_future_skew_secs: u64,
 }
 
 impl Default for WatermarkConfig {
@@ -528,6 +532,7 @@ impl Default for WatermarkConfig {
             out_of_orderness_ms: 10_000,
             allowed_lateness_secs: 600,
             idle_timeout_secs: 60,
+            max_future_skew_secs: 300,
         }
     }
 }

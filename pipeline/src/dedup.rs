@@ -10,6 +10,8 @@
 use std::collections::{HashSet, VecDeque};
 use std::hash::{BuildHasher, Hasher};
 
+use crate::codec;
+
 /// A fixed-key hasher: the same id always hashes the same, across runs and replays.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct IdHash;
@@ -154,6 +156,56 @@ impl Dedup {
         }
     }
 
+    /// The window as bytes (little-endian): stats, then each generation's start and id
+    /// hashes, oldest first. 8 bytes per tracked id.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let s = &self.stats;
+        for v in [s.seen, s.duplicates, s.tracked, s.evicted_early] {
+            codec::put_u64(out, v);
+        }
+        codec::put_u64(out, self.gens.len() as u64);
+        for g in &self.gens {
+            codec::put_u64(out, g.start_ms as u64);
+            codec::put_u64(out, g.ids.len() as u64);
+            for h in &g.ids {
+                codec::put_u64(out, *h);
+            }
+        }
+    }
+
+    /// A window from `encode`'s bytes, under these settings; `None` when the bytes are cut
+    /// short. Generations are kept as they were (a changed slice length applies from the next
+    /// generation on).
+    pub fn decode(
+        window_secs: u64,
+        slices: usize,
+        max_ids: usize,
+        bytes: &mut &[u8],
+    ) -> Option<Dedup> {
+        let mut d = Dedup::new(window_secs, slices, max_ids);
+        d.stats = DedupStats {
+            seen: codec::u64(bytes)?,
+            duplicates: codec::u64(bytes)?,
+            tracked: codec::u64(bytes)?,
+            evicted_early: codec::u64(bytes)?,
+        };
+        let gens = codec::u64(bytes)?;
+        let mut tracked = 0;
+        for _ in 0..gens {
+            let start_ms = codec::u64(bytes)? as i64;
+            let n = codec::u64(bytes)?;
+            // Capacity from the data, capped: a corrupt count must not allocate wildly.
+            let mut ids = HashSet::with_capacity_and_hasher(n.min(1 << 20) as usize, IdHash);
+            for _ in 0..n {
+                ids.insert(codec::u64(bytes)?);
+            }
+            tracked += ids.len() as u64;
+            d.gens.push_back(Generation { start_ms, ids });
+        }
+        d.stats.tracked = tracked;
+        Some(d)
+    }
+
     pub fn stats(&self) -> DedupStats {
         self.stats
     }
@@ -169,6 +221,83 @@ impl Dedup {
                 buckets * (std::mem::size_of::<u64>() + 1)
             })
             .sum()
+    }
+}
+
+/// One dedup window per shard. A shard's window moves with its own event time only, so
+/// whether a copy is recognised depends on the shard's records in order, never on how drains
+/// interleave shards (a resend keeps its session, so its shard).
+#[derive(Debug)]
+pub struct ShardWindows {
+    window_secs: u64,
+    slices: usize,
+    max_ids: usize,
+    shards: std::collections::BTreeMap<String, Dedup>,
+}
+
+impl ShardWindows {
+    /// `max_ids` for each shard's window.
+    pub fn new(window_secs: u64, slices: usize, max_ids: usize) -> ShardWindows {
+        ShardWindows {
+            window_secs,
+            slices,
+            max_ids,
+            shards: Default::default(),
+        }
+    }
+
+    /// Whether `id` is new on `shard`; a new id is remembered.
+    pub fn first_seen(&mut self, shard: &str, id: &[u8], event_time_ms: i64) -> bool {
+        // Hot path: allocate the key only for a shard's first record.
+        if let Some(d) = self.shards.get_mut(shard) {
+            return d.first_seen(id, event_time_ms);
+        }
+        let mut d = Dedup::new(self.window_secs, self.slices, self.max_ids);
+        let first = d.first_seen(id, event_time_ms);
+        self.shards.insert(shard.to_string(), d);
+        first
+    }
+
+    /// Counters summed over the shards.
+    pub fn stats(&self) -> DedupStats {
+        self.shards
+            .values()
+            .map(Dedup::stats)
+            .fold(DedupStats::default(), |a, b| DedupStats {
+                seen: a.seen + b.seen,
+                duplicates: a.duplicates + b.duplicates,
+                tracked: a.tracked + b.tracked,
+                evicted_early: a.evicted_early + b.evicted_early,
+            })
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        self.shards.values().map(Dedup::heap_bytes).sum()
+    }
+
+    /// The shards' windows as bytes: their count, then each shard's name and window.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        codec::put_u64(out, self.shards.len() as u64);
+        for (name, d) in &self.shards {
+            codec::put_name(out, name);
+            d.encode(out);
+        }
+    }
+
+    /// Windows from `encode`'s bytes under these settings; `None` when cut short.
+    pub fn decode(
+        window_secs: u64,
+        slices: usize,
+        max_ids: usize,
+        bytes: &mut &[u8],
+    ) -> Option<ShardWindows> {
+        let mut w = ShardWindows::new(window_secs, slices, max_ids);
+        for _ in 0..codec::u64(bytes)? {
+            let name = codec::name(bytes)?;
+            let d = Dedup::decode(window_secs, slices, max_ids, bytes)?;
+            w.shards.insert(name, d);
+        }
+        Some(w)
     }
 }
 
@@ -211,6 +340,27 @@ mod tests {
         }
         let per_id = d.heap_bytes() as f64 / d.stats().tracked as f64;
         assert!(per_id <= 24.0, "{per_id:.1} bytes per id");
+    }
+
+    #[test]
+    fn a_decoded_window_judges_as_the_original() {
+        let mut d = Dedup::new(60, 6, 1000);
+        for i in 0..300u32 {
+            d.first_seen(&i.to_le_bytes(), i64::from(i) * 300);
+        }
+        let mut bytes = Vec::new();
+        d.encode(&mut bytes);
+        let mut back = Dedup::decode(60, 6, 1000, &mut bytes.as_slice()).unwrap();
+        assert_eq!(back.stats(), d.stats());
+        for i in 0..400u32 {
+            let t = i64::from(i) * 300;
+            assert_eq!(
+                back.first_seen(&i.to_le_bytes(), t),
+                d.first_seen(&i.to_le_bytes(), t),
+                "id {i}"
+            );
+        }
+        assert!(Dedup::decode(60, 6, 1000, &mut &bytes[..bytes.len() - 3]).is_none());
     }
 
     proptest! {

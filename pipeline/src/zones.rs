@@ -98,6 +98,13 @@ pub fn raw_file_key(sha256_hex: &str) -> String {
     format!("raw/file/events/{}.ndjson", short(sha256_hex))
 }
 
+/// The stream state (dedup window and watermarks) committed as generation `n`: named by the
+/// generation that `ops.stream_state` points to, so an object written for a load that did not
+/// commit is never read. Outside the zones: it is the consumer's state, not data.
+pub fn stream_state_key(generation: u64) -> String {
+    format!("state/stream/gen-{generation:020}.bin")
+}
+
 /// The STAGING key derived from a RAW key: same partition and name, `.ndjson`.
 /// `raw/<source>/<entity>/<rest>` becomes `staging/<entity>/<rest>`.
 pub fn staging_key_for(raw_key: &str, entity: &str) -> Option<String> {

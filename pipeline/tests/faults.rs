@@ -2,66 +2,18 @@
 //! corrupts nothing (no ledger row, no half-written object), and the retry completes; a
 //! statement failing inside a warehouse transaction leaves nothing of it behind.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+mod support {
+    pub mod faulty;
+}
+
 use std::sync::Arc;
 
-use bytes::Bytes;
 use ecom_pipeline::batch::run::{BatchRunner, RunStatus};
 use ecom_pipeline::config::Config;
-use ecom_pipeline::store::{LocalStore, ObjectMeta, ObjectStore, PutResult};
+use ecom_pipeline::store::{LocalStore, ObjectStore};
 use ecom_pipeline::warehouse::duck::DuckWarehouse;
 use ecom_pipeline::warehouse::Warehouse;
-use ecom_pipeline::{Error, Result};
-use futures::future::BoxFuture;
-
-/// A local store whose writes fail with ENOSPC while `full` is set.
-#[derive(Debug)]
-struct FillingDisk {
-    inner: LocalStore,
-    full: Arc<AtomicBool>,
-}
-
-impl FillingDisk {
-    fn check(&self, key: &str) -> Result<()> {
-        if self.full.load(Ordering::SeqCst) {
-            return Err(Error::io(
-                format!("/data/store/{key}"),
-                std::io::Error::from_raw_os_error(28),
-            ));
-        }
-        Ok(())
-    }
-}
-
-impl ObjectStore for FillingDisk {
-    fn backend(&self) -> &'static str {
-        "local"
-    }
-    fn put<'a>(&'a self, key: &'a str, data: Bytes) -> BoxFuture<'a, Result<ObjectMeta>> {
-        Box::pin(async move {
-            self.check(key)?;
-            self.inner.put(key, data).await
-        })
-    }
-    fn put_if_absent<'a>(&'a self, key: &'a str, data: Bytes) -> BoxFuture<'a, Result<PutResult>> {
-        Box::pin(async move {
-            self.check(key)?;
-            self.inner.put_if_absent(key, data).await
-        })
-    }
-    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Bytes>> {
-        self.inner.get(key)
-    }
-    fn head<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<ObjectMeta>>> {
-        self.inner.head(key)
-    }
-    fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<ObjectMeta>>> {
-        self.inner.list(prefix)
-    }
-    fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<()>> {
-        self.inner.delete(key)
-    }
-}
+use support::faulty::{Faults, FaultyStore};
 
 async fn count(wh: &dyn Warehouse, sql: &str) -> i64 {
     wh.query(sql).await.unwrap()[0][0]
@@ -78,10 +30,11 @@ async fn a_full_disk_fails_clearly_corrupts_nothing_and_the_retry_completes() {
         data_dir: tmp.path().to_path_buf(),
         ..Config::default()
     };
-    let full = Arc::new(AtomicBool::new(true));
-    let store: Arc<dyn ObjectStore> = Arc::new(FillingDisk {
+    let faults = Faults::new(1);
+    faults.fill_disk(true);
+    let store: Arc<dyn ObjectStore> = Arc::new(FaultyStore {
         inner: LocalStore::open(tmp.path().join("store")).unwrap(),
-        full: full.clone(),
+        faults: faults.clone(),
     });
     let wh: Arc<dyn Warehouse> = Arc::new(DuckWarehouse::in_memory().unwrap());
     let runner = BatchRunner::new(&config, store.clone(), Some(wh.clone())).unwrap();
@@ -108,7 +61,7 @@ async fn a_full_disk_fails_clearly_corrupts_nothing_and_the_retry_completes() {
     );
     assert!(store.list("staging/").await.unwrap().is_empty());
 
-    full.store(false, Ordering::SeqCst);
+    faults.fill_disk(false);
     let run = runner.retry(&run.run_id, None).await.unwrap();
     assert_eq!(run.status, RunStatus::Succeeded, "{run:?}");
     let report = ecom_pipeline::warehouse::verify::verify(store.as_ref(), wh.as_ref())

@@ -9,6 +9,7 @@ use chrono::NaiveDate;
 use ecom_pipeline::batch::run::{BatchRunner, RunStatus};
 use ecom_pipeline::config::Config;
 use ecom_pipeline::generator::Generator;
+use ecom_pipeline::ledger::{SegmentCounts, StreamCommit};
 use ecom_pipeline::store::{sha256_hex, LocalStore, ObjectStore};
 use ecom_pipeline::stream::consumer::Processor;
 use ecom_pipeline::stream::local::LocalLog;
@@ -81,6 +82,20 @@ async fn pg_load(pg: &Client, key: &str, entity: &str, body: &[u8]) -> bool {
     }
     let spec = schema::spec(entity).unwrap();
     let parsed = parse_rows(&spec, key, body).unwrap();
+    // Events commit a stream checkpoint, their counts and the state generation in the same
+    // transaction.
+    let commit = (entity == "events").then(|| StreamCommit {
+        shard: "shard-0000".into(),
+        raw_key: format!("raw/stream/events/shard=shard-0000/{key}"),
+        first_seq: 1,
+        last_seq: body.len() as u64,
+        counts: SegmentCounts {
+            records: parsed.len() as u64,
+            staged: parsed.len() as u64,
+            ..SegmentCounts::default()
+        },
+        state_generation: Some(body.len() as u64),
+    });
     let entry = LedgerEntry {
         key,
         entity,
@@ -89,8 +104,7 @@ async fn pg_load(pg: &Client, key: &str, entity: &str, body: &[u8]) -> bool {
         rows: parsed.len() as u64,
         source: "synthetic",
         loaded_at: chrono::Utc::now(),
-        // Events commit a stream checkpoint in the same transaction.
-        checkpoint: (entity == "events").then_some(("shard-0000", body.len() as u64)),
+        checkpoint: commit.as_ref(),
     };
     let (before, after) = schema::load_sql(Dialect::Redshift, &spec, &entry);
     let mut all = before;

@@ -10,8 +10,17 @@
 //! - quarantine `quarantine/stream/events/...`: records that are not valid events, each with its
 //!   reason;
 //!
-//! then loads the STAGING file into the warehouse with the shard's checkpoint in the same
-//! transaction. Every record is staged, a duplicate, late or quarantined: none is lost.
+//! then loads the STAGING file into the warehouse with the shard's checkpoint, the segment's
+//! counts and the stream state in the same transaction. Every record is staged, a duplicate,
+//! late or quarantined: none is lost.
+//!
+//! The stream state (dedup window and watermarks) commits with the data: a segment is judged on
+//! the live state, the state after it is written as `state/stream/gen-<n>.bin` before the load,
+//! and the load's transaction points `ops.stream_state` at generation n. A segment that fails
+//! anywhere (a store write, a full disk, a refused statement) puts the state back to the last
+//! committed generation, so its records are judged again, the same way, on the retry. A new
+//! process starts from the committed generation: one process, ten `--once` runs or a run with
+//! failures classify every record alike.
 
 use std::collections::BTreeMap;
 
@@ -22,33 +31,16 @@ use serde::{Deserialize, Serialize};
 use super::{Record, StreamLog};
 use crate::batch::stage::{to_ndjson, Quarantined};
 use crate::config::StreamConfig;
-use crate::dedup::{Dedup, DedupStats};
+use crate::dedup::{DedupStats, ShardWindows};
 use crate::domain::Event;
 use crate::error::{Error, Result};
+use crate::ledger::StreamCommit;
 use crate::store::{sha256_hex, ObjectStore};
 use crate::warehouse::{self, StagedFile, Warehouse};
 use crate::watermark::{WatermarkStatus, Watermarks};
 use crate::zones;
 
-/// The counts of one segment (or of everything so far).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SegmentCounts {
-    pub records: u64,
-    pub staged: u64,
-    pub duplicates: u64,
-    pub late: u64,
-    pub quarantined: u64,
-}
-
-impl SegmentCounts {
-    fn add(&mut self, o: &SegmentCounts) {
-        self.records += o.records;
-        self.staged += o.staged;
-        self.duplicates += o.duplicates;
-        self.late += o.late;
-        self.quarantined += o.quarantined;
-    }
-}
+pub use crate::ledger::SegmentCounts;
 
 /// What status shows of the stream path.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -62,8 +54,8 @@ pub struct StreamStatus {
 }
 
 /// The typed event as it arrives: the shape is checked here, the values by `Event::validate`.
+/// Fields it does not know are ignored (a producer may add one; RAW keeps them as received).
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct Incoming {
     #[serde(deserialize_with = "id_text")]
     event_id: String,
@@ -109,13 +101,127 @@ enum Verdict {
     Quarantined(Quarantined),
 }
 
-/// Dedup and watermark state, carried from segment to segment.
+/// The fields of an event, what each must be, and whether it is required: to say which field
+/// of a refused record is wrong and what was expected.
+const FIELDS: [(&str, &str, bool); 7] = [
+    ("event_id", "a string or an integer", true),
+    ("user_id", "an integer", true),
+    ("product_id", "an integer", true),
+    ("event_type", "a string", true),
+    (
+        "event_time",
+        "an RFC 3339 timestamp with a time zone, e.g. \"2026-11-26T08:00:00Z\"",
+        true,
+    ),
+    ("session_id", "a string", true),
+    (
+        "ingestion_time",
+        "an RFC 3339 timestamp with a time zone, e.g. \"2026-11-26T08:00:00Z\"",
+        false,
+    ),
+];
+
+/// Why a record that failed the typed parse is not an event: the first field that is missing or
+/// of the wrong type, with what was expected (the slow path: only refused records come here).
+fn diagnose(data: &[u8], err: &serde_json::Error) -> (String, String) {
+    let map = match serde_json::from_slice::<serde_json::Value>(data) {
+        Ok(serde_json::Value::Object(m)) => m,
+        Ok(other) => {
+            return (
+                "record".into(),
+                format!("not a JSON object but {}", json_kind(&other)),
+            )
+        }
+        Err(e) => return ("record".into(), format!("not JSON: {e}")),
+    };
+    for (field, expected, required) in FIELDS {
+        let ok = match map.get(field) {
+            None | Some(serde_json::Value::Null) => !required,
+            Some(v) => match field {
+                "event_id" => v.is_string() || v.is_i64() || v.is_u64(),
+                "user_id" | "product_id" => v.is_i64(),
+                "event_time" | "ingestion_time" => v
+                    .as_str()
+                    .is_some_and(|t| DateTime::parse_from_rfc3339(t).is_ok()),
+                _ => v.is_string(),
+            },
+        };
+        if !ok {
+            let got = match map.get(field) {
+                None => "missing".to_string(),
+                Some(v) => {
+                    let text = v.to_string();
+                    let cut: String = text.chars().take(80).collect();
+                    let more = if cut.len() < text.len() { "…" } else { "" };
+                    format!("{} {cut}{more}", json_kind(v))
+                }
+            };
+            return (field.into(), format!("{got}; expected {expected}"));
+        }
+    }
+    ("record".into(), format!("not an event: {err}"))
+}
+
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// The settings the stream state is rebuilt under.
+#[derive(Debug, Clone, Copy)]
+struct StateSettings {
+    window_secs: u64,
+    max_ids: usize,
+    out_of_order_ms: u64,
+    lateness_ms: u64,
+    idle_ms: u64,
+    max_future_skew_ms: i64,
+}
+
+/// The first bytes of a stream-state object, and its format version.
+const STATE_MAGIC: &[u8; 8] = b"ECOMST02";
+/// Dedup generations per window.
+const DEDUP_SLICES: usize = 12;
+
+impl StateSettings {
+    fn empty(&self) -> (ShardWindows, Watermarks) {
+        (
+            ShardWindows::new(self.window_secs, DEDUP_SLICES, self.max_ids),
+            Watermarks::new(self.out_of_order_ms, self.lateness_ms, self.idle_ms),
+        )
+    }
+
+    fn decode(&self, bytes: &[u8]) -> Option<(ShardWindows, Watermarks)> {
+        let mut rest = bytes.strip_prefix(STATE_MAGIC)?;
+        let dedup = ShardWindows::decode(self.window_secs, DEDUP_SLICES, self.max_ids, &mut rest)?;
+        let (_, mut marks) = self.empty();
+        marks.decode_into(&mut rest).then_some(())?;
+        rest.is_empty().then_some((dedup, marks))
+    }
+}
+
+/// Dedup and watermark state, carried from segment to segment and committed with each load.
 #[derive(Debug)]
 pub struct Processor {
-    dedup: Dedup,
+    dedup: ShardWindows,
     watermarks: Watermarks,
     totals: SegmentCounts,
     segments: u64,
+    settings: StateSettings,
+    /// The last committed state: its generation and bytes, what a failed segment returns to.
+    committed: Option<(u64, Bytes)>,
+    /// Whether the committed state has been read from the warehouse and store.
+    restored: bool,
+    /// Per shard, the last sequence number of a segment that failed: its retry is cut at the
+    /// same record, so the RAW and STAGING objects it wrote are written again, not left beside
+    /// a differently cut copy.
+    retry_cut: BTreeMap<String, u64>,
 }
 
 fn quarantined(field: &str, reason: String, data: &[u8]) -> Verdict {
@@ -130,16 +236,110 @@ fn quarantined(field: &str, reason: String, data: &[u8]) -> Verdict {
 
 impl Processor {
     pub fn new(cfg: &StreamConfig) -> Processor {
+        let w = &cfg.watermark;
+        let settings = StateSettings {
+            window_secs: cfg.dedup.window_secs,
+            // The bound is over all shards: each shard's window holds its share.
+            max_ids: usize::try_from(cfg.dedup.max_ids / u64::from(cfg.shards.max(1)))
+                .unwrap_or(usize::MAX),
+            out_of_order_ms: w.out_of_orderness_ms,
+            lateness_ms: w.allowed_lateness_secs.saturating_mul(1000),
+            idle_ms: w.idle_timeout_secs.saturating_mul(1000),
+            max_future_skew_ms: i64::try_from(w.max_future_skew_secs.saturating_mul(1000))
+                .unwrap_or(i64::MAX),
+        };
+        let (dedup, watermarks) = settings.empty();
         Processor {
-            dedup: Dedup::new(cfg.dedup.window_secs, 12, cfg.dedup.max_ids as usize),
-            watermarks: Watermarks::new(
-                cfg.watermark.out_of_orderness_ms,
-                cfg.watermark.allowed_lateness_secs * 1000,
-                cfg.watermark.idle_timeout_secs * 1000,
-            ),
+            dedup,
+            watermarks,
             totals: SegmentCounts::default(),
             segments: 0,
+            settings,
+            committed: None,
+            restored: false,
+            retry_cut: BTreeMap::new(),
         }
+    }
+
+    /// The state as bytes: what `state/stream/gen-<n>.bin` holds.
+    fn encode_state(&self) -> Bytes {
+        let mut out = Vec::with_capacity(64 + self.dedup.stats().tracked as usize * 8);
+        out.extend_from_slice(STATE_MAGIC);
+        self.dedup.encode(&mut out);
+        self.watermarks.encode(&mut out);
+        Bytes::from(out)
+    }
+
+    /// Back to the last committed state (empty if none), after a segment failed. The next
+    /// drain reads the committed generation again from the warehouse: a failure reported after
+    /// the warehouse did commit (a lost reply) then resumes from what really committed.
+    fn rollback(&mut self) {
+        self.restored = false;
+        let state = self
+            .committed
+            .as_ref()
+            .and_then(|(_, b)| self.settings.decode(b));
+        let (dedup, watermarks) = state.unwrap_or_else(|| self.settings.empty());
+        self.dedup = dedup;
+        self.watermarks = watermarks;
+    }
+
+    /// Read the committed stream state once: the generation `ops.stream_state` names, from
+    /// the store. A warehouse from before the state was kept starts empty, as it always did.
+    pub async fn restore(&mut self, store: &dyn ObjectStore, wh: &dyn Warehouse) -> Result<()> {
+        if self.restored {
+            return Ok(());
+        }
+        let rows = wh
+            .query(&format!(
+                "SELECT CAST(generation AS BIGINT) FROM ops.stream_state WHERE name = '{}'",
+                warehouse::schema::STREAM_STATE
+            ))
+            .await?;
+        self.restored = true;
+        let Some(generation) = rows
+            .first()
+            .and_then(|r| r.first().cloned().flatten())
+            .and_then(|g| g.parse::<u64>().ok())
+        else {
+            return Ok(());
+        };
+        let key = zones::stream_state_key(generation);
+        let read = match store.get(&key).await {
+            Ok(bytes) => self
+                .settings
+                .decode(&bytes)
+                .map(|state| (state, bytes))
+                .ok_or_else(|| "cut short or of another format".to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        let ((dedup, watermarks), bytes) = match read {
+            Ok(r) => r,
+            Err(why) => {
+                // Nothing is lost (checkpoints and data are in the warehouse), but until the
+                // window refills a resend may be staged again and lateness starts afresh.
+                tracing::error!(
+                    key = %key,
+                    error = %why,
+                    "the committed stream state is unreadable: starting with an empty dedup \
+                     window and watermarks"
+                );
+                let (dedup, watermarks) = self.settings.empty();
+                self.dedup = dedup;
+                self.watermarks = watermarks;
+                self.committed = Some((generation, self.encode_state()));
+                return Ok(());
+            }
+        };
+        tracing::debug!(
+            generation,
+            ids = dedup.stats().tracked,
+            "stream state restored"
+        );
+        self.dedup = dedup;
+        self.watermarks = watermarks;
+        self.committed = Some((generation, bytes));
+        Ok(())
     }
 
     /// Judge one raw record as the consumer does (parse, validate, dedup, watermark) and say
@@ -157,7 +357,10 @@ impl Processor {
         let arrival = DateTime::<Utc>::from_timestamp_millis(r.arrival_ms).unwrap_or_default();
         let inc: Incoming = match serde_json::from_slice(&r.data) {
             Ok(i) => i,
-            Err(e) => return quarantined("record", format!("not an event: {e}"), &r.data),
+            Err(e) => {
+                let (field, reason) = diagnose(&r.data, &e);
+                return quarantined(&field, reason, &r.data);
+            }
         };
         let event_type = match inc.event_type.parse() {
             Ok(t) => t,
@@ -177,7 +380,28 @@ impl Processor {
             return quarantined(&e.field, e.reason, &r.data);
         }
         let event_ms = event.event_time.timestamp_millis();
-        if !self.dedup.first_seen(event.event_id.as_bytes(), event_ms) {
+        // An event from the future would hold every later event behind its watermark.
+        let ahead = event_ms.saturating_sub(r.arrival_ms);
+        if ahead > self.settings.max_future_skew_ms {
+            return quarantined(
+                "event_time",
+                format!(
+                    "{} is {}s ahead of its arrival {} (more than \
+                     stream.watermark.max_future_skew_secs = {})",
+                    event
+                        .event_time
+                        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    ahead / 1000,
+                    arrival.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    self.settings.max_future_skew_ms / 1000
+                ),
+                &r.data,
+            );
+        }
+        if !self
+            .dedup
+            .first_seen(shard, event.event_id.as_bytes(), event_ms)
+        {
             return Verdict::Duplicate;
         }
         if self.watermarks.observe(shard, event_ms, r.arrival_ms) {
@@ -188,8 +412,24 @@ impl Processor {
 
     /// Process one segment of `shard` (records in sequence order) into the zones and the
     /// warehouse. Returns its counts.
-    /// `commit` moves the shard's checkpoint with the load (a replay never moves it back).
+    /// `commit` moves the shard's checkpoint, and commits the stream state, with the load (a
+    /// replay never moves it back). On any error the state is the last committed one again.
     pub async fn segment(
+        &mut self,
+        store: &dyn ObjectStore,
+        wh: Option<&dyn Warehouse>,
+        shard: &str,
+        records: &[Record],
+        commit: bool,
+    ) -> Result<SegmentCounts> {
+        let result = self.try_segment(store, wh, shard, records, commit).await;
+        if result.is_err() {
+            self.rollback();
+        }
+        result
+    }
+
+    async fn try_segment(
         &mut self,
         store: &dyn ObjectStore,
         wh: Option<&dyn Warehouse>,
@@ -268,21 +508,45 @@ impl Processor {
         if bad_put?.is_some() {
             tracing::warn!(shard, count = bad.len(), key = %bad_key, "stream records quarantined");
         }
+        // The state after this segment, written under the next generation; it becomes the
+        // committed state only with the load below.
+        let state = commit.then(|| self.encode_state());
+        let generation = self.committed.as_ref().map_or(1, |(g, _)| g + 1);
         if let Some(wh) = wh {
+            let stream_commit = match &state {
+                Some(bytes) => {
+                    store
+                        .put(&zones::stream_state_key(generation), bytes.clone())
+                        .await?;
+                    Some(StreamCommit {
+                        shard: shard.to_string(),
+                        raw_key: raw_key.clone(),
+                        first_seq: first.seq,
+                        last_seq: last.seq,
+                        counts,
+                        state_generation: Some(generation),
+                    })
+                }
+                None => None,
+            };
             let file = StagedFile {
                 sha256: sha256_hex(&body),
                 key: staging_key,
                 entity: "events".into(),
                 body,
                 source: "stream".into(),
-                checkpoint: commit.then(|| (shard.to_string(), last.seq)),
+                checkpoint: stream_commit.clone(),
             };
             let outcome = wh.load(&file).await?;
-            if outcome.skipped && commit {
-                // Already loaded (a replay): the checkpoint still moves, on its own.
-                wh.execute_tx(warehouse::schema::checkpoint_sql(shard, last.seq))
+            if let (true, Some(c)) = (outcome.skipped, &stream_commit) {
+                // The same bytes were loaded before (an empty STAGING object, or a replay):
+                // the checkpoint, counts and state still commit, on their own.
+                wh.execute_tx(warehouse::schema::stream_commit_sql(c))
                     .await?;
             }
+        }
+        if let Some(bytes) = state {
+            self.adopt(store, generation, bytes, wh.is_some()).await;
         }
         self.totals.add(&counts);
         self.segments += 1;
@@ -298,21 +562,41 @@ impl Processor {
         segment_records: usize,
     ) -> Result<SegmentCounts> {
         let mut checkpoints = match wh {
-            Some(w) => checkpoints(w).await?,
+            Some(w) => {
+                self.restore(store, w).await?;
+                checkpoints(w).await?
+            }
             None => BTreeMap::new(),
         };
         let mut total = SegmentCounts::default();
         for shard in log.shards() {
             loop {
                 let after = checkpoints.get(&shard).copied();
-                let records = log.read(&shard, after, segment_records.max(1)).await?;
+                let mut records = log.read(&shard, after, segment_records.max(1)).await?;
+                if let Some(&cut) = self.retry_cut.get(&shard) {
+                    if after.is_none_or(|a| a < cut) {
+                        records.retain(|r| r.seq <= cut);
+                    }
+                }
                 let Some(last) = records.last().map(|r| r.seq) else {
                     break;
                 };
-                let c = self.segment(store, wh, &shard, &records, true).await?;
-                total.add(&c);
+                match self.segment(store, wh, &shard, &records, true).await {
+                    Ok(c) => {
+                        self.retry_cut.remove(&shard);
+                        total.add(&c);
+                    }
+                    Err(e) => {
+                        self.retry_cut.insert(shard.clone(), last);
+                        return Err(e);
+                    }
+                }
                 checkpoints.insert(shard.clone(), last);
             }
+        }
+        match wh {
+            Some(w) if self.watermarks.is_frozen() => self.end_micro_batch(store, w).await?,
+            _ => self.watermarks.thaw(),
         }
         if let (Some(wh), true) = (wh, total.records > 0) {
             wh.execute_tx(watermarks_sql(
@@ -321,6 +605,77 @@ impl Processor {
             .await?;
         }
         Ok(total)
+    }
+
+    /// Drain a bounded input (a file just fed to the log) as one micro-batch: every record is
+    /// judged against the watermarks as they stood before it; they advance for what follows.
+    pub async fn drain_micro_batch(
+        &mut self,
+        log: &dyn StreamLog,
+        store: &dyn ObjectStore,
+        wh: Option<&dyn Warehouse>,
+        segment_records: usize,
+    ) -> Result<SegmentCounts> {
+        if let Some(w) = wh {
+            self.restore(store, w).await?;
+        }
+        // A batch cut short by a failure is still frozen in the committed state: it goes on
+        // against the watermarks it began with.
+        if !self.watermarks.is_frozen() {
+            self.watermarks.freeze();
+        }
+        self.drain(log, store, wh, segment_records).await
+    }
+
+    /// The batch is drained: back to per-record watermarks, and commit that (a state of its
+    /// own generation) when the committed state is still the frozen one.
+    async fn end_micro_batch(&mut self, store: &dyn ObjectStore, wh: &dyn Warehouse) -> Result<()> {
+        let committed_frozen = self.committed.is_some() && {
+            let (_, marks) = self
+                .committed
+                .as_ref()
+                .and_then(|(_, b)| self.settings.decode(b))
+                .unwrap_or_else(|| self.settings.empty());
+            marks.is_frozen()
+        };
+        self.watermarks.thaw();
+        if !committed_frozen {
+            return Ok(());
+        }
+        let generation = self.committed.as_ref().map_or(1, |(g, _)| g + 1);
+        let bytes = self.encode_state();
+        let written = async {
+            store
+                .put(&zones::stream_state_key(generation), bytes.clone())
+                .await?;
+            wh.execute_tx(warehouse::schema::stream_state_sql(generation))
+                .await
+        }
+        .await;
+        if let Err(e) = written {
+            self.rollback();
+            return Err(e);
+        }
+        self.adopt(store, generation, bytes, true).await;
+        Ok(())
+    }
+
+    /// `bytes` committed as `generation` become what a failure returns to; the object of the
+    /// generation they supersede is deleted when it was persisted (only the committed one is
+    /// ever read).
+    async fn adopt(
+        &mut self,
+        store: &dyn ObjectStore,
+        generation: u64,
+        bytes: Bytes,
+        persisted: bool,
+    ) {
+        let previous = self.committed.replace((generation, bytes));
+        if let (true, Some((old, _))) = (persisted, previous) {
+            if let Err(e) = store.delete(&zones::stream_state_key(old)).await {
+                tracing::warn!(error = %e, generation = old, "old stream state not deleted");
+            }
+        }
     }
 
     pub async fn status(
@@ -373,7 +728,7 @@ impl Processor {
         })
     }
 
-    pub fn dedup(&self) -> &Dedup {
+    pub fn dedup(&self) -> &ShardWindows {
         &self.dedup
     }
 }

@@ -8,9 +8,9 @@ use bytes::Bytes;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::consumer::{self, Processor, ReplayReport, StreamStatus};
-use super::local::LocalLog;
+use super::local::{LocalLog, MAX_RECORD_BYTES};
 use super::StreamLog;
-use crate::batch::stage::to_ndjson;
+use crate::batch::stage::{to_ndjson, Quarantined};
 use crate::config::{Config, StreamBackend, StreamConfig};
 use crate::domain::Event;
 use crate::error::{Error, Result};
@@ -103,20 +103,24 @@ impl StreamRunner {
                 self.generated_until = Some(now);
             }
         }
-        let read = self.drain(store, wh).await?;
+        let read = self.drain(store, wh, false).await?;
         Ok(format!("stream: {generated} generated; {read}"))
     }
 
-    /// Drain every shard, refresh the models; what was read, in words.
+    /// Drain every shard (a file's records as one micro-batch), refresh the models; what was
+    /// read, in words.
     async fn drain(
         &mut self,
         store: &dyn ObjectStore,
         wh: Option<&dyn Warehouse>,
+        micro_batch: bool,
     ) -> Result<String> {
-        let c = self
-            .processor
-            .drain(self.log.as_ref(), store, wh, self.segment_records)
-            .await?;
+        let (log, n) = (self.log.as_ref(), self.segment_records);
+        let c = if micro_batch {
+            self.processor.drain_micro_batch(log, store, wh, n).await?
+        } else {
+            self.processor.drain(log, store, wh, n).await?
+        };
         if let Some(wh) = wh {
             warehouse::refresh_models(wh, self.lookback_days).await?;
         }
@@ -127,7 +131,9 @@ impl StreamRunner {
     }
 
     /// `ingest events FILE`: the file lands in RAW as received (a file already there is a
-    /// duplicate: skipped), its lines go through the log like any stream record.
+    /// duplicate: skipped), its lines go through the log like any stream record and are judged
+    /// as one micro-batch (against the watermarks as they stood before the file). A line over
+    /// the stream's record limit is quarantined with its line number; the rest go on.
     pub async fn ingest_file(
         &mut self,
         store: &dyn ObjectStore,
@@ -139,7 +145,7 @@ impl StreamRunner {
         if store.head(&raw_key).await?.is_some() {
             tracing::info!(raw_key = %raw_key, "duplicate file: already ingested, skipped");
             // A crash after RAW but before the drain left its records in the log: finish them.
-            let read = self.drain(store, wh).await?;
+            let read = self.drain(store, wh, true).await?;
             return Ok(format!(
                 "duplicate file: {raw_key} was already ingested; not fed again ({read})"
             ));
@@ -148,12 +154,30 @@ impl StreamRunner {
         // dedup and the MERGE absorb; the other order could lose it.
         let mut lines = 0;
         let mut batch = Vec::new();
-        for line in body.split(|b| *b == b'\n') {
+        let mut oversized = Vec::new();
+        for (n, line) in body.split(|b| *b == b'\n').enumerate() {
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
             lines += 1;
-            batch.push((partition_key(line), body.slice_ref(line)));
+            let key = partition_key(line);
+            // Kinesis counts the partition key into its 1 MiB record limit.
+            if line.len() + key.len() > MAX_RECORD_BYTES {
+                oversized.push(Quarantined {
+                    field: "record".into(),
+                    reason: format!(
+                        "line {}: {} bytes, over the stream's record limit of {MAX_RECORD_BYTES} \
+                         bytes (partition key included)",
+                        n + 1,
+                        line.len() + key.len()
+                    ),
+                    record: serde_json::Value::String(
+                        String::from_utf8_lossy(&line[..line.len().min(4096)]).into_owned(),
+                    ),
+                });
+                continue;
+            }
+            batch.push((key, body.slice_ref(line)));
             if batch.len() == 10_000 {
                 self.log.put(std::mem::take(&mut batch)).await?;
             }
@@ -161,9 +185,24 @@ impl StreamRunner {
         if !batch.is_empty() {
             self.log.put(batch).await?;
         }
+        if !oversized.is_empty() {
+            let bad_key = zones::quarantine_key_for(&raw_key, "events")
+                .ok_or_else(|| Error::Other(format!("no quarantine key for {raw_key}")))?;
+            tracing::warn!(count = oversized.len(), key = %bad_key, "oversized lines quarantined");
+            store
+                .put(&bad_key, Bytes::from(to_ndjson(&oversized)))
+                .await?;
+        }
         store.put_if_absent(&raw_key, body).await?;
-        let read = self.drain(store, wh).await?;
-        Ok(format!("ingested {lines} lines from {raw_key}: {read}"))
+        let read = self.drain(store, wh, true).await?;
+        let cut = if oversized.is_empty() {
+            String::new()
+        } else {
+            format!(" ({} over the record limit, quarantined)", oversized.len())
+        };
+        Ok(format!(
+            "ingested {lines} lines{cut} from {raw_key}: {read}"
+        ))
     }
 
     /// Load the late-buffered events whose day is in `from..=to`: each late object's events in

@@ -40,8 +40,9 @@ pub struct StagedFile {
     pub body: bytes::Bytes,
     /// Where the rows came from, e.g. "synthetic" or "fakestore".
     pub source: String,
-    /// For stream segments: (shard, last sequence number), committed with the load.
-    pub checkpoint: Option<(String, u64)>,
+    /// For stream segments: the checkpoint, counts and state generation committed with the
+    /// load.
+    pub checkpoint: Option<crate::ledger::StreamCommit>,
 }
 
 impl StagedFile {
@@ -67,7 +68,7 @@ impl StagedFile {
             rows: rows as u64,
             source: &self.source,
             loaded_at: Utc::now(),
-            checkpoint: self.checkpoint.as_ref().map(|(s, q)| (s.as_str(), *q)),
+            checkpoint: self.checkpoint.as_ref(),
         }
     }
 

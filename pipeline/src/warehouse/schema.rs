@@ -247,6 +247,18 @@ pub fn ddl(d: Dialect) -> Vec<String> {
          status {text} NOT NULL, attempts BIGINT NOT NULL, started_at TIMESTAMP, ended_at TIMESTAMP, \
          error {text})"
     ));
+    // One row per committed stream segment: its counts, which `verify` reconciles.
+    out.push(format!(
+        "CREATE TABLE IF NOT EXISTS ops.segments (raw_key {text} NOT NULL PRIMARY KEY, \
+         shard {text} NOT NULL, first_seq BIGINT NOT NULL, last_seq BIGINT NOT NULL, \
+         records BIGINT NOT NULL, staged BIGINT NOT NULL, duplicates BIGINT NOT NULL, \
+         late BIGINT NOT NULL, quarantined BIGINT NOT NULL, committed_at TIMESTAMP NOT NULL)"
+    ));
+    // The generation of the committed stream-state object (dedup window and watermarks).
+    out.push(format!(
+        "CREATE TABLE IF NOT EXISTS ops.stream_state (name {text} NOT NULL PRIMARY KEY, \
+         generation BIGINT NOT NULL, committed_at TIMESTAMP NOT NULL)"
+    ));
     out.push(format!(
         "CREATE TABLE IF NOT EXISTS ops.watermarks (shard {text} NOT NULL, watermark TIMESTAMP NOT NULL, \
          idle BIGINT NOT NULL, updated_at TIMESTAMP NOT NULL)"
@@ -363,8 +375,8 @@ pub struct LedgerEntry<'a> {
     pub rows: u64,
     pub source: &'a str,
     pub loaded_at: chrono::DateTime<chrono::Utc>,
-    /// A stream checkpoint committed with the load.
-    pub checkpoint: Option<(&'a str, u64)>,
+    /// A stream checkpoint (with the segment's counts and state) committed with the load.
+    pub checkpoint: Option<&'a crate::ledger::StreamCommit>,
 }
 
 /// Move a shard's committed checkpoint (delete + insert: portable, no upsert needed).
@@ -379,6 +391,48 @@ pub fn checkpoint_sql(shard: &str, seq: u64) -> Vec<String> {
         ),
     ]
 }
+
+/// What a stream segment commits with its load: the checkpoint, the segment's counts, and the
+/// stream-state generation (delete + insert each: portable, no upsert needed).
+pub fn stream_commit_sql(c: &crate::ledger::StreamCommit) -> Vec<String> {
+    use super::Cell;
+    let mut out = checkpoint_sql(&c.shard, c.last_seq);
+    let now = literal(&Cell::Time(chrono::Utc::now()));
+    let key = literal(&Cell::Text(c.raw_key.clone()));
+    let n = &c.counts;
+    out.push(format!("DELETE FROM ops.segments WHERE raw_key = {key}"));
+    out.push(format!(
+        "INSERT INTO ops.segments (raw_key, shard, first_seq, last_seq, records, staged, duplicates, \
+         late, quarantined, committed_at) VALUES ({key}, {}, {}, {}, {}, {}, {}, {}, {}, {now})",
+        literal(&Cell::Text(c.shard.clone())),
+        c.first_seq,
+        c.last_seq,
+        n.records,
+        n.staged,
+        n.duplicates,
+        n.late,
+        n.quarantined
+    ));
+    if let Some(g) = c.state_generation {
+        out.extend(stream_state_sql(g));
+    }
+    out
+}
+
+/// Point `ops.stream_state` at generation `g` of the stream-state object.
+pub fn stream_state_sql(g: u64) -> Vec<String> {
+    let now = literal(&super::Cell::Time(chrono::Utc::now()));
+    vec![
+        format!("DELETE FROM ops.stream_state WHERE name = '{STREAM_STATE}'"),
+        format!(
+            "INSERT INTO ops.stream_state (name, generation, committed_at) VALUES \
+             ('{STREAM_STATE}', {g}, {now})"
+        ),
+    ]
+}
+
+/// The one row of `ops.stream_state`.
+pub const STREAM_STATE: &str = "stream";
 
 /// Record an operator action in the audit table.
 pub fn audit_sql(r: &crate::audit::Record) -> Vec<String> {
@@ -415,7 +469,9 @@ pub fn ledger_check(sha256: &str) -> String {
 pub fn load_sql(d: Dialect, spec: &TableSpec, e: &LedgerEntry<'_>) -> (Vec<String>, Vec<String>) {
     use super::Cell;
     let before = scratch_ddl(d, spec);
-    let mut after = vec![merge(spec)];
+    // The days a row moves away from, read before the MERGE moves it.
+    let mut after: Vec<String> = mark_dirty_moved(spec).into_iter().collect();
+    after.push(merge(spec));
     after.extend(mark_dirty(spec));
     after.push(format!("DROP TABLE {}", spec.scratch()));
     let key = literal(&Cell::Text(e.key.to_string()));
@@ -430,8 +486,8 @@ pub fn load_sql(d: Dialect, spec: &TableSpec, e: &LedgerEntry<'_>) -> (Vec<Strin
         literal(&Cell::Text(e.source.to_string())),
         literal(&Cell::Time(e.loaded_at)),
     ));
-    if let Some((shard, seq)) = e.checkpoint {
-        after.extend(checkpoint_sql(shard, seq));
+    if let Some(c) = e.checkpoint {
+        after.extend(stream_commit_sql(c));
     }
     (before, after)
 }
@@ -459,6 +515,25 @@ pub fn merge(spec: &TableSpec) -> String {
         .map(|c| format!("s.{c}"))
         .collect::<Vec<_>>()
         .join(", ");
+    if spec.entity == "events" {
+        // An event is a fact: the first copy of an event_id that reaches STAGING is kept, a
+        // later resend (outside the dedup window, or replayed) never replaces it. Insert-only
+        // is also the same statement on every dialect, with no MERGE needed.
+        let key = spec.key.join(", ");
+        let on = spec
+            .key
+            .iter()
+            .map(|k| format!("t.{k} = d.{k}"))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        return format!(
+            "INSERT INTO {table} ({list}) SELECT {list} FROM (SELECT {list}, ROW_NUMBER() OVER \
+             (PARTITION BY {key} ORDER BY {ORDINAL}) AS rn FROM {scratch}) AS d WHERE rn = 1 AND \
+             NOT EXISTS (SELECT 1 FROM {table} AS t WHERE {on})",
+            table = spec.table(),
+            scratch = spec.scratch(),
+        );
+    }
     format!(
         "MERGE INTO {table} AS t USING (SELECT {list} FROM (SELECT {list}, ROW_NUMBER() OVER \
          (PARTITION BY {key} ORDER BY {ORDINAL} DESC) AS rn FROM {scratch}) AS d WHERE rn = 1) AS s \
@@ -467,6 +542,23 @@ pub fn merge(spec: &TableSpec) -> String {
         key = spec.key.join(", "),
         scratch = spec.scratch(),
     )
+}
+
+/// Mark dirty the days that rows of the scratch table move away from: an order whose
+/// `order_time` changes leaves its old day's figures stale. Events never move: the first copy
+/// of an event_id stays (see `merge`).
+pub fn mark_dirty_moved(spec: &TableSpec) -> Option<String> {
+    if spec.entity != "orders" {
+        return None;
+    }
+    Some(format!(
+        "INSERT INTO ops.dirty_partitions (day) SELECT DISTINCT x.day FROM (SELECT \
+         CAST(t.order_time AS DATE) AS day FROM {table} AS t JOIN {scratch} AS s ON \
+         t.order_id = s.order_id WHERE CAST(t.order_time AS DATE) <> CAST(s.order_time AS DATE)) \
+         AS x WHERE NOT EXISTS (SELECT 1 FROM ops.dirty_partitions AS p WHERE p.day = x.day)",
+        table = spec.table(),
+        scratch = spec.scratch()
+    ))
 }
 
 /// Mark the days a load touches dirty (orders by order day; order items by their order's day;
