@@ -291,7 +291,7 @@ async fn the_copy_scratch_table_fills_its_own_source_key() {
          'placed', 100, 1)"
             .into(),
     );
-    sql.push(schema::merge(&spec));
+    sql.push(schema::merge(Dialect::Redshift, &spec));
     tx(&pg, &sql).await;
     let got = rows(&pg, "SELECT order_id, source_key FROM staging.orders").await;
     assert_eq!(

@@ -471,7 +471,7 @@ pub fn load_sql(d: Dialect, spec: &TableSpec, e: &LedgerEntry<'_>) -> (Vec<Strin
     let before = scratch_ddl(d, spec);
     // The days a row moves away from, read before the MERGE moves it.
     let mut after: Vec<String> = mark_dirty_moved(spec).into_iter().collect();
-    after.push(merge(spec));
+    after.push(merge(d, spec));
     after.extend(mark_dirty(spec));
     after.push(format!("DROP TABLE {}", spec.scratch()));
     let key = literal(&Cell::Text(e.key.to_string()));
@@ -494,7 +494,7 @@ pub fn load_sql(d: Dialect, spec: &TableSpec, e: &LedgerEntry<'_>) -> (Vec<Strin
 
 /// MERGE the scratch table into the STAGING table: deduplicated on the natural key, then the
 /// two-clause form that DuckDB, Redshift and PostgreSQL 15 all accept.
-pub fn merge(spec: &TableSpec) -> String {
+pub fn merge(d: Dialect, spec: &TableSpec) -> String {
     let mut cols: Vec<&str> = spec.columns.iter().map(|c| c.name).collect();
     cols.push(SOURCE_KEY);
     let list = cols.join(", ");
@@ -517,19 +517,30 @@ pub fn merge(spec: &TableSpec) -> String {
         .join(", ");
     if spec.entity == "events" {
         // An event is a fact: the first copy of an event_id that reaches STAGING is kept, a
-        // later resend (outside the dedup window, or replayed) never replaces it. Insert-only
-        // is also the same statement on every dialect, with no MERGE needed.
+        // later resend (outside the dedup window, or replayed) never replaces it. So an insert
+        // of the ids not there yet: DuckDB probes the key's index per row (an anti-join would
+        // scan the whole growing table every load); Redshift has no ON CONFLICT.
         let key = spec.key.join(", ");
-        let on = spec
-            .key
-            .iter()
-            .map(|k| format!("t.{k} = d.{k}"))
-            .collect::<Vec<_>>()
-            .join(" AND ");
+        let absent = match d {
+            Dialect::DuckDb => " ON CONFLICT DO NOTHING".to_string(),
+            Dialect::Redshift => format!(
+                " AND NOT EXISTS (SELECT 1 FROM {} AS t WHERE {})",
+                spec.table(),
+                spec.key
+                    .iter()
+                    .map(|k| format!("t.{k} = d.{k}"))
+                    .collect::<Vec<_>>()
+                    .join(" AND ")
+            ),
+        };
+        let (rest, conflict) = match d {
+            Dialect::DuckDb => (String::new(), absent),
+            Dialect::Redshift => (absent, String::new()),
+        };
         return format!(
             "INSERT INTO {table} ({list}) SELECT {list} FROM (SELECT {list}, ROW_NUMBER() OVER \
-             (PARTITION BY {key} ORDER BY {ORDINAL}) AS rn FROM {scratch}) AS d WHERE rn = 1 AND \
-             NOT EXISTS (SELECT 1 FROM {table} AS t WHERE {on})",
+             (PARTITION BY {key} ORDER BY {ORDINAL}) AS rn FROM {scratch}) AS d WHERE rn = 1\
+             {rest}{conflict}",
             table = spec.table(),
             scratch = spec.scratch(),
         );
@@ -593,7 +604,7 @@ mod tests {
 
     #[test]
     fn merge_dedups_the_source_and_uses_the_two_clause_form() {
-        let sql = merge(&ORDER_ITEMS);
+        let sql = merge(Dialect::Redshift, &ORDER_ITEMS);
         assert!(
             sql.starts_with("MERGE INTO staging.order_items AS t USING"),
             "{sql}"
