@@ -1,5 +1,5 @@
-//! `ecom-pipeline`: the whole ecomops core, with no terminal code. See ARCHITECTURE.md for the
-//! layout; each module is named for the one concern it handles.
+//! `ecom-pipeline`: the whole ecomops core, with no terminal code. See `docs/ARCHITECTURE.md`
+//! for the layout; each module is named for the one concern it handles.
 
 pub mod alerts;
 pub mod audit;

@@ -390,7 +390,11 @@ impl Pipeline {
                 }
             }
         }
-        match self.stream.status(self.warehouse.as_deref()).await {
+        match self
+            .stream
+            .status(self.store.as_ref(), self.warehouse.as_deref())
+            .await
+        {
             Ok(s) => self.stream_status = Some(s),
             Err(e) => tracing::warn!(error = %e, "could not read stream statistics"),
         }

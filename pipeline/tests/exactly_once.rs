@@ -256,8 +256,15 @@ async fn stream_state_survives_the_process() {
     .unwrap();
     drop(first);
 
-    // Another process: a resend of e1, and an event three hours behind the watermark.
+    // Another process: status shows the committed state before it drains anything; then a
+    // resend of e1, and an event three hours behind the watermark.
     let mut second = rig.process().await;
+    let st = second
+        .status(rig.store.as_ref(), Some(rig.wh.as_ref()))
+        .await
+        .unwrap();
+    assert_eq!(st.dedup.tracked, 2, "{st:?}");
+    assert!(st.watermarks.global_ms.is_some(), "{st:?}");
     rig.ingest(
         &mut second,
         &[ev("e1", now - secs(60)), ev("e3", now - secs(3 * 3600))],

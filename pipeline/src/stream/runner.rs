@@ -287,7 +287,19 @@ impl StreamRunner {
         }
     }
 
-    pub async fn status(&self, wh: Option<&dyn Warehouse>) -> Result<StreamStatus> {
+    /// The stream's status; the dedup and watermark figures are the committed state's even
+    /// before this process drained anything (a `status` of its own, a fresh start).
+    pub async fn status(
+        &mut self,
+        store: &dyn ObjectStore,
+        wh: Option<&dyn Warehouse>,
+    ) -> Result<StreamStatus> {
+        if let Some(w) = wh {
+            // A warehouse older than the state table (opened read-only) has none to show.
+            if let Err(e) = self.processor.restore(store, w).await {
+                tracing::debug!(error = %e, "no committed stream state to show");
+            }
+        }
         self.processor.status(self.log.as_ref(), wh).await
     }
 }
