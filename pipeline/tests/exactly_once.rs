@@ -278,6 +278,28 @@ async fn stream_state_survives_the_process() {
     assert_clean(&rig.verify().await);
 }
 
+/// A committed state object that is gone (deleted by hand) is reported and the stream goes on
+/// with an empty window: nothing is lost, the checkpoints and data are in the warehouse.
+#[tokio::test]
+async fn a_lost_state_object_is_reported_and_the_stream_goes_on() {
+    let rig = Rig::new(1, 100).await;
+    let now = Utc::now();
+    let mut first = rig.process().await;
+    rig.ingest(&mut first, &run("a", 10, now - secs(100)))
+        .await
+        .unwrap();
+    for m in rig.store.list("state/").await.unwrap() {
+        rig.store.delete(&m.key).await.unwrap();
+    }
+    let mut second = rig.process().await;
+    rig.ingest(&mut second, &run("b", 10, now - secs(50)))
+        .await
+        .unwrap();
+    assert_eq!(rig.totals().await, [20, 20, 0, 0, 0]);
+    assert_eq!(rig.store.list("state/").await.unwrap().len(), 1);
+    assert_clean(&rig.verify().await);
+}
+
 /// Repro 4: one event 23 h in the future used to send every later event to the late buffer.
 #[tokio::test]
 async fn an_event_from_the_future_is_quarantined_and_moves_no_watermark() {

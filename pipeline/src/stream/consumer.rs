@@ -296,12 +296,12 @@ impl Processor {
                 warehouse::schema::STREAM_STATE
             ))
             .await?;
-        self.restored = true;
         let Some(generation) = rows
             .first()
             .and_then(|r| r.first().cloned().flatten())
             .and_then(|g| g.parse::<u64>().ok())
         else {
+            self.restored = true;
             return Ok(());
         };
         let key = zones::stream_state_key(generation);
@@ -311,8 +311,11 @@ impl Processor {
                 .decode(&bytes)
                 .map(|state| (state, bytes))
                 .ok_or_else(|| "cut short or of another format".to_string()),
-            Err(e) => Err(e.to_string()),
+            Err(e @ (Error::NotFound(_) | Error::ChecksumMismatch { .. })) => Err(e.to_string()),
+            // A store that does not answer now: the drain fails and is tried again.
+            Err(e) => return Err(e),
         };
+        self.restored = true;
         let ((dedup, watermarks), bytes) = match read {
             Ok(r) => r,
             Err(why) => {
