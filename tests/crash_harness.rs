@@ -1,9 +1,9 @@
 //! Crash harness: a deterministic workload (a seeded batch source; two NDJSON event files with
 //! duplicates, out-of-order, late and malformed events; a cycle; a backfill) run once without
 //! interruption, and once with SIGKILL at random moments of every step (each step restarted
-//! until it completes). The final CURATED tables and metrics must be equal and `verify` clean:
-//! nothing lost, nothing doubled. `ECOMOPS_CRASH_POINTS` sets the number of kills (50 here;
-//! `scripts/crash.sh` runs 500); `ECOMOPS_CRASH_SEED` replays a run.
+//! until it completes). The final CURATED tables, metrics and the staged and late event ids must
+//! be equal and `verify` clean: nothing lost, nothing doubled. `ECOMOPS_CRASH_POINTS` sets the
+//! number of kills (50 here; `scripts/crash.sh` runs 500); `ECOMOPS_CRASH_SEED` replays a run.
 
 mod support {
     pub mod workload;
@@ -85,4 +85,10 @@ fn sigkill_anywhere_loses_nothing_and_doubles_nothing() {
         "CURATED/STAGING row counts differ (seed {seed})"
     );
     assert_eq!(got.0, expected.0, "metrics differ (seed {seed})");
+    // Record by record: the same events staged and buffered late as the clean run.
+    assert_eq!(
+        crashed.stream_sets(),
+        clean.stream_sets(),
+        "staged or late event ids differ (seed {seed})"
+    );
 }

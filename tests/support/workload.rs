@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -123,6 +124,34 @@ impl Workload {
             self.dir.display()
         );
         start.elapsed()
+    }
+
+    /// The event ids in STAGING and in the late buffer of the local store (the stream's
+    /// classification, object by object, not only its counts).
+    pub fn stream_sets(&self) -> (BTreeSet<String>, BTreeSet<String>) {
+        let ids = |prefix: &str| -> BTreeSet<String> {
+            let mut out = BTreeSet::new();
+            let mut dirs = vec![self.dir.join("store").join(prefix)];
+            while let Some(d) = dirs.pop() {
+                let Ok(entries) = std::fs::read_dir(&d) else {
+                    continue;
+                };
+                for e in entries.flatten() {
+                    let path = e.path();
+                    if path.is_dir() {
+                        dirs.push(path);
+                    } else if path.extension().is_some_and(|x| x == "ndjson") {
+                        let body = std::fs::read_to_string(&path).unwrap();
+                        for line in body.lines().filter(|l| !l.is_empty()) {
+                            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                            out.insert(v["event_id"].as_str().unwrap().to_string());
+                        }
+                    }
+                }
+            }
+            out
+        };
+        (ids("staging/events"), ids("late/events"))
     }
 
     /// Final state: verify passes; metrics and CURATED row counts.
