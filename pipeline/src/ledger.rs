@@ -22,11 +22,6 @@ impl SegmentCounts {
         self.late += o.late;
         self.quarantined += o.quarantined;
     }
-
-    /// Every record is in exactly one of the four outcomes.
-    pub fn balanced(&self) -> bool {
-        self.staged + self.duplicates + self.late + self.quarantined == self.records
-    }
 }
 
 /// What a stream segment commits together with its STAGING load.

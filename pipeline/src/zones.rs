@@ -114,6 +114,11 @@ pub fn staging_key_for(raw_key: &str, entity: &str) -> Option<String> {
     Some(format!("staging/{entity}/{}", with_ext(rest, "ndjson")))
 }
 
+/// The late-buffer key derived from a RAW stream segment key: `late/events/<rest>`.
+pub fn late_key_for(raw_key: &str) -> Option<String> {
+    staging_key_for(raw_key, "events").map(|k| format!("late/{}", &k["staging/".len()..]))
+}
+
 /// The quarantine key derived from a RAW key.
 pub fn quarantine_key_for(raw_key: &str, entity: &str) -> Option<String> {
     let rest = raw_key.strip_prefix("raw/")?;

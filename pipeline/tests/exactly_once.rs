@@ -480,6 +480,45 @@ async fn a_history_file_is_one_micro_batch() {
     assert_clean(&rig.verify().await);
 }
 
+/// A history file cut short by a failure after its first segment committed goes on, in the
+/// next cycle of another process, against the watermarks it began with; then they advance.
+#[tokio::test]
+async fn a_file_cut_short_goes_on_against_the_same_watermarks() {
+    let rig = Rig::new(1, 50).await;
+    let now = Utc::now();
+    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(5);
+    let lines: Vec<String> = (0..150)
+        .map(|i| {
+            let back = rand::Rng::random_range(&mut rng, 0..30 * 86_400);
+            ev(&format!("h{i}"), now - secs(back))
+        })
+        .collect();
+    let mut p = rig.process().await;
+    // The file's RAW object, then the first segment's RAW, STAGING and state; then nothing.
+    rig.faults.fail_after_writes(Some(4));
+    assert!(rig.ingest(&mut p, &lines).await.is_err());
+    rig.faults.fail_after_writes(None);
+    assert_eq!(
+        rig.totals().await,
+        [50, 50, 0, 0, 0],
+        "one segment committed"
+    );
+
+    let mut next = rig.process().await;
+    rig.cycle(&mut next).await.unwrap();
+    assert_eq!(
+        rig.totals().await,
+        [150, 150, 0, 0, 0],
+        "nothing in the file is late"
+    );
+    // The batch ended: the watermarks advanced past the file.
+    rig.ingest(&mut next, &run("o", 10, now - Duration::days(40)))
+        .await
+        .unwrap();
+    assert_eq!(rig.totals().await, [160, 150, 0, 10, 0]);
+    assert_clean(&rig.verify().await);
+}
+
 /// One line over the record limit is quarantined with its line number; the rest go on.
 #[tokio::test]
 async fn an_oversized_line_is_quarantined_with_its_line_number() {

@@ -206,6 +206,15 @@ impl StateSettings {
     }
 }
 
+/// The committed stream state: its generation, its bytes, and whether a micro-batch was being
+/// judged in it (so the end of the batch has a thaw to commit).
+#[derive(Debug)]
+struct Committed {
+    generation: u64,
+    bytes: Bytes,
+    frozen: bool,
+}
+
 /// Dedup and watermark state, carried from segment to segment and committed with each load.
 #[derive(Debug)]
 pub struct Processor {
@@ -214,8 +223,8 @@ pub struct Processor {
     totals: SegmentCounts,
     segments: u64,
     settings: StateSettings,
-    /// The last committed state: its generation and bytes, what a failed segment returns to.
-    committed: Option<(u64, Bytes)>,
+    /// The last committed state, what a failed segment returns to.
+    committed: Option<Committed>,
     /// Whether the committed state has been read from the warehouse and store.
     restored: bool,
     /// Per shard, the last sequence number of a segment that failed: its retry is cut at the
@@ -278,7 +287,7 @@ impl Processor {
         let state = self
             .committed
             .as_ref()
-            .and_then(|(_, b)| self.settings.decode(b));
+            .and_then(|c| self.settings.decode(&c.bytes));
         let (dedup, watermarks) = state.unwrap_or_else(|| self.settings.empty());
         self.dedup = dedup;
         self.watermarks = watermarks;
@@ -330,7 +339,11 @@ impl Processor {
                 let (dedup, watermarks) = self.settings.empty();
                 self.dedup = dedup;
                 self.watermarks = watermarks;
-                self.committed = Some((generation, self.encode_state()));
+                self.committed = Some(Committed {
+                    generation,
+                    bytes: self.encode_state(),
+                    frozen: false,
+                });
                 return Ok(());
             }
         };
@@ -341,7 +354,11 @@ impl Processor {
         );
         self.dedup = dedup;
         self.watermarks = watermarks;
-        self.committed = Some((generation, bytes));
+        self.committed = Some(Committed {
+            generation,
+            bytes,
+            frozen: self.watermarks.is_frozen(),
+        });
         Ok(())
     }
 
@@ -481,7 +498,7 @@ impl Processor {
         }
         let body = Bytes::from(out);
         // STAGING, late and quarantine objects are independent: write them together.
-        let late_key = late_key_for(&raw_key).ok_or_else(missing)?;
+        let late_key = zones::late_key_for(&raw_key).ok_or_else(missing)?;
         let bad_key = zones::quarantine_key_for(&raw_key, "events").ok_or_else(missing)?;
         let (staging_put, late_put, bad_put) = futures::join!(
             store.put(&staging_key, body.clone()),
@@ -514,7 +531,7 @@ impl Processor {
         // The state after this segment, written under the next generation; it becomes the
         // committed state only with the load below.
         let state = commit.then(|| self.encode_state());
-        let generation = self.committed.as_ref().map_or(1, |(g, _)| g + 1);
+        let generation = self.committed.as_ref().map_or(1, |c| c.generation + 1);
         if let Some(wh) = wh {
             let stream_commit = match &state {
                 Some(bytes) => {
@@ -633,19 +650,11 @@ impl Processor {
     /// The batch is drained: back to per-record watermarks, and commit that (a state of its
     /// own generation) when the committed state is still the frozen one.
     async fn end_micro_batch(&mut self, store: &dyn ObjectStore, wh: &dyn Warehouse) -> Result<()> {
-        let committed_frozen = self.committed.is_some() && {
-            let (_, marks) = self
-                .committed
-                .as_ref()
-                .and_then(|(_, b)| self.settings.decode(b))
-                .unwrap_or_else(|| self.settings.empty());
-            marks.is_frozen()
-        };
         self.watermarks.thaw();
-        if !committed_frozen {
+        if !self.committed.as_ref().is_some_and(|c| c.frozen) {
             return Ok(());
         }
-        let generation = self.committed.as_ref().map_or(1, |(g, _)| g + 1);
+        let generation = self.committed.as_ref().map_or(1, |c| c.generation + 1);
         let bytes = self.encode_state();
         let written = async {
             store
@@ -673,8 +682,18 @@ impl Processor {
         bytes: Bytes,
         persisted: bool,
     ) {
-        let previous = self.committed.replace((generation, bytes));
-        if let (true, Some((old, _))) = (persisted, previous) {
+        let previous = self.committed.replace(Committed {
+            generation,
+            bytes,
+            frozen: self.watermarks.is_frozen(),
+        });
+        if let (
+            true,
+            Some(Committed {
+                generation: old, ..
+            }),
+        ) = (persisted, previous)
+        {
             if let Err(e) = store.delete(&zones::stream_state_key(old)).await {
                 tracing::warn!(error = %e, generation = old, "old stream state not deleted");
             }
@@ -980,11 +999,6 @@ pub fn watermarks_sql(w: &WatermarkStatus) -> Vec<String> {
         ));
     }
     out
-}
-
-/// `late/events/<rest of the RAW key>`.
-pub fn late_key_for(raw_key: &str) -> Option<String> {
-    zones::staging_key_for(raw_key, "events").map(|k| format!("late/{}", &k["staging/".len()..]))
 }
 
 /// Committed checkpoints by shard.

@@ -228,12 +228,12 @@ fn nonempty_lines(body: &[u8]) -> impl Iterator<Item = &[u8]> {
 
 /// Lines of an object, 0 when it does not exist.
 async fn object_lines(store: &dyn ObjectStore, key: &str) -> Result<(usize, Option<bytes::Bytes>)> {
-    match store.head(key).await? {
-        Some(_) => {
-            let body = store.get(key).await?;
-            Ok((nonempty_lines(&body).count(), Some(body)))
-        }
-        None => Ok((0, None)),
+    // One GET (no HEAD first): absent is an answer, not an error; a damaged object is reported
+    // by the STAGING checks as a partial write.
+    match store.get(key).await {
+        Ok(body) => Ok((nonempty_lines(&body).count(), Some(body))),
+        Err(crate::Error::NotFound(_) | crate::Error::ChecksumMismatch { .. }) => Ok((0, None)),
+        Err(e) => Err(e),
     }
 }
 
@@ -271,10 +271,7 @@ async fn stream_accounting(
         let ids: Vec<String> = nonempty_lines(&raw).filter_map(record_event_id).collect();
         let records = nonempty_lines(&raw).count() as i64;
         let staging_key = zones::staging_key_for(&m.key, "events").unwrap_or_default();
-        let late_key = format!(
-            "late/{}",
-            &staging_key["staging/".len().min(staging_key.len())..]
-        );
+        let late_key = zones::late_key_for(&m.key).unwrap_or_default();
         let bad_key = zones::quarantine_key_for(&m.key, "events").unwrap_or_default();
         let (staged_lines, staged_body) = object_lines(store, &staging_key).await?;
         if staged_body.is_none() {

@@ -25,6 +25,8 @@ pub struct Faults {
     refused_prefix: Mutex<Option<String>>,
     /// Every write fails with ENOSPC while set: a full disk.
     full: std::sync::atomic::AtomicBool,
+    /// Writes that still succeed before every further one fails with EIO (None: no limit).
+    writes_left: Mutex<Option<u64>>,
     pub injected: AtomicU64,
 }
 
@@ -36,6 +38,7 @@ impl Faults {
             store_too: std::sync::atomic::AtomicBool::new(true),
             refused_prefix: Mutex::new(None),
             full: std::sync::atomic::AtomicBool::new(false),
+            writes_left: Mutex::new(None),
             injected: AtomicU64::new(0),
         })
     }
@@ -61,6 +64,11 @@ impl Faults {
         self.full.store(full, Ordering::SeqCst);
     }
 
+    /// Let `n` more writes through, then fail every write (None: no limit again).
+    pub fn fail_after_writes(&self, n: Option<u64>) {
+        *self.writes_left.lock().unwrap() = n;
+    }
+
     pub fn injected(&self) -> u64 {
         self.injected.load(Ordering::SeqCst)
     }
@@ -83,8 +91,21 @@ impl Faults {
             .unwrap()
             .as_deref()
             .is_some_and(|p| key.starts_with(p));
+        let spent = {
+            let mut left = self.writes_left.lock().unwrap();
+            match left.as_mut() {
+                Some(0) => true,
+                Some(n) => {
+                    *n -= 1;
+                    false
+                }
+                None => false,
+            }
+        };
         let errno = if self.full.load(Ordering::SeqCst) {
             Some(28)
+        } else if spent {
+            Some(5)
         } else if refused {
             Some(1)
         } else {
