@@ -188,7 +188,7 @@ async fn ui_loop(
     let mut tick = tokio::time::interval(Duration::from_millis(app.refresh_ms));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Who we are is looked up once (a passwd lookup may go to the network), not per key.
-    let origin = Origin::current("dashboard", read_only);
+    let origin = ecom_pipeline::command::current_origin("dashboard", read_only);
     let mut snap = snapshots.borrow_and_update().clone();
     let mut dirty = true;
     // False once the pipeline (or the attached instance) is gone: stop waiting on its channel.

@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use ecom_pipeline::command::{Command, CommandOutcome, Origin};
+use ecom_pipeline::command::{Command, CommandOutcome};
 use ecom_pipeline::config::Config;
 use ecom_pipeline::control::{self, ControlClient, ControlServer};
 use ecom_pipeline::instance::{self, InstanceLock};
@@ -89,7 +89,10 @@ pub async fn command(
         Err(Error::AlreadyRunning { pid, .. }) => {
             let mut client = connect_running(&data_dir, pid).await?;
             let outcome = client
-                .command(command, Origin::current("cli", read_only))
+                .command(
+                    command,
+                    ecom_pipeline::command::current_origin("cli", read_only),
+                )
                 .await?;
             return Ok(report_outcome(&outcome, output, detail_only));
         }
@@ -104,7 +107,10 @@ pub async fn command(
     // Others may attach (status, a dashboard) while this runs.
     let (handle, task, _server) = start(config, options).await?;
     let outcome = handle
-        .send_as(command, Origin::current("cli", read_only))
+        .send_as(
+            command,
+            ecom_pipeline::command::current_origin("cli", read_only),
+        )
         .await?;
     task.stop().await;
     drop(lock);

@@ -196,6 +196,23 @@ pub fn status_text(s: &Snapshot) -> String {
         s.backends.warehouse,
         if s.paused { " — PAUSED" } else { "" }
     );
+    // The same health the dashboard's Overview shows (derived by the core).
+    let attention: Vec<String> = s
+        .failures
+        .iter()
+        .filter(|f| !f.state.at_rest())
+        .map(|f| format!("{} {}", f.scenario, f.state.label()))
+        .collect();
+    let _ = writeln!(
+        out,
+        "health: {}{}",
+        s.health.label(),
+        if attention.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", attention.join(", "))
+        }
+    );
     let _ = writeln!(
         out,
         "{:<11} {:>8} {:>11}  last write",

@@ -389,3 +389,16 @@ fn a_firing_critical_alert_fails_once_for_cron() {
     );
     assert!(text(&out.stderr).contains("stream_recods_in"));
 }
+
+#[test]
+fn status_shows_the_health_the_dashboard_shows() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(ecomops(dir.path()).arg("status"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("health: HEALTHY"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(status_json(dir.path())["health"], "healthy");
+}

@@ -6,26 +6,9 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-
 use crate::warehouse::{schema, Warehouse};
 
-/// One audited action.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Record {
-    pub at: DateTime<Utc>,
-    pub user: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ssh_connection: Option<String>,
-    pub via: String,
-    pub action: String,
-    /// The command as JSON.
-    pub arguments: String,
-    /// `ok`, `failed` or `refused`.
-    pub outcome: String,
-    pub message: String,
-}
+pub use ecom_model::audit::Record;
 
 pub fn path(data_dir: &Path) -> PathBuf {
     data_dir.join("audit.jsonl")

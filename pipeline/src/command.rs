@@ -4,123 +4,17 @@
 
 use serde::{Deserialize, Serialize};
 
-/// A request to the pipeline.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "command", rename_all = "snake_case")]
-pub enum Command {
-    /// Recompute the snapshot now (read-only).
-    Refresh,
-    /// Run one full cycle now and report it.
-    RunCycle,
-    /// Stop scheduling cycles (a cycle in flight finishes).
-    Pause,
-    /// Resume scheduling.
-    Resume,
-    /// Start a batch run now (all tasks, or `task` and what follows it).
-    BatchRun {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        task: Option<String>,
-        /// Carts date window (YYYY-MM-DD, inclusive) for an incremental pull.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        window: Option<(String, String)>,
-    },
-    /// Feed an NDJSON events file (a path the pipeline can read) through the stream path.
-    IngestFile { path: std::path::PathBuf },
-    /// Re-read committed segments of a shard from a sequence number or an arrival time (RFC 3339).
-    Replay {
-        shard: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        from_seq: Option<u64>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        from_time: Option<String>,
-    },
-    /// The four metrics (read-only).
-    Metrics,
-    /// Reconcile RAW -> STAGING -> warehouse -> CURATED (read-only).
-    Verify,
-    /// Recompute CURATED days `from..=to` (YYYY-MM-DD).
-    Backfill { from: String, to: String },
-    /// Cost estimates (read-only).
-    Cost,
-    /// Delete what lifecycle retention allows (loaded objects only); `dry_run` lists it.
-    Prune {
-        #[serde(default)]
-        dry_run: bool,
-    },
-    /// Compare (and with `apply`, set) the S3 bucket's lifecycle rules.
-    Lifecycle {
-        #[serde(default)]
-        apply: bool,
-    },
-    /// Rerun the tasks of a batch run that have not succeeded.
-    Retry {
-        run_id: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        task: Option<String>,
-    },
-}
+pub use ecom_model::command::{Command, Origin};
 
-impl Command {
-    /// Whether the command changes data or pipeline state (refused in read-only mode).
-    pub fn is_mutating(&self) -> bool {
-        !matches!(
-            self,
-            Command::Refresh
-                | Command::Metrics
-                | Command::Verify
-                | Command::Cost
-                | Command::Prune { dry_run: true }
-                | Command::Lifecycle { apply: false }
-        )
-    }
-
-    pub fn name(&self) -> &'static str {
-        match self {
-            Command::Refresh => "refresh",
-            Command::RunCycle => "run_cycle",
-            Command::Pause => "pause",
-            Command::Resume => "resume",
-            Command::BatchRun { .. } => "batch_run",
-            Command::Metrics => "metrics",
-            Command::IngestFile { .. } => "ingest_file",
-            Command::Replay { .. } => "replay",
-            Command::Verify => "verify",
-            Command::Backfill { .. } => "backfill",
-            Command::Retry { .. } => "retry",
-            Command::Cost => "cost",
-            Command::Prune { .. } => "prune",
-            Command::Lifecycle { .. } => "lifecycle",
-        }
-    }
-}
-
-/// Who asked for a command, for the audit trail and for read-only enforcement.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Origin {
-    /// The user name (from the peer's uid for control-socket clients).
-    pub user: String,
-    /// `SSH_CONNECTION` of the asking process, when it runs in an SSH session.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ssh_connection: Option<String>,
-    /// Where the command came from: `dashboard`, `cli`, `socket`.
-    pub via: String,
-    /// The asking process runs with `--read-only`: its mutating commands are refused even by a
-    /// writable instance.
-    #[serde(default)]
-    pub read_only: bool,
-}
-
-impl Origin {
-    /// This process, as the origin of its own commands.
-    pub fn current(via: &str, read_only: bool) -> Origin {
-        Origin {
-            user: user_name(nix::unistd::Uid::current()),
-            ssh_connection: std::env::var("SSH_CONNECTION")
-                .ok()
-                .filter(|s| !s.is_empty()),
-            via: via.to_string(),
-            read_only,
-        }
+/// This process, as the origin of its own commands.
+pub fn current_origin(via: &str, read_only: bool) -> Origin {
+    Origin {
+        user: user_name(nix::unistd::Uid::current()),
+        ssh_connection: std::env::var("SSH_CONNECTION")
+            .ok()
+            .filter(|s| !s.is_empty()),
+        via: via.to_string(),
+        read_only,
     }
 }
 

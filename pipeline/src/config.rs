@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+pub use ecom_model::alerts::{AlertOp, AlertRule, Severity};
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -209,83 +211,6 @@ impl Default for LifecycleConfig {
             },
             curated_days: 730,
         }
-    }
-}
-
-/// How an alert compares its metric with the threshold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum AlertOp {
-    #[serde(rename = ">")]
-    Above,
-    #[serde(rename = "<")]
-    Below,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Severity {
-    Warning,
-    Critical,
-}
-
-/// One alert rule: fires when `metric op threshold` has held for `for_secs`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AlertRule {
-    pub name: String,
-    /// A metric of the registry (`ecomops status --json` lists them under "metrics").
-    pub metric: String,
-    pub op: AlertOp,
-    pub threshold: f64,
-    #[serde(default)]
-    pub for_secs: u64,
-    pub severity: Severity,
-}
-
-impl AlertRule {
-    pub fn defaults() -> Vec<AlertRule> {
-        let rule = |name: &str, metric: &str, op, threshold, for_secs, severity| AlertRule {
-            name: name.into(),
-            metric: metric.into(),
-            op,
-            threshold,
-            for_secs,
-            severity,
-        };
-        vec![
-            rule(
-                "fakestore api down",
-                "api_down",
-                AlertOp::Above,
-                0.0,
-                0,
-                Severity::Critical,
-            ),
-            rule(
-                "partial writes",
-                "partial_writes",
-                AlertOp::Above,
-                0.0,
-                0,
-                Severity::Critical,
-            ),
-            rule(
-                "stream lag",
-                "stream_lag_records",
-                AlertOp::Above,
-                100_000.0,
-                300,
-                Severity::Warning,
-            ),
-            rule(
-                "over budget",
-                "cost_projected_over_budget_usd",
-                AlertOp::Above,
-                0.0,
-                0,
-                Severity::Warning,
-            ),
-        ]
     }
 }
 

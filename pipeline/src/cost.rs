@@ -14,13 +14,14 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use futures::future::BoxFuture;
-use serde::{Deserialize, Serialize};
 
 use crate::config::{CostConfig, KinesisBilling, LifecycleConfig, RedshiftBilling, ZoneLifecycle};
 use crate::error::{IoContext, Result};
 use crate::store::{ObjectMeta, ObjectStore, PutResult};
 use crate::warehouse::{LoadOutcome, StagedFile, TextRows, Warehouse};
 use crate::zones::Zone;
+
+pub use ecom_model::cost::{CostLine, CostReport, Saving, Usage};
 
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 /// Projections extrapolate rates over at least this many hours, so a first short run does not
@@ -150,164 +151,32 @@ impl Warehouse for MeteredWarehouse {
     }
 }
 
-/// Measured usage of the current month, persisted.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Usage {
-    /// "YYYY-MM".
-    pub month: String,
-    pub tracked_since: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    pub s3_put_requests: u64,
-    pub s3_get_requests: u64,
-    /// Stream records consumed; each is one 25 KB PUT payload unit (events are far smaller).
-    pub stream_put_units: u64,
-    pub shard_hours: f64,
-    #[serde(default)]
-    pub stream_bytes: u64,
-    pub warehouse_secs: f64,
-    /// Byte-hours accrued per zone (storage month to date).
-    pub byte_hours: BTreeMap<String, f64>,
-    /// Meter readings at the last update (per process; reset when the process restarts).
-    #[serde(skip)]
-    last_meter: Option<(u64, u64, u64)>,
-    #[serde(skip)]
-    last_records: Option<u64>,
-    #[serde(skip)]
-    last_stream_bytes: Option<u64>,
+pub fn usage_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("usage.json")
 }
 
-impl Usage {
-    pub fn new(now: DateTime<Utc>) -> Usage {
-        Usage {
-            month: now.format("%Y-%m").to_string(),
-            tracked_since: now,
-            updated_at: now,
-            s3_put_requests: 0,
-            s3_get_requests: 0,
-            stream_put_units: 0,
-            shard_hours: 0.0,
-            stream_bytes: 0,
-            warehouse_secs: 0.0,
-            byte_hours: BTreeMap::new(),
-            last_meter: None,
-            last_records: None,
-            last_stream_bytes: None,
-        }
-    }
-
-    pub fn path(data_dir: &Path) -> PathBuf {
-        data_dir.join("usage.json")
-    }
-
-    /// The saved usage, or a fresh one (also when unreadable: usage is an estimate's input,
-    /// not data; the problem is logged).
-    pub fn load(data_dir: &Path, now: DateTime<Utc>) -> Usage {
-        let path = Usage::path(data_dir);
-        match std::fs::read(&path) {
-            Ok(b) => match serde_json::from_slice(&b) {
-                Ok(u) => u,
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "unreadable usage file; starting anew");
-                    Usage::new(now)
-                }
-            },
-            Err(_) => Usage::new(now),
-        }
-    }
-
-    pub fn save(&self, data_dir: &Path) -> Result<()> {
-        let path = Usage::path(data_dir);
-        let tmp = path.with_extension("json.tmp");
-        let body = serde_json::to_vec_pretty(self)?;
-        std::fs::write(&tmp, body).at(&tmp)?;
-        std::fs::rename(&tmp, &path).at(&path)
-    }
-
-    /// Accrue since the last update: storage for the elapsed time at `zone_bytes`, shard hours,
-    /// and the meter's and stream's increments.
-    pub fn observe(
-        &mut self,
-        now: DateTime<Utc>,
-        meter: (u64, u64, u64),
-        zone_bytes: &[(Zone, u64)],
-        shards: u32,
-        stream_records: u64,
-        stream_bytes: u64,
-    ) {
-        let month = now.format("%Y-%m").to_string();
-        if month != self.month {
-            let (m, r, b) = (self.last_meter, self.last_records, self.last_stream_bytes);
-            *self = Usage::new(now);
-            self.last_meter = m;
-            self.last_records = r;
-            self.last_stream_bytes = b;
-        }
-        let hours = ((now - self.updated_at).num_milliseconds().max(0) as f64) / 3_600_000.0;
-        for (zone, bytes) in zone_bytes {
-            *self.byte_hours.entry(zone.name().to_string()).or_default() += *bytes as f64 * hours;
-        }
-        self.shard_hours += shards as f64 * hours;
-        let (p0, g0, w0) = self.last_meter.unwrap_or((0, 0, 0));
-        self.s3_put_requests += meter.0.saturating_sub(p0);
-        self.s3_get_requests += meter.1.saturating_sub(g0);
-        self.warehouse_secs += meter.2.saturating_sub(w0) as f64 / 1e6;
-        self.last_meter = Some(meter);
-        // A consumer restarted from zero counts from zero again.
-        let before = self
-            .last_records
-            .filter(|r| *r <= stream_records)
-            .unwrap_or(0);
-        self.stream_put_units += stream_records - before;
-        self.last_records = Some(stream_records);
-        let b0 = self.last_stream_bytes.unwrap_or(0);
-        self.stream_bytes += stream_bytes.saturating_sub(b0);
-        self.last_stream_bytes = Some(stream_bytes);
-        self.updated_at = now;
+/// The saved usage, or a fresh one (also when unreadable: usage is an estimate's input,
+/// not data; the problem is logged).
+pub fn load_usage(data_dir: &Path, now: DateTime<Utc>) -> Usage {
+    let path = usage_path(data_dir);
+    match std::fs::read(&path) {
+        Ok(b) => match serde_json::from_slice(&b) {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "unreadable usage file; starting anew");
+                Usage::new(now)
+            }
+        },
+        Err(_) => Usage::new(now),
     }
 }
 
-/// One priced item.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CostLine {
-    pub service: String,
-    pub item: String,
-    /// Month-to-date quantity in `unit`.
-    pub quantity: f64,
-    pub unit: String,
-    pub unit_price_usd: f64,
-    pub month_to_date_usd: f64,
-    pub projected_usd: f64,
-}
-
-/// What the lifecycle rules would save per month on the current objects.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Saving {
-    /// Bytes past retention (deleted by pruning / expiration).
-    pub expirable_bytes: u64,
-    /// Bytes that would move to Standard-IA and to Glacier IR.
-    pub ia_bytes: u64,
-    pub glacier_bytes: u64,
-    pub usd_month: f64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CostReport {
-    pub prices_as_of: String,
-    pub month: String,
-    pub generated_at: DateTime<Utc>,
-    pub hours_tracked: f64,
-    pub hours_in_month: f64,
-    /// Which services run on AWS here (the others are estimates of the same volume on AWS).
-    pub on_aws: BTreeMap<String, bool>,
-    pub lines: Vec<CostLine>,
-    pub month_to_date_usd: f64,
-    pub projected_usd: f64,
-    pub budget_usd: f64,
-    pub over_budget: bool,
-    pub saving: Saving,
-    /// Current bytes per zone.
-    pub zone_bytes: BTreeMap<String, u64>,
-    pub usage: Usage,
+pub fn save_usage(usage: &Usage, data_dir: &Path) -> Result<()> {
+    let path = usage_path(data_dir);
+    let tmp = path.with_extension("json.tmp");
+    let body = serde_json::to_vec_pretty(usage)?;
+    std::fs::write(&tmp, body).at(&tmp)?;
+    std::fs::rename(&tmp, &path).at(&path)
 }
 
 /// What is being estimated beyond the usage itself.

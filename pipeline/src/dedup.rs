@@ -12,6 +12,8 @@ use std::hash::{BuildHasher, Hasher};
 
 use crate::codec;
 
+pub use ecom_model::stream::DedupStats;
+
 /// A fixed-key hasher: the same id always hashes the same, across runs and replays.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct IdHash;
@@ -60,16 +62,6 @@ struct Generation {
     /// First event-time millisecond of the slice.
     start_ms: i64,
     ids: HashSet<u64, IdHash>,
-}
-
-/// Counters for status and metrics.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct DedupStats {
-    pub seen: u64,
-    pub duplicates: u64,
-    pub tracked: u64,
-    /// Generations dropped early to stay under `max_ids`.
-    pub evicted_early: u64,
 }
 
 /// The dedup window.

@@ -3,25 +3,10 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use serde::{Deserialize, Serialize};
-
 use crate::stream::consumer::StreamStatus;
 use crate::warehouse::WarehouseStatus;
 
-/// Samples kept per series.
-pub const SAMPLES: usize = 60;
-
-/// What snapshots carry: oldest sample first.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct History {
-    /// Records consumed per second, per shard.
-    pub shard_rates: BTreeMap<String, Vec<u64>>,
-    pub revenue_cents: Vec<i64>,
-    pub avg_order_value_cents: Vec<i64>,
-    /// Conversion rate in basis points (1/100 of a percent), to keep samples integral.
-    pub conversion_bp: Vec<i64>,
-    pub orders: Vec<i64>,
-}
+pub use ecom_model::history::{History, SAMPLES};
 
 /// The recorder, owned by the pipeline.
 #[derive(Debug, Default)]

@@ -158,8 +158,8 @@ pub struct Pipeline {
     meter: Arc<crate::cost::Meter>,
     usage: crate::cost::Usage,
     cost: Option<crate::cost::CostReport>,
-    tracker: crate::failures::Tracker,
-    alerts: crate::alerts::Alerts,
+    /// Failure table and alerts: the derivation's state between publications.
+    deriver: ecom_model::derive::Deriver,
     /// RAW/STAGING objects failing their checksum at the last scan, and the last repair error.
     damaged: Vec<String>,
     repair_error: Option<String>,
@@ -219,7 +219,7 @@ impl Pipeline {
         );
         let stream_status = None;
         let runs = batch.runs().recent(RECENT_RUNS);
-        let placeholder = Arc::new(empty_snapshot(&info, &backends));
+        let placeholder = Arc::new(Snapshot::empty(info.clone(), backends.clone(), Utc::now()));
         let config_alerts = config.alerts.clone();
         let (tx, _) = watch::channel(placeholder);
         let mut p = Pipeline {
@@ -244,11 +244,10 @@ impl Pipeline {
             history: crate::history::Recorder::default(),
             actions: audit::recent(&data_dir, RECENT_ACTIONS).into(),
             next_cycle_at: None,
-            usage: crate::cost::Usage::load(&data_dir, Utc::now()),
+            usage: crate::cost::load_usage(&data_dir, Utc::now()),
             meter,
             cost: None,
-            tracker: crate::failures::Tracker::new(),
-            alerts: crate::alerts::Alerts::new(config_alerts),
+            deriver: ecom_model::derive::Deriver::new(config_alerts),
             damaged: Vec::new(),
             repair_error: None,
             repairing: false,
@@ -316,13 +315,10 @@ impl Pipeline {
             damaged: self.damaged.clone(),
             metrics: Vec::new(),
             alerts: Vec::new(),
+            health: Default::default(),
         };
-        let now = snapshot.generated_at;
-        self.tracker.observe(&self.signals(), now);
-        snapshot.failures = self.tracker.rows();
-        snapshot.metrics = crate::metrics::points(&snapshot);
-        self.alerts.evaluate(&snapshot.metrics, now);
-        snapshot.alerts = self.alerts.states();
+        let signals = self.signals();
+        crate::failures::log_changes(&self.deriver.derive(&mut snapshot, &signals));
         self.tx.send_replace(Arc::new(snapshot));
     }
 
@@ -423,7 +419,7 @@ impl Pipeline {
             self.meter.stream_bytes(),
         );
         if !self.options.read_only {
-            if let Err(e) = self.usage.save(&self.config.data_dir) {
+            if let Err(e) = crate::cost::save_usage(&self.usage, &self.config.data_dir) {
                 tracing::warn!(error = %e, "could not save usage");
             }
         }
@@ -824,6 +820,7 @@ impl Pipeline {
                 let report = self.run_cycle(true).await;
                 // Cron notices a firing critical alert through the exit code.
                 let critical: Vec<String> = self
+                    .deriver
                     .alerts
                     .states()
                     .into_iter()
@@ -1002,30 +999,5 @@ impl Pipeline {
             }
         }
         tracing::info!("pipeline stopped");
-    }
-}
-
-fn empty_snapshot(info: &InstanceInfo, backends: &Backends) -> Snapshot {
-    Snapshot {
-        seq: 0,
-        generated_at: Utc::now(),
-        instance: info.clone(),
-        backends: backends.clone(),
-        paused: false,
-        zones: Vec::new(),
-        cycles: 0,
-        last_cycle: None,
-        batch: BatchStatus::default(),
-        warehouse: None,
-        stream: None,
-        recent_log: Vec::new(),
-        next_cycle_at: None,
-        history: Default::default(),
-        failures: Vec::new(),
-        recent_actions: Vec::new(),
-        cost: None,
-        damaged: Vec::new(),
-        metrics: Vec::new(),
-        alerts: Vec::new(),
     }
 }

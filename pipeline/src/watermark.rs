@@ -19,26 +19,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::codec;
 
+pub use ecom_model::stream::WatermarkStatus;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardMark {
     /// Largest event time seen, ms since the epoch.
     pub max_event_ms: i64,
     /// Arrival time of the shard's last record, ms.
     pub last_arrival_ms: i64,
-}
-
-/// What status shows of the watermarks.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct WatermarkStatus {
-    /// Per shard: its watermark (ms) and whether it is idle.
-    pub shards: Vec<(String, i64, bool)>,
-    pub global_ms: Option<i64>,
-    pub late_events: u64,
-    /// The settings, for display.
-    #[serde(default)]
-    pub out_of_orderness_ms: i64,
-    #[serde(default)]
-    pub allowed_lateness_ms: i64,
 }
 
 #[derive(Debug, Clone)]

@@ -47,7 +47,7 @@ fn row(p: &Pipeline, scenario: &str) -> FailureRow {
     p.snapshot()
         .failures
         .iter()
-        .find(|f| f.scenario == scenario)
+        .find(|f| f.scenario.label() == scenario)
         .unwrap()
         .clone()
 }

@@ -3,9 +3,9 @@
 
 use chrono::NaiveDate;
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
-use ecom_pipeline::batch::run::{RunStatus, TaskStatus};
-use ecom_pipeline::command::Command;
-use ecom_pipeline::snapshot::Snapshot;
+use ecom_model::batch::{RunStatus, TaskStatus};
+use ecom_model::command::Command;
+use ecom_model::snapshot::Snapshot;
 
 use crate::popup::{Confirm, Field, Form, FormKind, Popup};
 
@@ -249,7 +249,7 @@ impl App {
             Tab::Failures => snap
                 .failures
                 .iter()
-                .filter(|f| self.matches(&f.scenario))
+                .filter(|f| self.matches(f.scenario.label()))
                 .count(),
             Tab::Runs => self.runs(snap).len(),
             Tab::Logs => snap
@@ -261,7 +261,7 @@ impl App {
     }
 
     /// Shard names passing the filter.
-    pub fn shards<'a>(&self, snap: &'a Snapshot) -> Vec<&'a ecom_pipeline::stream::ShardStatus> {
+    pub fn shards<'a>(&self, snap: &'a Snapshot) -> Vec<&'a ecom_model::stream::ShardStatus> {
         snap.stream
             .iter()
             .flat_map(|s| s.shards.iter())
@@ -270,7 +270,7 @@ impl App {
     }
 
     /// Batch runs passing the filter (newest first).
-    pub fn runs<'a>(&self, snap: &'a Snapshot) -> Vec<&'a ecom_pipeline::batch::run::BatchRun> {
+    pub fn runs<'a>(&self, snap: &'a Snapshot) -> Vec<&'a ecom_model::batch::BatchRun> {
         snap.batch
             .runs
             .iter()

@@ -1,6 +1,6 @@
 //! The frame: a header line, the tab bar, the current view, a status/key line, and any overlay.
 
-use ecom_pipeline::snapshot::{RunMode, Snapshot};
+use ecom_model::snapshot::{RunMode, Snapshot};
 use ratatui::layout::{Constraint, Layout};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Tabs};

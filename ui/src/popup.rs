@@ -1,7 +1,7 @@
 //! Overlays: the help, confirmations (focus starts on Cancel) and the small forms that collect
 //! an action's arguments before its confirmation.
 
-use ecom_pipeline::command::Command;
+use ecom_model::command::Command;
 use ratatui::layout::{Constraint, Flex, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph, Wrap};

@@ -44,8 +44,8 @@ impl Theme {
         Style::new().add_modifier(Modifier::BOLD)
     }
     /// A failure scenario's state: at rest, in an episode, or waiting for the operator.
-    pub fn failure(&self, state: ecom_pipeline::failures::FailureState) -> Style {
-        use ecom_pipeline::failures::FailureState::*;
+    pub fn failure(&self, state: ecom_model::failures::FailureState) -> Style {
+        use ecom_model::failures::FailureState::*;
         match state {
             Ok | Recovered => self.ok(),
             NeedsOperator => self.bad(),

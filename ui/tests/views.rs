@@ -6,7 +6,7 @@ use ecom_ui::{draw, fixture, App, Effect, Tab};
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
 
-fn render(app: &App, snap: &ecom_pipeline::snapshot::Snapshot, w: u16, h: u16) -> String {
+fn render(app: &App, snap: &ecom_model::snapshot::Snapshot, w: u16, h: u16) -> String {
     let mut term = Terminal::new(TestBackend::new(w, h)).unwrap();
     term.draw(|f| draw(f, app, snap)).unwrap();
     term.backend().to_string()
@@ -62,7 +62,7 @@ fn overlays() {
     let e = app.on_key(code(KeyCode::Enter), &snap);
     assert_eq!(
         e,
-        Effect::Dispatch(ecom_pipeline::command::Command::Replay {
+        Effect::Dispatch(ecom_model::command::Command::Replay {
             shard: "shard-0001".into(),
             from_seq: Some(1),
             from_time: None
@@ -91,7 +91,7 @@ fn retry_confirms_the_failed_run_and_its_tasks() {
     app.on_key(code(KeyCode::Right), &snap);
     assert_eq!(
         app.on_key(code(KeyCode::Enter), &snap),
-        Effect::Dispatch(ecom_pipeline::command::Command::Retry {
+        Effect::Dispatch(ecom_model::command::Command::Retry {
             run_id: "20261124T115498-0002".into(),
             task: None
         })

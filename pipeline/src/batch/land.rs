@@ -3,70 +3,15 @@
 //! pull is a duplicate file: skipped and counted), then its typed rows go to STAGING and its
 //! refused records to quarantine, under keys derived from the RAW key.
 
-use std::collections::BTreeMap;
-
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::stage::{self, Quarantined};
 use crate::error::{Error, Result};
 use crate::store::{sha256_hex, ObjectStore, PutOutcome};
 use crate::zones;
 
-/// What happened to one response.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LandedFile {
-    pub entity: String,
-    pub raw_key: String,
-    pub sha256: String,
-    pub bytes: u64,
-    /// The same bytes were already in RAW.
-    pub duplicate: bool,
-}
-
-/// The outcome of one pull.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct PullReport {
-    pub source: String,
-    pub files: Vec<LandedFile>,
-    /// Rows written to STAGING per entity (by this pull; duplicates stage nothing new).
-    pub staged: BTreeMap<String, u64>,
-    /// Records refused per entity.
-    pub quarantined: BTreeMap<String, u64>,
-    /// Rows merged into the warehouse per entity (by this run).
-    #[serde(default)]
-    pub loaded: BTreeMap<String, u64>,
-    /// STAGING files the warehouse already had (by hash): not loaded again.
-    #[serde(default)]
-    pub load_skipped: u64,
-}
-
-impl PullReport {
-    pub fn duplicates(&self) -> usize {
-        self.files.iter().filter(|f| f.duplicate).count()
-    }
-
-    /// One line for logs and the cycle report.
-    pub fn summary(&self) -> String {
-        let staged: Vec<String> = self
-            .staged
-            .iter()
-            .map(|(k, v)| format!("{k} {v}"))
-            .collect();
-        let quarantined: u64 = self.quarantined.values().sum();
-        let loaded: u64 = self.loaded.values().sum();
-        format!(
-            "batch ({}): {} files, {} new, {} duplicate skipped; staged {}; quarantined {quarantined}; \
-             loaded {loaded} rows ({} file(s) already in the warehouse)",
-            self.source,
-            self.files.len(),
-            self.files.len() - self.duplicates(),
-            self.duplicates(),
-            if staged.is_empty() { "nothing new".to_string() } else { staged.join(", ") },
-            self.load_skipped,
-        )
-    }
-}
+pub use ecom_model::batch::{LandedFile, PullReport};
 
 /// Land one response in RAW (put-if-absent) and record it in the report. Every landed file goes
 /// on to stage, which rewrites a STAGING object only when it is missing or its bytes differ from

@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
 
 use crate::config::RetryConfig;
+
+pub use ecom_model::batch::ApiState;
 
 /// The retry policy of one request.
 #[derive(Debug, Clone, PartialEq)]
@@ -88,20 +89,6 @@ impl Iterator for Delays {
 pub struct ApiHealth {
     down_after: u32,
     state: Mutex<ApiState>,
-}
-
-/// A copy of the API's health for snapshots and reports.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ApiState {
-    /// The "API down" failure scenario is detected (and not yet recovered).
-    pub down: bool,
-    pub consecutive_failures: u32,
-    pub attempts: u64,
-    pub failures: u64,
-    pub last_error: Option<String>,
-    /// Times the scenario was detected, and recovered.
-    pub detections: u64,
-    pub recoveries: u64,
 }
 
 impl ApiHealth {

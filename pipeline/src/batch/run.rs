@@ -13,16 +13,15 @@
 //! crash or a failure leaves a run that `retry` resumes: it reruns only what has not succeeded,
 //! and a spooled body is never fetched twice.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use serde::{Deserialize, Serialize};
 
 use super::fakestore::{Endpoint, FakeStoreClient, Fetched};
-use super::land::{self, LandedFile, PullReport};
-use super::retry::{ApiHealth, ApiState};
+use super::land;
+use super::retry::ApiHealth;
 use super::stage;
 use super::synthetic::SyntheticSource;
 use crate::config::{BatchSource, Config};
@@ -31,15 +30,9 @@ use crate::store::{sha256_hex, ObjectStore};
 use crate::warehouse::{self, StagedFile, Warehouse};
 use crate::zones;
 
-/// The tasks, in an order that respects their dependencies.
-pub const TASKS: [&str; 6] = [
-    "extract_products",
-    "extract_users",
-    "extract_carts",
-    "land",
-    "stage",
-    "load",
-];
+pub use ecom_model::batch::{
+    ApiState, BatchRun, Extracted, LandedFile, RunStatus, TaskState, TaskStatus, TASKS,
+};
 
 fn deps(task: &str) -> &'static [&'static str] {
     match task {
@@ -52,164 +45,6 @@ fn deps(task: &str) -> &'static [&'static str] {
 
 fn extract_endpoint(task: &str) -> Option<Endpoint> {
     task.strip_prefix("extract_").and_then(Endpoint::parse)
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TaskStatus {
-    Pending,
-    /// Saved before the work starts: a run found in this state was interrupted.
-    Running,
-    Succeeded,
-    Failed,
-    /// Not run because a task it needs failed.
-    UpstreamFailed,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TaskState {
-    pub name: String,
-    pub status: TaskStatus,
-    /// Times the task was started (HTTP attempts are in `detail`).
-    pub attempts: u32,
-    pub started_at: Option<DateTime<Utc>>,
-    pub ended_at: Option<DateTime<Utc>>,
-    pub error: Option<String>,
-    /// What it did, in a few words.
-    pub detail: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RunStatus {
-    Running,
-    Succeeded,
-    Failed,
-    /// Some tasks were not selected (`--task`) and are still pending.
-    Incomplete,
-}
-
-/// A spooled response.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Extracted {
-    pub url: String,
-    pub sha256: String,
-    pub bytes: u64,
-    pub http_attempts: u32,
-}
-
-/// One batch run, as persisted in `<data_dir>/runs/<run_id>.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BatchRun {
-    pub run_id: String,
-    pub source: String,
-    /// Carts date window (inclusive), when the pull is incremental.
-    pub window: Option<(NaiveDate, NaiveDate)>,
-    pub created_at: DateTime<Utc>,
-    pub started_at: Option<DateTime<Utc>>,
-    pub ended_at: Option<DateTime<Utc>>,
-    pub status: RunStatus,
-    pub tasks: Vec<TaskState>,
-    /// Spooled responses by entity.
-    pub extracted: BTreeMap<String, Extracted>,
-    pub report: PullReport,
-}
-
-impl BatchRun {
-    fn new(run_id: String, source: &str, window: Option<(NaiveDate, NaiveDate)>) -> BatchRun {
-        BatchRun {
-            run_id,
-            source: source.to_string(),
-            window,
-            created_at: Utc::now(),
-            started_at: None,
-            ended_at: None,
-            status: RunStatus::Running,
-            tasks: TASKS
-                .iter()
-                .map(|t| TaskState {
-                    name: (*t).to_string(),
-                    status: TaskStatus::Pending,
-                    attempts: 0,
-                    started_at: None,
-                    ended_at: None,
-                    error: None,
-                    detail: None,
-                })
-                .collect(),
-            extracted: BTreeMap::new(),
-            report: PullReport {
-                source: source.to_string(),
-                ..PullReport::default()
-            },
-        }
-    }
-
-    pub fn task(&self, name: &str) -> Option<&TaskState> {
-        self.tasks.iter().find(|t| t.name == name)
-    }
-
-    fn task_mut(&mut self, name: &str) -> &mut TaskState {
-        // Every run is created with all of TASKS; a name outside it is a programming error
-        // caught by `select` before we get here.
-        let i = self
-            .tasks
-            .iter()
-            .position(|t| t.name == name)
-            .unwrap_or_default();
-        &mut self.tasks[i]
-    }
-
-    pub fn succeeded(&self, name: &str) -> bool {
-        self.task(name)
-            .is_some_and(|t| t.status == TaskStatus::Succeeded)
-    }
-
-    fn start(&mut self, name: &str) {
-        let t = self.task_mut(name);
-        t.status = TaskStatus::Running;
-        t.attempts += 1;
-        t.started_at = Some(Utc::now());
-        t.ended_at = None;
-        t.error = None;
-    }
-
-    fn finish(&mut self, name: &str, result: std::result::Result<String, String>) {
-        let t = self.task_mut(name);
-        t.ended_at = Some(Utc::now());
-        match result {
-            Ok(detail) => {
-                t.status = TaskStatus::Succeeded;
-                t.detail = Some(detail);
-            }
-            Err(e) => {
-                tracing::error!(task = name, error = %e, "batch task failed");
-                t.status = TaskStatus::Failed;
-                t.error = Some(e);
-            }
-        }
-    }
-
-    /// One line: id, status, tasks that failed, and the pull report.
-    pub fn summary(&self) -> String {
-        let failed: Vec<String> = self
-            .tasks
-            .iter()
-            .filter(|t| t.status == TaskStatus::Failed)
-            .map(|t| format!("{}: {}", t.name, t.error.clone().unwrap_or_default()))
-            .collect();
-        let status = format!("{:?}", self.status).to_lowercase();
-        if failed.is_empty() {
-            format!("run {} {status}; {}", self.run_id, self.report.summary())
-        } else {
-            format!(
-                "run {} {status} ({}); retry with `ecomops retry {}`",
-                self.run_id,
-                failed.join("; "),
-                self.run_id
-            )
-        }
-    }
 }
 
 /// Persisted runs: `<dir>/<run_id>.json`, spools in `<dir>/<run_id>.spool/`.
@@ -450,7 +285,7 @@ impl BatchRunner {
                 Ok(f) => self.spool(run, *ep, f),
                 Err(e) => Err(e.to_string()),
             };
-            run.finish(&task, outcome);
+            finish(run, &task, outcome);
         }
         self.runs.save(run)?;
 
@@ -476,7 +311,7 @@ impl BatchRunner {
                 "stage" => self.stage(run).await,
                 _ => self.load(run).await,
             };
-            run.finish(task, outcome.map_err(|e| e.to_string()));
+            finish(run, task, outcome.map_err(|e| e.to_string()));
             self.runs.save(run)?;
         }
 
@@ -773,6 +608,14 @@ pub fn run_sql(run: &BatchRun) -> Vec<String> {
         rows.join(", ")
     ));
     out
+}
+
+/// Record a task's end, and log a failure.
+fn finish(run: &mut BatchRun, task: &str, outcome: std::result::Result<String, String>) {
+    if let Err(e) = &outcome {
+        tracing::error!(task, error = %e, "batch task failed");
+    }
+    run.finish(task, outcome);
 }
 
 /// The tasks a request covers: all of them, or `task` and everything downstream of it.

@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use super::{Record, StreamLog};
 use crate::batch::stage::{to_ndjson, Quarantined};
 use crate::config::StreamConfig;
-use crate::dedup::{DedupStats, ShardWindows};
+use crate::dedup::ShardWindows;
 use crate::domain::Event;
 use crate::error::{Error, Result};
 use crate::ledger::StreamCommit;
@@ -41,17 +41,7 @@ use crate::watermark::{WatermarkStatus, Watermarks};
 use crate::zones;
 
 pub use crate::ledger::SegmentCounts;
-
-/// What status shows of the stream path.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct StreamStatus {
-    pub backend: String,
-    pub totals: SegmentCounts,
-    pub segments: u64,
-    pub dedup: DedupStats,
-    pub watermarks: WatermarkStatus,
-    pub shards: Vec<super::ShardStatus>,
-}
+pub use ecom_model::stream::StreamStatus;
 
 /// The typed event as it arrives: the shape is checked here, the values by `Event::validate`.
 /// Fields it does not know are ignored (a producer may add one; RAW keeps them as received).

@@ -8,9 +8,10 @@ pub mod runner;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
+
+pub use ecom_model::stream::ShardStatus;
 
 /// One record as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,20 +20,6 @@ pub struct Record {
     /// When the log accepted it, ms since the epoch.
     pub arrival_ms: i64,
     pub data: Bytes,
-}
-
-/// Per-shard position, for status: the last sequence number in the log and the consumer's.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ShardStatus {
-    pub shard: String,
-    pub latest_seq: Option<u64>,
-    pub checkpoint: Option<u64>,
-    /// Records written but not consumed.
-    pub lag_records: u64,
-    /// Age of the oldest record not consumed (by arrival time): the local log's
-    /// MillisBehindLatest; 0 when caught up.
-    #[serde(default)]
-    pub lag_ms: u64,
 }
 
 pub trait StreamLog: Send + Sync {

@@ -19,6 +19,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, WarehouseBackend};
 use crate::error::{Error, Result};
+
+pub use ecom_model::warehouse::{CategoryRevenue, FunnelStep, Metrics, WarehouseStatus};
 use schema::{TableSpec, Ty};
 
 /// One value for a scratch-table row.
@@ -252,32 +254,6 @@ pub async fn backfill(wh: &dyn Warehouse, from: NaiveDate, to: NaiveDate) -> Res
     })
 }
 
-/// The four headline metrics. Conversion and funnel come from clickstream sessions; with no
-/// events loaded yet they are `None`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Metrics {
-    pub revenue_cents: i64,
-    pub orders: i64,
-    pub avg_order_value_cents: Option<f64>,
-    pub conversion_rate: Option<f64>,
-    pub funnel_dropoff: Option<Vec<FunnelStep>>,
-    pub by_category: Vec<CategoryRevenue>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FunnelStep {
-    pub from: String,
-    pub to: String,
-    pub dropoff: f64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CategoryRevenue {
-    pub category: String,
-    pub revenue_cents: i64,
-    pub orders: i64,
-}
-
 pub(crate) fn int(cell: Option<&Option<String>>) -> i64 {
     cell.and_then(|c| c.as_deref())
         .and_then(|s| s.parse().ok())
@@ -334,17 +310,6 @@ pub async fn table_rows(wh: &dyn Warehouse, table: &str) -> Result<i64> {
         .query(&format!("SELECT CAST(COUNT(*) AS BIGINT) FROM {table}"))
         .await?;
     Ok(int(rows.first().and_then(|r| r.first())))
-}
-
-/// The warehouse part of a snapshot.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct WarehouseStatus {
-    pub backend: String,
-    /// (table, rows) for STAGING and CURATED tables.
-    pub tables: Vec<(String, i64)>,
-    pub ledger_files: i64,
-    pub dirty_days: usize,
-    pub metrics: Option<Metrics>,
 }
 
 pub async fn status(wh: &dyn Warehouse) -> Result<WarehouseStatus> {

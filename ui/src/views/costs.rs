@@ -1,7 +1,7 @@
 //! Costs per service (month to date and projected, against the budget), what the lifecycle
 //! rules would save, and the metrics registry the estimates and alerts are built from.
 
-use ecom_pipeline::snapshot::Snapshot;
+use ecom_model::snapshot::Snapshot;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::Line;
 use ratatui::widgets::{Block, Cell, Paragraph, Row};

@@ -1,6 +1,6 @@
 //! The five failure scenarios: detection, mitigation, recovery, state, counts, last seen.
 
-use ecom_pipeline::snapshot::Snapshot;
+use ecom_model::snapshot::Snapshot;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::Line;
 use ratatui::widgets::{Block, Cell, Paragraph, Row, Wrap};
@@ -26,14 +26,14 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, snap: &Snapshot, theme: &T
     let rows_data: Vec<_> = snap
         .failures
         .iter()
-        .filter(|f| app.matches(&f.scenario))
+        .filter(|f| app.matches(f.scenario.label()))
         .collect();
     let rows: Vec<Row> = rows_data
         .iter()
         .map(|f| {
             let st = theme.failure(f.state);
             Row::new(vec![
-                Cell::from(f.scenario.clone()),
+                Cell::from(f.scenario.label()),
                 Cell::from(f.state.label()).style(st),
                 Cell::from(fmt::count(f.count)),
                 Cell::from(fmt::age(f.last_seen, app.now(snap))),

@@ -1,6 +1,6 @@
 //! Recent log lines (filterable) and the operator actions of the audit trail.
 
-use ecom_pipeline::snapshot::{LogLine, Snapshot};
+use ecom_model::snapshot::{LogLine, Snapshot};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::widgets::{Cell, Row};
 use ratatui::Frame;

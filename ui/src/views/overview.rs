@@ -1,8 +1,7 @@
 //! Zones, the four metrics with their trends, and overall health.
 
-use ecom_pipeline::failures::FailureState;
-use ecom_pipeline::snapshot::Snapshot;
-use ecom_pipeline::zones::Zone;
+use ecom_model::snapshot::{Health, Snapshot};
+use ecom_model::zone::Zone;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Cell, Paragraph, Row};
@@ -11,28 +10,6 @@ use ratatui::Frame;
 use crate::app::App;
 use crate::fmt;
 use crate::theme::Theme;
-
-/// Overall health: the worst of the last cycle and the failure table.
-pub fn health(snap: &Snapshot) -> (&'static str, u8) {
-    let failing = snap.last_cycle.as_ref().is_some_and(|c| !c.ok)
-        || snap
-            .failures
-            .iter()
-            .any(|f| f.state == FailureState::NeedsOperator);
-    let degraded = snap.failures.iter().any(|f| {
-        matches!(
-            f.state,
-            FailureState::Detected | FailureState::Mitigating | FailureState::Recovering
-        )
-    });
-    if failing {
-        ("NEEDS ATTENTION", 2)
-    } else if degraded {
-        ("DEGRADED", 1)
-    } else {
-        ("HEALTHY", 0)
-    }
-}
 
 pub fn draw(frame: &mut Frame, area: Rect, app: &App, snap: &Snapshot, theme: &Theme) {
     let [top, bottom] = Layout::vertical([
@@ -157,11 +134,12 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, snap: &Snapshot, theme: &T
         metrics,
     );
 
-    let (label, level) = health(snap);
-    let style = match level {
-        0 => theme.ok(),
-        1 => theme.warn(),
-        _ => theme.bad(),
+    // Derived by the core (`ecom_model::derive::health`), so `status` shows the same.
+    let label = snap.health.label();
+    let style = match snap.health {
+        Health::Healthy => theme.ok(),
+        Health::Degraded => theme.warn(),
+        Health::NeedsAttention => theme.bad(),
     };
     let mut lines = vec![Line::styled(label, style), Line::raw("")];
     for f in &snap.failures {

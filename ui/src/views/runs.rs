@@ -1,8 +1,8 @@
 //! Batch runs and the selected run's tasks: state, attempts, duration, error, and when the next
 //! scheduled run starts.
 
-use ecom_pipeline::batch::run::{BatchRun, RunStatus, TaskStatus};
-use ecom_pipeline::snapshot::Snapshot;
+use ecom_model::batch::{BatchRun, RunStatus, TaskStatus};
+use ecom_model::snapshot::Snapshot;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::widgets::{Cell, Row};
 use ratatui::Frame;

@@ -1,6 +1,6 @@
 //! One row per shard: sequence numbers, lag, a records/s sparkline, idle state; totals below.
 
-use ecom_pipeline::snapshot::Snapshot;
+use ecom_model::snapshot::Snapshot;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::Line;
 use ratatui::widgets::{Block, Cell, Paragraph, Row};

@@ -1,7 +1,7 @@
 //! Per-shard and global watermarks, allowed lateness, the late buffer and dirty partitions.
 
-use ecom_pipeline::snapshot::Snapshot;
-use ecom_pipeline::zones::Zone;
+use ecom_model::snapshot::Snapshot;
+use ecom_model::zone::Zone;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::Line;
 use ratatui::widgets::{Block, Cell, Paragraph, Row};

@@ -1,0 +1,779 @@
+//! The pure derivation the core runs on every publication, in one order:
+//! observations (`Signals`) -> failure table -> metrics -> alerts -> health. Nothing here does
+//! I/O or logs: what changed comes back as `Change`s for the caller to log, so the same code
+//! runs in the core, in unit tests and in the dashboard's fixtures.
+
+use chrono::{DateTime, NaiveDate, Utc};
+
+use crate::alerts::{AlertOp, AlertRule, AlertState, Severity};
+use crate::batch::RunStatus;
+use crate::failures::{FailureRow, FailureState, Scenario};
+use crate::metrics::{value, MetricPoint};
+use crate::snapshot::{Health, Snapshot};
+use crate::zone::Zone;
+
+/// A change of state worth a log line.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    Failure {
+        scenario: Scenario,
+        from: FailureState,
+        to: FailureState,
+        detail: String,
+        /// Seen at the first observation of a process: the state the data is in, no news.
+        quiet: bool,
+    },
+    AlertFiring {
+        name: String,
+        severity: Severity,
+        value: Option<f64>,
+        condition: String,
+    },
+    AlertResolved {
+        name: String,
+        value: Option<f64>,
+    },
+}
+
+/// The failure table and the alerts, carried from one publication to the next.
+#[derive(Debug, Clone)]
+pub struct Deriver {
+    pub tracker: Tracker,
+    pub alerts: Alerts,
+}
+
+impl Deriver {
+    pub fn new(rules: Vec<AlertRule>) -> Deriver {
+        Deriver {
+            tracker: Tracker::new(),
+            alerts: Alerts::new(rules),
+        }
+    }
+
+    /// Fill the derived parts of `snapshot` (failures, metrics, alerts, health) from its
+    /// observed parts and `signals`, at `snapshot.generated_at`; returns what changed.
+    pub fn derive(&mut self, snapshot: &mut Snapshot, signals: &Signals) -> Vec<Change> {
+        let now = snapshot.generated_at;
+        self.tracker.observe(signals, now);
+        let mut changes = self.tracker.take_changes();
+        snapshot.failures = self.tracker.rows();
+        let mut metrics = points(snapshot);
+        self.alerts.evaluate(&metrics, now, &mut changes);
+        snapshot.alerts = self.alerts.states();
+        let firing = snapshot.alerts.iter().filter(|a| a.firing).count();
+        metrics.push(p("alerts_firing", firing as f64, "Count"));
+        snapshot.metrics = metrics;
+        snapshot.health = health(snapshot);
+        changes
+    }
+}
+
+/// Overall health: the worst of the last cycle and the failure table.
+pub fn health(snap: &Snapshot) -> Health {
+    let failing = snap.last_cycle.as_ref().is_some_and(|c| !c.ok)
+        || snap
+            .failures
+            .iter()
+            .any(|f| f.state == FailureState::NeedsOperator);
+    let degraded = snap.failures.iter().any(|f| {
+        matches!(
+            f.state,
+            FailureState::Detected | FailureState::Mitigating | FailureState::Recovering
+        )
+    });
+    if failing {
+        Health::NeedsAttention
+    } else if degraded {
+        Health::Degraded
+    } else {
+        Health::Healthy
+    }
+}
+
+/// What the core has seen, gathered before each publication: the derivation's input.
+#[derive(Debug, Clone, Default)]
+pub struct Signals {
+    /// The FakeStore API is down (consecutive failures over the threshold).
+    pub api_down: bool,
+    /// The newest batch run failed, and its id.
+    pub failed_run: Option<String>,
+    pub api_last_error: Option<String>,
+    /// Files skipped as duplicates (hash already in RAW / the ledger), ever.
+    pub duplicate_files: u64,
+    /// Late events seen by this process, and event days in the late buffer not yet backfilled.
+    pub late_events: u64,
+    pub late_pending_days: Vec<NaiveDate>,
+    /// A backfill is running now.
+    pub backfilling: bool,
+    /// RAW/STAGING objects whose bytes fail their checksum, and whether repairs are under way.
+    pub damaged: Vec<String>,
+    pub repairing: bool,
+    /// A repair failed: the message (the operator's turn).
+    pub repair_error: Option<String>,
+    /// Projected monthly cost and the budget.
+    pub projected_usd: f64,
+    pub budget_usd: f64,
+    /// Lifecycle rules would save this much per month on current objects.
+    pub saving_usd: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Tracker {
+    rows: Vec<FailureRow>,
+    duplicates_seen: u64,
+    late_seen: u64,
+    /// The first observation (at process start) logs at debug only.
+    started: bool,
+    /// State changes since the last `take_changes`.
+    changes: Vec<Change>,
+}
+
+impl Default for Tracker {
+    fn default() -> Self {
+        Tracker::new()
+    }
+}
+
+impl Tracker {
+    pub fn new() -> Tracker {
+        Tracker {
+            rows: Scenario::ALL
+                .iter()
+                .map(|&scenario| {
+                    let (d, m, r) = scenario.design();
+                    (scenario, d, m, r)
+                })
+                .map(|(scenario, d, m, r)| FailureRow {
+                    scenario,
+                    detection: d.to_string(),
+                    mitigation: m.to_string(),
+                    recovery: r.to_string(),
+                    state: FailureState::Ok,
+                    count: 0,
+                    first_seen: None,
+                    last_seen: None,
+                    detail: None,
+                    operator: None,
+                    transitions: Vec::new(),
+                })
+                .collect(),
+            duplicates_seen: 0,
+            late_seen: 0,
+            started: false,
+            changes: Vec::new(),
+        }
+    }
+
+    pub fn rows(&self) -> Vec<FailureRow> {
+        self.rows.clone()
+    }
+
+    /// The state changes since the last call, oldest first.
+    pub fn take_changes(&mut self) -> Vec<Change> {
+        std::mem::take(&mut self.changes)
+    }
+
+    /// Move scenario `i` to `state`, through the states an episode passes on the way (an
+    /// episode starts with detected).
+    fn go(&mut self, scenario: Scenario, now: DateTime<Utc>, path: &[FailureState]) {
+        let i = scenario as usize;
+        // Mid-episode, walk on from where the scenario is: only the states after the current
+        // one, or straight to the path's end when the episode went back (a new late day while
+        // a backfill runs).
+        let current = self.rows[i].state;
+        let rank = |s: FailureState| match s {
+            FailureState::Ok | FailureState::Recovered => 0,
+            FailureState::Detected => 1,
+            FailureState::Mitigating => 2,
+            FailureState::NeedsOperator => 3,
+            FailureState::Recovering => 4,
+        };
+        let later: Vec<FailureState>;
+        let path = if current.at_rest() {
+            path
+        } else {
+            later = path
+                .iter()
+                .copied()
+                .filter(|s| *s == FailureState::Recovered || rank(*s) > rank(current))
+                .collect();
+            if later.is_empty() {
+                &path[path.len().saturating_sub(1)..]
+            } else {
+                &later[..]
+            }
+        };
+        let quiet = !self.started;
+        for &state in path {
+            let row = &mut self.rows[i];
+            if row.state == state {
+                continue;
+            }
+            if row.state.at_rest() && !state.at_rest() {
+                row.count += 1;
+                row.first_seen.get_or_insert(now);
+                if state != FailureState::Detected {
+                    // Every episode is seen as detected first.
+                    push(row, now, FailureState::Detected);
+                }
+            }
+            if !state.at_rest() || state == FailureState::Recovered {
+                row.last_seen = Some(now);
+            }
+            let from = row.state;
+            push(row, now, state);
+            self.changes.push(Change::Failure {
+                scenario,
+                from,
+                to: state,
+                detail: row.detail.clone().unwrap_or_default(),
+                // A process starting finds the state the data is in; that is no news.
+                quiet,
+            });
+        }
+    }
+
+    pub fn observe(&mut self, s: &Signals, now: DateTime<Utc>) {
+        use FailureState::*;
+        // API down.
+        let api = Scenario::ApiDown;
+        if s.api_down {
+            self.rows[api as usize].detail = s.api_last_error.clone();
+            self.rows[api as usize].operator = None;
+            self.go(api, now, &[Detected, Mitigating]);
+        } else if let Some(run) = &s.failed_run {
+            if !self.rows[api as usize].state.at_rest() {
+                self.rows[api as usize].operator =
+                    Some(format!("ecomops retry {run}  (R on the run in Runs)"));
+                self.go(api, now, &[NeedsOperator]);
+            }
+        } else if !self.rows[api as usize].state.at_rest() {
+            self.rows[api as usize].operator = None;
+            self.go(api, now, &[Recovering, Recovered]);
+        }
+
+        // Duplicate file: skipped at once, the MERGE is idempotent: recovered in one step.
+        let dup = Scenario::DuplicateFile;
+        if s.duplicate_files > self.duplicates_seen {
+            let n = s.duplicate_files - self.duplicates_seen;
+            self.rows[dup as usize].detail = Some(format!("{n} duplicate file(s) skipped"));
+            self.go(dup, now, &[Detected, Mitigating, Recovered]);
+        }
+        self.duplicates_seen = s.duplicate_files;
+
+        // Late events: buffered, then waiting for a backfill of their days.
+        let late = Scenario::LateEvents;
+        let new_late = s.late_events > self.late_seen;
+        self.late_seen = s.late_events;
+        if !s.late_pending_days.is_empty() {
+            let (from, to) = (
+                s.late_pending_days.first().copied(),
+                s.late_pending_days.last().copied(),
+            );
+            if let (Some(from), Some(to)) = (from, to) {
+                self.rows[late as usize].detail = Some(format!(
+                    "late events of {} day(s) in the late buffer",
+                    s.late_pending_days.len()
+                ));
+                self.rows[late as usize].operator =
+                    Some(format!("ecomops backfill --from {from} --to {to}  (b)"));
+            }
+            if s.backfilling {
+                self.go(late, now, &[Recovering]);
+            } else {
+                self.go(late, now, &[Detected, Mitigating, NeedsOperator]);
+            }
+        } else if new_late || !self.rows[late as usize].state.at_rest() {
+            self.rows[late as usize].operator = None;
+            if new_late && self.rows[late as usize].state.at_rest() {
+                self.go(late, now, &[Detected, Mitigating]);
+            }
+            self.go(late, now, &[Recovering, Recovered]);
+        }
+
+        // Partial write.
+        let pw = Scenario::PartialWrite;
+        if !s.damaged.is_empty() {
+            self.rows[pw as usize].detail = Some(format!(
+                "{} object(s) fail their checksum, e.g. {}",
+                s.damaged.len(),
+                s.damaged[0]
+            ));
+            if let Some(e) = &s.repair_error {
+                self.rows[pw as usize].operator = Some(format!(
+                    "repair failed ({e}); `ecomops replay --shard ID --from-seq N` (p) or `ecomops batch run`"
+                ));
+                self.go(pw, now, &[Detected, Mitigating, NeedsOperator]);
+            } else if s.repairing {
+                self.go(pw, now, &[Detected, Mitigating, Recovering]);
+            } else {
+                self.go(pw, now, &[Detected, Mitigating]);
+            }
+        } else if !self.rows[pw as usize].state.at_rest() {
+            self.rows[pw as usize].operator = None;
+            self.go(pw, now, &[Recovering, Recovered]);
+        }
+
+        // Cost growth.
+        let cost = Scenario::CostGrowth;
+        if s.projected_usd > s.budget_usd {
+            self.rows[cost as usize].detail = Some(format!(
+                "projected ${:.2}/month over the ${:.2} budget; lifecycle rules would save ${:.2}",
+                s.projected_usd, s.budget_usd, s.saving_usd
+            ));
+            self.rows[cost as usize].operator = Some(
+                "ecomops prune (deletes loaded objects past retention; `ecomops lifecycle --apply` on S3), \
+                 or shorten [lifecycle] retention / raise cost.budget_usd_month"
+                    .into(),
+            );
+            self.go(cost, now, &[Detected, Mitigating, NeedsOperator]);
+        } else if !self.rows[cost as usize].state.at_rest() {
+            self.rows[cost as usize].operator = None;
+            self.go(cost, now, &[Recovering, Recovered]);
+        }
+        self.started = true;
+    }
+}
+
+fn push(row: &mut FailureRow, now: DateTime<Utc>, state: FailureState) {
+    row.state = state;
+    row.transitions.push((now, state));
+    if row.transitions.len() > 16 {
+        row.transitions.remove(0);
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Alerts {
+    rules: Vec<AlertRule>,
+    states: Vec<AlertState>,
+}
+
+impl Alerts {
+    pub fn new(rules: Vec<AlertRule>) -> Alerts {
+        let states = rules
+            .iter()
+            .map(|r| AlertState {
+                name: r.name.clone(),
+                metric: r.metric.clone(),
+                severity: r.severity,
+                condition: format!(
+                    "{} {} {} for {}s",
+                    r.metric,
+                    match r.op {
+                        AlertOp::Above => ">",
+                        AlertOp::Below => "<",
+                    },
+                    r.threshold,
+                    r.for_secs
+                ),
+                value: None,
+                pending_since: None,
+                firing: false,
+                firing_since: None,
+            })
+            .collect();
+        Alerts { rules, states }
+    }
+
+    pub fn evaluate(
+        &mut self,
+        points: &[MetricPoint],
+        now: DateTime<Utc>,
+        changes: &mut Vec<Change>,
+    ) {
+        for (rule, st) in self.rules.iter().zip(self.states.iter_mut()) {
+            st.value = value(points, &rule.metric);
+            let holds = st.value.is_some_and(|v| match rule.op {
+                AlertOp::Above => v > rule.threshold,
+                AlertOp::Below => v < rule.threshold,
+            });
+            if !holds {
+                if st.firing {
+                    changes.push(Change::AlertResolved {
+                        name: rule.name.clone(),
+                        value: st.value,
+                    });
+                }
+                st.pending_since = None;
+                st.firing = false;
+                st.firing_since = None;
+                continue;
+            }
+            let since = *st.pending_since.get_or_insert(now);
+            if !st.firing && (now - since).num_seconds() >= rule.for_secs as i64 {
+                st.firing = true;
+                st.firing_since = Some(now);
+                changes.push(Change::AlertFiring {
+                    name: rule.name.clone(),
+                    severity: rule.severity,
+                    value: st.value,
+                    condition: st.condition.clone(),
+                });
+            }
+        }
+    }
+
+    pub fn states(&self) -> Vec<AlertState> {
+        self.states.clone()
+    }
+}
+
+fn p(name: &str, value: f64, unit: &str) -> MetricPoint {
+    MetricPoint {
+        name: name.into(),
+        value,
+        unit: unit.into(),
+        dims: Vec::new(),
+    }
+}
+
+fn d(name: &str, value: f64, unit: &str, key: &str, val: &str) -> MetricPoint {
+    MetricPoint {
+        dims: vec![(key.into(), val.into())],
+        ..p(name, value, unit)
+    }
+}
+
+/// The registry's points for a snapshot, but `alerts_firing` (added once the alerts are
+/// evaluated on these points); its own `metrics` and `alerts` are not read.
+pub fn points(s: &Snapshot) -> Vec<MetricPoint> {
+    let mut out = Vec::new();
+    if let Some(st) = &s.stream {
+        let t = &st.totals;
+        out.push(d(
+            "stream_records_in",
+            t.records as f64,
+            "Count",
+            "stream",
+            &st.backend,
+        ));
+        out.push(d(
+            "stream_staged",
+            t.staged as f64,
+            "Count",
+            "stream",
+            &st.backend,
+        ));
+        out.push(d(
+            "stream_duplicates",
+            t.duplicates as f64,
+            "Count",
+            "stream",
+            &st.backend,
+        ));
+        out.push(d(
+            "stream_late",
+            t.late as f64,
+            "Count",
+            "stream",
+            &st.backend,
+        ));
+        out.push(d(
+            "stream_quarantined",
+            t.quarantined as f64,
+            "Count",
+            "stream",
+            &st.backend,
+        ));
+        let lag: u64 = st.shards.iter().map(|x| x.lag_records).sum();
+        out.push(d(
+            "stream_lag_records",
+            lag as f64,
+            "Count",
+            "stream",
+            &st.backend,
+        ));
+        for sh in &st.shards {
+            out.push(d(
+                "shard_lag_records",
+                sh.lag_records as f64,
+                "Count",
+                "shard",
+                &sh.shard,
+            ));
+            out.push(d(
+                "shard_lag_ms",
+                sh.lag_ms as f64,
+                "Milliseconds",
+                "shard",
+                &sh.shard,
+            ));
+        }
+        out.push(p("dedup_tracked_ids", st.dedup.tracked as f64, "Count"));
+    }
+    let runs = &s.batch.runs;
+    let failed = runs
+        .iter()
+        .filter(|r| r.status == RunStatus::Failed)
+        .count();
+    out.push(p("batch_runs_failed", failed as f64, "Count"));
+    out.push(p(
+        "batch_files_duplicate",
+        runs.iter().map(|r| r.report.duplicates()).sum::<usize>() as f64,
+        "Count",
+    ));
+    out.push(p(
+        "batch_quarantined",
+        runs.iter()
+            .flat_map(|r| r.report.quarantined.values())
+            .sum::<u64>() as f64,
+        "Count",
+    ));
+    out.push(p(
+        "batch_merged_rows",
+        runs.iter()
+            .flat_map(|r| r.report.loaded.values())
+            .sum::<u64>() as f64,
+        "Count",
+    ));
+    let api = &s.batch.api;
+    out.push(p("api_attempts", api.attempts as f64, "Count"));
+    out.push(p("api_retries", api.failures as f64, "Count"));
+    out.push(p("api_down", if api.down { 1.0 } else { 0.0 }, "None"));
+    for z in &s.zones {
+        let name = z.zone.unwrap_or(Zone::Raw).name();
+        out.push(d("zone_bytes", z.bytes as f64, "Bytes", "zone", name));
+        out.push(d("zone_objects", z.objects as f64, "Count", "zone", name));
+    }
+    if let Some(w) = &s.warehouse {
+        out.push(p("warehouse_ledger_files", w.ledger_files as f64, "Count"));
+        out.push(p("warehouse_dirty_days", w.dirty_days as f64, "Count"));
+    }
+    let late_days = s
+        .failures
+        .iter()
+        .find(|f| f.scenario == Scenario::LateEvents)
+        .and_then(|f| f.operator.as_ref())
+        .map_or(0.0, |_| 1.0);
+    out.push(p("late_pending_days", late_days, "Count"));
+    out.push(p("partial_writes", s.damaged.len() as f64, "Count"));
+    if let Some(c) = &s.cost {
+        out.push(p("warehouse_seconds", c.usage.warehouse_secs, "Seconds"));
+        out.push(p("cost_month_to_date_usd", c.month_to_date_usd, "None"));
+        out.push(p("cost_projected_usd", c.projected_usd, "None"));
+        out.push(p(
+            "cost_projected_over_budget_usd",
+            (c.projected_usd - c.budget_usd).max(0.0),
+            "None",
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use FailureState::*;
+
+    fn states(t: &Tracker, i: Scenario) -> Vec<FailureState> {
+        t.rows[i as usize]
+            .transitions
+            .iter()
+            .map(|(_, s)| *s)
+            .collect()
+    }
+
+    #[test]
+    fn api_down_then_retry() {
+        let mut t = Tracker::new();
+        let now = Utc::now();
+        t.observe(
+            &Signals {
+                api_down: true,
+                ..Default::default()
+            },
+            now,
+        );
+        t.observe(
+            &Signals {
+                failed_run: Some("r1".into()),
+                ..Default::default()
+            },
+            now,
+        );
+        assert_eq!(t.rows[Scenario::ApiDown as usize].state, NeedsOperator);
+        assert!(t.rows[Scenario::ApiDown as usize]
+            .operator
+            .as_deref()
+            .unwrap()
+            .contains("ecomops retry r1"));
+        t.observe(&Signals::default(), now);
+        assert_eq!(
+            states(&t, Scenario::ApiDown),
+            vec![Detected, Mitigating, NeedsOperator, Recovering, Recovered]
+        );
+        assert_eq!(t.rows[Scenario::ApiDown as usize].count, 1);
+    }
+
+    #[test]
+    fn late_events_wait_for_a_backfill() {
+        let mut t = Tracker::new();
+        let now = Utc::now();
+        let day = NaiveDate::from_ymd_opt(2026, 11, 20).unwrap();
+        let pending = Signals {
+            late_events: 3,
+            late_pending_days: vec![day],
+            ..Default::default()
+        };
+        t.observe(&pending, now);
+        assert_eq!(t.rows[Scenario::LateEvents as usize].state, NeedsOperator);
+        assert!(t.rows[Scenario::LateEvents as usize]
+            .operator
+            .as_deref()
+            .unwrap()
+            .contains("--from 2026-11-20 --to 2026-11-20"));
+        t.observe(
+            &Signals {
+                late_events: 3,
+                ..Default::default()
+            },
+            now,
+        );
+        assert_eq!(
+            states(&t, Scenario::LateEvents),
+            vec![Detected, Mitigating, NeedsOperator, Recovering, Recovered]
+        );
+    }
+
+    #[test]
+    fn duplicates_and_budget() {
+        let mut t = Tracker::new();
+        let now = Utc::now();
+        t.observe(
+            &Signals {
+                duplicate_files: 2,
+                budget_usd: 1.0,
+                projected_usd: 2.0,
+                ..Default::default()
+            },
+            now,
+        );
+        assert_eq!(
+            states(&t, Scenario::DuplicateFile),
+            vec![Detected, Mitigating, Recovered]
+        );
+        assert_eq!(t.rows[Scenario::CostGrowth as usize].state, NeedsOperator);
+        t.observe(
+            &Signals {
+                duplicate_files: 2,
+                budget_usd: 1.0,
+                projected_usd: 0.5,
+                ..Default::default()
+            },
+            now,
+        );
+        assert_eq!(t.rows[Scenario::CostGrowth as usize].state, Recovered);
+        assert_eq!(t.rows[Scenario::DuplicateFile as usize].count, 1);
+    }
+
+    fn rule(for_secs: u64) -> AlertRule {
+        AlertRule {
+            name: "lag".into(),
+            metric: "stream_lag_records".into(),
+            op: AlertOp::Above,
+            threshold: 10.0,
+            for_secs,
+            severity: Severity::Critical,
+        }
+    }
+
+    fn pts(v: f64) -> Vec<MetricPoint> {
+        vec![MetricPoint {
+            name: "stream_lag_records".into(),
+            value: v,
+            unit: "Count".into(),
+            dims: vec![],
+        }]
+    }
+
+    #[test]
+    fn fires_after_the_duration_and_resolves() {
+        let mut a = Alerts::new(vec![rule(60)]);
+        let t0 = Utc::now();
+        a.evaluate(&pts(11.0), t0, &mut Vec::new());
+        assert!(!a.states()[0].firing, "pending, not firing yet");
+        a.evaluate(
+            &pts(12.0),
+            t0 + chrono::Duration::seconds(61),
+            &mut Vec::new(),
+        );
+        assert!(a.states()[0].firing);
+        a.evaluate(
+            &pts(5.0),
+            t0 + chrono::Duration::seconds(62),
+            &mut Vec::new(),
+        );
+        assert!(!a.states()[0].firing);
+    }
+
+    fn snapshot(at: DateTime<Utc>) -> Snapshot {
+        use crate::snapshot::{Backends, InstanceInfo, RunMode};
+        let instance = InstanceInfo {
+            pid: 1,
+            started_at: at,
+            data_dir: "/tmp/x".into(),
+            mode: RunMode::Headless,
+            read_only: false,
+            version: "0".into(),
+        };
+        let backends = Backends {
+            store: "local".into(),
+            stream: "local".into(),
+            warehouse: "duckdb".into(),
+        };
+        Snapshot::empty(instance, backends, at)
+    }
+
+    #[test]
+    fn alerts_firing_counts_the_alerts_that_fire_now() {
+        let mut d = Deriver::new(AlertRule::defaults());
+        let mut s = snapshot(Utc::now());
+        s.batch.api.down = true;
+        s.damaged = vec!["raw/x".into()];
+        let changes = d.derive(&mut s, &Signals::default());
+        let firing = s.alerts.iter().filter(|a| a.firing).count();
+        assert_eq!(firing, 2, "{:?}", s.alerts);
+        assert_eq!(value(&s.metrics, "alerts_firing"), Some(2.0));
+        assert_eq!(
+            changes
+                .iter()
+                .filter(|c| matches!(c, Change::AlertFiring { .. }))
+                .count(),
+            2
+        );
+    }
+
+    #[test]
+    fn health_is_the_worst_of_the_cycle_and_the_table() {
+        let mut d = Deriver::new(Vec::new());
+        let mut s = snapshot(Utc::now());
+        d.derive(&mut s, &Signals::default());
+        assert_eq!(s.health, Health::Healthy);
+        let api_down = Signals {
+            api_down: true,
+            ..Default::default()
+        };
+        d.derive(&mut s, &api_down);
+        assert_eq!(s.health, Health::Degraded);
+        let failed = Signals {
+            failed_run: Some("r1".into()),
+            ..Default::default()
+        };
+        d.derive(&mut s, &failed);
+        assert_eq!(s.health, Health::NeedsAttention);
+    }
+
+    #[test]
+    fn late_pending_days_follows_the_late_events_row() {
+        let mut d = Deriver::new(Vec::new());
+        let mut s = snapshot(Utc::now());
+        let pending = Signals {
+            late_events: 2,
+            late_pending_days: vec![NaiveDate::from_ymd_opt(2026, 11, 20).unwrap()],
+            ..Default::default()
+        };
+        d.derive(&mut s, &pending);
+        assert_eq!(value(&s.metrics, "late_pending_days"), Some(1.0));
+    }
+}

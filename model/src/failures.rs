@@ -1,0 +1,114 @@
+//! The failure table's scenarios, their states and rows.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The five failure scenarios of the platform's failure table, in table order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Scenario {
+    #[serde(rename = "API down")]
+    ApiDown,
+    #[serde(rename = "duplicate file")]
+    DuplicateFile,
+    #[serde(rename = "late events")]
+    LateEvents,
+    #[serde(rename = "partial write")]
+    PartialWrite,
+    #[serde(rename = "cost growth")]
+    CostGrowth,
+}
+
+impl Scenario {
+    pub const ALL: [Scenario; 5] = [
+        Scenario::ApiDown,
+        Scenario::DuplicateFile,
+        Scenario::LateEvents,
+        Scenario::PartialWrite,
+        Scenario::CostGrowth,
+    ];
+
+    /// The name the failure table shows (and the JSON carries).
+    pub fn label(self) -> &'static str {
+        match self {
+            Scenario::ApiDown => "API down",
+            Scenario::DuplicateFile => "duplicate file",
+            Scenario::LateEvents => "late events",
+            Scenario::PartialWrite => "partial write",
+            Scenario::CostGrowth => "cost growth",
+        }
+    }
+
+    /// Detection, mitigation and recovery, as the platform's design names them.
+    pub fn design(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Scenario::ApiDown => (
+                "timeouts / consecutive failures",
+                "retries with backoff",
+                "rerun the DAG run",
+            ),
+            Scenario::DuplicateFile => ("hash already in ledger", "skip", "idempotent MERGE"),
+            Scenario::LateEvents => (
+                "behind watermark",
+                "late buffer",
+                "backfill of dirty partitions",
+            ),
+            Scenario::PartialWrite => ("checksum mismatch", "atomic write", "replay from source"),
+            Scenario::CostGrowth => ("projected cost over budget", "lifecycle rules", "pruning"),
+        }
+    }
+}
+
+impl std::fmt::Display for Scenario {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.label())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureState {
+    Ok,
+    Detected,
+    Mitigating,
+    Recovering,
+    Recovered,
+    NeedsOperator,
+}
+
+impl FailureState {
+    pub fn label(self) -> &'static str {
+        match self {
+            FailureState::Ok => "ok",
+            FailureState::Detected => "detected",
+            FailureState::Mitigating => "mitigating",
+            FailureState::Recovering => "recovering",
+            FailureState::Recovered => "recovered",
+            FailureState::NeedsOperator => "needs operator",
+        }
+    }
+
+    /// Ok and recovered are at rest; everything else is an episode in progress.
+    pub fn at_rest(self) -> bool {
+        matches!(self, FailureState::Ok | FailureState::Recovered)
+    }
+}
+
+/// One row of the table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailureRow {
+    pub scenario: Scenario,
+    pub detection: String,
+    pub mitigation: String,
+    pub recovery: String,
+    pub state: FailureState,
+    /// Episodes detected.
+    pub count: u64,
+    pub first_seen: Option<DateTime<Utc>>,
+    pub last_seen: Option<DateTime<Utc>>,
+    /// What was seen, in a few words.
+    pub detail: Option<String>,
+    /// What the operator does to recover, when it needs one (a command and a dashboard key).
+    pub operator: Option<String>,
+    /// The latest state changes, oldest first (at most 16).
+    pub transitions: Vec<(DateTime<Utc>, FailureState)>,
+}
