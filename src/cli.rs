@@ -2,7 +2,9 @@
 
 use std::path::PathBuf;
 
+use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use ecom_model::batch::Task;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -106,18 +108,18 @@ pub enum Cmd {
         )]
         from_seq: Option<u64>,
         /// Re-read from this time (RFC 3339).
-        #[arg(long)]
-        from_time: Option<String>,
+        #[arg(long, value_parser = parse_time)]
+        from_time: Option<DateTime<Utc>>,
     },
     /// Recompute CURATED partitions of a date range and load late events in it.
     #[command(after_help = "Example:\n  ecomops backfill --from 2026-11-01 --to 2026-11-07")]
     Backfill {
         /// First day (YYYY-MM-DD).
-        #[arg(long)]
-        from: String,
+        #[arg(long, value_parser = parse_day)]
+        from: NaiveDate,
         /// Last day, inclusive (YYYY-MM-DD).
-        #[arg(long)]
-        to: String,
+        #[arg(long, value_parser = parse_day)]
+        to: NaiveDate,
         /// Check this model name; the days are recomputed for every model, because the daily
         /// aggregates are built from the facts.
         #[arg(long)]
@@ -129,8 +131,8 @@ pub enum Cmd {
         /// The run id (see `ecomops status`).
         run_id: String,
         /// Only this task.
-        #[arg(long)]
-        task: Option<String>,
+        #[arg(long, value_parser = parse_task)]
+        task: Option<Task>,
     },
     /// Reconcile RAW -> STAGING -> CURATED; exit 1 on any difference.
     #[command(after_help = "Example:\n  ecomops verify")]
@@ -175,14 +177,14 @@ pub enum BatchCmd {
     )]
     Run {
         /// Only this task and what follows it.
-        #[arg(long)]
-        task: Option<String>,
+        #[arg(long, value_parser = parse_task)]
+        task: Option<Task>,
         /// Pull only carts dated from this day (YYYY-MM-DD, inclusive): an incremental pull.
-        #[arg(long, requires = "carts_to")]
-        carts_from: Option<String>,
+        #[arg(long, requires = "carts_to", value_parser = parse_day)]
+        carts_from: Option<NaiveDate>,
         /// ... to this day (YYYY-MM-DD, inclusive).
-        #[arg(long, requires = "carts_from")]
-        carts_to: Option<String>,
+        #[arg(long, requires = "carts_from", value_parser = parse_day)]
+        carts_to: Option<NaiveDate>,
     },
 }
 
@@ -255,6 +257,22 @@ pub enum IngestCmd {
         /// NDJSON file, or - for standard input.
         file: String,
     },
+}
+
+/// A day as the CLI takes it: YYYY-MM-DD.
+fn parse_day(s: &str) -> Result<NaiveDate, String> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| format!("{s:?} is not a day (YYYY-MM-DD)"))
+}
+
+/// A time as the CLI takes it: RFC 3339.
+fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| format!("{s:?} is not an RFC 3339 time: {e}"))
+}
+
+fn parse_task(s: &str) -> Result<Task, String> {
+    Task::parse(s)
 }
 
 #[cfg(test)]

@@ -6,15 +6,152 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
+/// The tasks of a batch run:
+///
+/// ```text
+/// extract_products ─┐
+/// extract_users ────┼─> land ─> stage ─> load
+/// extract_carts ────┘
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Task {
+    ExtractProducts,
+    ExtractUsers,
+    ExtractCarts,
+    Land,
+    Stage,
+    Load,
+}
+
 /// The tasks, in an order that respects their dependencies.
-pub const TASKS: [&str; 6] = [
-    "extract_products",
-    "extract_users",
-    "extract_carts",
-    "land",
-    "stage",
-    "load",
-];
+pub const TASKS: [Task; 6] = Task::ALL;
+
+impl Task {
+    /// In an order that respects the dependencies.
+    pub const ALL: [Task; 6] = [
+        Task::ExtractProducts,
+        Task::ExtractUsers,
+        Task::ExtractCarts,
+        Task::Land,
+        Task::Stage,
+        Task::Load,
+    ];
+
+    /// The name in run files, `ops.tasks`, the CLI and the Airflow DAG.
+    pub fn name(self) -> &'static str {
+        match self {
+            Task::ExtractProducts => "extract_products",
+            Task::ExtractUsers => "extract_users",
+            Task::ExtractCarts => "extract_carts",
+            Task::Land => "land",
+            Task::Stage => "stage",
+            Task::Load => "load",
+        }
+    }
+
+    /// The task named `name`, or an error listing the tasks.
+    pub fn parse(name: &str) -> Result<Task, String> {
+        Task::ALL
+            .into_iter()
+            .find(|t| t.name() == name)
+            .ok_or_else(|| {
+                let all: Vec<&str> = Task::ALL.iter().map(|t| t.name()).collect();
+                format!("no task {name:?}; the tasks are {}", all.join(", "))
+            })
+    }
+
+    /// The tasks that must have succeeded before this one runs.
+    pub fn deps(self) -> &'static [Task] {
+        match self {
+            Task::Land => &[
+                Task::ExtractProducts,
+                Task::ExtractUsers,
+                Task::ExtractCarts,
+            ],
+            Task::Stage => &[Task::Land],
+            Task::Load => &[Task::Stage],
+            _ => &[],
+        }
+    }
+
+    /// The entity an extract task fetches.
+    pub fn extracts(self) -> Option<Entity> {
+        match self {
+            Task::ExtractProducts => Some(Entity::Products),
+            Task::ExtractUsers => Some(Entity::Users),
+            Task::ExtractCarts => Some(Entity::Carts),
+            _ => None,
+        }
+    }
+
+    /// This task and every task downstream of it, in dependency order.
+    pub fn with_downstream(self) -> Vec<Task> {
+        let mut out = vec![self];
+        // ALL is in dependency order, so one pass collects every descendant.
+        for t in Task::ALL {
+            if t.deps().iter().any(|d| out.contains(d)) {
+                out.push(t);
+            }
+        }
+        out
+    }
+}
+
+impl std::fmt::Display for Task {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.name())
+    }
+}
+
+impl std::str::FromStr for Task {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Task, String> {
+        Task::parse(s)
+    }
+}
+
+/// Lets a run's tasks be looked up by name as well as by value.
+impl PartialEq<&str> for Task {
+    fn eq(&self, other: &&str) -> bool {
+        self.name() == *other
+    }
+}
+
+/// What a batch pull fetches from the source API, one response each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Entity {
+    Products,
+    Users,
+    Carts,
+}
+
+impl Entity {
+    pub const ALL: [Entity; 3] = [Entity::Products, Entity::Users, Entity::Carts];
+
+    /// The API path segment, the RAW key's entity and the spool file's stem.
+    pub fn name(self) -> &'static str {
+        match self {
+            Entity::Products => "products",
+            Entity::Users => "users",
+            Entity::Carts => "carts",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Entity> {
+        Entity::ALL.into_iter().find(|e| e.name() == name)
+    }
+
+    /// The task that extracts it.
+    pub fn extract_task(self) -> Task {
+        match self {
+            Entity::Products => Task::ExtractProducts,
+            Entity::Users => Task::ExtractUsers,
+            Entity::Carts => Task::ExtractCarts,
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -28,9 +165,22 @@ pub enum TaskStatus {
     UpstreamFailed,
 }
 
+impl TaskStatus {
+    /// The name in run files and in `ops.tasks` (serde's, so the two never differ).
+    pub fn name(self) -> &'static str {
+        match self {
+            TaskStatus::Pending => "pending",
+            TaskStatus::Running => "running",
+            TaskStatus::Succeeded => "succeeded",
+            TaskStatus::Failed => "failed",
+            TaskStatus::UpstreamFailed => "upstream_failed",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskState {
-    pub name: String,
+    pub name: Task,
     pub status: TaskStatus,
     /// Times the task was started (HTTP attempts are in `detail`).
     pub attempts: u32,
@@ -41,6 +191,21 @@ pub struct TaskState {
     pub detail: Option<String>,
 }
 
+impl TaskState {
+    /// Not started yet.
+    pub fn new(task: Task) -> TaskState {
+        TaskState {
+            name: task,
+            status: TaskStatus::Pending,
+            attempts: 0,
+            started_at: None,
+            ended_at: None,
+            error: None,
+            detail: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
@@ -49,6 +214,18 @@ pub enum RunStatus {
     Failed,
     /// Some tasks were not selected (`--task`) and are still pending.
     Incomplete,
+}
+
+impl RunStatus {
+    /// The name in run files and in `ops.runs`.
+    pub fn name(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Incomplete => "incomplete",
+        }
+    }
 }
 
 /// A spooled response.
@@ -87,18 +264,7 @@ impl BatchRun {
             started_at: None,
             ended_at: None,
             status: RunStatus::Running,
-            tasks: TASKS
-                .iter()
-                .map(|t| TaskState {
-                    name: (*t).to_string(),
-                    status: TaskStatus::Pending,
-                    attempts: 0,
-                    started_at: None,
-                    ended_at: None,
-                    error: None,
-                    detail: None,
-                })
-                .collect(),
+            tasks: Task::ALL.into_iter().map(TaskState::new).collect(),
             extracted: BTreeMap::new(),
             report: PullReport {
                 source: source.to_string(),
@@ -107,28 +273,36 @@ impl BatchRun {
         }
     }
 
-    pub fn task(&self, name: &str) -> Option<&TaskState> {
-        self.tasks.iter().find(|t| t.name == name)
+    /// A task's state, by value or by name.
+    pub fn task<T>(&self, task: T) -> Option<&TaskState>
+    where
+        Task: PartialEq<T>,
+    {
+        self.tasks.iter().find(|t| t.name == task)
     }
 
-    pub fn task_mut(&mut self, name: &str) -> &mut TaskState {
-        // Every run is created with all of TASKS; a name outside it is a programming error
-        // caught by `select` before we get here.
-        let i = self
-            .tasks
-            .iter()
-            .position(|t| t.name == name)
-            .unwrap_or_default();
+    pub fn task_mut(&mut self, task: Task) -> &mut TaskState {
+        let i = match self.tasks.iter().position(|t| t.name == task) {
+            Some(i) => i,
+            // Every run is created with all tasks; a run file edited by hand may lack one.
+            None => {
+                self.tasks.push(TaskState::new(task));
+                self.tasks.len() - 1
+            }
+        };
         &mut self.tasks[i]
     }
 
-    pub fn succeeded(&self, name: &str) -> bool {
-        self.task(name)
+    pub fn succeeded<T>(&self, task: T) -> bool
+    where
+        Task: PartialEq<T>,
+    {
+        self.task(task)
             .is_some_and(|t| t.status == TaskStatus::Succeeded)
     }
 
-    pub fn start(&mut self, name: &str) {
-        let t = self.task_mut(name);
+    pub fn start(&mut self, task: Task) {
+        let t = self.task_mut(task);
         t.status = TaskStatus::Running;
         t.attempts += 1;
         t.started_at = Some(Utc::now());
@@ -136,8 +310,8 @@ impl BatchRun {
         t.error = None;
     }
 
-    pub fn finish(&mut self, name: &str, result: std::result::Result<String, String>) {
-        let t = self.task_mut(name);
+    pub fn finish(&mut self, task: Task, result: std::result::Result<String, String>) {
+        let t = self.task_mut(task);
         t.ended_at = Some(Utc::now());
         match result {
             Ok(detail) => {
@@ -159,7 +333,7 @@ impl BatchRun {
             .filter(|t| t.status == TaskStatus::Failed)
             .map(|t| format!("{}: {}", t.name, t.error.clone().unwrap_or_default()))
             .collect();
-        let status = format!("{:?}", self.status).to_lowercase();
+        let status = self.status.name();
         if failed.is_empty() {
             format!("run {} {status}; {}", self.run_id, self.report.summary())
         } else {

@@ -1,7 +1,10 @@
 //! Operator commands: what the dashboard, the control socket and the CLI ask the running
 //! pipeline to do, and who asked.
 
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
+
+use crate::batch::Task;
 
 /// A request to the pipeline.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,27 +21,27 @@ pub enum Command {
     /// Start a batch run now (all tasks, or `task` and what follows it).
     BatchRun {
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        task: Option<String>,
-        /// Carts date window (YYYY-MM-DD, inclusive) for an incremental pull.
+        task: Option<Task>,
+        /// Carts date window (inclusive) for an incremental pull.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        window: Option<(String, String)>,
+        window: Option<(NaiveDate, NaiveDate)>,
     },
     /// Feed an NDJSON events file (a path the pipeline can read) through the stream path.
     IngestFile { path: std::path::PathBuf },
-    /// Re-read committed segments of a shard from a sequence number or an arrival time (RFC 3339).
+    /// Re-read committed segments of a shard from a sequence number or an arrival time.
     Replay {
         shard: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         from_seq: Option<u64>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        from_time: Option<String>,
+        from_time: Option<DateTime<Utc>>,
     },
     /// The four metrics (read-only).
     Metrics,
     /// Reconcile RAW -> STAGING -> warehouse -> CURATED (read-only).
     Verify,
-    /// Recompute CURATED days `from..=to` (YYYY-MM-DD).
-    Backfill { from: String, to: String },
+    /// Recompute CURATED days `from..=to`.
+    Backfill { from: NaiveDate, to: NaiveDate },
     /// Cost estimates (read-only).
     Cost,
     /// Delete what lifecycle retention allows (loaded objects only); `dry_run` lists it.
@@ -55,7 +58,7 @@ pub enum Command {
     Retry {
         run_id: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        task: Option<String>,
+        task: Option<Task>,
     },
 }
 

@@ -579,7 +579,7 @@ impl Pipeline {
             Command::Backfill { from, to } => {
                 self.backfilling = true;
                 self.publish();
-                let o = self.backfill(&wh, &from, &to).await;
+                let o = self.backfill(&wh, from, to).await;
                 self.backfilling = false;
                 o
             }
@@ -588,13 +588,6 @@ impl Pipeline {
                 from_seq,
                 from_time,
             } => {
-                let from_time = match from_time.map(|t| chrono::DateTime::parse_from_rfc3339(&t)) {
-                    None => None,
-                    Some(Ok(t)) => Some(t.with_timezone(&Utc)),
-                    Some(Err(e)) => {
-                        return CommandOutcome::failed(format!("--from-time must be RFC 3339: {e}"))
-                    }
-                };
                 let result = self
                     .stream
                     .replay(
@@ -647,13 +640,16 @@ impl Pipeline {
         }
     }
 
-    async fn backfill(&mut self, wh: &Arc<dyn Warehouse>, from: &str, to: &str) -> CommandOutcome {
-        let day = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d");
-        let (Ok(f), Ok(t)) = (day(from), day(to)) else {
-            return CommandOutcome::failed(format!(
-                "backfill dates must be YYYY-MM-DD, got {from} and {to}"
-            ));
-        };
+    async fn backfill(
+        &mut self,
+        wh: &Arc<dyn Warehouse>,
+        from: chrono::NaiveDate,
+        to: chrono::NaiveDate,
+    ) -> CommandOutcome {
+        if from > to {
+            return CommandOutcome::failed(format!("backfill: {from} is after {to}"));
+        }
+        let (f, t) = (from, to);
         let late = match self
             .stream
             .load_late(self.store.as_ref(), wh.as_ref(), f, t)
@@ -735,21 +731,17 @@ impl Pipeline {
     async fn batch_command(
         &mut self,
         retry: Option<String>,
-        task: Option<String>,
-        window: Option<(String, String)>,
+        task: Option<crate::batch::run::Task>,
+        window: Option<(chrono::NaiveDate, chrono::NaiveDate)>,
     ) -> CommandOutcome {
-        let day = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d");
-        let window =
-            match window.map(|(a, b)| (day(&a), day(&b))) {
-                None => None,
-                Some((Ok(a), Ok(b))) if a <= b => Some((a, b)),
-                Some(_) => return CommandOutcome::failed(
-                    "the carts window must be two days YYYY-MM-DD, the first not after the second",
-                ),
-            };
+        if let Some((a, b)) = window.filter(|(a, b)| a > b) {
+            return CommandOutcome::failed(format!(
+                "the carts window {a}..{b} ends before it starts"
+            ));
+        }
         let run = match &retry {
-            Some(id) => self.batch.retry(id, task.as_deref()).await,
-            None => self.batch.run_new(task.as_deref(), window).await,
+            Some(id) => self.batch.retry(id, task).await,
+            None => self.batch.run_new(task, window).await,
         };
         let detail = run.as_ref().ok().and_then(|r| serde_json::to_value(r).ok());
         let mut outcome = match self.batch_finished(run) {

@@ -26,8 +26,8 @@ fn mutating() -> Vec<Command> {
             from_time: None,
         },
         Command::Backfill {
-            from: "2026-11-01".into(),
-            to: "2026-11-02".into(),
+            from: "2026-11-01".parse().unwrap(),
+            to: "2026-11-02".parse().unwrap(),
         },
         Command::Retry {
             run_id: "r1".into(),
@@ -149,8 +149,8 @@ async fn a_writable_instance_audits_to_the_ops_schema() {
     let o = p
         .dispatch(
             Command::Backfill {
-                from: "2026-11-01".into(),
-                to: "2026-11-02".into(),
+                from: "2026-11-01".parse().unwrap(),
+                to: "2026-11-02".parse().unwrap(),
             },
             &origin(false),
         )

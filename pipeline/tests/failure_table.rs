@@ -128,7 +128,7 @@ async fn late_events_wait_for_the_named_backfill() {
     let op = r.operator.unwrap();
     let args: Vec<&str> = op.split_whitespace().collect();
     assert_eq!(&args[..2], ["ecomops", "backfill"], "{op}");
-    let (from, to) = (args[3].to_string(), args[5].to_string());
+    let (from, to) = (args[3].parse().unwrap(), args[5].parse().unwrap());
     let o = p.dispatch(Command::Backfill { from, to }, &origin()).await;
     assert!(o.ok, "{o:?}");
     let r = row(&p, "late events");

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ecom_pipeline::batch::run::{BatchRunner, RunStatus, TaskStatus};
+use ecom_pipeline::batch::run::{BatchRunner, RunStatus, Task, TaskStatus};
 use ecom_pipeline::batch::synthetic::SyntheticSource;
 use ecom_pipeline::config::{BatchSource, Config, RetryConfig};
 use ecom_pipeline::store::{LocalStore, ObjectStore};
@@ -259,7 +259,7 @@ async fn a_huge_body_fails_clearly_without_retrying() {
     let f = runner(c);
     let run = f
         .runner
-        .run_new(Some("extract_products"), None)
+        .run_new(Some(Task::ExtractProducts), None)
         .await
         .unwrap();
     let t = run.task("extract_products").unwrap();

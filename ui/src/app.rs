@@ -492,10 +492,7 @@ fn confirm_form(f: &Form) -> Result<Confirm, String> {
                     format!("then recompute the CURATED daily models for {from}..{to}."),
                     "Idempotent: running it again changes nothing more.".into(),
                 ],
-                Command::Backfill {
-                    from: from.to_string(),
-                    to: to.to_string(),
-                },
+                Command::Backfill { from, to },
             ))
         }
         FormKind::Replay => {
@@ -505,11 +502,11 @@ fn confirm_form(f: &Form) -> Result<Confirm, String> {
             }
             let (seq, time) = (v(1), v(2));
             let (from_seq, from_time, from_text) = if !time.is_empty() {
-                chrono::DateTime::parse_from_rfc3339(&time)
+                let t = chrono::DateTime::parse_from_rfc3339(&time)
                     .map_err(|e| format!("{time:?} is not an RFC 3339 time: {e}"))?;
                 (
                     None,
-                    Some(time.clone()),
+                    Some(t.with_timezone(&chrono::Utc)),
                     format!("the first record that arrived at {time}"),
                 )
             } else {

@@ -16,29 +16,8 @@ use super::retry::{ApiHealth, RetryPolicy};
 use crate::config::{FakeStoreConfig, RetryConfig};
 use crate::error::{Error, Result};
 
-/// The three collections the batch pulls.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Endpoint {
-    Products,
-    Users,
-    Carts,
-}
-
-impl Endpoint {
-    pub const ALL: [Endpoint; 3] = [Endpoint::Products, Endpoint::Users, Endpoint::Carts];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Endpoint::Products => "products",
-            Endpoint::Users => "users",
-            Endpoint::Carts => "carts",
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<Endpoint> {
-        Endpoint::ALL.into_iter().find(|e| e.name() == name)
-    }
-}
+/// The three collections the batch pulls (the contract crate's `Entity`).
+pub use ecom_model::batch::Entity as Endpoint;
 
 /// A response body and what it took to get it.
 #[derive(Debug, Clone)]

@@ -31,21 +31,9 @@ use crate::warehouse::{self, StagedFile, Warehouse};
 use crate::zones;
 
 pub use ecom_model::batch::{
-    ApiState, BatchRun, Extracted, LandedFile, RunStatus, TaskState, TaskStatus, TASKS,
+    ApiState, BatchRun, Entity, Extracted, LandedFile, RunStatus, Task, TaskState, TaskStatus,
+    TASKS,
 };
-
-fn deps(task: &str) -> &'static [&'static str] {
-    match task {
-        "land" => &["extract_products", "extract_users", "extract_carts"],
-        "stage" => &["land"],
-        "load" => &["stage"],
-        _ => &[],
-    }
-}
-
-fn extract_endpoint(task: &str) -> Option<Endpoint> {
-    task.strip_prefix("extract_").and_then(Endpoint::parse)
-}
 
 /// Persisted runs: `<dir>/<run_id>.json`, spools in `<dir>/<run_id>.spool/`.
 #[derive(Debug, Clone)]
@@ -227,10 +215,10 @@ impl BatchRunner {
     /// Start a new run of every task, or of `task` and what follows it.
     pub async fn run_new(
         &self,
-        task: Option<&str>,
+        task: Option<Task>,
         window: Option<(NaiveDate, NaiveDate)>,
     ) -> Result<BatchRun> {
-        let selection = select(task)?;
+        let selection = select(task);
         let mut run = BatchRun::new(self.runs.new_id(), self.source.name(), window);
         tracing::info!(run_id = %run.run_id, source = %run.source, "batch run started");
         self.execute(&mut run, &selection).await?;
@@ -238,7 +226,7 @@ impl BatchRunner {
     }
 
     /// Rerun what has not succeeded in `run_id` (only `task` and what follows it, if given).
-    pub async fn retry(&self, run_id: &str, task: Option<&str>) -> Result<BatchRun> {
+    pub async fn retry(&self, run_id: &str, task: Option<Task>) -> Result<BatchRun> {
         let mut run = self.runs.load(run_id)?;
         if run.source != self.source.name() {
             return Err(Error::Usage(format!(
@@ -254,61 +242,65 @@ impl BatchRunner {
                 )));
             }
         }
-        let selection = select(task)?;
-        tracing::info!(run_id, task = task.unwrap_or("all"), "batch run retried");
+        let selection = select(task);
+        tracing::info!(
+            run_id,
+            task = task.map_or("all", Task::name),
+            "batch run retried"
+        );
         self.execute(&mut run, &selection).await?;
         Ok(run)
     }
 
-    async fn execute(&self, run: &mut BatchRun, selection: &BTreeSet<&str>) -> Result<()> {
+    async fn execute(&self, run: &mut BatchRun, selection: &BTreeSet<Task>) -> Result<()> {
         run.started_at.get_or_insert_with(Utc::now);
         run.ended_at = None;
         run.status = RunStatus::Running;
-        let wanted = |run: &BatchRun, t: &str| selection.contains(t) && !run.succeeded(t);
+        let wanted = |run: &BatchRun, t: Task| selection.contains(&t) && !run.succeeded(t);
 
         // Extracts run concurrently: an API that is down costs one retry budget, not three.
-        let todo: Vec<Endpoint> = TASKS
-            .iter()
-            .filter(|t| wanted(run, t))
-            .filter_map(|t| extract_endpoint(t))
+        let todo: Vec<Entity> = TASKS
+            .into_iter()
+            .filter(|t| wanted(run, *t))
+            .filter_map(Task::extracts)
             .collect();
         for ep in &todo {
-            run.start(&format!("extract_{}", ep.name()));
+            run.start(ep.extract_task());
         }
         self.runs.save(run)?;
         let fetched =
             futures::future::join_all(todo.iter().map(|ep| self.source.fetch(*ep, run.window)))
                 .await;
         for (ep, result) in todo.iter().zip(fetched) {
-            let task = format!("extract_{}", ep.name());
+            let task = ep.extract_task();
             let outcome = match result {
                 Ok(f) => self.spool(run, *ep, f),
                 Err(e) => Err(e.to_string()),
             };
-            finish(run, &task, outcome);
+            finish(run, task, outcome);
         }
         self.runs.save(run)?;
 
-        for task in ["land", "stage", "load"] {
+        for task in [Task::Land, Task::Stage, Task::Load] {
             if !wanted(run, task) {
                 continue;
             }
-            if deps(task).iter().any(|d| {
-                run.task(d).is_some_and(|t| {
+            if task.deps().iter().any(|d| {
+                run.task(*d).is_some_and(|t| {
                     matches!(t.status, TaskStatus::Failed | TaskStatus::UpstreamFailed)
                 })
             }) {
                 run.task_mut(task).status = TaskStatus::UpstreamFailed;
                 continue;
             }
-            if !deps(task).iter().all(|d| run.succeeded(d)) {
+            if !task.deps().iter().all(|d| run.succeeded(*d)) {
                 continue; // left pending: a dependency was not selected
             }
             run.start(task);
             self.runs.save(run)?;
             let outcome = match task {
-                "land" => self.land(run).await,
-                "stage" => self.stage(run).await,
+                Task::Land => self.land(run).await,
+                Task::Stage => self.stage(run).await,
                 _ => self.load(run).await,
             };
             finish(run, task, outcome.map_err(|e| e.to_string()));
@@ -577,7 +569,7 @@ pub fn run_sql(run: &BatchRun) -> Vec<String> {
             "INSERT INTO ops.runs (run_id, source, status, started_at, ended_at, files, duplicates, \
              staged_rows, quarantined, loaded_rows) VALUES ({id}, {}, {}, {}, {}, {}, {}, {}, {}, {})",
             text(&run.source),
-            text(&format!("{:?}", run.status).to_lowercase()),
+            text(run.status.name()),
             time(run.started_at),
             time(run.ended_at),
             r.files.len(),
@@ -594,8 +586,8 @@ pub fn run_sql(run: &BatchRun) -> Vec<String> {
         .map(|t| {
             format!(
                 "({id}, {}, {}, {}, {}, {}, {})",
-                text(&t.name),
-                text(&format!("{:?}", t.status).to_lowercase()),
+                text(t.name.name()),
+                text(t.status.name()),
                 t.attempts,
                 time(t.started_at),
                 time(t.ended_at),
@@ -611,32 +603,19 @@ pub fn run_sql(run: &BatchRun) -> Vec<String> {
 }
 
 /// Record a task's end, and log a failure.
-fn finish(run: &mut BatchRun, task: &str, outcome: std::result::Result<String, String>) {
+fn finish(run: &mut BatchRun, task: Task, outcome: std::result::Result<String, String>) {
     if let Err(e) = &outcome {
-        tracing::error!(task, error = %e, "batch task failed");
+        tracing::error!(task = task.name(), error = %e, "batch task failed");
     }
     run.finish(task, outcome);
 }
 
 /// The tasks a request covers: all of them, or `task` and everything downstream of it.
-fn select(task: Option<&str>) -> Result<BTreeSet<&'static str>> {
-    let Some(task) = task else {
-        return Ok(TASKS.into_iter().collect());
-    };
-    let Some(root) = TASKS.into_iter().find(|t| *t == task) else {
-        return Err(Error::Usage(format!(
-            "no task {task:?}; the tasks are {}",
-            TASKS.join(", ")
-        )));
-    };
-    let mut selected = BTreeSet::from([root]);
-    // TASKS is in dependency order, so one pass collects every descendant.
-    for t in TASKS {
-        if deps(t).iter().any(|d| selected.contains(d)) {
-            selected.insert(t);
-        }
+fn select(task: Option<Task>) -> BTreeSet<Task> {
+    match task {
+        None => TASKS.into_iter().collect(),
+        Some(t) => t.with_downstream().into_iter().collect(),
     }
-    Ok(selected)
 }
 
 #[cfg(test)]
@@ -655,16 +634,38 @@ mod tests {
     }
 
     #[test]
+    fn statuses_read_the_same_in_the_run_file_and_in_sql() {
+        let mut run = BatchRun::new("r1".into(), "synthetic", None);
+        run.task_mut(Task::Land).status = TaskStatus::UpstreamFailed;
+        run.status = RunStatus::Incomplete;
+        let json = serde_json::to_string(&run).unwrap();
+        assert!(json.contains("\"upstream_failed\""), "{json}");
+        let sql = run_sql(&run).join("\n");
+        assert!(sql.contains("'upstream_failed'"), "{sql}");
+        assert!(sql.contains("'incomplete'"), "{sql}");
+        use TaskStatus::*;
+        for s in [Pending, Running, Succeeded, Failed, UpstreamFailed] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.name());
+        }
+        for t in TASKS {
+            assert_eq!(serde_json::to_value(t).unwrap(), t.name());
+            assert_eq!(Task::parse(t.name()), Ok(t));
+        }
+    }
+
+    #[test]
     fn selection_follows_the_dag() {
-        let all = select(None).unwrap();
+        let all = select(None);
         assert_eq!(all.len(), 6);
-        let s = select(Some("extract_users")).unwrap();
+        let s = select(Some(Task::ExtractUsers));
         assert_eq!(
             s,
-            BTreeSet::from(["extract_users", "land", "stage", "load"]),
+            BTreeSet::from([Task::ExtractUsers, Task::Land, Task::Stage, Task::Load]),
             "a task and what follows it"
         );
-        assert!(select(Some("publish")).unwrap_err().is_usage());
+        assert!(Task::parse("publish")
+            .unwrap_err()
+            .contains("extract_products"));
     }
 
     #[tokio::test]
@@ -775,13 +776,13 @@ mod tests {
     async fn a_partial_run_is_finished_by_retry_without_refetching() {
         let dir = tempfile::tempdir().unwrap();
         let r = runner(dir.path());
-        let run = r.run_new(Some("extract_products"), None).await.unwrap();
+        let run = r.run_new(Some(Task::ExtractProducts), None).await.unwrap();
         assert_eq!(run.status, RunStatus::Incomplete);
         assert!(run.succeeded("extract_products"));
         assert_eq!(run.task("land").unwrap().status, TaskStatus::Pending);
 
         let err = r
-            .retry(&run.run_id, Some("extract_products"))
+            .retry(&run.run_id, Some(Task::ExtractProducts))
             .await
             .unwrap_err();
         assert!(err.to_string().contains("already succeeded"), "{err}");

@@ -132,7 +132,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, snap: &Snapshot, theme: &T
                         _ => theme.warn(),
                     };
                     Row::new(vec![
-                        Cell::from(t.name.clone()),
+                        Cell::from(t.name.name()),
                         Cell::from(task_status(t.status)).style(st),
                         Cell::from(t.attempts.to_string()),
                         Cell::from(duration(t.started_at, t.ended_at)),
