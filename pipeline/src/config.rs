@@ -817,6 +817,225 @@ impl Config {
                     "set exactly one of workgroup_name and cluster_identifier",
                 ));
             }
+            if rs.copy_iam_role.is_some() && self.store.backend != StoreBackend::S3 {
+                return Err(bad(
+                    "warehouse.redshift.copy_iam_role",
+                    "COPY reads STAGING from S3: set store.backend = \"s3\"",
+                ));
+            }
+        }
+        self.validate_bounds(origin)?;
+        self.validate_alerts(origin)
+    }
+
+    /// Numbers that feed date and time arithmetic, loops or allocations: bounded so that no
+    /// value a TOML file can hold overflows or stalls the pipeline.
+    fn validate_bounds(&self, origin: &str) -> Result<()> {
+        const DAY_SECS: u64 = 86_400;
+        // Ten years of days: retention beyond that is "keep forever" (0).
+        const DAYS: u64 = 3_650;
+        let l = &self.lifecycle;
+        let g = &self.stream.generator;
+        let w = &self.stream.watermark;
+        let counts: [(&str, u64, u64, u64); 22] = [
+            // Each extra lookback day recomputes every model for that day on every refresh.
+            (
+                "warehouse.lookback_days",
+                self.warehouse.lookback_days.into(),
+                0,
+                366,
+            ),
+            ("lifecycle.curated_days", l.curated_days.into(), 0, DAYS),
+            (
+                "lifecycle.raw.retention_days",
+                l.raw.retention_days.into(),
+                0,
+                DAYS,
+            ),
+            (
+                "lifecycle.raw.transition_ia_days",
+                l.raw.transition_ia_days.into(),
+                0,
+                DAYS,
+            ),
+            (
+                "lifecycle.raw.transition_glacier_days",
+                l.raw.transition_glacier_days.into(),
+                0,
+                DAYS,
+            ),
+            (
+                "lifecycle.staging.retention_days",
+                l.staging.retention_days.into(),
+                0,
+                DAYS,
+            ),
+            (
+                "lifecycle.staging.transition_ia_days",
+                l.staging.transition_ia_days.into(),
+                0,
+                DAYS,
+            ),
+            (
+                "lifecycle.staging.transition_glacier_days",
+                l.staging.transition_glacier_days.into(),
+                0,
+                DAYS,
+            ),
+            (
+                "lifecycle.quarantine.retention_days",
+                l.quarantine.retention_days.into(),
+                0,
+                DAYS,
+            ),
+            (
+                "lifecycle.quarantine.transition_ia_days",
+                l.quarantine.transition_ia_days.into(),
+                0,
+                DAYS,
+            ),
+            (
+                "lifecycle.quarantine.transition_glacier_days",
+                l.quarantine.transition_glacier_days.into(),
+                0,
+                DAYS,
+            ),
+            (
+                "stream.segment_records",
+                self.stream.segment_records.into(),
+                1,
+                1_000_000,
+            ),
+            (
+                "stream.dedup.window_secs",
+                self.stream.dedup.window_secs,
+                1,
+                30 * DAY_SECS,
+            ),
+            (
+                "stream.dedup.max_ids",
+                self.stream.dedup.max_ids,
+                1,
+                1_000_000_000,
+            ),
+            (
+                "stream.watermark.out_of_orderness_ms",
+                w.out_of_orderness_ms,
+                0,
+                DAY_SECS * 1_000,
+            ),
+            (
+                "stream.watermark.allowed_lateness_secs",
+                w.allowed_lateness_secs,
+                0,
+                30 * DAY_SECS,
+            ),
+            (
+                "stream.watermark.idle_timeout_secs",
+                w.idle_timeout_secs,
+                0,
+                30 * DAY_SECS,
+            ),
+            (
+                "stream.watermark.max_future_skew_secs",
+                w.max_future_skew_secs,
+                0,
+                30 * DAY_SECS,
+            ),
+            (
+                "stream.generator.disorder_ms",
+                g.disorder_ms,
+                0,
+                DAY_SECS * 1_000,
+            ),
+            (
+                "stream.generator.late_by_secs",
+                g.late_by_secs,
+                0,
+                365 * DAY_SECS,
+            ),
+            (
+                "runtime.cycle_interval_secs",
+                self.runtime.cycle_interval_secs,
+                1,
+                7 * DAY_SECS,
+            ),
+            (
+                "batch.interval_secs",
+                self.batch.interval_secs,
+                0,
+                30 * DAY_SECS,
+            ),
+        ];
+        for (key, value, lo, hi) in counts {
+            if !(lo..=hi).contains(&value) {
+                return Err(Error::Config {
+                    path: origin.to_string(),
+                    message: format!("`{key}`: must be between {lo} and {hi}, got {value}"),
+                });
+            }
+        }
+        let shares = [
+            ("stream.generator.view_to_cart", g.view_to_cart),
+            ("stream.generator.cart_to_checkout", g.cart_to_checkout),
+            (
+                "stream.generator.checkout_to_purchase",
+                g.checkout_to_purchase,
+            ),
+            ("stream.generator.duplicate_rate", g.duplicate_rate),
+            ("stream.generator.late_rate", g.late_rate),
+            ("stream.generator.malformed_rate", g.malformed_rate),
+        ];
+        for (key, value) in shares {
+            if !(0.0..=1.0).contains(&value) {
+                return Err(Error::Config {
+                    path: origin.to_string(),
+                    message: format!("`{key}`: a share between 0 and 1, got {value}"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Alert rules must name a metric of the registry, with a finite threshold and a name of
+    /// their own (CloudWatch alarms are named after them).
+    fn validate_alerts(&self, origin: &str) -> Result<()> {
+        let bad = |i: usize, why: String| Error::Config {
+            path: origin.to_string(),
+            message: format!("`alerts[{i}]`: {why}"),
+        };
+        let mut names = std::collections::BTreeSet::new();
+        for (i, r) in self.alerts.iter().enumerate() {
+            if r.name.trim().is_empty() {
+                return Err(bad(i, "the name is empty".into()));
+            }
+            if !names.insert(r.name.as_str()) {
+                return Err(bad(i, format!("a second alert named {:?}", r.name)));
+            }
+            if r.metric == "alerts_firing" {
+                return Err(bad(
+                    i,
+                    "alerts_firing counts the alerts themselves; alert on the metrics they watch"
+                        .into(),
+                ));
+            }
+            if !ecom_model::metrics::NAMES.contains(&r.metric.as_str()) {
+                return Err(bad(
+                    i,
+                    format!(
+                        "alert {:?} names unknown metric {:?}; the metrics are: {}",
+                        r.name,
+                        r.metric,
+                        ecom_model::metrics::NAMES.join(", ")
+                    ),
+                ));
+            }
+            if !r.threshold.is_finite() {
+                return Err(bad(
+                    i,
+                    format!("alert {:?}: the threshold is not a number", r.name),
+                ));
+            }
         }
         Ok(())
     }
@@ -878,6 +1097,44 @@ mod tests {
             .to_string();
         assert!(err.contains("line 2"), "{err}");
         assert!(err.contains("shards"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_alert_metric_is_refused_at_parse() {
+        let err = Config::from_toml(
+            "[[alerts]]\nname = \"x\"\nmetric = \"lagg\"\nop = \">\"\nthreshold = 1\nseverity = \"warning\"\n",
+            "c.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("lagg") && err.contains("alerts[0]"), "{err}");
+    }
+
+    #[test]
+    fn numbers_that_would_overflow_dates_are_refused_at_parse() {
+        for (toml, key) in [
+            (
+                "[warehouse]\nlookback_days = 100000000\n",
+                "warehouse.lookback_days",
+            ),
+            (
+                "[warehouse]\nlookback_days = 1000000\n",
+                "warehouse.lookback_days",
+            ),
+            (
+                "[lifecycle]\ncurated_days = 4000000000\n",
+                "lifecycle.curated_days",
+            ),
+            (
+                "[stream.watermark]\nallowed_lateness_secs = 18446744073709551615\n",
+                "allowed_lateness_secs",
+            ),
+            ("[stream.generator]\nlate_rate = 2.0\n", "late_rate"),
+            ("[stream.generator]\nlate_rate = nan\n", "late_rate"),
+        ] {
+            let err = Config::from_toml(toml, "c.toml").unwrap_err().to_string();
+            assert!(err.contains(key), "{toml}: {err}");
+        }
     }
 
     #[test]

@@ -177,7 +177,6 @@ impl Pipeline {
     /// Open the configured backends. The caller holds the data-dir lock when it will write.
     pub async fn open(config: Config, options: PipelineOptions) -> Result<Pipeline> {
         let data_dir = config.data_dir.clone();
-        crate::alerts::validate(&config.alerts)?;
         let meter = Arc::new(crate::cost::Meter::default());
         let store = crate::cost::MeteredStore::wrap(store::open(&config).await?, meter.clone());
         let info = InstanceInfo {

@@ -18,7 +18,7 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
-use chrono::{Duration, NaiveDate};
+use chrono::{Days, NaiveDate};
 
 use super::schema::{Dialect, Ty};
 
@@ -82,7 +82,10 @@ pub fn ddl(d: Dialect) -> Vec<String> {
 pub fn refresh_days(dirty: &BTreeSet<NaiveDate>, lookback: u32) -> BTreeSet<NaiveDate> {
     dirty
         .iter()
-        .flat_map(|d| (0..=i64::from(lookback)).map(move |k| *d - Duration::days(k)))
+        // Checked: a day near the calendar's start has fewer days before it.
+        .flat_map(|d| {
+            (0..=u64::from(lookback)).filter_map(move |k| d.checked_sub_days(Days::new(k)))
+        })
         .collect()
 }
 
@@ -200,5 +203,8 @@ mod tests {
         assert_eq!(days.len(), 6);
         assert!(days.contains(&d("2026-03-08")) && days.contains(&d("2026-03-20")));
         assert_eq!(refresh_days(&dirty, 0), dirty);
+        // No panic at the calendar's start.
+        let first = BTreeSet::from([NaiveDate::MIN]);
+        assert_eq!(refresh_days(&first, 3), first);
     }
 }
