@@ -15,8 +15,9 @@ use std::sync::Arc;
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use futures::future::BoxFuture;
 
+use crate::atomic_file::{self, Durability};
 use crate::config::{CostConfig, KinesisBilling, LifecycleConfig, RedshiftBilling, ZoneLifecycle};
-use crate::error::{IoContext, Result};
+use crate::error::Result;
 use crate::store::{ObjectMeta, ObjectStore, PutResult};
 use crate::warehouse::{LoadOutcome, StagedFile, TextRows, Warehouse};
 use crate::zones::Zone;
@@ -172,11 +173,9 @@ pub fn load_usage(data_dir: &Path, now: DateTime<Utc>) -> Usage {
 }
 
 pub fn save_usage(usage: &Usage, data_dir: &Path) -> Result<()> {
-    let path = usage_path(data_dir);
-    let tmp = path.with_extension("json.tmp");
     let body = serde_json::to_vec_pretty(usage)?;
-    std::fs::write(&tmp, body).at(&tmp)?;
-    std::fs::rename(&tmp, &path).at(&path)
+    // Rewritten on every statistics refresh; a power cut costs at most the last update.
+    atomic_file::write(&usage_path(data_dir), &body, Durability::Process)
 }
 
 /// What is being estimated beyond the usage itself.

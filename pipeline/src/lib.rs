@@ -2,6 +2,7 @@
 //! for the layout; each module is named for the one concern it handles.
 
 pub mod alerts;
+pub mod atomic_file;
 pub mod audit;
 pub mod aws;
 pub mod batch;

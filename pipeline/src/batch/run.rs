@@ -14,7 +14,7 @@
 //! and a spooled body is never fetched twice.
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -24,6 +24,7 @@ use super::land;
 use super::retry::ApiHealth;
 use super::stage;
 use super::synthetic::SyntheticSource;
+use crate::atomic_file::{self, Durability};
 use crate::config::{BatchSource, Config};
 use crate::error::{Error, IoContext, Result};
 use crate::store::{sha256_hex, ObjectStore};
@@ -67,7 +68,8 @@ impl RunStore {
         std::fs::create_dir_all(&self.dir).at(&self.dir)?;
         let json = serde_json::to_vec_pretty(run)
             .map_err(|e| Error::Other(format!("cannot encode run {}: {e}", run.run_id)))?;
-        write_atomic(&self.path(&run.run_id), &json)
+        // Retry resumes from this file: it must survive power loss.
+        atomic_file::write(&self.path(&run.run_id), &json, Durability::PowerLoss)
     }
 
     pub fn load(&self, run_id: &str) -> Result<BatchRun> {
@@ -117,15 +119,6 @@ fn run_id_order(id: &str) -> (String, u64) {
         Some((stamp, n)) => (stamp.to_string(), n.parse().unwrap_or(0)),
         None => (id.to_string(), 0),
     }
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write as _;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp).at(&tmp)?;
-    f.write_all(bytes).at(&tmp)?;
-    f.sync_all().at(&tmp)?;
-    std::fs::rename(&tmp, path).at(path)
 }
 
 /// Where batch responses come from.
@@ -349,7 +342,8 @@ impl BatchRunner {
         let path = dir.join(format!("{}.json", ep.name()));
         std::fs::create_dir_all(&dir)
             .at(&dir)
-            .and_then(|_| write_atomic(&path, &f.body))
+            // A spooled body is never fetched again: it must survive power loss.
+            .and_then(|_| atomic_file::write(&path, &f.body, Durability::PowerLoss))
             .map_err(|e| e.to_string())?;
         let detail = format!("{} bytes in {} attempt(s)", f.body.len(), f.attempts);
         run.extracted.insert(
@@ -622,6 +616,7 @@ fn select(task: Option<Task>) -> BTreeSet<Task> {
 mod tests {
     use super::*;
     use crate::store::LocalStore;
+    use std::path::Path;
 
     fn runner(dir: &Path) -> BatchRunner {
         let config = Config {

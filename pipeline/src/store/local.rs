@@ -17,6 +17,7 @@ use super::same_or_conflict;
 use super::{
     sha256_hex, validate_key, validate_prefix, ObjectMeta, ObjectStore, PutOutcome, PutResult,
 };
+use crate::atomic_file::{self, Durability};
 use crate::error::{Error, IoContext, Result};
 
 const META_DIR: &str = ".meta";
@@ -113,7 +114,7 @@ impl LocalStore {
         let _ = fs::remove_file(&tmp);
         match linked {
             Ok(()) => {
-                fsync_dir(dest.parent().unwrap_or(&self.inner.root))?;
+                atomic_file::fsync_dir(dest.parent().unwrap_or(&self.inner.root))?;
                 self.write_sidecar(key, &sha)?;
                 Ok(PutResult {
                     meta: self.meta_of(key, sha)?,
@@ -324,13 +325,7 @@ fn ensure_parent(path: &Path) -> Result<()> {
 }
 
 fn rename_durable(from: &Path, to: &Path) -> Result<()> {
-    fs::rename(from, to).at(to)?;
-    fsync_dir(to.parent().unwrap_or(Path::new(".")))
-}
-
-/// fsync a directory so a rename in it survives power loss.
-fn fsync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).at(dir)
+    atomic_file::rename(from, to, Durability::PowerLoss)
 }
 
 #[cfg(test)]
