@@ -103,9 +103,9 @@ pub async fn run(
 
 /// Raw mode and the alternate screen for as long as it lives; restored on drop and on a panic
 /// of the UI thread (a panic elsewhere is caught by its task and must not tear the screen).
+/// The UI loop runs in `block_on` on the thread that enters the guard; pipeline tasks run on
+/// the runtime's workers.
 struct TerminalGuard;
-
-static GUARD_ACTIVE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 fn restore() {
     let mut out = std::io::stdout();
@@ -122,8 +122,11 @@ fn restore() {
 impl TerminalGuard {
     fn enter() -> anyhow::Result<TerminalGuard> {
         let previous = std::panic::take_hook();
+        let ui_thread = std::thread::current().id();
         std::panic::set_hook(Box::new(move |info| {
-            restore();
+            if std::thread::current().id() == ui_thread {
+                restore();
+            }
             previous(info);
         }));
         terminal::enable_raw_mode().context("the dashboard needs a terminal (use --no-ui)")?;
@@ -140,7 +143,6 @@ impl TerminalGuard {
 
 impl Drop for TerminalGuard {
     fn drop(&mut self) {
-        GUARD_ACTIVE.store(false, std::sync::atomic::Ordering::SeqCst);
         restore();
     }
 }
