@@ -276,7 +276,9 @@ fn handle_key(
             tokio::spawn(async move {
                 let outcome = source.send(command, origin).await;
                 if !refresh || !outcome.ok {
-                    let _ = done.send((outcome.ok, outcome.message)).await;
+                    let _ = done
+                        .send((outcome.ok, crate::render::summary(&outcome)))
+                        .await;
                 }
             });
             Step::Redraw

@@ -146,19 +146,50 @@ pub(crate) async fn connect_running(
     )
 }
 
+/// `--output json`: the outcome as cron jobs and scripts read it: ok, one line, the report's
+/// kind and its data under `detail`.
+#[derive(serde::Serialize)]
+struct JsonOutcome<'a> {
+    ok: bool,
+    message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    report: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<serde_json::Value>,
+}
+
 fn report_outcome(outcome: &CommandOutcome, output: Output, detail_only: bool) -> ExitCode {
-    match output {
-        Output::Json if detail_only && outcome.detail.is_some() => {
-            match serde_json::to_string(&outcome.detail) {
-                Ok(s) => println!("{s}"),
-                Err(e) => eprintln!("ecomops: {e}"),
-            }
+    // The report is adjacently tagged: {"kind": ..., "data": ...}.
+    let tagged = outcome
+        .report
+        .as_ref()
+        .and_then(|r| serde_json::to_value(r).ok());
+    let kind = tagged.as_ref().and_then(|t| t["kind"].as_str());
+    let detail = tagged
+        .as_ref()
+        .map(|t| t["data"].clone())
+        .filter(|d| !d.is_null());
+    let json = match output {
+        Output::Json if detail_only && detail.is_some() => serde_json::to_string(&detail),
+        Output::Json => serde_json::to_string(&JsonOutcome {
+            ok: outcome.ok,
+            message: if outcome.ok {
+                render::summary(outcome)
+            } else {
+                outcome.message.clone()
+            },
+            report: kind,
+            detail: detail.clone(),
+        }),
+        Output::Text => {
+            print!("{}", render::outcome_text(outcome));
+            Ok(String::new())
         }
-        Output::Json => match serde_json::to_string(outcome) {
-            Ok(s) => println!("{s}"),
-            Err(e) => eprintln!("ecomops: {e}"),
-        },
-        Output::Text => print!("{}", render::outcome_text(outcome)),
+    };
+    match json {
+        Ok(s) if !s.is_empty() => println!("{s}"),
+        Ok(_) => {}
+        Err(e) => eprintln!("ecomops: {e}"),
     }
     if outcome.ok {
         ExitCode::SUCCESS

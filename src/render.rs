@@ -2,49 +2,145 @@
 
 use std::fmt::Write as _;
 
-use ecom_pipeline::batch::run::BatchRun;
-use ecom_pipeline::command::CommandOutcome;
-use ecom_pipeline::snapshot::{CycleReport, Snapshot};
-use ecom_pipeline::warehouse::verify::VerifyReport;
-use ecom_pipeline::warehouse::Metrics;
+use ecom_model::batch::BatchRun;
+use ecom_model::protocol::CommandOutcome;
+use ecom_model::report::Report;
+use ecom_model::snapshot::{CycleReport, Snapshot};
+use ecom_model::warehouse::Metrics;
 
-/// A command's outcome as text: a cycle, a run, metrics or a verify report say what they did;
-/// other outcomes only have their message.
+/// A command's outcome as text: what its report says, then why it failed, if it did. All the
+/// wording of command results lives here (the core returns data).
 pub fn outcome_text(o: &CommandOutcome) -> String {
-    fn parse<T: serde::de::DeserializeOwned>(o: &CommandOutcome) -> Option<T> {
-        o.detail
-            .clone()
-            .and_then(|d| serde_json::from_value(d).ok())
-    }
     let mut out = String::new();
-    if let Some(c) = parse::<CycleReport>(o) {
-        let _ = writeln!(out, "{}", cycle_line(&c));
-        if c.ok && !o.ok {
-            // The cycle ran, but something else failed it (a firing critical alert).
-            let _ = writeln!(out, "{}", o.message);
+    match &o.report {
+        Some(Report::Cycle(c)) => {
+            let _ = writeln!(out, "{}", cycle_line(&c.cycle));
+            if !c.critical_alerts.is_empty() {
+                let alerts: Vec<String> = c
+                    .critical_alerts
+                    .iter()
+                    .map(|a| format!("{} ({})", a.name, a.condition))
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "cycle {} finished, but critical alert(s) fire: {}",
+                    c.cycle.cycle,
+                    alerts.join(", ")
+                );
+            }
+            return out;
         }
-    } else if let Some(run) = parse::<BatchRun>(o) {
-        out.push_str(&run_text(&run));
-        if !o.ok {
-            let _ = writeln!(out, "{}", o.message);
+        Some(Report::Run(run)) => out.push_str(&run_text(run)),
+        Some(Report::Cost(c)) => out.push_str(&cost_text(c)),
+        Some(Report::Metrics(m)) => out.push_str(&metrics_text(m)),
+        Some(Report::Verify(v)) => {
+            for d in &v.differences {
+                let _ = writeln!(out, "DIFF {}: {}", d.check, d.detail);
+            }
+            let _ = writeln!(out, "{}", summary(o));
+            return out;
         }
-    } else if let Some(c) = parse::<ecom_pipeline::cost::CostReport>(o) {
-        out.push_str(&cost_text(&c));
-    } else if let Some(m) = parse::<Metrics>(o) {
-        out.push_str(&metrics_text(&m));
-    } else if let Some(v) = parse::<VerifyReport>(o) {
-        for d in &v.differences {
-            let _ = writeln!(out, "DIFF {}: {}", d.check, d.detail);
+        Some(Report::Lifecycle(plan)) if !plan.diff.is_empty() => {
+            let _ = writeln!(out, "{}", summary(o));
+            for line in &plan.diff {
+                let _ = writeln!(out, "{line}");
+            }
+            return out;
         }
-        let _ = writeln!(out, "{}", o.message);
-    } else {
+        _ => {
+            let _ = writeln!(out, "{}", summary(o));
+            return out;
+        }
+    }
+    if !o.ok {
         let _ = writeln!(out, "{}", o.message);
     }
     out
 }
 
+/// One line for a command's outcome (the dashboard's status line, `--output json`).
+pub fn summary(o: &CommandOutcome) -> String {
+    let Some(report) = &o.report else {
+        return o.message.clone();
+    };
+    match report {
+        Report::Refreshed => "refreshed".into(),
+        Report::Paused => "paused: no new cycles will start".into(),
+        Report::Resumed => "resumed".into(),
+        Report::Cycle(c) if !c.critical_alerts.is_empty() => {
+            let names: Vec<&str> = c.critical_alerts.iter().map(|a| a.name.as_str()).collect();
+            format!(
+                "cycle {} finished, but critical alert(s) fire: {}",
+                c.cycle.cycle,
+                names.join(", ")
+            )
+        }
+        Report::Cycle(c) if c.cycle.ok => format!("cycle {} succeeded", c.cycle.cycle),
+        Report::Cycle(c) => format!(
+            "cycle {} failed: {}",
+            c.cycle.cycle,
+            c.cycle.error.clone().unwrap_or_default()
+        ),
+        Report::Run(run) => format!("batch: {}", run.summary()),
+        Report::Metrics(_) => "metrics".into(),
+        Report::Cost(_) => "cost".into(),
+        Report::Verify(v) if v.ok() => format!("verify: {} checks, no difference", v.checks),
+        Report::Verify(v) => format!(
+            "verify: {} of {} checks differ",
+            v.differences.len(),
+            v.checks
+        ),
+        Report::Backfill(b) => format!(
+            "backfill {}..{}: {} late event(s) loaded, {} day(s) recomputed",
+            b.from, b.to, b.late_loaded, b.recomputed_days
+        ),
+        Report::Replay(r) => format!(
+            "replay {}: {} segment(s), {} RAW byte-identical, {} rewritten, {} restaged, \
+             {} load(s) already in the warehouse",
+            r.shard, r.segments, r.raw_identical, r.raw_rewritten, r.restaged, r.loads_skipped
+        ),
+        Report::Ingest(i) if i.duplicate => format!(
+            "duplicate file: {} was already ingested; not fed again ({})",
+            i.raw_key, i.drained
+        ),
+        Report::Ingest(i) => {
+            let cut = if i.oversized == 0 {
+                String::new()
+            } else {
+                format!(" ({} over the record limit, quarantined)", i.oversized)
+            };
+            format!(
+                "ingested {} lines{cut} from {}: {}",
+                i.lines, i.raw_key, i.drained
+            )
+        }
+        Report::Prune(r) => format!(
+            "prune{}: {} object(s), {} bytes {}; {} kept (not loaded yet); {} CURATED row(s) of old days",
+            if r.dry_run { " (dry run)" } else { "" },
+            r.deleted.len(),
+            r.deleted_bytes,
+            if r.dry_run { "would be deleted" } else { "deleted" },
+            r.kept_unloaded.len(),
+            r.curated_rows
+        ),
+        Report::Lifecycle(plan) if plan.diff.is_empty() => format!(
+            "bucket {}: lifecycle rules already as configured",
+            plan.bucket
+        ),
+        Report::Lifecycle(plan) => format!(
+            "bucket {}: {}",
+            plan.bucket,
+            if plan.applied {
+                "applied"
+            } else {
+                "dry run (--apply sets it)"
+            }
+        ),
+    }
+}
+
 /// `ecomops cost`: one line per priced item, totals, budget and the lifecycle saving.
-pub fn cost_text(c: &ecom_pipeline::cost::CostReport) -> String {
+pub fn cost_text(c: &ecom_model::cost::CostReport) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,

@@ -15,6 +15,8 @@ pub mod derive;
 pub mod failures;
 pub mod history;
 pub mod metrics;
+pub mod protocol;
+pub mod report;
 pub mod snapshot;
 pub mod stream;
 pub mod warehouse;

@@ -2,9 +2,9 @@
 //! pipeline to do. Every command passes through `Pipeline::dispatch`, which enforces read-only
 //! mode in one place.
 
-use serde::{Deserialize, Serialize};
-
 pub use ecom_model::command::{Command, Origin};
+pub use ecom_model::protocol::CommandOutcome;
+pub use ecom_model::report::Report;
 
 /// This process, as the origin of its own commands.
 pub fn current_origin(via: &str, read_only: bool) -> Origin {
@@ -23,33 +23,5 @@ pub fn user_name(uid: nix::unistd::Uid) -> String {
     match nix::unistd::User::from_uid(uid) {
         Ok(Some(u)) => u.name,
         _ => uid.to_string(),
-    }
-}
-
-/// The pipeline's answer to a command.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CommandOutcome {
-    pub ok: bool,
-    pub message: String,
-    /// Structured result (e.g. a cycle report), when the command has one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub detail: Option<serde_json::Value>,
-}
-
-impl CommandOutcome {
-    pub fn ok(message: impl Into<String>) -> CommandOutcome {
-        CommandOutcome {
-            ok: true,
-            message: message.into(),
-            detail: None,
-        }
-    }
-
-    pub fn failed(message: impl Into<String>) -> CommandOutcome {
-        CommandOutcome {
-            ok: false,
-            message: message.into(),
-            detail: None,
-        }
     }
 }

@@ -2,14 +2,15 @@
 //! mode 0600 so only the owner can connect. Every invocation other than the pipeline owner
 //! (`status`, `--once`, an attaching dashboard ...) talks to the running instance through it.
 //!
-//! Requests: `{"op":"snapshot"}`, `{"op":"subscribe"}` (then a snapshot per change until the
-//! client hangs up), `{"op":"command","command":{"command":"run_cycle"}}`.
+//! Requests (`ecom_model::protocol`): `{"op":"hello","protocol":1}` first, then
+//! `{"op":"snapshot"}`, `{"op":"subscribe"}` (then a snapshot per change until the client hangs
+//! up), `{"op":"command","command":{"command":"run_cycle"}}`. An instance refuses a hello of
+//! another protocol version, and a client an instance that answers with another one.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::{UnixListener, UnixStream};
@@ -23,27 +24,8 @@ use crate::snapshot::Snapshot;
 /// Longest request line accepted; requests are tiny, this only bounds a misbehaving client.
 const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-pub enum Request {
-    Snapshot,
-    Subscribe,
-    Command {
-        command: Command,
-        /// The client's SSH session and `--read-only` flag; the user comes from the socket's
-        /// peer credentials, not from the client's word.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        origin: Option<Origin>,
-    },
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum Response {
-    Snapshot { snapshot: Box<Snapshot> },
-    Outcome { outcome: CommandOutcome },
-    Error { message: String },
-}
+pub use ecom_model::protocol::{Request, Response};
+use ecom_model::PROTOCOL_VERSION;
 
 /// The serving socket; removes the socket file when dropped.
 #[derive(Debug)]
@@ -124,6 +106,21 @@ async fn serve_conn(stream: UnixStream, handle: PipelineHandle) -> std::io::Resu
             }
         };
         match request {
+            Request::Hello { protocol } if protocol != PROTOCOL_VERSION => {
+                let message = format!(
+                    "this instance speaks control protocol {PROTOCOL_VERSION} (ecomops {}), the \
+                     client {protocol}: run the same ecomops version",
+                    env!("CARGO_PKG_VERSION")
+                );
+                return send(&mut write, &Response::Error { message }).await;
+            }
+            Request::Hello { .. } => {
+                let hello = Response::Hello {
+                    protocol: PROTOCOL_VERSION,
+                    version: env!("CARGO_PKG_VERSION").to_string(),
+                };
+                send(&mut write, &hello).await?;
+            }
             Request::Snapshot => {
                 let snapshot = Box::new((*handle.snapshot()).clone());
                 send(&mut write, &Response::Snapshot { snapshot }).await?;
@@ -182,11 +179,13 @@ impl ControlClient {
         match UnixStream::connect(&path).await {
             Ok(stream) => {
                 let (read, write) = stream.into_split();
-                Ok(Some(ControlClient {
+                let mut client = ControlClient {
                     path,
                     read: BufReader::new(read),
                     write,
-                }))
+                };
+                client.hello().await?;
+                Ok(Some(client))
             }
             Err(e)
                 if matches!(
@@ -200,6 +199,22 @@ impl ControlClient {
                 path,
                 message: e.to_string(),
             }),
+        }
+    }
+
+    /// Say which protocol this client speaks; refuse an instance that speaks another.
+    async fn hello(&mut self) -> Result<()> {
+        self.request(&Request::Hello {
+            protocol: PROTOCOL_VERSION,
+        })
+        .await?;
+        match self.expect().await? {
+            Response::Hello { protocol, .. } if protocol == PROTOCOL_VERSION => Ok(()),
+            Response::Hello { protocol, version } => Err(self.err(format!(
+                "the instance (ecomops {version}) speaks control protocol {protocol}, this \
+                 ecomops {PROTOCOL_VERSION}: run the same version"
+            ))),
+            other => Err(self.err(format!("unexpected answer to hello: {other:?}"))),
         }
     }
 
@@ -266,5 +281,62 @@ impl ControlClient {
             Some(other) => Err(self.err(format!("unexpected answer {other:?}"))),
             None => Ok(None),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An instance of another version: it answers hello with protocol 999.
+    async fn foreign_instance(path: &Path) -> JoinHandle<()> {
+        let listener = UnixListener::bind(path).unwrap();
+        tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let (read, mut write) = stream.into_split();
+            let mut line = String::new();
+            BufReader::new(read).read_line(&mut line).await.unwrap();
+            assert!(line.contains("\"hello\""), "{line}");
+            let hello = Response::Hello {
+                protocol: 999,
+                version: "9.9.9".into(),
+            };
+            send(&mut write, &hello).await.unwrap();
+        })
+    }
+
+    #[tokio::test]
+    async fn a_client_refuses_an_instance_of_another_protocol() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = foreign_instance(&crate::instance::socket_path(dir.path())).await;
+        let err = ControlClient::connect(dir.path())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("protocol 999") && err.contains("9.9.9"),
+            "{err}"
+        );
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_instance_refuses_a_client_of_another_protocol() {
+        let (client, server) = UnixStream::pair().unwrap();
+        let handle = crate::orchestrator::PipelineHandle::detached();
+        let serving = tokio::spawn(serve_conn(server, handle));
+        let (read, mut write) = client.into_split();
+        write
+            .write_all(b"{\"op\":\"hello\",\"protocol\":0}\n")
+            .await
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(read).read_line(&mut line).await.unwrap();
+        let r: Response = serde_json::from_str(&line).unwrap();
+        assert!(
+            matches!(&r, Response::Error { message } if message.contains("protocol 1")),
+            "{r:?}"
+        );
+        serving.await.unwrap().unwrap();
     }
 }

@@ -11,7 +11,6 @@ use aws_sdk_s3::types::{
     LifecycleRuleFilter, Transition, TransitionStorageClass,
 };
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, LifecycleConfig, S3Config};
 use crate::cost::zone_rules;
@@ -20,17 +19,7 @@ use crate::store::ObjectStore;
 use crate::warehouse::{verify::staged_entities, Warehouse};
 use crate::zones::{self, Zone};
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct PruneReport {
-    pub dry_run: bool,
-    /// Objects deleted (or that would be).
-    pub deleted: Vec<String>,
-    pub deleted_bytes: u64,
-    /// Objects past retention kept because the ledger does not show them loaded.
-    pub kept_unloaded: Vec<String>,
-    /// CURATED rows of days before the cutoff deleted (or that would be).
-    pub curated_rows: i64,
-}
+pub use ecom_model::report::{LifecyclePlan, PruneReport};
 
 /// Whether the warehouse has loaded what `key` holds.
 fn loaded(key: &str, ledger: &BTreeSet<String>) -> bool {
@@ -208,16 +197,6 @@ pub fn describe(rule: &LifecycleRule) -> String {
         transitions.join(", "),
         rule.status().as_str()
     )
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LifecyclePlan {
-    pub bucket: String,
-    pub current: Vec<String>,
-    pub desired: Vec<String>,
-    /// Lines only in current ("- ...") or only in desired ("+ ...").
-    pub diff: Vec<String>,
-    pub applied: bool,
 }
 
 /// Compare the bucket's lifecycle configuration with the config's rules; apply when asked.

@@ -23,6 +23,7 @@ use crate::stream::consumer::StreamStatus;
 use crate::stream::runner::{self, StreamRunner};
 use crate::warehouse::{self, Warehouse, WarehouseStatus};
 use crate::zones::{self, ZoneStats};
+use ecom_model::report::{BackfillReport, CycleOutcome, IngestReport, Report};
 
 /// Log lines kept for the dashboard.
 const LOG_CAPACITY: usize = 500;
@@ -91,6 +92,27 @@ impl std::fmt::Debug for PipelineHandle {
 }
 
 impl PipelineHandle {
+    /// A handle to no pipeline: an empty snapshot, and commands that fail.
+    #[cfg(test)]
+    pub(crate) fn detached() -> PipelineHandle {
+        let info = InstanceInfo {
+            pid: 0,
+            started_at: Utc::now(),
+            data_dir: Default::default(),
+            mode: RunMode::Oneshot,
+            read_only: true,
+            version: String::new(),
+        };
+        let backends = Backends {
+            store: String::new(),
+            stream: String::new(),
+            warehouse: String::new(),
+        };
+        let (_, snapshot) = watch::channel(Arc::new(Snapshot::empty(info, backends, Utc::now())));
+        let (commands, _) = mpsc::channel(1);
+        PipelineHandle { snapshot, commands }
+    }
+
     /// The latest snapshot.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.borrow().clone()
@@ -536,45 +558,27 @@ impl Pipeline {
         self.repair_error = error;
     }
 
-    fn require_warehouse(&self) -> std::result::Result<Arc<dyn Warehouse>, CommandOutcome> {
-        self.warehouse.clone().ok_or_else(|| {
-            CommandOutcome::failed(
-                "no warehouse yet: run `ecomops batch run` or `ecomops --no-ui --once` first",
-            )
-        })
-    }
-
     async fn warehouse_command(&mut self, command: Command) -> CommandOutcome {
-        let wh = match self.require_warehouse() {
-            Ok(wh) => wh,
-            Err(o) => return o,
-        };
-        let with_detail = |mut o: CommandOutcome, v: serde_json::Result<serde_json::Value>| {
-            o.detail = v.ok();
-            o
+        let Some(wh) = self.warehouse.clone() else {
+            return CommandOutcome::failed(
+                "no warehouse yet: run `ecomops batch run` or `ecomops --no-ui --once` first",
+            );
         };
         match command {
             Command::Metrics => match warehouse::metrics(wh.as_ref()).await {
-                Ok(m) => with_detail(CommandOutcome::ok("metrics"), serde_json::to_value(&m)),
+                Ok(m) => CommandOutcome::done(Report::Metrics(m)),
                 Err(e) => CommandOutcome::failed(e.to_string()),
             },
-            Command::Verify => match warehouse::verify::verify(self.store.as_ref(), wh.as_ref())
-                .await
-            {
-                Ok(r) => {
-                    let o = if r.ok() {
-                        CommandOutcome::ok(format!("verify: {} checks, no difference", r.checks))
-                    } else {
-                        CommandOutcome::failed(format!(
-                            "verify: {} of {} checks differ",
-                            r.differences.len(),
-                            r.checks
-                        ))
-                    };
-                    with_detail(o, serde_json::to_value(&r))
+            Command::Verify => {
+                match warehouse::verify::verify(self.store.as_ref(), wh.as_ref()).await {
+                    Ok(r) if r.ok() => CommandOutcome::done(Report::Verify(r)),
+                    Ok(r) => CommandOutcome::failed_with(
+                        format!("{} of {} checks differ", r.differences.len(), r.checks),
+                        Report::Verify(r),
+                    ),
+                    Err(e) => CommandOutcome::failed(e.to_string()),
                 }
-                Err(e) => CommandOutcome::failed(e.to_string()),
-            },
+            }
             Command::Backfill { from, to } => {
                 self.backfilling = true;
                 self.publish();
@@ -599,18 +603,9 @@ impl Pipeline {
                     .await;
                 self.refresh_zones().await;
                 match result {
-                    Ok(r) => {
-                        let mut o = CommandOutcome::ok(format!(
-                            "replay {shard}: {} segment(s), {} RAW byte-identical, {} rewritten, \
-                             {} restaged, {} load(s) already in the warehouse",
-                            r.segments,
-                            r.raw_identical,
-                            r.raw_rewritten,
-                            r.restaged,
-                            r.loads_skipped
-                        ));
-                        o.detail = serde_json::to_value(&r).ok();
-                        o
+                    Ok(mut r) => {
+                        r.shard = shard;
+                        CommandOutcome::done(Report::Replay(r))
                     }
                     Err(e) => CommandOutcome::failed(e.to_string()),
                 }
@@ -631,7 +626,7 @@ impl Pipeline {
                     .await;
                 self.refresh_zones().await;
                 match result {
-                    Ok(summary) => CommandOutcome::ok(summary),
+                    Ok(r) => CommandOutcome::done(Report::Ingest(IngestReport { path, ..r })),
                     Err(e) => CommandOutcome::failed(e.to_string()),
                 }
             }
@@ -660,10 +655,12 @@ impl Pipeline {
         match warehouse::backfill(wh.as_ref(), f, t).await {
             Ok(r) => {
                 self.refresh_zones().await;
-                CommandOutcome::ok(format!(
-                    "backfill {from}..{to}: {late} late event(s) loaded, {} day(s) recomputed",
-                    r.recomputed_days
-                ))
+                CommandOutcome::done(Report::Backfill(BackfillReport {
+                    from,
+                    to,
+                    late_loaded: late,
+                    recomputed_days: r.recomputed_days,
+                }))
             }
             Err(e) => CommandOutcome::failed(e.to_string()),
         }
@@ -742,12 +739,13 @@ impl Pipeline {
             Some(id) => self.batch.retry(id, task).await,
             None => self.batch.run_new(task, window).await,
         };
-        let detail = run.as_ref().ok().and_then(|r| serde_json::to_value(r).ok());
-        let mut outcome = match self.batch_finished(run) {
-            Ok(summary) => CommandOutcome::ok(summary),
-            Err(e) => CommandOutcome::failed(e.to_string()),
+        let report = run.as_ref().ok().map(|r| Report::Run(Box::new(r.clone())));
+        let outcome = match (self.batch_finished(run), report) {
+            (Ok(_), Some(r)) => CommandOutcome::done(r),
+            (Err(e), Some(r)) => CommandOutcome::failed_with(e.to_string(), r),
+            (Err(e), None) => CommandOutcome::failed(e.to_string()),
+            (Ok(_), None) => CommandOutcome::failed("the batch run left no report"),
         };
-        outcome.detail = detail;
         self.refresh_zones().await;
         outcome
     }
@@ -805,44 +803,37 @@ impl Pipeline {
         let outcome = match command {
             Command::Refresh => {
                 self.refresh_zones().await;
-                CommandOutcome::ok("refreshed")
+                CommandOutcome::done(Report::Refreshed)
             }
             Command::RunCycle => {
-                let report = self.run_cycle(true).await;
+                let cycle = self.run_cycle(true).await;
                 // Cron notices a firing critical alert through the exit code.
-                let critical: Vec<String> = self
+                let critical_alerts: Vec<_> = self
                     .deriver
                     .alerts
                     .states()
                     .into_iter()
                     .filter(|a| a.firing && a.severity == crate::config::Severity::Critical)
-                    .map(|a| format!("{} ({})", a.name, a.condition))
                     .collect();
-                let mut o = if report.ok && !critical.is_empty() {
-                    CommandOutcome::failed(format!(
-                        "cycle {} finished, but critical alert(s) fire: {}",
-                        report.cycle,
-                        critical.join(", ")
-                    ))
-                } else if report.ok {
-                    CommandOutcome::ok(format!("cycle {} succeeded", report.cycle))
+                let ok = cycle.ok && critical_alerts.is_empty();
+                let error = cycle.error.clone().unwrap_or_default();
+                let report = Report::Cycle(CycleOutcome {
+                    cycle,
+                    critical_alerts,
+                });
+                if ok {
+                    CommandOutcome::done(report)
                 } else {
-                    CommandOutcome::failed(format!(
-                        "cycle {} failed: {}",
-                        report.cycle,
-                        report.error.clone().unwrap_or_default()
-                    ))
-                };
-                o.detail = serde_json::to_value(&report).ok();
-                o
+                    CommandOutcome::failed_with(error, report)
+                }
             }
             Command::Pause => {
                 self.paused = true;
-                CommandOutcome::ok("paused: no new cycles will start")
+                CommandOutcome::done(Report::Paused)
             }
             Command::Resume => {
                 self.paused = false;
-                CommandOutcome::ok("resumed")
+                CommandOutcome::done(Report::Resumed)
             }
             Command::BatchRun { task, window } => self.batch_command(None, task, window).await,
             c @ (Command::Metrics
@@ -853,9 +844,10 @@ impl Pipeline {
             Command::Retry { run_id, task } => self.batch_command(Some(run_id), task, None).await,
             Command::Cost => {
                 self.refresh_zones().await;
-                let mut o = CommandOutcome::ok("cost");
-                o.detail = serde_json::to_value(&self.cost).ok();
-                o
+                match &self.cost {
+                    Some(c) => CommandOutcome::done(Report::Cost(Box::new(c.clone()))),
+                    None => CommandOutcome::failed("no estimate: the store could not be listed"),
+                }
             }
             Command::Prune { dry_run } => {
                 let r = crate::lifecycle::prune(
@@ -868,45 +860,13 @@ impl Pipeline {
                 .await;
                 self.refresh_zones().await;
                 match r {
-                    Ok(r) => {
-                        let mut o = CommandOutcome::ok(format!(
-                            "prune{}: {} object(s), {} bytes {}; {} kept (not loaded yet); {} CURATED row(s) of old days",
-                            if dry_run { " (dry run)" } else { "" },
-                            r.deleted.len(),
-                            r.deleted_bytes,
-                            if dry_run { "would be deleted" } else { "deleted" },
-                            r.kept_unloaded.len(),
-                            r.curated_rows
-                        ));
-                        o.detail = serde_json::to_value(&r).ok();
-                        o
-                    }
+                    Ok(r) => CommandOutcome::done(Report::Prune(r)),
                     Err(e) => CommandOutcome::failed(e.to_string()),
                 }
             }
             Command::Lifecycle { apply } => {
                 match crate::lifecycle::s3_lifecycle(&self.config, apply).await {
-                    Ok(plan) => {
-                        let mut o = CommandOutcome::ok(if plan.diff.is_empty() {
-                            format!(
-                                "bucket {}: lifecycle rules already as configured",
-                                plan.bucket
-                            )
-                        } else {
-                            format!(
-                                "bucket {}: {}\n{}",
-                                plan.bucket,
-                                if plan.applied {
-                                    "applied"
-                                } else {
-                                    "dry run (--apply sets it)"
-                                },
-                                plan.diff.join("\n")
-                            )
-                        });
-                        o.detail = serde_json::to_value(&plan).ok();
-                        o
-                    }
+                    Ok(plan) => CommandOutcome::done(Report::Lifecycle(plan)),
                     Err(e) => CommandOutcome::failed(e.to_string()),
                 }
             }

@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::{Record, StreamLog};
 use crate::batch::stage::{to_ndjson, Quarantined};
@@ -41,6 +41,7 @@ use crate::watermark::{WatermarkStatus, Watermarks};
 use crate::zones;
 
 pub use crate::ledger::SegmentCounts;
+pub use ecom_model::report::ReplayReport;
 pub use ecom_model::stream::StreamStatus;
 
 /// The typed event as it arrives: the shape is checked here, the values by `Event::validate`.
@@ -745,39 +746,6 @@ impl Processor {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    proptest! {
-        /// The hand-written STAGING line parses back to the same event as serde's.
-        #[test]
-        fn write_event_matches_serde(
-            id in "[a-zA-Z0-9\"\\\\é-]{1,20}",
-            session in "[a-z0-9 \"-]{1,20}",
-            user in 1i64..1_000_000,
-            micros in 946_684_800_000_000i64..4_000_000_000_000_000,
-            ingest in proptest::option::of(946_684_800_000_000i64..4_000_000_000_000_000),
-        ) {
-            let e = Event {
-                event_id: id,
-                user_id: user,
-                product_id: 7,
-                event_type: crate::domain::EventType::Checkout,
-                event_time: DateTime::from_timestamp_micros(micros).unwrap(),
-                ingestion_time: ingest.map(|m| DateTime::from_timestamp_micros(m).unwrap()),
-                session_id: session,
-            };
-            let mut out = Vec::new();
-            write_event(&e, &mut out);
-            prop_assert_eq!(out.last(), Some(&b'\n'));
-            let back: Event = serde_json::from_slice(&out).unwrap();
-            prop_assert_eq!(back, e);
-        }
-    }
-}
-
 /// An RFC 3339 UTC timestamp with microseconds, written digit by digit: chrono's general
 /// formatter was the stream path's largest single cost.
 fn write_time(t: &DateTime<Utc>, out: &mut Vec<u8>) {
@@ -842,20 +810,6 @@ pub fn write_event(e: &Event, out: &mut Vec<u8>) {
     out.extend_from_slice(b",\"session_id\":");
     write_str(&e.session_id, out);
     out.extend_from_slice(b"}\n");
-}
-
-/// What a replay did.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ReplayReport {
-    pub segments: u64,
-    /// RAW segments re-read from the log and found byte-identical.
-    pub raw_identical: u64,
-    /// RAW segments that were missing and were written again.
-    pub raw_rewritten: u64,
-    /// STAGING objects that were missing and were derived again.
-    pub restaged: u64,
-    /// STAGING files the warehouse already had (the load is idempotent).
-    pub loads_skipped: u64,
 }
 
 /// Re-read the committed segments of `shard` that end at or after `from_seq`, exactly as they
@@ -1003,4 +957,37 @@ pub async fn checkpoints(wh: &dyn Warehouse) -> Result<BTreeMap<String, u64>> {
             Some((shard, seq))
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The hand-written STAGING line parses back to the same event as serde's.
+        #[test]
+        fn write_event_matches_serde(
+            id in "[a-zA-Z0-9\"\\\\é-]{1,20}",
+            session in "[a-z0-9 \"-]{1,20}",
+            user in 1i64..1_000_000,
+            micros in 946_684_800_000_000i64..4_000_000_000_000_000,
+            ingest in proptest::option::of(946_684_800_000_000i64..4_000_000_000_000_000),
+        ) {
+            let e = Event {
+                event_id: id,
+                user_id: user,
+                product_id: 7,
+                event_type: crate::domain::EventType::Checkout,
+                event_time: DateTime::from_timestamp_micros(micros).unwrap(),
+                ingestion_time: ingest.map(|m| DateTime::from_timestamp_micros(m).unwrap()),
+                session_id: session,
+            };
+            let mut out = Vec::new();
+            write_event(&e, &mut out);
+            prop_assert_eq!(out.last(), Some(&b'\n'));
+            let back: Event = serde_json::from_slice(&out).unwrap();
+            prop_assert_eq!(back, e);
+        }
+    }
 }

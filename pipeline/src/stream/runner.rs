@@ -18,6 +18,7 @@ use crate::generator::Generator;
 use crate::store::{sha256_hex, ObjectStore};
 use crate::warehouse::{self, StagedFile, Warehouse};
 use crate::zones;
+use ecom_model::report::IngestReport;
 
 pub struct StreamRunner {
     cfg: StreamConfig,
@@ -139,16 +140,21 @@ impl StreamRunner {
         store: &dyn ObjectStore,
         wh: Option<&dyn Warehouse>,
         body: Bytes,
-    ) -> Result<String> {
+    ) -> Result<IngestReport> {
         let sha = sha256_hex(&body);
         let raw_key = zones::raw_file_key(&sha);
         if store.head(&raw_key).await?.is_some() {
             tracing::info!(raw_key = %raw_key, "duplicate file: already ingested, skipped");
             // A crash after RAW but before the drain left its records in the log: finish them.
-            let read = self.drain(store, wh, true).await?;
-            return Ok(format!(
-                "duplicate file: {raw_key} was already ingested; not fed again ({read})"
-            ));
+            let drained = self.drain(store, wh, true).await?;
+            return Ok(IngestReport {
+                path: Default::default(),
+                raw_key,
+                duplicate: true,
+                lines: 0,
+                oversized: 0,
+                drained,
+            });
         }
         // Log first, RAW last: a crash in between feeds the file again on the rerun, which
         // dedup and the MERGE absorb; the other order could lose it.
@@ -194,15 +200,15 @@ impl StreamRunner {
                 .await?;
         }
         store.put_if_absent(&raw_key, body).await?;
-        let read = self.drain(store, wh, true).await?;
-        let cut = if oversized.is_empty() {
-            String::new()
-        } else {
-            format!(" ({} over the record limit, quarantined)", oversized.len())
-        };
-        Ok(format!(
-            "ingested {lines} lines{cut} from {raw_key}: {read}"
-        ))
+        let drained = self.drain(store, wh, true).await?;
+        Ok(IngestReport {
+            path: Default::default(),
+            raw_key,
+            duplicate: false,
+            lines,
+            oversized: oversized.len() as u64,
+            drained,
+        })
     }
 
     /// Load the late-buffered events whose day is in `from..=to`: each late object's events in

@@ -5,44 +5,13 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use serde::{Deserialize, Serialize};
-
 use super::schema::{self, TABLES};
 use super::{dirty_days, int, parse_rows, Cell, Warehouse};
 use crate::error::Result;
 use crate::store::{sha256_hex, ObjectStore};
 use crate::zones;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Difference {
-    pub check: String,
-    pub detail: String,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct VerifyReport {
-    /// Checks run.
-    pub checks: u64,
-    pub differences: Vec<Difference>,
-    /// STAGING objects whose bytes do not match their ledger hash (partial writes).
-    pub partial_writes: Vec<String>,
-}
-
-impl VerifyReport {
-    pub fn ok(&self) -> bool {
-        self.differences.is_empty()
-    }
-
-    fn check(&mut self, name: &str, ok: bool, detail: impl FnOnce() -> String) {
-        self.checks += 1;
-        if !ok {
-            self.differences.push(Difference {
-                check: name.to_string(),
-                detail: detail(),
-            });
-        }
-    }
-}
+pub use ecom_model::report::{Difference, VerifyReport};
 
 /// Entities a RAW batch file is staged into.
 pub(crate) fn staged_entities(raw_entity: &str) -> &'static [&'static str] {

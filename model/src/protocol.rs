@@ -1,0 +1,122 @@
+//! The control socket's protocol: newline-delimited JSON, one request per line. A client
+//! says hello first with the protocol version it speaks; an instance speaking another one
+//! answers with an error naming both, and the client gives up (rather than misread a
+//! snapshot of a different shape).
+
+use serde::{Deserialize, Serialize};
+
+use crate::command::{Command, Origin};
+use crate::report::Report;
+use crate::snapshot::Snapshot;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// The first request of a connection.
+    Hello {
+        protocol: u32,
+    },
+    Snapshot,
+    /// A snapshot now and one per change, until the client hangs up.
+    Subscribe,
+    Command {
+        command: Command,
+        /// The client's SSH session and `--read-only` flag; the user comes from the socket's
+        /// peer credentials, not from the client's word.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        origin: Option<Origin>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Response {
+    Hello { protocol: u32, version: String },
+    Snapshot { snapshot: Box<Snapshot> },
+    Outcome { outcome: CommandOutcome },
+    Error { message: String },
+}
+
+/// The core's answer to a command: whether it succeeded, why not, and what it did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommandOutcome {
+    pub ok: bool,
+    /// Why it failed or was refused (empty on success: the report says what happened).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<Report>,
+}
+
+impl CommandOutcome {
+    /// Done, as the report says.
+    pub fn done(report: Report) -> CommandOutcome {
+        CommandOutcome {
+            ok: true,
+            message: String::new(),
+            report: Some(report),
+        }
+    }
+
+    pub fn failed(message: impl Into<String>) -> CommandOutcome {
+        CommandOutcome {
+            ok: false,
+            message: message.into(),
+            report: None,
+        }
+    }
+
+    /// Ran, but with a result that fails the command (a failed run, a verify difference).
+    pub fn failed_with(message: impl Into<String>, report: Report) -> CommandOutcome {
+        CommandOutcome {
+            ok: false,
+            message: message.into(),
+            report: Some(report),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{BackfillReport, CycleOutcome};
+    use crate::snapshot::CycleReport;
+
+    /// What the socket carries reads back as the same typed report: no guessing by shape.
+    #[test]
+    fn outcomes_round_trip_with_their_report_kind() {
+        let at = chrono::DateTime::UNIX_EPOCH;
+        let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 20).unwrap();
+        for outcome in [
+            CommandOutcome::done(Report::Backfill(BackfillReport {
+                from: day,
+                to: day,
+                late_loaded: 3,
+                recomputed_days: 1,
+            })),
+            CommandOutcome::failed_with(
+                "batch: HTTP 503",
+                Report::Cycle(CycleOutcome {
+                    cycle: CycleReport {
+                        cycle: 7,
+                        started_at: at,
+                        finished_at: at,
+                        ok: false,
+                        steps: vec!["stream: 0 records".into()],
+                        error: Some("batch: HTTP 503".into()),
+                    },
+                    critical_alerts: Vec::new(),
+                }),
+            ),
+            CommandOutcome::done(Report::Paused),
+            CommandOutcome::failed("refused"),
+        ] {
+            let line = serde_json::to_string(&Response::Outcome {
+                outcome: outcome.clone(),
+            })
+            .unwrap();
+            let back: Response = serde_json::from_str(&line).unwrap();
+            assert_eq!(back, Response::Outcome { outcome }, "{line}");
+        }
+    }
+}
