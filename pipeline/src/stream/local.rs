@@ -95,6 +95,12 @@ fn parse_segment(buf: &[u8]) -> (Vec<Record>, usize) {
 }
 
 impl LocalLog {
+    /// The shard a partition key maps to.
+    pub fn shard_for(&self, partition_key: &str) -> String {
+        let h = crate::dedup::id_hash(partition_key.as_bytes());
+        self.names[(h % self.names.len().max(1) as u64) as usize].clone()
+    }
+
     pub fn open(
         dir: impl Into<PathBuf>,
         shards: u32,

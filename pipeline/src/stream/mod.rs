@@ -27,14 +27,9 @@ pub trait StreamLog: Send + Sync {
 
     fn shards(&self) -> Vec<String>;
 
-    /// The shard a partition key maps to.
-    fn shard_for(&self, partition_key: &str) -> String {
-        let shards = self.shards();
-        let h = crate::dedup::id_hash(partition_key.as_bytes());
-        shards[(h % shards.len().max(1) as u64) as usize].clone()
-    }
-
     /// Append records (partition key, data); none is dropped: an error fails the whole call.
+    /// Records of one partition key go to one shard, in order (which shard is the backend's
+    /// business: Kinesis hashes the key with MD5 into the shards' hash-key ranges).
     fn put(&self, records: Vec<(String, Bytes)>) -> BoxFuture<'_, Result<()>>;
 
     /// Up to `max` records of `shard` with a sequence number above `after` (all from the start
