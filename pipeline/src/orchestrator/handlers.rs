@@ -1,0 +1,224 @@
+//! What each command does. Every handler returns a typed report; the wording is the
+//! binary's (`src/render.rs`).
+
+use std::sync::Arc;
+
+use chrono::Utc;
+
+use crate::command::{Command, CommandOutcome};
+use crate::warehouse::{self, Warehouse};
+use ecom_model::report::{BackfillReport, CycleOutcome, IngestReport, Report};
+
+use super::Pipeline;
+
+impl Pipeline {
+    pub(super) async fn carry_out(&mut self, command: Command) -> CommandOutcome {
+        let outcome = match command {
+            Command::Refresh => {
+                self.refresh_zones().await;
+                CommandOutcome::done(Report::Refreshed)
+            }
+            Command::RunCycle => {
+                let cycle = self.run_cycle(true).await;
+                // Cron notices a firing critical alert through the exit code.
+                let critical_alerts: Vec<_> = self
+                    .deriver
+                    .alerts
+                    .states()
+                    .into_iter()
+                    .filter(|a| a.firing && a.severity == crate::config::Severity::Critical)
+                    .collect();
+                let ok = cycle.ok && critical_alerts.is_empty();
+                let error = cycle.error.clone().unwrap_or_default();
+                let report = Report::Cycle(CycleOutcome {
+                    cycle,
+                    critical_alerts,
+                });
+                if ok {
+                    CommandOutcome::done(report)
+                } else {
+                    CommandOutcome::failed_with(error, report)
+                }
+            }
+            Command::Pause => {
+                self.paused = true;
+                CommandOutcome::done(Report::Paused)
+            }
+            Command::Resume => {
+                self.paused = false;
+                CommandOutcome::done(Report::Resumed)
+            }
+            Command::BatchRun { task, window } => self.batch_command(None, task, window).await,
+            c @ (Command::Metrics
+            | Command::Verify
+            | Command::Backfill { .. }
+            | Command::IngestFile { .. }
+            | Command::Replay { .. }) => self.warehouse_command(c).await,
+            Command::Retry { run_id, task } => self.batch_command(Some(run_id), task, None).await,
+            Command::Cost => {
+                self.refresh_zones().await;
+                match &self.cost {
+                    Some(c) => CommandOutcome::done(Report::Cost(Box::new(c.clone()))),
+                    None => CommandOutcome::failed("no estimate: the store could not be listed"),
+                }
+            }
+            Command::Prune { dry_run } => {
+                let r = crate::lifecycle::prune(
+                    self.store.as_ref(),
+                    self.warehouse.as_deref(),
+                    &self.config.lifecycle,
+                    Utc::now(),
+                    dry_run,
+                )
+                .await;
+                self.refresh_zones().await;
+                match r {
+                    Ok(r) => CommandOutcome::done(Report::Prune(r)),
+                    Err(e) => CommandOutcome::failed(e.to_string()),
+                }
+            }
+            Command::Lifecycle { apply } => {
+                match crate::lifecycle::s3_lifecycle(&self.config, apply).await {
+                    Ok(plan) => CommandOutcome::done(Report::Lifecycle(plan)),
+                    Err(e) => CommandOutcome::failed(e.to_string()),
+                }
+            }
+        };
+        self.publish();
+        outcome
+    }
+
+    pub(super) async fn warehouse_command(&mut self, command: Command) -> CommandOutcome {
+        let Some(wh) = self.warehouse.clone() else {
+            return CommandOutcome::failed(
+                "no warehouse yet: run `ecomops batch run` or `ecomops --no-ui --once` first",
+            );
+        };
+        match command {
+            Command::Metrics => match warehouse::metrics(wh.as_ref()).await {
+                Ok(m) => CommandOutcome::done(Report::Metrics(m)),
+                Err(e) => CommandOutcome::failed(e.to_string()),
+            },
+            Command::Verify => {
+                match warehouse::verify::verify(self.store.as_ref(), wh.as_ref()).await {
+                    Ok(r) if r.ok() => CommandOutcome::done(Report::Verify(r)),
+                    Ok(r) => CommandOutcome::failed_with(
+                        format!("{} of {} checks differ", r.differences.len(), r.checks),
+                        Report::Verify(r),
+                    ),
+                    Err(e) => CommandOutcome::failed(e.to_string()),
+                }
+            }
+            Command::Backfill { from, to } => {
+                self.backfilling = true;
+                self.publish();
+                let o = self.backfill(&wh, from, to).await;
+                self.backfilling = false;
+                o
+            }
+            Command::Replay {
+                shard,
+                from_seq,
+                from_time,
+            } => {
+                let result = self
+                    .stream
+                    .replay(
+                        self.store.as_ref(),
+                        Some(wh.as_ref()),
+                        &shard,
+                        from_seq,
+                        from_time,
+                    )
+                    .await;
+                self.refresh_zones().await;
+                match result {
+                    Ok(mut r) => {
+                        r.shard = shard;
+                        CommandOutcome::done(Report::Replay(r))
+                    }
+                    Err(e) => CommandOutcome::failed(e.to_string()),
+                }
+            }
+            Command::IngestFile { path } => {
+                let body = match std::fs::read(&path) {
+                    Ok(b) => bytes::Bytes::from(b),
+                    Err(e) => {
+                        return CommandOutcome::failed(format!(
+                            "cannot read {}: {e}",
+                            path.display()
+                        ))
+                    }
+                };
+                let result = self
+                    .stream
+                    .ingest_file(self.store.as_ref(), Some(wh.as_ref()), body)
+                    .await;
+                self.refresh_zones().await;
+                match result {
+                    Ok(r) => CommandOutcome::done(Report::Ingest(IngestReport { path, ..r })),
+                    Err(e) => CommandOutcome::failed(e.to_string()),
+                }
+            }
+            _ => CommandOutcome::failed("not a warehouse command"),
+        }
+    }
+
+    pub(super) async fn backfill(
+        &mut self,
+        wh: &Arc<dyn Warehouse>,
+        from: chrono::NaiveDate,
+        to: chrono::NaiveDate,
+    ) -> CommandOutcome {
+        if from > to {
+            return CommandOutcome::failed(format!("backfill: {from} is after {to}"));
+        }
+        let (f, t) = (from, to);
+        let late = match self
+            .stream
+            .load_late(self.store.as_ref(), wh.as_ref(), f, t)
+            .await
+        {
+            Ok(n) => n,
+            Err(e) => return CommandOutcome::failed(e.to_string()),
+        };
+        match warehouse::backfill(wh.as_ref(), f, t).await {
+            Ok(r) => {
+                self.refresh_zones().await;
+                CommandOutcome::done(Report::Backfill(BackfillReport {
+                    from,
+                    to,
+                    late_loaded: late,
+                    recomputed_days: r.recomputed_days,
+                }))
+            }
+            Err(e) => CommandOutcome::failed(e.to_string()),
+        }
+    }
+
+    pub(super) async fn batch_command(
+        &mut self,
+        retry: Option<String>,
+        task: Option<crate::batch::run::Task>,
+        window: Option<(chrono::NaiveDate, chrono::NaiveDate)>,
+    ) -> CommandOutcome {
+        if let Some((a, b)) = window.filter(|(a, b)| a > b) {
+            return CommandOutcome::failed(format!(
+                "the carts window {a}..{b} ends before it starts"
+            ));
+        }
+        let run = match &retry {
+            Some(id) => self.batch.retry(id, task).await,
+            None => self.batch.run_new(task, window).await,
+        };
+        let report = run.as_ref().ok().map(|r| Report::Run(Box::new(r.clone())));
+        let outcome = match (self.batch_finished(run), report) {
+            (Ok(_), Some(r)) => CommandOutcome::done(r),
+            (Err(e), Some(r)) => CommandOutcome::failed_with(e.to_string(), r),
+            (Err(e), None) => CommandOutcome::failed(e.to_string()),
+            (Ok(_), None) => CommandOutcome::failed("the batch run left no report"),
+        };
+        self.refresh_zones().await;
+        outcome
+    }
+}

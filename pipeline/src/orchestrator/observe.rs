@@ -1,0 +1,198 @@
+//! What the engine observes between commands: zone, warehouse and stream statistics, cost,
+//! and the integrity scan with its repairs.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+
+use crate::store::ObjectStore;
+use crate::warehouse::{self};
+use crate::zones::{self};
+
+use super::Pipeline;
+
+impl Pipeline {
+    pub(super) async fn refresh_zones(&mut self) {
+        let now = Utc::now();
+        let mut saving = None;
+        match zones::zone_listing(self.store.as_ref()).await {
+            Ok(listing) => {
+                self.zones = zones::summarise_all(&listing);
+                saving = Some(crate::cost::saving(
+                    &self.config.cost,
+                    &self.config.lifecycle,
+                    &listing,
+                    now,
+                ));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not refresh zone statistics");
+                self.refresh_error = Some(e);
+            }
+        }
+        if let Some(wh) = self.warehouse.clone() {
+            match crate::stream::runner::late_pending(self.store.as_ref(), wh.as_ref()).await {
+                Ok(days) => self.late_pending = days,
+                Err(e) => tracing::warn!(error = %e, "could not read the late buffer"),
+            }
+        }
+        if let Some(wh) = &self.warehouse {
+            match warehouse::status(wh.as_ref()).await {
+                Ok(s) => self.warehouse_status = Some(s),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not read warehouse statistics");
+                    self.refresh_error = Some(e);
+                }
+            }
+        }
+        match self
+            .stream
+            .status(self.store.as_ref(), self.warehouse.as_deref())
+            .await
+        {
+            Ok(s) => self.stream_status = Some(s),
+            Err(e) => tracing::warn!(error = %e, "could not read stream statistics"),
+        }
+        self.history
+            .observe(self.stream_status.as_ref(), self.warehouse_status.as_ref());
+        // Priced last, from the fresh zone sizes and stream counts.
+        if let Some(saving) = saving {
+            self.update_cost(saving, now);
+        }
+    }
+
+    /// Accrue usage to `now` and price it.
+    pub(super) fn update_cost(&mut self, saving: crate::cost::Saving, now: chrono::DateTime<Utc>) {
+        let zone_bytes: Vec<(zones::Zone, u64)> = self
+            .zones
+            .iter()
+            .filter_map(|z| z.zone.map(|zone| (zone, z.bytes)))
+            .collect();
+        let records = self.stream_status.as_ref().map_or(0, |s| s.totals.records);
+        self.usage.observe(
+            now,
+            self.meter.read(),
+            &zone_bytes,
+            self.config.stream.shards,
+            records,
+            self.meter.stream_bytes(),
+        );
+        if !self.options.read_only {
+            if let Err(e) = crate::cost::save_usage(&self.usage, &self.config.data_dir) {
+                tracing::warn!(error = %e, "could not save usage");
+            }
+        }
+        let cw = &self.config.telemetry.cloudwatch;
+        let setup = crate::cost::Setup {
+            shards: self.config.stream.shards,
+            cloudwatch_metrics: if cw.enabled {
+                crate::metrics::NAMES.len() as u64
+            } else {
+                0
+            },
+            cloudwatch_alarms: if cw.enabled && cw.create_alarms {
+                self.config.alerts.len() as u64
+            } else {
+                0
+            },
+            on_aws: [
+                ("s3".to_string(), self.backends.store == "s3"),
+                ("kinesis".to_string(), self.backends.stream == "kinesis"),
+                (
+                    "redshift".to_string(),
+                    self.backends.warehouse == "redshift",
+                ),
+                ("cloudwatch".to_string(), cw.enabled),
+            ]
+            .into(),
+        };
+        self.cost = Some(crate::cost::estimate(
+            &self.config.cost,
+            &self.usage,
+            &zone_bytes,
+            &setup,
+            saving,
+            now,
+        ));
+    }
+
+    /// The integrity scan (when due, or `force`) and the repair of what it finds: stream
+    /// segments are replayed from the log, batch files pulled or staged again by a batch run.
+    pub(super) async fn scan_and_repair(&mut self, force: bool) {
+        let every = self.config.runtime.integrity_scan_interval_secs;
+        if !force
+            && (every == 0
+                || self
+                    .last_scan
+                    .is_some_and(|t| t.elapsed().as_secs() < every))
+        {
+            return;
+        }
+        self.last_scan = Some(std::time::Instant::now());
+        let scan = |store: Arc<dyn ObjectStore>| async move {
+            let listing = zones::zone_listing(store.as_ref()).await?;
+            crate::integrity::scan(store.as_ref(), &listing).await
+        };
+        self.damaged = match scan(self.store.clone()).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "integrity scan failed");
+                return;
+            }
+        };
+        if self.damaged.is_empty() {
+            self.repair_error = None;
+            return;
+        }
+        tracing::warn!(count = self.damaged.len(), first = %self.damaged[0], "failure scenario: partial write detected");
+        if self.options.read_only {
+            return;
+        }
+        self.repairing = true;
+        self.publish();
+        let mut replays: std::collections::BTreeMap<String, u64> = Default::default();
+        let mut batch = false;
+        for key in &self.damaged {
+            match crate::integrity::repair_for(key) {
+                crate::integrity::Repair::Replay { shard, from_seq } => {
+                    let e = replays.entry(shard).or_insert(from_seq);
+                    *e = (*e).min(from_seq);
+                }
+                crate::integrity::Repair::BatchRun => batch = true,
+            }
+        }
+        let mut error = None;
+        for (shard, from) in replays {
+            let r = self
+                .stream
+                .replay(
+                    self.store.as_ref(),
+                    self.warehouse.as_deref(),
+                    &shard,
+                    Some(from),
+                    None,
+                )
+                .await;
+            if let Err(e) = r {
+                error = Some(format!("replay {shard} from {from}: {e}"));
+            }
+        }
+        if batch {
+            if let Err(e) = self.run_batch().await {
+                error = Some(format!("batch run: {e}"));
+            }
+        }
+        self.damaged = scan(self.store.clone()).await.unwrap_or_else(|e| {
+            error.get_or_insert(e.to_string());
+            self.damaged.clone()
+        });
+        if !self.damaged.is_empty() && error.is_none() {
+            error = Some(format!(
+                "{} object(s) still damaged after repair",
+                self.damaged.len()
+            ));
+        }
+        self.repairing = false;
+        self.repair_error = error;
+    }
+}

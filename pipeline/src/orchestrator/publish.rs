@@ -1,0 +1,80 @@
+//! Observations -> the pure derivation (`ecom_model::derive`) -> an immutable snapshot.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+
+use crate::batch::run::RunStatus;
+use crate::snapshot::{BatchStatus, Snapshot};
+
+use super::Pipeline;
+
+impl Pipeline {
+    /// Build and publish a new snapshot.
+    pub(super) fn publish(&mut self) {
+        self.seq += 1;
+        let (pushed, recent_log) = self.options.log.read();
+        self.log_seen = pushed;
+        let mut snapshot = Snapshot {
+            seq: self.seq,
+            generated_at: Utc::now(),
+            instance: self.info.clone(),
+            backends: self.backends.clone(),
+            paused: self.paused,
+            zones: self.zones.clone(),
+            cycles: self.cycles,
+            last_cycle: self.last_cycle.clone(),
+            batch: BatchStatus {
+                source: self.batch.source_name().to_string(),
+                api: self.batch.api_state(),
+                runs: self.runs.clone(),
+            },
+            warehouse: self.warehouse_status.clone(),
+            stream: self.stream_status.clone(),
+            recent_log,
+            next_cycle_at: self.next_cycle_at.filter(|_| !self.paused),
+            history: self.history.history(),
+            failures: Vec::new(),
+            recent_actions: self.actions.iter().cloned().collect(),
+            cost: self.cost.clone(),
+            damaged: self.damaged.clone(),
+            metrics: Vec::new(),
+            alerts: Vec::new(),
+            health: Default::default(),
+        };
+        let signals = self.signals();
+        crate::failures::log_changes(&self.deriver.derive(&mut snapshot, &signals));
+        self.tx.send_replace(Arc::new(snapshot));
+    }
+
+    /// What the failure table's state machines look at.
+    pub(super) fn signals(&self) -> crate::failures::Signals {
+        let api = self.batch.api_state();
+        let newest = self.runs.first();
+        let duplicate_files = self
+            .runs
+            .iter()
+            .map(|r| r.report.duplicates() as u64)
+            .sum::<u64>();
+        crate::failures::Signals {
+            api_down: api.down,
+            failed_run: newest
+                .filter(|r| r.status == RunStatus::Failed)
+                .map(|r| r.run_id.clone()),
+            api_last_error: api.last_error.clone(),
+            duplicate_files,
+            late_events: self
+                .stream_status
+                .as_ref()
+                .map_or(0, |s| s.watermarks.late_events),
+            late_pending_days: self.late_pending.clone(),
+            backfilling: self.backfilling,
+            damaged: self.damaged.clone(),
+            repairing: self.repairing,
+            repair_error: self.repair_error.clone(),
+            projected_usd: self.cost.as_ref().map_or(0.0, |c| c.projected_usd),
+            budget_usd: self.config.cost.budget_usd_month,
+            saving_usd: self.cost.as_ref().map_or(0.0, |c| c.saving.usd_month),
+        }
+    }
+}
