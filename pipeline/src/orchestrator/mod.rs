@@ -324,7 +324,7 @@ impl Pipeline {
                 }
                 _ = log_tick.tick() => {
                     if self.options.log.read().0 != self.log_seen {
-                        self.publish();
+                        self.publish_log();
                     }
                 }
             }

@@ -47,6 +47,18 @@ impl Pipeline {
         self.tx.send_replace(Arc::new(snapshot));
     }
 
+    /// Publish new log lines only: the derived parts (failure table, alerts) stay as the last
+    /// observation left them, so redrawing the log never moves a state machine.
+    pub(super) fn publish_log(&mut self) {
+        let (pushed, recent_log) = self.options.log.read();
+        self.log_seen = pushed;
+        self.seq += 1;
+        let mut snapshot = (*self.snapshot()).clone();
+        snapshot.seq = self.seq;
+        snapshot.recent_log = recent_log;
+        self.tx.send_replace(Arc::new(snapshot));
+    }
+
     /// What the failure table's state machines look at.
     pub(super) fn signals(&self) -> crate::failures::Signals {
         let api = self.batch.api_state();
