@@ -435,7 +435,7 @@ pub fn stream_state_sql(g: u64) -> Vec<String> {
 pub const STREAM_STATE: &str = "stream";
 
 /// Record an operator action in the audit table.
-pub fn audit_sql(r: &crate::audit::Record) -> Vec<String> {
+pub fn audit_sql(r: &ecom_model::audit::Record) -> Vec<String> {
     use super::Cell;
     let text = |s: &str| literal(&Cell::Text(s.to_string()));
     let ssh = match &r.ssh_connection {
