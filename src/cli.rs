@@ -171,14 +171,39 @@ pub enum Cmd {
 #[derive(Debug, Subcommand)]
 pub enum BatchCmd {
     /// Run the batch DAG now: extract products, users, carts -> RAW -> STAGING.
+    ///
+    /// Exit status: 0 every task asked for succeeded; 1 one failed (or bad input: 2); 75 a task
+    /// asked for waits for its upstream (not succeeded in this run yet): try again later.
     #[command(
         after_help = "Examples:\n  ecomops batch run\n  ecomops batch run --task extract_products\n  \
-                      ecomops batch run --carts-from 2026-11-01 --carts-to 2026-11-07"
+                      ecomops batch run --carts-from 2026-11-01 --carts-to 2026-11-07\n  \
+                      ecomops batch run --run-id airflow-20261120 --only extract_carts \\\n      \
+                      --data-interval-start 2026-11-20 --data-interval-end 2026-11-21"
     )]
     Run {
-        /// Only this task and what follows it.
-        #[arg(long, value_parser = parse_task)]
+        /// This task and what follows it.
+        #[arg(long, value_parser = parse_task, conflicts_with = "only")]
         task: Option<Task>,
+        /// Exactly this task (one Airflow task = one ecomops task); its upstream must have
+        /// succeeded in the run, else exit 75.
+        #[arg(long, value_parser = parse_task)]
+        only: Option<Task>,
+        /// Create the run with this id, or resume it when it exists: a second call with the
+        /// same id is the retry path (nothing that succeeded is fetched or done again).
+        #[arg(long)]
+        run_id: Option<String>,
+        /// The orchestrator's data interval start (YYYY-MM-DD or RFC 3339): carts from this day.
+        #[arg(
+            long,
+            requires = "data_interval_end",
+            conflicts_with = "carts_from",
+            value_parser = parse_instant
+        )]
+        data_interval_start: Option<DateTime<Utc>>,
+        /// The data interval's end, exclusive (Airflow's): carts up to the day before, or of
+        /// the start day when the interval is shorter than a day.
+        #[arg(long, requires = "data_interval_start", value_parser = parse_instant)]
+        data_interval_end: Option<DateTime<Utc>>,
         /// Pull only carts dated from this day (YYYY-MM-DD, inclusive): an incremental pull.
         #[arg(long, requires = "carts_to", value_parser = parse_day)]
         carts_from: Option<NaiveDate>,
@@ -269,6 +294,27 @@ fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
     DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| format!("{s:?} is not an RFC 3339 time: {e}"))
+}
+
+/// A day (its midnight UTC) or an RFC 3339 time: what an orchestrator's templates give.
+fn parse_instant(s: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return Ok(d.and_time(chrono::NaiveTime::MIN).and_utc());
+    }
+    parse_time(s).map_err(|_| format!("{s:?} is neither a day (YYYY-MM-DD) nor an RFC 3339 time"))
+}
+
+/// The carts window (inclusive days) of a data interval `[start, end)`.
+pub fn interval_days(
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Result<(NaiveDate, NaiveDate), String> {
+    if end <= start {
+        return Err(format!("the data interval {start}..{end} is empty"));
+    }
+    // The last instant inside the interval is just before `end`.
+    let last = end - chrono::Duration::microseconds(1);
+    Ok((start.date_naive(), last.date_naive()))
 }
 
 fn parse_task(s: &str) -> Result<Task, String> {

@@ -84,19 +84,34 @@ pub async fn command(
     // `metrics --json` and `cost --json` print the figures themselves, for jq and dashboards.
     let detail_only = matches!(command, Command::Metrics | Command::Cost);
     let data_dir = config.data_dir.clone();
-    let lock = match InstanceLock::acquire(&data_dir) {
-        Ok(lock) => lock,
-        Err(Error::AlreadyRunning { pid, .. }) => {
-            let mut client = connect_running(&data_dir, pid).await?;
-            let outcome = client
-                .command(
-                    command,
-                    ecom_pipeline::command::current_origin("cli", read_only),
-                )
-                .await?;
-            return Ok(report_outcome(&outcome, output, detail_only));
+    let origin = ecom_pipeline::command::current_origin("cli", read_only);
+    // The holder may be a one-shot invocation about to exit (Airflow runs the three extracts
+    // at once): when it hangs up without answering, the command was not carried out, so take
+    // the data dir or attach to whoever holds it now, again.
+    let mut attempt = 0;
+    let lock = loop {
+        attempt += 1;
+        match InstanceLock::acquire(&data_dir) {
+            Ok(lock) => break lock,
+            Err(Error::AlreadyRunning { pid, .. }) => {
+                let sent = async {
+                    let mut client = connect_running(&data_dir, pid).await?;
+                    anyhow::Ok(client.command(command.clone(), origin.clone()).await?)
+                };
+                match sent.await {
+                    Ok(outcome) => return Ok(report_outcome(&outcome, output, detail_only)),
+                    Err(e) if attempt < 50 && instance::holder(&data_dir) != Some(pid) => {
+                        tracing::debug!(error = %e, pid, "the holder went away; trying again");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                    Err(e) if attempt < 50 && e.to_string().contains("closed the connection") => {
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(e) => return Err(e.into()),
         }
-        Err(e) => return Err(e.into()),
     };
     let options = PipelineOptions {
         mode: RunMode::Oneshot,
@@ -106,12 +121,7 @@ pub async fn command(
     };
     // Others may attach (status, a dashboard) while this runs.
     let (handle, task, _server) = start(config, options).await?;
-    let outcome = handle
-        .send_as(
-            command,
-            ecom_pipeline::command::current_origin("cli", read_only),
-        )
-        .await?;
+    let outcome = handle.send_as(command, origin).await?;
     task.stop().await;
     drop(lock);
     Ok(report_outcome(&outcome, output, detail_only))
@@ -193,6 +203,8 @@ fn report_outcome(outcome: &CommandOutcome, output: Output, detail_only: bool) -
     }
     if outcome.ok {
         ExitCode::SUCCESS
+    } else if outcome.waiting {
+        ExitCode::from(crate::EXIT_WAITING)
     } else {
         ExitCode::from(crate::EXIT_FAILED)
     }

@@ -18,9 +18,11 @@ use ecom_pipeline::orchestrator::LogBuffer;
 use cli::{BatchCmd, BenchCmd, Cli, Cmd, IngestCmd, LogFormatArg, StreamCmd};
 use ecom_pipeline::command::Command;
 
-/// Exit codes: 0 ok, 1 the run failed, 2 bad usage or bad config.
+/// Exit codes: 0 ok, 1 the run failed, 2 bad usage or bad config, 75 (EX_TEMPFAIL) not done
+/// yet because what it needs is not done (a batch task's upstream): retry later.
 pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
+pub const EXIT_WAITING: u8 = 75;
 
 /// A usage problem found after parsing (exit code 2).
 #[derive(Debug)]
@@ -124,11 +126,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Cmd::Status { json }) => headless::status(config, json, logs).await,
         Some(Cmd::Batch(BatchCmd::Run {
             task,
+            only,
+            run_id,
+            data_interval_start,
+            data_interval_end,
             carts_from,
             carts_to,
         })) => {
-            let window = carts_from.zip(carts_to);
-            let c = Command::BatchRun { task, window };
+            let window = match data_interval_start.zip(data_interval_end) {
+                Some((a, b)) => Some(cli::interval_days(a, b).map_err(Usage)?),
+                None => carts_from.zip(carts_to),
+            };
+            let c = Command::BatchRun {
+                task,
+                only,
+                run_id,
+                window,
+            };
             headless::command(config, c, cli.output, read_only, logs).await
         }
         Some(Cmd::Bench(BenchCmd::Merge { base, rows })) => {

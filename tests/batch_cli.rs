@@ -284,3 +284,200 @@ async fn the_stream_path_ingests_a_file_once_and_backfills_late_events() {
         text(&out.stdout)
     );
 }
+
+/// The config of a data dir pulling from `server`, with a short retry budget.
+fn fakestore_config(dir: &Path, server: &FakeStoreServer) -> std::path::PathBuf {
+    let config = dir.join("ecomops.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[batch]\nsource = \"fakestore\"\n\n[batch.fakestore]\nbase_url = \"{}\"\n\
+             request_timeout_ms = 500\n\n[batch.retry]\nbase_delay_ms = 5\nmax_delay_ms = 20\n\
+             max_attempts = 2\n",
+            server.url()
+        ),
+    )
+    .unwrap();
+    config
+}
+
+async fn only(data: &Path, config: &Path, task: &str, run_id: &str) -> Output {
+    exec(
+        data,
+        Some(config),
+        &[
+            "batch",
+            "run",
+            "--only",
+            task,
+            "--run-id",
+            run_id,
+            "--data-interval-start",
+            "2026-11-19",
+            "--data-interval-end",
+            "2026-11-20",
+        ],
+    )
+    .await
+}
+
+/// Airflow's way: one task per call under one run id, the extracts at once; a task whose
+/// upstream is not done exits 75; a failed task exits 1 and the same call again is the retry
+/// (what succeeded is not fetched again); a finished task called again is a no-op (0).
+#[tokio::test]
+async fn one_task_per_call_under_one_run_id() {
+    let server = FakeStoreServer::start(SyntheticSource::new(42, 1)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = fakestore_config(dir.path(), &server);
+    let id = "airflow-20261119";
+
+    let out = only(&data, &config, "land", id).await;
+    assert_eq!(
+        out.status.code(),
+        Some(75),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stdout).contains("land of run airflow-20261119 waits for its upstream"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // carts down past ecomops' own retries: its task fails (1), the others succeed, at once.
+    server.set_down(false);
+    server.script(
+        "carts",
+        (0..2).map(|_| fakestore_server::Fault::Status(503)),
+    );
+    let calls =
+        ["extract_products", "extract_users", "extract_carts"].map(|t| only(&data, &config, t, id));
+    let [p, u, c] = futures::future::join_all(calls).await.try_into().unwrap();
+    for (name, out) in [("products", &p), ("users", &u)] {
+        assert!(
+            out.status.success(),
+            "{name}: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+    }
+    assert_eq!(
+        c.status.code(),
+        Some(1),
+        "{}{}",
+        text(&c.stdout),
+        text(&c.stderr)
+    );
+    assert!(
+        text(&c.stdout).contains("extract_carts failed"),
+        "{}",
+        text(&c.stdout)
+    );
+
+    // The orchestrator's retry: the same call again.
+    let fetched = server.requests("products").len();
+    let c = only(&data, &config, "extract_carts", id).await;
+    assert!(
+        c.status.success(),
+        "{}{}{:?}",
+        text(&c.stdout),
+        text(&c.stderr),
+        server.requests_with_query("carts")
+    );
+    for t in ["land", "stage", "load"] {
+        let out = only(&data, &config, t, id).await;
+        assert!(
+            out.status.success(),
+            "{t}: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+    }
+    // Done already: exit 0, nothing fetched again.
+    let again = only(&data, &config, "extract_products", id).await;
+    assert!(again.status.success(), "{}", text(&again.stdout));
+    assert_eq!(
+        server.requests("products").len(),
+        fetched,
+        "no second fetch"
+    );
+
+    let s = status(&data, Some(&config)).await;
+    let runs = s["batch"]["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1, "one run: {runs:?}");
+    assert_eq!(runs[0]["run_id"], id);
+    assert_eq!(runs[0]["status"], "succeeded");
+    assert_eq!(
+        runs[0]["window"],
+        serde_json::json!(["2026-11-19", "2026-11-19"])
+    );
+    // The carts pull asked for the interval's one day.
+    let q = server.requests_with_query("carts");
+    assert!(
+        q.iter()
+            .any(|q| q.contains("startdate=2026-11-19") && q.contains("enddate=2026-11-19")),
+        "{q:?}"
+    );
+    let out = exec(&data, Some(&config), &["verify"]).await;
+    succeeds_saying(&out, "no difference");
+
+    // A run id names one interval.
+    let out = exec(
+        &data,
+        Some(&config),
+        &[
+            "batch",
+            "run",
+            "--only",
+            "load",
+            "--run-id",
+            id,
+            "--data-interval-start",
+            "2026-11-20",
+            "--data-interval-end",
+            "2026-11-21",
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("a run id names one data interval"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[tokio::test]
+async fn batch_run_flags_are_checked_at_the_edge() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    for (args, needle) in [
+        (
+            &["batch", "run", "--only", "publish"][..],
+            "no task \"publish\"",
+        ),
+        (
+            &["batch", "run", "--only", "land", "--task", "stage"][..],
+            "cannot be used with",
+        ),
+        (
+            &[
+                "batch",
+                "run",
+                "--data-interval-start",
+                "2026-11-20",
+                "--data-interval-end",
+                "2026-11-20",
+            ][..],
+            "is empty",
+        ),
+        (&["batch", "run", "--run-id", "../x"][..], "is not a run id"),
+    ] {
+        let out = exec(&data, None, args).await;
+        let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        assert_ne!(out.status.code(), Some(0), "{args:?}: {all}");
+        assert!(all.contains(needle), "{args:?}: {all}");
+    }
+}

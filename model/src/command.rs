@@ -18,10 +18,17 @@ pub enum Command {
     Pause,
     /// Resume scheduling.
     Resume,
-    /// Start a batch run now (all tasks, or `task` and what follows it).
+    /// Start a batch run now (all tasks, or `task` and what follows it, or `only` one task),
+    /// or resume the run named `run_id`.
     BatchRun {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         task: Option<Task>,
+        /// Exactly this task (its upstream must have succeeded in the run).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        only: Option<Task>,
+        /// Create the run with this id, or resume it when it exists.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        run_id: Option<String>,
         /// Carts date window (inclusive) for an incremental pull.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         window: Option<(NaiveDate, NaiveDate)>,

@@ -46,6 +46,10 @@ pub struct CommandOutcome {
     pub message: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report: Option<Report>,
+    /// Not done because what it needs is not done yet (a batch task whose upstream has not
+    /// succeeded): try again later. The CLI exits 75 (EX_TEMPFAIL) for it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub waiting: bool,
 }
 
 impl CommandOutcome {
@@ -55,6 +59,17 @@ impl CommandOutcome {
             ok: true,
             message: String::new(),
             report: Some(report),
+            waiting: false,
+        }
+    }
+
+    /// Not done yet: `message` says what it waits for.
+    pub fn waiting(message: impl Into<String>, report: Report) -> CommandOutcome {
+        CommandOutcome {
+            ok: false,
+            message: message.into(),
+            report: Some(report),
+            waiting: true,
         }
     }
 
@@ -63,6 +78,7 @@ impl CommandOutcome {
             ok: false,
             message: message.into(),
             report: None,
+            waiting: false,
         }
     }
 
@@ -72,6 +88,7 @@ impl CommandOutcome {
             ok: false,
             message: message.into(),
             report: Some(report),
+            waiting: false,
         }
     }
 }

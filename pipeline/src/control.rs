@@ -147,11 +147,16 @@ async fn serve_conn(stream: UnixStream, handle: PipelineHandle) -> std::io::Resu
                     via: format!("socket/{}", given.via),
                     ..given
                 };
-                let outcome = match handle.send_as(command, origin).await {
-                    Ok(o) => o,
-                    Err(e) => CommandOutcome::failed(e.to_string()),
-                };
-                send(&mut write, &Response::Outcome { outcome }).await?;
+                match handle.send_as(command, origin).await {
+                    Ok(outcome) => send(&mut write, &Response::Outcome { outcome }).await?,
+                    // The pipeline stopped before taking the command: hang up without an
+                    // answer, so the client knows it was not carried out and can go on
+                    // (the data dir is free again, or another instance holds it).
+                    Err(e) => {
+                        tracing::debug!(error = %e, "command arrived as the pipeline stopped");
+                        return Ok(());
+                    }
+                }
             }
         }
     }

@@ -15,6 +15,8 @@ fn mutating() -> Vec<Command> {
         Command::Resume,
         Command::BatchRun {
             task: None,
+            only: None,
+            run_id: None,
             window: None,
         },
         Command::IngestFile {

@@ -72,10 +72,38 @@ impl RunStore {
         atomic_file::write(&self.path(&run.run_id), &json, Durability::PowerLoss)
     }
 
-    pub fn load(&self, run_id: &str) -> Result<BatchRun> {
-        if run_id.is_empty() || run_id.contains(['/', '\\']) || run_id.starts_with('.') {
-            return Err(Error::Usage(format!("{run_id:?} is not a run id")));
+    /// A run id names a file: letters, digits and `-_.:+T` (Airflow's run ids fit), at most
+    /// 200 characters, not starting with a dot.
+    pub fn check_id(run_id: &str) -> Result<()> {
+        let ok = !run_id.is_empty()
+            && run_id.len() <= 200
+            && !run_id.starts_with('.')
+            && run_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.:+".contains(c));
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::Usage(format!(
+                "{run_id:?} is not a run id (letters, digits and -_.:+, at most 200)"
+            )))
         }
+    }
+
+    /// The run, or None when there is no such run.
+    pub fn find(&self, run_id: &str) -> Result<Option<BatchRun>> {
+        match self.load(run_id) {
+            Ok(run) => Ok(Some(run)),
+            Err(e) if e.is_usage() && !self.path(run_id).exists() => {
+                RunStore::check_id(run_id)?;
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn load(&self, run_id: &str) -> Result<BatchRun> {
+        RunStore::check_id(run_id)?;
         let path = self.path(run_id);
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
@@ -119,6 +147,19 @@ fn run_id_order(id: &str) -> (String, u64) {
         Some((stamp, n)) => (stamp.to_string(), n.parse().unwrap_or(0)),
         None => (id.to_string(), 0),
     }
+}
+
+/// What `batch run` asks for.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunRequest {
+    /// Create the run with this id, or resume it if it exists.
+    pub run_id: Option<String>,
+    /// This task and what follows it (all tasks when None).
+    pub from: Option<Task>,
+    /// Exactly this task.
+    pub only: Option<Task>,
+    /// Carts date window (inclusive), when the pull is incremental.
+    pub window: Option<(NaiveDate, NaiveDate)>,
 }
 
 /// Where batch responses come from.
@@ -211,23 +252,78 @@ impl BatchRunner {
         task: Option<Task>,
         window: Option<(NaiveDate, NaiveDate)>,
     ) -> Result<BatchRun> {
-        let selection = select(task);
-        let mut run = BatchRun::new(self.runs.new_id(), self.source.name(), window);
+        self.run(&RunRequest {
+            from: task,
+            window,
+            ..RunRequest::default()
+        })
+        .await
+    }
+
+    /// A run as asked: a new one, or the run named `run_id`, created with that id or resumed
+    /// (what succeeded in it is never done again: this is the retry path of an orchestrator
+    /// that names its runs). `only` runs exactly one task; it needs its upstream succeeded.
+    pub async fn run(&self, req: &RunRequest) -> Result<BatchRun> {
+        let selection = match req.only {
+            Some(t) => BTreeSet::from([t]),
+            None => select(req.from),
+        };
+        let mut run = match &req.run_id {
+            None => BatchRun::new(self.runs.new_id(), self.source.name(), req.window),
+            Some(id) => match self.runs.find(id)? {
+                Some(run) => {
+                    self.check_resumable(&run, req.window)?;
+                    tracing::info!(run_id = %id, "batch run resumed");
+                    run
+                }
+                None => {
+                    RunStore::check_id(id)?;
+                    BatchRun::new(id.clone(), self.source.name(), req.window)
+                }
+            },
+        };
+        if selection.iter().all(|t| run.succeeded(*t)) && req.run_id.is_some() {
+            // An orchestrator's retry of what is done already: nothing to do, and no error.
+            tracing::info!(run_id = %run.run_id, "batch run: the selected tasks already succeeded");
+            return Ok(run);
+        }
         tracing::info!(run_id = %run.run_id, source = %run.source, "batch run started");
         self.execute(&mut run, &selection).await?;
         Ok(run)
     }
 
-    /// Rerun what has not succeeded in `run_id` (only `task` and what follows it, if given).
-    pub async fn retry(&self, run_id: &str, task: Option<Task>) -> Result<BatchRun> {
-        let mut run = self.runs.load(run_id)?;
+    /// A run resumes under the source and window it was created with.
+    fn check_resumable(
+        &self,
+        run: &BatchRun,
+        window: Option<(NaiveDate, NaiveDate)>,
+    ) -> Result<()> {
         if run.source != self.source.name() {
             return Err(Error::Usage(format!(
-                "run {run_id} pulled from {} but batch.source is now {}",
+                "run {} pulled from {} but batch.source is now {}",
+                run.run_id,
                 run.source,
                 self.source.name()
             )));
         }
+        if window.is_some() && window != run.window {
+            let show = |w: Option<(NaiveDate, NaiveDate)>| {
+                w.map_or_else(|| "no window".to_string(), |(a, b)| format!("{a}..{b}"))
+            };
+            return Err(Error::Usage(format!(
+                "run {} pulls carts of {}, not {}: a run id names one data interval",
+                run.run_id,
+                show(run.window),
+                show(window)
+            )));
+        }
+        Ok(())
+    }
+
+    /// Rerun what has not succeeded in `run_id` (only `task` and what follows it, if given).
+    pub async fn retry(&self, run_id: &str, task: Option<Task>) -> Result<BatchRun> {
+        let mut run = self.runs.load(run_id)?;
+        self.check_resumable(&run, None)?;
         if let Some(t) = task {
             if run.succeeded(t) {
                 return Err(Error::Usage(format!(

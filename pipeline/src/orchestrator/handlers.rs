@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 
+use crate::batch::run::{BatchRun, RunRequest, Task, TaskStatus, TASKS};
 use crate::command::{Command, CommandOutcome};
 use crate::warehouse::{self, Warehouse};
 use ecom_model::report::{BackfillReport, CycleOutcome, IngestReport, Report};
@@ -48,13 +49,32 @@ impl Pipeline {
                 self.paused = false;
                 CommandOutcome::done(Report::Resumed)
             }
-            Command::BatchRun { task, window } => self.batch_command(None, task, window).await,
+            Command::BatchRun {
+                task,
+                only,
+                run_id,
+                window,
+            } => {
+                let req = RunRequest {
+                    run_id,
+                    from: task,
+                    only,
+                    window,
+                };
+                self.batch_command(None, req).await
+            }
             c @ (Command::Metrics
             | Command::Verify
             | Command::Backfill { .. }
             | Command::IngestFile { .. }
             | Command::Replay { .. }) => self.warehouse_command(c).await,
-            Command::Retry { run_id, task } => self.batch_command(Some(run_id), task, None).await,
+            Command::Retry { run_id, task } => {
+                let req = RunRequest {
+                    from: task,
+                    ..RunRequest::default()
+                };
+                self.batch_command(Some(run_id), req).await
+            }
             Command::Cost => {
                 self.refresh_zones().await;
                 match &self.cost {
@@ -199,26 +219,64 @@ impl Pipeline {
     pub(super) async fn batch_command(
         &mut self,
         retry: Option<String>,
-        task: Option<crate::batch::run::Task>,
-        window: Option<(chrono::NaiveDate, chrono::NaiveDate)>,
+        req: RunRequest,
     ) -> CommandOutcome {
-        if let Some((a, b)) = window.filter(|(a, b)| a > b) {
+        if let Some((a, b)) = req.window.filter(|(a, b)| a > b) {
             return CommandOutcome::failed(format!(
                 "the carts window {a}..{b} ends before it starts"
             ));
         }
         let run = match &retry {
-            Some(id) => self.batch.retry(id, task).await,
-            None => self.batch.run_new(task, window).await,
+            Some(id) => self.batch.retry(id, req.from).await,
+            None => self.batch.run(&req).await,
         };
-        let report = run.as_ref().ok().map(|r| Report::Run(Box::new(r.clone())));
-        let outcome = match (self.batch_finished(run), report) {
-            (Ok(_), Some(r)) => CommandOutcome::done(r),
-            (Err(e), Some(r)) => CommandOutcome::failed_with(e.to_string(), r),
-            (Err(e), None) => CommandOutcome::failed(e.to_string()),
-            (Ok(_), None) => CommandOutcome::failed("the batch run left no report"),
+        let outcome = match &run {
+            Err(e) => CommandOutcome::failed(e.to_string()),
+            Ok(run) => run_outcome(run, &req),
         };
+        // Keeps the runs shown in the snapshot fresh; its error is in the outcome already.
+        let _ = self.batch_finished(run);
         self.refresh_zones().await;
         outcome
     }
+}
+
+/// A run's outcome for the tasks asked for: done, failed, or waiting for an upstream task.
+fn run_outcome(run: &BatchRun, req: &RunRequest) -> CommandOutcome {
+    let asked: Vec<Task> = match req.only {
+        Some(t) => vec![t],
+        None => TASKS
+            .into_iter()
+            .filter(|t| match req.from {
+                Some(from) => from.with_downstream().contains(t),
+                None => true,
+            })
+            .collect(),
+    };
+    let report = Report::Run(Box::new(run.clone()));
+    let state = |t: Task| run.task(t).map_or(TaskStatus::Pending, |s| s.status);
+    if let Some(t) = asked.iter().find(|t| state(**t) == TaskStatus::Failed) {
+        let error = run
+            .task(*t)
+            .and_then(|s| s.error.clone())
+            .unwrap_or_default();
+        return CommandOutcome::failed_with(format!("{t} failed: {error}"), report);
+    }
+    if let Some(t) = asked.iter().find(|t| state(**t) != TaskStatus::Succeeded) {
+        let missing: Vec<String> = t
+            .deps()
+            .iter()
+            .filter(|d| state(**d) != TaskStatus::Succeeded)
+            .map(|d| format!("{d} {}", state(*d).name()))
+            .collect();
+        return CommandOutcome::waiting(
+            format!(
+                "{t} of run {} waits for its upstream: {}",
+                run.run_id,
+                missing.join(", ")
+            ),
+            report,
+        );
+    }
+    CommandOutcome::done(report)
 }

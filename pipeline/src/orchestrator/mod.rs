@@ -296,7 +296,16 @@ impl Pipeline {
         }
         loop {
             tokio::select! {
-                _ = &mut shutdown => break,
+                _ = &mut shutdown => {
+                    // Commands already queued are answered: a client that reached this
+                    // process before it stopped gets its outcome, never a dropped request.
+                    commands.close();
+                    while let Ok(Envelope { command, origin, reply }) = commands.try_recv() {
+                        let outcome = self.dispatch(command, &origin).await;
+                        let _ = reply.send(outcome);
+                    }
+                    break;
+                }
                 envelope = commands.recv() => {
                     let Some(Envelope { command, origin, reply }) = envelope else { break };
                     let outcome = self.dispatch(command, &origin).await;

@@ -133,6 +133,18 @@ impl FakeStoreServer {
             .collect()
     }
 
+    /// The query strings of the requests to `endpoint`, in order.
+    pub fn requests_with_query(&self, endpoint: &str) -> Vec<String> {
+        self.state
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(e, _, _)| e == endpoint)
+            .map(|(_, q, _)| q.clone())
+            .collect()
+    }
+
     pub fn total_requests(&self) -> usize {
         self.state.log.lock().unwrap().len()
     }
