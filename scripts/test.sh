@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of ecomops on a fresh machine: installs what the tests need (ccache for the
-# DuckDB C++ build, tmux for the dashboard test, moto in ./.venv, Debian's PostgreSQL 15), starts a moto server (S3, Kinesis)
+# DuckDB C++ build, tmux for the dashboard test, moto in ./.venv, Apache Airflow in
+# ./.venv-airflow, Debian's PostgreSQL 15), starts a moto server (S3, Kinesis)
 # and a throwaway PostgreSQL 15 (the Redshift SQL tests) on free loopback ports, runs clippy
 # (warnings are errors) and `cargo test` for the whole workspace, and stops both again.
 set -euo pipefail
@@ -29,6 +30,17 @@ if [ ! -x .venv/bin/moto_server ] || ! .venv/bin/python -c "import moto, sys; sy
   python3 -m venv .venv
   .venv/bin/pip install -q --disable-pip-version-check "moto[server]==$MOTO_VERSION"
 fi
+# Apache Airflow, pinned (with its constraints), in its own venv: tests/airflow_dag.rs runs the
+# DAG in contrib/airflow with `airflow dags test`.
+AIRFLOW_VERSION="3.3.2"
+if ! .venv-airflow/bin/python -c "import importlib.metadata as m, sys; sys.exit(m.version('apache-airflow') != '$AIRFLOW_VERSION')" 2>/dev/null; then
+  echo "test.sh: installing apache-airflow==$AIRFLOW_VERSION into .venv-airflow" >&2
+  python3 -m venv .venv-airflow
+  .venv-airflow/bin/pip install -q --disable-pip-version-check "apache-airflow==$AIRFLOW_VERSION" \
+    -c "contrib/airflow/constraints-airflow-$AIRFLOW_VERSION-py3.11.txt"
+fi
+export ECOMOPS_TEST_AIRFLOW="$PWD/.venv-airflow" ECOMOPS_REQUIRE_AIRFLOW=1
+
 free_port() { .venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 port=$(free_port)
 .venv/bin/moto_server -H 127.0.0.1 -p "$port" >"${TMPDIR:-/tmp}/ecomops-moto-$port.log" 2>&1 &

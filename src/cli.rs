@@ -137,6 +137,13 @@ pub enum Cmd {
     /// Reconcile RAW -> STAGING -> CURATED; exit 1 on any difference.
     #[command(after_help = "Example:\n  ecomops verify")]
     Verify,
+    /// Stop the running instance (dashboard or --no-ui) from starting cycles; an orchestrator
+    /// sees `"paused": true` in `status --json` (the Airflow DAG then skips its run).
+    #[command(after_help = "Example:\n  ecomops pause && ecomops status --json | jq .paused")]
+    Pause,
+    /// Let the running instance start cycles again.
+    #[command(after_help = "Example:\n  ecomops resume")]
+    Resume,
     /// Print revenue, conversion rate, average order value and funnel drop-off.
     #[command(after_help = "Example:\n  ecomops metrics --json")]
     Metrics {

@@ -195,6 +195,22 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let output = if json { cli::Output::Json } else { cli.output };
             headless::command(config, Command::Metrics, output, read_only, logs).await
         }
+        Some(c @ (Cmd::Pause | Cmd::Resume)) => {
+            // Pausing is a state of the running process: with none, there is nothing to pause.
+            if ecom_pipeline::instance::holder(&config.data_dir).is_none() {
+                return Err(Usage(format!(
+                    "no ecomops runs on {}: pause and resume apply to a running dashboard or --no-ui",
+                    config.data_dir.display()
+                ))
+                .into());
+            }
+            let c = if matches!(c, Cmd::Pause) {
+                Command::Pause
+            } else {
+                Command::Resume
+            };
+            headless::command(config, c, cli.output, read_only, logs).await
+        }
         Some(Cmd::Verify) => {
             headless::command(config, Command::Verify, cli.output, read_only, logs).await
         }
