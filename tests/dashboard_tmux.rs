@@ -81,6 +81,18 @@ impl Tmux {
         self.cmd(&["capture-pane", "-p", "-t", "t"])
     }
 
+    /// Until `text` is no longer on the screen.
+    fn wait_gone(&self, text: &str, secs: u64) {
+        let start = Instant::now();
+        while self.screen().contains(text) {
+            assert!(
+                start.elapsed() < Duration::from_secs(secs),
+                "timed out waiting for {text:?} to go"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     fn wait_for(&self, text: &str, secs: u64) -> String {
         let start = Instant::now();
         loop {
@@ -159,6 +171,8 @@ fn every_view_help_backfill_and_a_restored_terminal() {
     t.keys(&["?"]);
     t.wait_for("this help (any key closes it)", 10);
     t.keys(&["Escape"]);
+    // ESC and a key read together are Alt+key: let the help close first.
+    t.wait_gone("this help (any key closes it)", 10);
     t.keys(&["b"]);
     t.wait_for("from (YYYY-MM-DD)", 10);
     t.keys(&["Enter"]);
