@@ -22,6 +22,12 @@ use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 /// A fresh database on the test server, or None when no server is configured (outside
 /// `scripts/test.sh`; there ECOMOPS_REQUIRE_PG makes a missing server a failure).
 async fn fresh_db(name: &str) -> Option<Client> {
+    fresh_db_with(name, true).await
+}
+
+/// A fresh database whose sessions read string literals with `standard_conforming_strings`
+/// on (PostgreSQL's default) or off (a backslash escapes, as in Redshift).
+async fn fresh_db_with(name: &str, conforming: bool) -> Option<Client> {
     let Ok(base) = std::env::var("ECOMOPS_TEST_PG") else {
         assert!(
             std::env::var_os("ECOMOPS_REQUIRE_PG").is_none(),
@@ -42,6 +48,14 @@ async fn fresh_db(name: &str) -> Option<Client> {
         .batch_execute(&format!("CREATE DATABASE {db}"))
         .await
         .unwrap();
+    if !conforming {
+        admin
+            .batch_execute(&format!(
+                "ALTER DATABASE {db} SET standard_conforming_strings = off"
+            ))
+            .await
+            .unwrap();
+    }
     let (client, conn) = tokio_postgres::connect(&format!("{base} dbname={db}"), NoTls)
         .await
         .unwrap();
@@ -143,12 +157,65 @@ const COMPARE: [&str; 10] = [
 
 #[tokio::test]
 async fn redshift_sql_runs_on_postgres_and_matches_duckdb() {
-    let Some(pg) = fresh_db("merge").await else {
+    if let Some(pg) = fresh_db("merge").await {
+        same_tables_as_duckdb(&pg).await;
+    }
+}
+
+/// The same with backslashes read as escapes, as Redshift reads them.
+#[tokio::test]
+async fn redshift_sql_runs_on_postgres_with_standard_conforming_strings_off() {
+    if let Some(pg) = fresh_db_with("merge_nscs", false).await {
+        let scs = rows(&pg, "SHOW standard_conforming_strings").await;
+        assert_eq!(scs[0][0].as_deref(), Some("off"));
+        same_tables_as_duckdb(&pg).await;
+    }
+}
+
+/// Arbitrary text (quotes, backslashes, a trailing backslash, unicode) reads back unchanged
+/// from the literal the Redshift path writes, on PostgreSQL with either setting and on DuckDB.
+#[tokio::test]
+async fn text_literals_round_trip_with_either_setting() {
+    use ecom_pipeline::warehouse::Cell;
+    use proptest::strategy::{Strategy, ValueTree};
+    use proptest::test_runner::TestRunner;
+    let (Some(on), Some(off)) = (
+        fresh_db_with("lit_on", true).await,
+        fresh_db_with("lit_off", false).await,
+    ) else {
         return;
     };
+    let duck = DuckWarehouse::in_memory().unwrap();
+    let strategy = proptest::string::string_regex("[a-z'\\\\\"%_é€\u{1F600} ]{0,24}").unwrap();
+    let mut runner = TestRunner::deterministic();
+    let mut cases: Vec<String> = vec![
+        "ends with \\".into(),
+        "\\".into(),
+        "\\'; DROP TABLE ops.ledger; --".into(),
+        "o''brien \\n \\t".into(),
+    ];
+    for _ in 0..64 {
+        cases.push(strategy.new_tree(&mut runner).unwrap().current());
+    }
+    for text in cases {
+        let sql = format!("SELECT {}", schema::literal(&Cell::Text(text.clone())));
+        for (name, pg) in [("on", &on), ("off", &off)] {
+            let got = rows(pg, &sql).await;
+            assert_eq!(
+                got[0][0].as_deref(),
+                Some(text.as_str()),
+                "scs {name}: {sql}"
+            );
+        }
+        let got = duck.query(&sql).await.unwrap();
+        assert_eq!(got[0][0].as_deref(), Some(text.as_str()), "duckdb: {sql}");
+    }
+}
+
+async fn same_tables_as_duckdb(pg: &Client) {
     // DDL, twice: idempotent.
     for _ in 0..2 {
-        tx(&pg, &schema::ddl(Dialect::Redshift)).await;
+        tx(pg, &schema::ddl(Dialect::Redshift)).await;
     }
 
     // The same STAGING files, through the real batch path into DuckDB.
@@ -202,11 +269,11 @@ async fn redshift_sql_runs_on_postgres_and_matches_duckdb() {
     // Twice, as a rerun would: the second pass is skipped by the ledger.
     for pass in 0..2 {
         for (entity, key, body) in &files {
-            let loaded = pg_load(&pg, key, entity, body).await;
+            let loaded = pg_load(pg, key, entity, body).await;
             // (Pass 0 may skip an empty events file whose hash an earlier one had.)
             assert!(pass == 0 || !loaded, "{key} loaded twice");
         }
-        pg_refresh(&pg, config.warehouse.lookback_days).await;
+        pg_refresh(pg, config.warehouse.lookback_days).await;
     }
     // A backfill of a range recomputes those days to the same rows.
     let days: BTreeSet<NaiveDate> = NaiveDate::from_ymd_opt(2026, 1, 1)
@@ -214,19 +281,19 @@ async fn redshift_sql_runs_on_postgres_and_matches_duckdb() {
         .iter_days()
         .take(400)
         .collect();
-    tx(&pg, &models::refresh_sql(&days)).await;
+    tx(pg, &models::refresh_sql(&days)).await;
 
     for sql in COMPARE {
-        let on_pg = rows(&pg, sql).await;
+        let on_pg = rows(pg, sql).await;
         let on_duck = duck.query(sql).await.unwrap();
         assert!(!on_pg.is_empty(), "{sql}");
         assert_eq!(on_pg, on_duck, "PostgreSQL and DuckDB differ on {sql}");
     }
     // The ops bookkeeping statements run there too.
-    tx(&pg, &ecom_pipeline::batch::run::run_sql(&run)).await;
+    tx(pg, &ecom_pipeline::batch::run::run_sql(&run)).await;
     let status = processor.status(&log, None).await.unwrap();
     tx(
-        &pg,
+        pg,
         &ecom_pipeline::stream::consumer::watermarks_sql(&status.watermarks),
     )
     .await;
@@ -240,8 +307,8 @@ async fn redshift_sql_runs_on_postgres_and_matches_duckdb() {
         outcome: "refused".into(),
         message: "refused: read-only".into(),
     };
-    tx(&pg, &schema::audit_sql(&record)).await;
-    let audit = rows(&pg, "SELECT user_name, outcome FROM ops.audit").await;
+    tx(pg, &schema::audit_sql(&record)).await;
+    let audit = rows(pg, "SELECT user_name, outcome FROM ops.audit").await;
     assert_eq!(
         audit,
         vec![vec![
@@ -249,15 +316,15 @@ async fn redshift_sql_runs_on_postgres_and_matches_duckdb() {
             Some("refused".to_string())
         ]]
     );
-    let tasks = rows(&pg, "SELECT CAST(COUNT(*) AS BIGINT) FROM ops.tasks").await;
+    let tasks = rows(pg, "SELECT CAST(COUNT(*) AS BIGINT) FROM ops.tasks").await;
     assert_eq!(tasks[0][0].as_deref(), Some("6"));
-    let cp = rows(&pg, "SELECT shard FROM ops.checkpoints").await;
+    let cp = rows(pg, "SELECT shard FROM ops.checkpoints").await;
     assert_eq!(
         cp,
         vec![vec![Some("shard-0000".to_string())]],
         "one row per shard"
     );
-    let revenue: i64 = rows(&pg, COMPARE[9]).await[0][0]
+    let revenue: i64 = rows(pg, COMPARE[9]).await[0][0]
         .as_deref()
         .unwrap()
         .parse()
@@ -291,7 +358,7 @@ async fn the_copy_scratch_table_fills_its_own_source_key() {
          'placed', 100, 1)"
             .into(),
     );
-    sql.push(schema::merge(Dialect::Redshift, &spec));
+    sql.extend(schema::merge(Dialect::Redshift, &spec));
     tx(&pg, &sql).await;
     let got = rows(&pg, "SELECT order_id, source_key FROM staging.orders").await;
     assert_eq!(

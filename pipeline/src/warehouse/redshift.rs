@@ -314,3 +314,46 @@ impl Warehouse for RedshiftWarehouse {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::{SegmentCounts, StreamCommit};
+    use crate::warehouse::schema::LedgerEntry;
+
+    /// The config's promise (REDSHIFT_INSERT_ROWS_PER_LOAD) fits every entity's load, events
+    /// with their stream commit included, in one Data API batch.
+    #[test]
+    fn the_rows_the_config_allows_fit_one_batch() {
+        let commit = StreamCommit {
+            shard: "shard-0000".into(),
+            raw_key: "raw/x".into(),
+            first_seq: 1,
+            last_seq: 2,
+            counts: SegmentCounts::default(),
+            state_generation: Some(1),
+        };
+        for spec in &schema::TABLES {
+            let entry = LedgerEntry {
+                key: "staging/x",
+                entity: spec.entity,
+                sha256: "0",
+                bytes: 1,
+                rows: 1,
+                source: "t",
+                loaded_at: chrono::Utc::now(),
+                checkpoint: (spec.entity == "events").then_some(&commit),
+            };
+            let (before, after) = schema::load_sql(Dialect::Redshift, spec, &entry);
+            let rows = crate::config::REDSHIFT_INSERT_ROWS_PER_LOAD as usize;
+            let inserts = rows.div_ceil(ROWS_PER_INSERT);
+            assert!(
+                before.len() + inserts + after.len() <= MAX_BATCH,
+                "{}: {} + {inserts} + {}",
+                spec.entity,
+                before.len(),
+                after.len()
+            );
+        }
+    }
+}

@@ -332,12 +332,27 @@ pub fn literal(c: &super::Cell) -> String {
         Cell::Int(v) => v.to_string(),
         Cell::Float(v) if v.is_finite() => format!("{v:?}"),
         Cell::Float(_) | Cell::Null => "NULL".to_string(),
-        Cell::Text(s) => format!("'{}'", s.replace('\'', "''")),
+        Cell::Text(s) => text_literal(s),
         Cell::Time(t) => format!(
             "CAST('{}' AS TIMESTAMP)",
             t.naive_utc().format("%Y-%m-%d %H:%M:%S%.6f")
         ),
     }
+}
+
+/// A string literal every dialect reads back as `s`: quotes doubled, and no backslash inside
+/// the quotes, since Redshift (and PostgreSQL with `standard_conforming_strings = off`) read
+/// one as an escape (<https://docs.aws.amazon.com/redshift/latest/dg/r_QUOTE_LITERAL.html>
+/// doubles them) while DuckDB does not: each backslash is `CHR(92)`, concatenated.
+fn text_literal(s: &str) -> String {
+    if !s.contains('\\') {
+        return format!("'{}'", s.replace('\'', "''"));
+    }
+    let parts: Vec<String> = s
+        .split('\\')
+        .map(|p| format!("'{}'", p.replace('\'', "''")))
+        .collect();
+    format!("({})", parts.join(" || CHR(92) || "))
 }
 
 /// Multi-row INSERTs filling the scratch table, `per_statement` rows each (the Redshift Data
@@ -471,7 +486,7 @@ pub fn load_sql(d: Dialect, spec: &TableSpec, e: &LedgerEntry<'_>) -> (Vec<Strin
     let before = scratch_ddl(d, spec);
     // The days a row moves away from, read before the MERGE moves it.
     let mut after: Vec<String> = mark_dirty_moved(spec).into_iter().collect();
-    after.push(merge(d, spec));
+    after.extend(merge(d, spec));
     after.extend(mark_dirty(spec));
     after.push(format!("DROP TABLE {}", spec.scratch()));
     let key = literal(&Cell::Text(e.key.to_string()));
@@ -492,9 +507,13 @@ pub fn load_sql(d: Dialect, spec: &TableSpec, e: &LedgerEntry<'_>) -> (Vec<Strin
     (before, after)
 }
 
-/// MERGE the scratch table into the STAGING table: deduplicated on the natural key, then the
-/// two-clause form that DuckDB, Redshift and PostgreSQL 15 all accept.
-pub fn merge(d: Dialect, spec: &TableSpec) -> String {
+/// MERGE the scratch table into the STAGING table: deduplicated on the natural key (the last
+/// copy in the file wins), then the two-clause form. Redshift's documented grammar is
+/// `MERGE INTO target_table USING source_table [AS alias] ON ...`: no alias on the target, and
+/// the source a table, not a subquery
+/// (<https://docs.aws.amazon.com/redshift/latest/dg/r_MERGE.html>); so there the deduplicated
+/// rows go to a temporary table first. DuckDB takes the subquery directly.
+pub fn merge(d: Dialect, spec: &TableSpec) -> Vec<String> {
     let mut cols: Vec<&str> = spec.columns.iter().map(|c| c.name).collect();
     cols.push(SOURCE_KEY);
     let list = cols.join(", ");
@@ -537,22 +556,41 @@ pub fn merge(d: Dialect, spec: &TableSpec) -> String {
             Dialect::DuckDb => (String::new(), absent),
             Dialect::Redshift => (absent, String::new()),
         };
-        return format!(
+        return vec![format!(
             "INSERT INTO {table} ({list}) SELECT {list} FROM (SELECT {list}, ROW_NUMBER() OVER \
              (PARTITION BY {key} ORDER BY {ORDINAL}) AS rn FROM {scratch}) AS d WHERE rn = 1\
              {rest}{conflict}",
             table = spec.table(),
             scratch = spec.scratch(),
-        );
+        )];
     }
-    format!(
-        "MERGE INTO {table} AS t USING (SELECT {list} FROM (SELECT {list}, ROW_NUMBER() OVER \
-         (PARTITION BY {key} ORDER BY {ORDINAL} DESC) AS rn FROM {scratch}) AS d WHERE rn = 1) AS s \
-         ON {on} WHEN MATCHED THEN UPDATE SET {set} WHEN NOT MATCHED THEN INSERT ({list}) VALUES ({values})",
-        table = spec.table(),
+    let dedup = format!(
+        "SELECT {list} FROM (SELECT {list}, ROW_NUMBER() OVER (PARTITION BY {key} ORDER BY \
+         {ORDINAL} DESC) AS rn FROM {scratch}) AS d WHERE rn = 1",
         key = spec.key.join(", "),
         scratch = spec.scratch(),
-    )
+    );
+    match d {
+        Dialect::DuckDb => vec![format!(
+            "MERGE INTO {table} AS t USING ({dedup}) AS s ON {on} WHEN MATCHED THEN UPDATE SET \
+             {set} WHEN NOT MATCHED THEN INSERT ({list}) VALUES ({values})",
+            table = spec.table(),
+        )],
+        Dialect::Redshift => {
+            // The target is named by its table name in the condition (it has no alias).
+            let on = on.replace("t.", &format!("{}.", spec.entity));
+            let temp = format!("load_dedup_{}", spec.entity);
+            vec![
+                format!("CREATE TEMP TABLE {temp} AS {dedup}"),
+                format!(
+                    "MERGE INTO {table} USING {temp} AS s ON {on} WHEN MATCHED THEN UPDATE SET \
+                     {set} WHEN NOT MATCHED THEN INSERT ({list}) VALUES ({values})",
+                    table = spec.table(),
+                ),
+                format!("DROP TABLE {temp}"),
+            ]
+        }
+    }
 }
 
 /// Mark dirty the days that rows of the scratch table move away from: an order whose
@@ -605,15 +643,20 @@ mod tests {
     #[test]
     fn merge_dedups_the_source_and_uses_the_two_clause_form() {
         let sql = merge(Dialect::Redshift, &ORDER_ITEMS);
+        assert!(sql[0].starts_with("CREATE TEMP TABLE load_dedup_order_items AS SELECT"));
+        assert!(sql[0].contains("PARTITION BY order_id, line_no ORDER BY load_ordinal DESC"));
+        let m = &sql[1];
         assert!(
-            sql.starts_with("MERGE INTO staging.order_items AS t USING"),
-            "{sql}"
+            m.starts_with("MERGE INTO staging.order_items USING load_dedup_order_items AS s ON"),
+            "{m}"
         );
-        assert!(sql.contains("PARTITION BY order_id, line_no ORDER BY load_ordinal DESC"));
-        assert!(sql.contains("ON t.order_id = s.order_id AND t.line_no = s.line_no"));
-        assert!(sql.contains("WHEN MATCHED THEN UPDATE SET product_id = s.product_id"));
-        assert!(!sql.contains("SET order_id"), "keys are never updated");
-        assert!(sql.ends_with("s.line_total_cents, s.source_key)"));
+        assert!(
+            m.contains("ON order_items.order_id = s.order_id AND order_items.line_no = s.line_no")
+        );
+        assert!(m.contains("WHEN MATCHED THEN UPDATE SET product_id = s.product_id"));
+        assert!(!m.contains("SET order_id"), "keys are never updated");
+        assert!(m.ends_with("s.line_total_cents, s.source_key)"));
+        assert_eq!(sql[2], "DROP TABLE load_dedup_order_items");
     }
 
     #[test]
