@@ -166,9 +166,10 @@ pub fn cost_text(c: &ecom_model::cost::CostReport) -> String {
     }
     let _ = writeln!(
         out,
-        "total: ${:.4} month to date, ${:.2} projected; budget ${:.2}{}",
+        "total: ${:.4} month to date, ${:.2} projected (${:.2} of it billed on AWS here); budget ${:.2}{}",
         c.month_to_date_usd,
         c.projected_usd,
+        c.projected_on_aws_usd,
         c.budget_usd,
         if c.over_budget {
             " — OVER BUDGET"

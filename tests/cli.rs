@@ -402,3 +402,32 @@ fn status_shows_the_health_the_dashboard_shows() {
     );
     assert_eq!(status_json(dir.path())["health"], "healthy");
 }
+
+/// The default pipeline is healthy after a cycle: the generator's injected late events are
+/// expected (shown, not counted), and costs priced for AWS on an all-local instance are not
+/// billed, so no budget alert.
+#[test]
+fn the_default_pipeline_is_healthy_after_a_cycle() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(ecomops(dir.path()).args(["--no-ui", "--once"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s = status_json(dir.path());
+    assert_eq!(s["health"], "healthy", "{}", s["failures"]);
+    let late = s["failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["scenario"] == "late events")
+        .unwrap();
+    assert_eq!(late["expected"], true, "{late}");
+    assert_eq!(s["cost"]["projected_on_aws_usd"], 0.0);
+    assert!(
+        s["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["firing"] == false),
+        "{}",
+        s["alerts"]
+    );
+}

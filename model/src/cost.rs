@@ -130,8 +130,14 @@ pub struct CostReport {
     pub on_aws: BTreeMap<String, bool>,
     pub lines: Vec<CostLine>,
     pub month_to_date_usd: f64,
+    /// Every line, as if it all ran on AWS.
     pub projected_usd: f64,
+    /// The lines of the services that do run on AWS here: what is billed, and what the
+    /// budget is held against (an all-local instance is never over budget).
+    #[serde(default)]
+    pub projected_on_aws_usd: f64,
     pub budget_usd: f64,
+    /// `projected_on_aws_usd` over `budget_usd`.
     pub over_budget: bool,
     pub saving: Saving,
     /// Current bytes per zone.

@@ -68,14 +68,13 @@ impl Deriver {
     }
 }
 
-/// Overall health: the worst of the last cycle and the failure table.
+/// Overall health: the worst of the last cycle and the failure table, leaving out what the
+/// configuration makes normal.
 pub fn health(snap: &Snapshot) -> Health {
+    let counted = || snap.failures.iter().filter(|f| !f.expected);
     let failing = snap.last_cycle.as_ref().is_some_and(|c| !c.ok)
-        || snap
-            .failures
-            .iter()
-            .any(|f| f.state == FailureState::NeedsOperator);
-    let degraded = snap.failures.iter().any(|f| {
+        || counted().any(|f| f.state == FailureState::NeedsOperator);
+    let degraded = counted().any(|f| {
         matches!(
             f.state,
             FailureState::Detected | FailureState::Mitigating | FailureState::Recovering
@@ -103,6 +102,9 @@ pub struct Signals {
     /// Late events seen by this process, and event days in the late buffer not yet backfilled.
     pub late_events: u64,
     pub late_pending_days: Vec<NaiveDate>,
+    /// The clickstream generator injects late events (`stream.generator.late_rate`): late
+    /// days are expected, information rather than a problem.
+    pub late_expected: bool,
     /// A backfill is running now.
     pub backfilling: bool,
     /// RAW/STAGING objects whose bytes fail their checksum, and whether repairs are under way.
@@ -155,6 +157,7 @@ impl Tracker {
                     detail: None,
                     operator: None,
                     transitions: Vec::new(),
+                    expected: false,
                 })
                 .collect(),
             duplicates_seen: 0,
@@ -263,6 +266,7 @@ impl Tracker {
 
         // Late events: buffered, then waiting for a backfill of their days.
         let late = Scenario::LateEvents;
+        self.rows[late as usize].expected = s.late_expected;
         let new_late = s.late_events > self.late_seen;
         self.late_seen = s.late_events;
         if !s.late_pending_days.is_empty() {
@@ -554,7 +558,7 @@ pub fn points(s: &Snapshot) -> Vec<MetricPoint> {
         out.push(p("cost_projected_usd", c.projected_usd, "None"));
         out.push(p(
             "cost_projected_over_budget_usd",
-            (c.projected_usd - c.budget_usd).max(0.0),
+            (c.projected_on_aws_usd - c.budget_usd).max(0.0),
             "None",
         ));
     }
@@ -775,5 +779,30 @@ mod tests {
         };
         d.derive(&mut s, &pending);
         assert_eq!(value(&s.metrics, "late_pending_days"), Some(1.0));
+    }
+
+    /// The generator's injected late events keep the late-events row truthful (a backfill is
+    /// due) but do not turn the pipeline red.
+    #[test]
+    fn expected_late_events_do_not_count_against_health() {
+        let mut d = Deriver::new(Vec::new());
+        let mut s = snapshot(Utc::now());
+        let pending = Signals {
+            late_events: 2,
+            late_pending_days: vec![NaiveDate::from_ymd_opt(2026, 11, 20).unwrap()],
+            late_expected: true,
+            ..Default::default()
+        };
+        d.derive(&mut s, &pending);
+        let row = &s.failures[Scenario::LateEvents as usize];
+        assert_eq!(row.state, FailureState::NeedsOperator);
+        assert!(row.expected);
+        assert_eq!(s.health, Health::Healthy);
+        let unexpected = Signals {
+            late_expected: false,
+            ..pending
+        };
+        d.derive(&mut s, &unexpected);
+        assert_eq!(s.health, Health::NeedsAttention);
     }
 }

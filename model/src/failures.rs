@@ -111,4 +111,8 @@ pub struct FailureRow {
     pub operator: Option<String>,
     /// The latest state changes, oldest first (at most 16).
     pub transitions: Vec<(DateTime<Utc>, FailureState)>,
+    /// The configuration makes this normal (the clickstream generator injects late events):
+    /// shown, but not counted against health.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub expected: bool,
 }

@@ -86,6 +86,10 @@ impl Default for RuntimeConfig {
 pub struct CostConfig {
     /// Monthly budget; a projection above it is the "cost growth" scenario.
     pub budget_usd_month: f64,
+    /// Hold the budget against every service priced as if on AWS, the local ones included
+    /// (capacity planning before a move). Off: only what runs on AWS here is billed, so an
+    /// all-local instance is never over budget.
+    pub budget_covers_local: bool,
     /// The date the prices were taken, shown next to every estimate.
     pub prices_as_of: String,
     /// S3 Standard, per GB-month.
@@ -130,6 +134,7 @@ impl Default for CostConfig {
     fn default() -> Self {
         CostConfig {
             budget_usd_month: 100.0,
+            budget_covers_local: false,
             prices_as_of: "2026-11-01 us-east-1".into(),
             s3_standard_gb_month: 0.023,
             s3_standard_ia_gb_month: 0.0125,

@@ -357,6 +357,13 @@ pub fn estimate(
     );
     let mtd: f64 = lines.iter().map(|l| l.month_to_date_usd).sum();
     let projected: f64 = lines.iter().map(|l| l.projected_usd).sum();
+    let billed: f64 = lines
+        .iter()
+        .filter(|l| {
+            prices.budget_covers_local || setup.on_aws.get(&l.service).copied().unwrap_or(false)
+        })
+        .map(|l| l.projected_usd)
+        .sum();
     CostReport {
         prices_as_of: prices.prices_as_of.clone(),
         month: usage.month.clone(),
@@ -367,8 +374,9 @@ pub fn estimate(
         lines,
         month_to_date_usd: mtd,
         projected_usd: projected,
+        projected_on_aws_usd: billed,
         budget_usd: prices.budget_usd_month,
-        over_budget: projected > prices.budget_usd_month,
+        over_budget: billed > prices.budget_usd_month,
         saving,
         zone_bytes: zone_bytes
             .iter()
@@ -482,7 +490,25 @@ mod tests {
         close(by("alarms").month_to_date_usd, 4.0 * 0.10 * 72.0 / month);
         let sum: f64 = r.lines.iter().map(|l| l.projected_usd).sum();
         close(r.projected_usd, sum);
-        assert!(r.over_budget == (sum > prices.budget_usd_month));
+        // Nothing runs on AWS in this setup: nothing is billed, nothing is over budget.
+        close(r.projected_on_aws_usd, 0.0);
+        assert!(!r.over_budget);
+        let on_aws = Setup {
+            on_aws: ["s3", "kinesis", "redshift", "cloudwatch"]
+                .map(|s| (s.to_string(), true))
+                .into(),
+            ..setup.clone()
+        };
+        let all = estimate(
+            &prices,
+            &u,
+            &[(Zone::Raw, 10 * 1024 * 1024 * 1024)],
+            &on_aws,
+            Saving::default(),
+            t(4, 0),
+        );
+        close(all.projected_on_aws_usd, sum);
+        assert!(all.over_budget == (sum > prices.budget_usd_month));
     }
 
     #[test]

@@ -185,6 +185,8 @@ async fn cost_over_budget_needs_pruning_and_recovers_after_prune() {
         kinesis_shard_hour: 0.0,
         kinesis_put_units_per_million: 0.0,
         redshift_rpu_hour: 0.0,
+        // The store is local: hold the budget against it as if it were S3.
+        budget_covers_local: true,
         ..CostConfig::default()
     };
     let mut p = open(c.clone()).await;

@@ -80,11 +80,15 @@ impl Pipeline {
                 .as_ref()
                 .map_or(0, |s| s.watermarks.late_events),
             late_pending_days: self.late_pending.clone(),
+            late_expected: {
+                let g = &self.config.stream.generator;
+                g.enabled && g.late_rate > 0.0
+            },
             backfilling: self.backfilling,
             damaged: self.damaged.clone(),
             repairing: self.repairing,
             repair_error: self.repair_error.clone(),
-            projected_usd: self.cost.as_ref().map_or(0.0, |c| c.projected_usd),
+            projected_usd: self.cost.as_ref().map_or(0.0, |c| c.projected_on_aws_usd),
             budget_usd: self.config.cost.budget_usd_month,
             saving_usd: self.cost.as_ref().map_or(0.0, |c| c.saving.usd_month),
         }

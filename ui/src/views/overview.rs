@@ -148,6 +148,8 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, snap: &Snapshot, theme: &T
             Span::raw(format!("{:<15}", f.scenario)),
             // Full words: the state never depends on colour alone.
             Span::styled(f.state.label(), st),
+            // What the configuration makes normal is shown, not counted (see `health`).
+            Span::styled(if f.expected { " (expected)" } else { "" }, theme.dim()),
         ]));
     }
     if let Some(c) = &snap.last_cycle {
