@@ -31,7 +31,14 @@ use crate::headless;
 /// Where snapshots come from and commands go.
 enum Source {
     Local(PipelineHandle),
-    Attached { data_dir: std::path::PathBuf },
+    Attached {
+        data_dir: std::path::PathBuf,
+    },
+    /// `--read-only`: no lock taken (see `observe`).
+    Observer {
+        config: Box<Config>,
+        log: LogBuffer,
+    },
 }
 
 impl Source {
@@ -43,6 +50,11 @@ impl Source {
                 Ok(None) => Err(Error::Other("the instance is gone".into())),
                 Err(e) => Err(e),
             },
+            Source::Observer { config, log } => {
+                return crate::observe::command(config, command, origin, log.clone())
+                    .await
+                    .unwrap_or_else(|e| CommandOutcome::failed(e.to_string()));
+            }
         };
         result.unwrap_or_else(|e| CommandOutcome::failed(e.to_string()))
     }
@@ -55,6 +67,19 @@ pub async fn run(
     log: LogBuffer,
 ) -> anyhow::Result<ExitCode> {
     let data_dir = config.data_dir.clone();
+    if read_only {
+        // Observe: never the lock, never a cycle, nothing written.
+        let snapshots =
+            crate::observe::follow(config.clone(), RunMode::Dashboard, log.clone()).await?;
+        let source = Source::Observer {
+            config: Box::new(config),
+            log,
+        };
+        let mut app = App::new(true, !no_color, true);
+        return ui_loop(&mut app, source, snapshots, true)
+            .await
+            .map(|()| ExitCode::SUCCESS);
+    }
     let (source, snapshots, stop, lock) = match InstanceLock::acquire(&data_dir) {
         Ok(lock) => {
             let options = PipelineOptions {

@@ -30,6 +30,9 @@ pub async fn run(
     if once {
         return command(config, Command::RunCycle, output, read_only, log).await;
     }
+    if read_only {
+        return observe(config, output, log).await;
+    }
     let data_dir = config.data_dir.clone();
     let lock = InstanceLock::acquire(&data_dir)?;
     let options = PipelineOptions {
@@ -72,6 +75,35 @@ pub async fn run(
     Ok(ExitCode::SUCCESS)
 }
 
+/// `--no-ui --read-only`: the snapshots of the data dir as they change (see `observe`), printed
+/// like a writer's, until a signal; never the lock, never a cycle, nothing written.
+async fn observe(config: Config, output: Output, log: LogBuffer) -> anyhow::Result<ExitCode> {
+    let mut snapshots = crate::observe::follow(config, RunMode::Headless, log).await?;
+    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    let mut last: Option<(u64, u32)> = None;
+    loop {
+        {
+            let snap = snapshots.borrow_and_update().clone();
+            // A look that found nothing new prints nothing: the writer's cycle and pid say.
+            let now = (snap.cycles, snap.instance.pid);
+            if last != Some(now) {
+                last = Some(now);
+                match output {
+                    Output::Json => println!("{}", serde_json::to_string(&*snap)?),
+                    Output::Text => println!("{}", render::observed_line(&snap)),
+                }
+            }
+        }
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            changed = snapshots.changed() => if changed.is_err() { break },
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// One command (`--once`, `batch run`, `retry` ...): sent to the running instance when there is
 /// one, otherwise carried out here while holding the data dir like any instance.
 pub async fn command(
@@ -85,6 +117,11 @@ pub async fn command(
     let detail_only = matches!(command, Command::Metrics | Command::Cost);
     let data_dir = config.data_dir.clone();
     let origin = ecom_pipeline::command::current_origin("cli", read_only);
+    if read_only {
+        // Never the lock: to the writer, or on a read-only look at the data dir.
+        let outcome = crate::observe::command(&config, command, origin, log).await?;
+        return Ok(report_outcome(&outcome, output, detail_only));
+    }
     // The holder may be a one-shot invocation about to exit (Airflow runs the three extracts
     // at once): when it hangs up without answering, the command was not carried out, so take
     // the data dir or attach to whoever holds it now, again.

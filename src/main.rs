@@ -6,6 +6,7 @@ mod cli;
 mod dashboard;
 mod headless;
 mod logging;
+mod observe;
 mod render;
 
 use std::process::ExitCode;

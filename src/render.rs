@@ -272,6 +272,23 @@ pub fn human_bytes(n: u64) -> String {
     ecom_ui::fmt::bytes(n)
 }
 
+/// One line per observed change for `--no-ui --read-only`.
+pub fn observed_line(s: &Snapshot) -> String {
+    let who = match s.instance.mode {
+        ecom_model::snapshot::RunMode::Oneshot | ecom_model::snapshot::RunMode::Headless
+            if s.instance.read_only =>
+        {
+            "no writer running; read from the data dir".to_string()
+        }
+        _ => format!("writer pid {}", s.instance.pid),
+    };
+    let cycle = s
+        .last_cycle
+        .as_ref()
+        .map_or_else(|| "no cycle yet".to_string(), cycle_line);
+    format!("{who}: health {}; {cycle}", s.health.label())
+}
+
 pub fn status_text(s: &Snapshot) -> String {
     let mut out = String::new();
     let i = &s.instance;

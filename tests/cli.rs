@@ -431,3 +431,82 @@ fn the_default_pipeline_is_healthy_after_a_cycle() {
         s["alerts"]
     );
 }
+
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p.display().to_string());
+        }
+    }
+    out
+}
+
+/// `--read-only` observes: it takes no lock, runs no cycle, writes nothing, and a service
+/// started meanwhile works; the observer then follows the service.
+#[test]
+fn a_read_only_process_writes_nothing_and_never_blocks_the_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // A data dir with data in it, and no writer.
+    assert!(run(ecomops(&data).args(["--no-ui", "--once"]))
+        .status
+        .success());
+    let before = files_under(&data);
+    let stamp = |f: &String| std::fs::metadata(f).and_then(|m| m.modified()).ok();
+    let stamps: Vec<_> = before.iter().map(stamp).collect();
+
+    let out_path = dir.path().join("observer.out");
+    let observer = Running(
+        ecomops(&data)
+            .args(["--no-ui", "--read-only"])
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out_path).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(files_under(&data), before, "the observer wrote files");
+    assert_eq!(
+        before.iter().map(stamp).collect::<Vec<_>>(),
+        stamps,
+        "or changed one"
+    );
+    // A read-only command, and a refused one, also take no lock and write nothing.
+    let m = run(ecomops(&data).args(["--read-only", "metrics"]));
+    assert!(m.status.success(), "{}", text(&m.stderr));
+    let b = run(ecomops(&data).args(["--read-only", "batch", "run"]));
+    assert_eq!(b.status.code(), Some(1), "{}", text(&b.stdout));
+    assert!(text(&b.stdout).contains("read-only"), "{}", text(&b.stdout));
+    // The same files; the refusal is audited (audit.jsonl records every refused command).
+    assert_eq!(files_under(&data), before);
+    let audit = std::fs::read_to_string(data.join("audit.jsonl")).unwrap();
+    assert!(audit.lines().last().unwrap().contains("\"refused\""), "{audit}");
+
+    // The service starts while the observer runs, and works.
+    let service = start_headless(&data);
+    wait_for("a cycle of the service", Duration::from_secs(60), || {
+        let s = status_json(&data);
+        s["cycles"].as_u64().unwrap_or(0) >= 1 && s["instance"]["mode"] == "headless"
+    });
+    let pid = service.0.id();
+    wait_for(
+        "the observer following the service",
+        Duration::from_secs(30),
+        || {
+            std::fs::read_to_string(&out_path)
+                .unwrap_or_default()
+                .contains(&format!("writer pid {pid}"))
+        },
+    );
+    let said = std::fs::read_to_string(&out_path).unwrap();
+    assert!(said.contains("no writer running"), "{said}");
+    drop(observer);
+}

@@ -91,7 +91,10 @@ impl Pipeline {
     pub async fn open(config: Config, options: PipelineOptions) -> Result<Pipeline> {
         let data_dir = config.data_dir.clone();
         let meter = Arc::new(crate::cost::Meter::default());
-        let store = crate::cost::MeteredStore::wrap(store::open(&config).await?, meter.clone());
+        let store = crate::cost::MeteredStore::wrap(
+            store::open_as(&config, options.read_only).await?,
+            meter.clone(),
+        );
         let info = InstanceInfo {
             pid: std::process::id(),
             started_at: Utc::now(),
@@ -126,7 +129,7 @@ impl Pipeline {
         let batch = BatchRunner::new(&config, store.clone(), wh.clone())?;
         let stream = StreamRunner::new(
             &config,
-            runner::open_log(&config).await?,
+            runner::open_log_as(&config, options.read_only).await?,
             !options.read_only,
         );
         let stream_status = None;

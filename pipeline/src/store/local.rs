@@ -56,6 +56,18 @@ impl LocalStore {
         })
     }
 
+    /// The store as a reader sees it while a writer may be writing: nothing is created, and
+    /// temp files (the writer's, in flight) are left alone. Writes through it would fail on a
+    /// missing directory; read-only processes make none.
+    pub fn open_read_only(root: impl Into<PathBuf>) -> LocalStore {
+        LocalStore {
+            inner: Arc::new(Inner {
+                root: root.into(),
+                tmp_seq: AtomicU64::new(0),
+            }),
+        }
+    }
+
     pub fn root(&self) -> &Path {
         &self.inner.root
     }

@@ -79,7 +79,16 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
 
 /// Open the store the config names.
 pub async fn open(config: &Config) -> Result<Arc<dyn ObjectStore>> {
+    open_as(config, false).await
+}
+
+/// Open the configured store; `read_only` opens the local store without creating or cleaning
+/// anything (another process may be writing it).
+pub async fn open_as(config: &Config, read_only: bool) -> Result<Arc<dyn ObjectStore>> {
     match config.store.backend {
+        StoreBackend::Local if read_only => Ok(Arc::new(LocalStore::open_read_only(
+            config.local_store_root(),
+        ))),
         StoreBackend::Local => Ok(Arc::new(LocalStore::open(config.local_store_root())?)),
         StoreBackend::S3 => Ok(Arc::new(S3Store::connect(&config.store.s3).await?)),
     }

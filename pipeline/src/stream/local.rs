@@ -39,6 +39,8 @@ pub struct LocalLog {
     segment_bytes: u64,
     retention: Duration,
     fsync: bool,
+    /// An observer's view: creates nothing, cuts nothing, refuses appends.
+    read_only: bool,
     shards: Arc<Mutex<HashMap<String, ShardState>>>,
     /// Per shard: where the last read stopped.
     cursors: Arc<Mutex<HashMap<String, Cursor>>>,
@@ -116,21 +118,39 @@ impl LocalLog {
             segment_bytes: segment_bytes.max(4096),
             retention,
             fsync,
+            read_only: false,
             shards: Arc::default(),
             cursors: Arc::default(),
         })
     }
 
+    /// The log as a reader sees it while a writer may be appending: no directory is created,
+    /// no torn tail cut (it may be the writer's append in flight), and `put` is refused.
+    pub fn open_read_only(dir: impl Into<PathBuf>, shards: u32) -> LocalLog {
+        LocalLog {
+            dir: dir.into(),
+            names: shard_names(shards),
+            segment_bytes: 4096,
+            retention: Duration::MAX,
+            fsync: false,
+            read_only: true,
+            shards: Arc::default(),
+            cursors: Arc::default(),
+        }
+    }
+
     /// Open a shard: find its next sequence number, cutting a torn tail.
     fn state(&self, shard: &str) -> Result<ShardState> {
         let dir = self.dir.join(shard);
-        fs::create_dir_all(&dir).at(&dir)?;
+        if !self.read_only {
+            fs::create_dir_all(&dir).at(&dir)?;
+        }
         let segs = segments(&dir)?;
         let mut next_seq = 1;
         if let Some((first, path)) = segs.last() {
             let buf = fs::read(path).at(path)?;
             let (records, valid) = parse_segment(&buf);
-            if valid < buf.len() {
+            if valid < buf.len() && !self.read_only {
                 tracing::warn!(path = %path.display(), cut = buf.len() - valid, "torn tail cut from stream segment");
                 let f = OpenOptions::new().write(true).open(path).at(path)?;
                 f.set_len(valid as u64).at(path)?;
@@ -145,6 +165,9 @@ impl LocalLog {
     }
 
     fn put_blocking(&self, records: Vec<(String, Bytes)>) -> Result<()> {
+        if self.read_only {
+            return Err(Error::Other("the stream log is open read-only".into()));
+        }
         let now = crate::clock::now_ms();
         let mut by_shard: HashMap<String, Vec<Bytes>> = HashMap::new();
         for (key, data) in records {

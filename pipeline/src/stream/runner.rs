@@ -34,7 +34,16 @@ pub struct StreamRunner {
 
 /// Open the configured log.
 pub async fn open_log(config: &Config) -> Result<Arc<dyn StreamLog>> {
+    open_log_as(config, false).await
+}
+
+/// Open the configured stream log; `read_only` never creates, cuts or appends (the local log).
+pub async fn open_log_as(config: &Config, read_only: bool) -> Result<Arc<dyn StreamLog>> {
     match config.stream.backend {
+        StreamBackend::Local if read_only => Ok(Arc::new(LocalLog::open_read_only(
+            config.data_dir.join("stream"),
+            config.stream.shards,
+        ))),
         StreamBackend::Local => Ok(Arc::new(LocalLog::open(
             config.data_dir.join("stream"),
             config.stream.shards,
