@@ -330,6 +330,9 @@ pub struct StreamConfig {
     /// Records per RAW segment: segments are cut by count, never by the clock, so a replay
     /// writes the same files.
     pub segment_records: u32,
+    /// Segments one cycle drains at most, one per shard in turn (0: until every shard is
+    /// empty). A backlog then drains over several cycles, with commands answered in between.
+    pub max_segments_per_cycle: u32,
     /// The local log's files.
     pub local: LocalLogConfig,
     /// The event generator that feeds the stream in the dashboard, `--no-ui` and `stream run`.
@@ -348,6 +351,7 @@ impl Default for StreamConfig {
             backend: StreamBackend::Local,
             shards: 4,
             segment_records: 10_000,
+            max_segments_per_cycle: 100,
             local: LocalLogConfig::default(),
             generator: GeneratorConfig::default(),
             dedup: DedupConfig::default(),
@@ -874,7 +878,7 @@ impl Config {
         let l = &self.lifecycle;
         let g = &self.stream.generator;
         let w = &self.stream.watermark;
-        let counts: [(&str, u64, u64, u64); 22] = [
+        let counts: [(&str, u64, u64, u64); 23] = [
             // Each extra lookback day recomputes every model for that day on every refresh.
             (
                 "warehouse.lookback_days",
@@ -941,6 +945,12 @@ impl Config {
                 "stream.segment_records",
                 self.stream.segment_records.into(),
                 1,
+                1_000_000,
+            ),
+            (
+                "stream.max_segments_per_cycle",
+                self.stream.max_segments_per_cycle.into(),
+                0,
                 1_000_000,
             ),
             (

@@ -572,6 +572,21 @@ impl Processor {
         wh: Option<&dyn Warehouse>,
         segment_records: usize,
     ) -> Result<SegmentCounts> {
+        self.drain_some(log, store, wh, segment_records, None).await
+    }
+
+    /// Drain in rounds, one segment per shard per round, so a busy shard never starves the
+    /// others; with `max_segments`, stop after that many segments (the rest waits for the next
+    /// call, and the engine serves commands in between). Per-shard dedup and lateness make the
+    /// order across shards irrelevant to how a record is judged.
+    pub async fn drain_some(
+        &mut self,
+        log: &dyn StreamLog,
+        store: &dyn ObjectStore,
+        wh: Option<&dyn Warehouse>,
+        segment_records: usize,
+        max_segments: Option<usize>,
+    ) -> Result<SegmentCounts> {
         let mut checkpoints = match wh {
             Some(w) => {
                 self.restore(store, w).await?;
@@ -580,8 +595,14 @@ impl Processor {
             None => BTreeMap::new(),
         };
         let mut total = SegmentCounts::default();
-        for shard in log.shards() {
-            loop {
+        let mut active = log.shards();
+        let mut segments = 0;
+        'rounds: while !active.is_empty() {
+            let mut still = Vec::with_capacity(active.len());
+            for shard in active {
+                if max_segments.is_some_and(|m| segments >= m) {
+                    break 'rounds;
+                }
                 let after = checkpoints.get(&shard).copied();
                 let mut records = log.read(&shard, after, segment_records.max(1)).await?;
                 if let Some(&cut) = self.retry_cut.get(&shard) {
@@ -590,7 +611,7 @@ impl Processor {
                     }
                 }
                 let Some(last) = records.last().map(|r| r.seq) else {
-                    break;
+                    continue;
                 };
                 match self.segment(store, wh, &shard, &records, true).await {
                     Ok(c) => {
@@ -602,8 +623,11 @@ impl Processor {
                         return Err(e);
                     }
                 }
+                segments += 1;
                 checkpoints.insert(shard.clone(), last);
+                still.push(shard);
             }
+            active = still;
         }
         match wh {
             Some(w) if self.watermarks.is_frozen() => self.end_micro_batch(store, w).await?,

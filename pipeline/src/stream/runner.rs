@@ -29,6 +29,8 @@ pub struct StreamRunner {
     /// Event time up to which the generator has produced.
     generated_until: Option<DateTime<Utc>>,
     segment_records: usize,
+    /// A cycle's drain budget (None: until empty).
+    max_segments: Option<usize>,
     lookback_days: u32,
 }
 
@@ -83,6 +85,10 @@ impl StreamRunner {
             rate_per_sec: u64::from(g.rate_per_sec),
             generated_until: None,
             segment_records: config.stream.segment_records.max(1) as usize,
+            max_segments: match config.stream.max_segments_per_cycle {
+                0 => None,
+                n => Some(n as usize),
+            },
             lookback_days: config.warehouse.lookback_days,
         }
     }
@@ -129,7 +135,10 @@ impl StreamRunner {
         let c = if micro_batch {
             self.processor.drain_micro_batch(log, store, wh, n).await?
         } else {
-            self.processor.drain(log, store, wh, n).await?
+            // A cycle's drain is bounded; a file's micro-batch is drained whole.
+            self.processor
+                .drain_some(log, store, wh, n, self.max_segments)
+                .await?
         };
         if let Some(wh) = wh {
             warehouse::refresh_models(wh, self.lookback_days).await?;
