@@ -712,6 +712,9 @@ pub struct CloudWatchConfig {
     pub interval_secs: u64,
     /// Create or update a CloudWatch alarm (PutMetricAlarm) for every alert rule at start.
     pub create_alarms: bool,
+    /// ARNs notified when an alarm fires and when it clears (an SNS topic, say); at most 5
+    /// (PutMetricAlarm's limit). Empty: the alarms only change state.
+    pub alarm_actions: Vec<String>,
 }
 
 impl Default for CloudWatchConfig {
@@ -723,6 +726,7 @@ impl Default for CloudWatchConfig {
             endpoint_url: None,
             interval_secs: 60,
             create_alarms: false,
+            alarm_actions: Vec::new(),
         }
     }
 }
@@ -864,6 +868,13 @@ impl Config {
                     "COPY reads STAGING from S3: set store.backend = \"s3\"",
                 ));
             }
+        }
+        let actions = &self.telemetry.cloudwatch.alarm_actions;
+        if actions.len() > 5 || actions.iter().any(|a| !a.starts_with("arn:")) {
+            return Err(bad(
+                "telemetry.cloudwatch.alarm_actions",
+                "at most 5 ARNs (arn:aws:sns:REGION:ACCOUNT:TOPIC, ...)",
+            ));
         }
         self.validate_bounds(origin)?;
         self.validate_alerts(origin)

@@ -86,8 +86,20 @@ async fn a_failed_publication_is_an_error_not_a_panic() {
 
 #[tokio::test]
 async fn every_alert_rule_becomes_an_alarm() {
-    /// (alarm, metric, threshold, periods, operator) per call.
-    type Alarms = Arc<Mutex<Vec<(String, String, f64, i32, ComparisonOperator)>>>;
+    /// (alarm, metric, threshold, periods, operator, dimensions, actions) per call.
+    type Alarms = Arc<
+        Mutex<
+            Vec<(
+                String,
+                String,
+                f64,
+                i32,
+                ComparisonOperator,
+                usize,
+                Vec<String>,
+            )>,
+        >,
+    >;
     let seen: Alarms = Arc::default();
     let s = seen.clone();
     let put = mock!(aws_sdk_cloudwatch::Client::put_metric_alarm)
@@ -98,13 +110,17 @@ async fn every_alert_rule_becomes_an_alarm() {
                 r.threshold().unwrap_or(0.0),
                 r.evaluation_periods().unwrap_or(0),
                 r.comparison_operator().cloned().unwrap(),
+                r.dimensions().len(),
+                r.alarm_actions().to_vec(),
             ));
             true
         })
         .then_output(|| PutMetricAlarmOutput::builder().build());
     let client = mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, [&put]);
     let rules = AlertRule::defaults();
+    let topic = "arn:aws:sns:us-east-1:123456789012:oncall".to_string();
     let n = Publisher::from_client(client, "ns")
+        .with_alarm_actions(vec![topic.clone()])
         .put_alarms(&rules)
         .await
         .unwrap();
@@ -115,6 +131,59 @@ async fn every_alert_rule_becomes_an_alarm() {
     assert_eq!(lag.2, 100_000.0);
     assert_eq!(lag.3, 5, "300 s in 60 s periods");
     assert_eq!(lag.4, ComparisonOperator::GreaterThanThreshold);
+    assert_eq!(lag.5, 0, "the undimensioned maximum `publish` sends");
+    assert_eq!(lag.6, vec![topic], "the on-call topic is notified");
+}
+
+/// The "stream lag" alarm watches `stream_lag_records` without dimensions: it must receive
+/// data, as the maximum over the dimensions the registry publishes it with.
+#[tokio::test]
+async fn alarmed_metrics_are_also_published_as_their_maximum() {
+    type Seen = Arc<Mutex<Vec<(String, f64, usize)>>>;
+    let seen: Seen = Arc::default();
+    let s = seen.clone();
+    let put = mock!(aws_sdk_cloudwatch::Client::put_metric_data)
+        .match_requests(move |r| {
+            for d in r.metric_data() {
+                s.lock().unwrap().push((
+                    d.metric_name().unwrap_or("").to_string(),
+                    d.value().unwrap_or(0.0),
+                    d.dimensions().len(),
+                ));
+            }
+            true
+        })
+        .then_output(|| PutMetricDataOutput::builder().build());
+    let client = mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, [&put]);
+    let point = |name: &str, value: f64, dim: &str| ecom_pipeline::metrics::MetricPoint {
+        name: name.into(),
+        value,
+        unit: "Count".into(),
+        dims: vec![("shard".into(), dim.into())],
+    };
+    let points = vec![
+        point("shard_lag_records", 3.0, "shard-0000"),
+        point("shard_lag_records", 9.0, "shard-0001"),
+        point("stream_lag_records", 12.0, "local"),
+    ];
+    let rules = AlertRule::defaults();
+    Publisher::from_client(client, "ns")
+        .watching(&rules)
+        .publish(&points, chrono::Utc::now())
+        .await
+        .unwrap();
+    let seen = seen.lock().unwrap();
+    assert!(
+        seen.contains(&("stream_lag_records".to_string(), 12.0, 0)),
+        "{seen:?}"
+    );
+    assert!(
+        !seen
+            .iter()
+            .any(|(n, _, d)| n == "shard_lag_records" && *d == 0),
+        "only what an alert watches is aggregated: {seen:?}"
+    );
+    assert_eq!(seen.len(), 4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

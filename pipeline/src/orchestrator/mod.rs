@@ -111,7 +111,9 @@ impl Pipeline {
         // Zones, warehouse and stream statistics come from the one refresh at the end of open.
         let zones = Vec::new();
         let cloudwatch = if config.telemetry.cloudwatch.enabled {
-            let p = crate::cloudwatch::Publisher::connect(&config.telemetry.cloudwatch).await;
+            let p = crate::cloudwatch::Publisher::connect(&config.telemetry.cloudwatch)
+                .await
+                .watching(&config.alerts);
             if config.telemetry.cloudwatch.create_alarms && !options.read_only {
                 match p.put_alarms(&config.alerts).await {
                     Ok(n) => tracing::info!(alarms = n, "CloudWatch alarms created or updated"),

@@ -69,11 +69,18 @@ impl Pipeline {
             .filter_map(|z| z.zone.map(|zone| (zone, z.bytes)))
             .collect();
         let records = self.stream_status.as_ref().map_or(0, |s| s.totals.records);
+        // The shards the log has (Kinesis: ListShards, after any reshard), not the config's.
+        let shards = self
+            .stream_status
+            .as_ref()
+            .map(|s| s.shards.len() as u32)
+            .filter(|n| *n > 0)
+            .unwrap_or(self.config.stream.shards);
         self.usage.observe(
             now,
             self.meter.read(),
             &zone_bytes,
-            self.config.stream.shards,
+            shards,
             records,
             self.meter.stream_bytes(),
         );
@@ -84,7 +91,7 @@ impl Pipeline {
         }
         let cw = &self.config.telemetry.cloudwatch;
         let setup = crate::cost::Setup {
-            shards: self.config.stream.shards,
+            shards,
             cloudwatch_metrics: if cw.enabled {
                 crate::metrics::NAMES.len() as u64
             } else {
