@@ -488,7 +488,10 @@ fn a_read_only_process_writes_nothing_and_never_blocks_the_writer() {
     // The same files; the refusal is audited (audit.jsonl records every refused command).
     assert_eq!(files_under(&data), before);
     let audit = std::fs::read_to_string(data.join("audit.jsonl")).unwrap();
-    assert!(audit.lines().last().unwrap().contains("\"refused\""), "{audit}");
+    assert!(
+        audit.lines().last().unwrap().contains("\"refused\""),
+        "{audit}"
+    );
 
     // The service starts while the observer runs, and works.
     let service = start_headless(&data);
