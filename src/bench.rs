@@ -302,3 +302,71 @@ pub async fn batch(scale: u32) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// `bench store`: statistics of an S3 zone of `objects` objects, from the listing pages alone
+/// against a HEAD per object, with the requests each takes (metered as S3 bills them).
+pub async fn store(objects: u64, endpoint: String) -> anyhow::Result<()> {
+    use ecom_pipeline::store::{ObjectStore, S3Store};
+    use std::sync::Arc;
+    let mut s3 = ecom_pipeline::config::S3Config {
+        bucket: format!("bench-store-{}", std::process::id()),
+        endpoint_url: Some(endpoint),
+        region: Some("us-east-1".into()),
+        force_path_style: true,
+        ..Default::default()
+    };
+    s3.prefix = "ecomops/".into();
+    ecom_pipeline::store::s3_client(&s3)
+        .await
+        .create_bucket()
+        .bucket(&s3.bucket)
+        .send()
+        .await?;
+    let store: Arc<dyn ObjectStore> = Arc::new(S3Store::connect(&s3).await?);
+    let start = Instant::now();
+    let keys: Vec<String> = (0..objects)
+        .map(|i| {
+            format!(
+                "raw/stream/events/shard=shard-{:04}/seg-{i:020}-{i:020}.ndjson",
+                i % 4
+            )
+        })
+        .collect();
+    for chunk in keys.chunks(64) {
+        let mut puts = tokio::task::JoinSet::new();
+        for k in chunk {
+            let (store, k) = (store.clone(), k.clone());
+            puts.spawn(async move {
+                let body = bytes::Bytes::from(format!("{{\"k\":\"{k}\"}}\n"));
+                store.put(&k, body).await
+            });
+        }
+        while let Some(r) = puts.join_next().await {
+            r??;
+        }
+    }
+    println!(
+        "store bench: {objects} objects put to S3 at {} in {:.1} s",
+        s3.endpoint_url.as_deref().unwrap_or(""),
+        start.elapsed().as_secs_f64()
+    );
+    for (what, with_heads) in [
+        ("listing pages only (list_stat)", false),
+        ("a HEAD per object (list)", true),
+    ] {
+        let meter = Arc::new(ecom_pipeline::cost::Meter::default());
+        let metered = ecom_pipeline::cost::MeteredStore::wrap(store.clone(), meter.clone());
+        let start = Instant::now();
+        let n = if with_heads {
+            metered.list("raw/").await?.len()
+        } else {
+            metered.list_stat("raw/").await?.len()
+        };
+        let (list, get, _) = meter.read();
+        println!(
+            "  zone statistics, {what}: {n} objects in {:.3} s; {list} LIST and {get} GET/HEAD requests",
+            start.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}

@@ -256,6 +256,21 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 500)]
         scale: u32,
     },
+    /// S3 zone statistics at scale: puts OBJECTS small objects into RAW of a bucket on an S3
+    /// endpoint (moto on loopback), then times a listing from the pages alone (what statistics
+    /// use) against one with a HEAD per object (what they used).
+    #[command(
+        after_help = "Example:\n  .venv/bin/moto_server -H 127.0.0.1 -p 5123 &\n  \
+                      AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \\\n  \
+                      cargo run --profile bench-fast -- bench store --objects 10000 --endpoint http://127.0.0.1:5123"
+    )]
+    Store {
+        #[arg(long, default_value_t = 10_000)]
+        objects: u64,
+        /// The S3 endpoint (a loopback moto server).
+        #[arg(long)]
+        endpoint: String,
+    },
     /// Dashboard frame render time: every view of a fixture with many shards and runs.
     #[command(
         after_help = "Example:\n  cargo run --release -- bench frame --shards 64 --runs 1000"

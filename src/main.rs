@@ -163,6 +163,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             bench::frame(shards, runs, w, h, frames)?;
             Ok(ExitCode::SUCCESS)
         }
+        Some(Cmd::Bench(BenchCmd::Store { objects, endpoint })) => {
+            bench::store(objects, endpoint).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Some(Cmd::Bench(BenchCmd::Batch { scale })) => {
             bench::batch(scale).await?;
             Ok(ExitCode::SUCCESS)

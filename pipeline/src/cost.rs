@@ -18,7 +18,7 @@ use futures::future::BoxFuture;
 use crate::atomic_file::{self, Durability};
 use crate::config::{CostConfig, KinesisBilling, LifecycleConfig, RedshiftBilling, ZoneLifecycle};
 use crate::error::Result;
-use crate::store::{ObjectMeta, ObjectStore, PutResult};
+use crate::store::{ObjectMeta, ObjectStat, ObjectStore, PutResult};
 use crate::warehouse::{LoadOutcome, StagedFile, TextRows, Warehouse};
 use crate::zones::Zone;
 
@@ -59,6 +59,11 @@ impl Meter {
     pub fn stream_bytes(&self) -> u64 {
         self.stream_bytes.load(Ordering::Relaxed)
     }
+}
+
+/// ListObjectsV2 requests for `keys` keys (1,000 a page, one even when empty).
+fn list_pages(keys: usize) -> u64 {
+    keys.div_ceil(1000).max(1) as u64
 }
 
 /// An object store that counts its requests by S3 price class.
@@ -109,8 +114,22 @@ impl ObjectStore for MeteredStore {
         self.inner.head(key)
     }
     fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<ObjectMeta>>> {
-        Meter::add(&self.meter.s3_put, 1);
-        self.inner.list(prefix)
+        Box::pin(async move {
+            let out = self.inner.list(prefix).await?;
+            // A LIST (PUT class) per 1,000 keys, and on S3 a HEAD (GET class) per object.
+            Meter::add(&self.meter.s3_put, list_pages(out.len()));
+            if self.inner.backend() == "s3" {
+                Meter::add(&self.meter.s3_get, out.len() as u64);
+            }
+            Ok(out)
+        })
+    }
+    fn list_stat<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<ObjectStat>>> {
+        Box::pin(async move {
+            let out = self.inner.list_stat(prefix).await?;
+            Meter::add(&self.meter.s3_put, list_pages(out.len()));
+            Ok(out)
+        })
     }
     fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<()>> {
         // DELETE requests are free on S3.
@@ -400,7 +419,7 @@ pub fn zone_rules(l: &LifecycleConfig, zone: Zone) -> Option<&ZoneLifecycle> {
 pub fn saving(
     prices: &CostConfig,
     lifecycle: &LifecycleConfig,
-    objects: &[(Zone, Vec<ObjectMeta>)],
+    objects: &[(Zone, Vec<ObjectStat>)],
     now: DateTime<Utc>,
 ) -> Saving {
     let mut s = Saving::default();
@@ -560,10 +579,9 @@ mod tests {
     fn savings_by_age() {
         let prices = CostConfig::default();
         let lc = LifecycleConfig::default();
-        let obj = |days: i64| ObjectMeta {
+        let obj = |days: i64| ObjectStat {
             key: format!("raw/x/{days}"),
             size: 1024 * 1024 * 1024,
-            sha256: String::new(),
             last_modified: Some(t(30, 0) - chrono::Duration::days(days)),
         };
         let s = saving(

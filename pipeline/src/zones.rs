@@ -14,7 +14,7 @@
 use chrono::NaiveDate;
 
 use crate::error::Result;
-use crate::store::{ObjectMeta, ObjectStore};
+use crate::store::{ObjectMeta, ObjectStat, ObjectStore};
 
 pub use ecom_model::zone::{Zone, ZoneStats};
 
@@ -103,20 +103,30 @@ pub async fn zone_stats(store: &dyn ObjectStore) -> Result<Vec<ZoneStats>> {
     Ok(summarise_all(&zone_listing(store).await?))
 }
 
-/// Every object of every zone (one LIST per zone).
-pub async fn zone_listing(store: &dyn ObjectStore) -> Result<Vec<(Zone, Vec<ObjectMeta>)>> {
+/// Every object of every zone, from the listing alone (no checksums: on S3 a request per
+/// 1,000 keys, not a HEAD per object).
+pub async fn zone_listing(store: &dyn ObjectStore) -> Result<Vec<(Zone, Vec<ObjectStat>)>> {
     let mut out = Vec::with_capacity(Zone::ALL.len());
     for zone in Zone::ALL {
+        out.push((zone, store.list_stat(zone.prefix()).await?));
+    }
+    Ok(out)
+}
+
+/// Every object of the zones the integrity scan checks, with its recorded checksum.
+pub async fn checksummed(store: &dyn ObjectStore) -> Result<Vec<(Zone, Vec<ObjectMeta>)>> {
+    let mut out = Vec::new();
+    for zone in [Zone::Raw, Zone::Staging] {
         out.push((zone, store.list(zone.prefix()).await?));
     }
     Ok(out)
 }
 
-pub fn summarise_all(listing: &[(Zone, Vec<ObjectMeta>)]) -> Vec<ZoneStats> {
+pub fn summarise_all(listing: &[(Zone, Vec<ObjectStat>)]) -> Vec<ZoneStats> {
     listing.iter().map(|(z, o)| summarise(*z, o)).collect()
 }
 
-fn summarise(zone: Zone, objects: &[ObjectMeta]) -> ZoneStats {
+fn summarise(zone: Zone, objects: &[ObjectStat]) -> ZoneStats {
     ZoneStats {
         zone: Some(zone),
         objects: objects.len() as u64,

@@ -123,6 +123,16 @@ async fn listing(s: &dyn ObjectStore) {
     let all = s.list("lst/b/").await.unwrap();
     assert_eq!(all[0].sha256, sha256_hex(b"lst/b/4.json"));
     assert_eq!(all[0].size, 12);
+    // The listing alone says the same of every object, checksums aside.
+    let metas = s.list("lst/").await.unwrap();
+    let stats = s.list_stat("lst/").await.unwrap();
+    assert_eq!(stats.len(), metas.len());
+    for (st, m) in stats.iter().zip(&metas) {
+        assert_eq!((&st.key, st.size), (&m.key, m.size));
+        let (a, b) = (st.last_modified.unwrap(), m.last_modified.unwrap());
+        assert!((a - b).num_seconds().abs() <= 1, "{a} vs {b}");
+    }
+    assert!(s.list_stat("nothing/").await.unwrap().is_empty());
 }
 
 async fn deletion(s: &dyn ObjectStore) {

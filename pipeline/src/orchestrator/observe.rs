@@ -137,7 +137,7 @@ impl Pipeline {
         }
         self.last_scan = Some(std::time::Instant::now());
         let scan = |store: Arc<dyn ObjectStore>| async move {
-            let listing = zones::zone_listing(store.as_ref()).await?;
+            let listing = zones::checksummed(store.as_ref()).await?;
             crate::integrity::scan(store.as_ref(), &listing).await
         };
         self.damaged = match scan(self.store.clone()).await {

@@ -13,7 +13,8 @@ use sha2::{Digest, Sha256};
 
 use super::same_or_conflict;
 use super::{
-    sha256_hex, validate_key, validate_prefix, ObjectMeta, ObjectStore, PutOutcome, PutResult,
+    sha256_hex, validate_key, validate_prefix, ObjectMeta, ObjectStat, ObjectStore, PutOutcome,
+    PutResult,
 };
 use crate::config::S3Config;
 use crate::error::{Error, Result};
@@ -316,6 +317,20 @@ impl ObjectStore for S3Store {
 
     fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<ObjectMeta>>> {
         Box::pin(async move {
+            let stats = self.list_stat(prefix).await?;
+            // The hash is in user metadata, which LIST does not return: one HEAD per object.
+            let mut out = Vec::with_capacity(stats.len());
+            for s in stats {
+                if let Some(m) = self.head_inner(&s.key).await? {
+                    out.push(m);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn list_stat<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<ObjectStat>>> {
+        Box::pin(async move {
             validate_prefix(prefix)?;
             let mut pages = self
                 .client
@@ -324,23 +339,22 @@ impl ObjectStore for S3Store {
                 .prefix(self.full(prefix))
                 .into_paginator()
                 .send();
-            let mut keys = Vec::new();
+            let mut out = Vec::new();
             while let Some(page) = pages.next().await {
                 let page = page.map_err(|e| aws_err("ListObjectsV2", &e))?;
                 for obj in page.contents() {
                     if let Some(k) = obj.key().and_then(|k| k.strip_prefix(&self.prefix)) {
-                        keys.push(k.to_string());
+                        out.push(ObjectStat {
+                            key: k.to_string(),
+                            size: obj.size().unwrap_or(0).max(0) as u64,
+                            last_modified: obj
+                                .last_modified()
+                                .and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos())),
+                        });
                     }
                 }
             }
-            keys.sort();
-            // The hash is in user metadata, which LIST does not return: one HEAD per object.
-            let mut out = Vec::with_capacity(keys.len());
-            for k in keys {
-                if let Some(m) = self.head_inner(&k).await? {
-                    out.push(m);
-                }
-            }
+            out.sort_by(|a, b| a.key.cmp(&b.key));
             Ok(out)
         })
     }
