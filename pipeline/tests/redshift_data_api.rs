@@ -220,7 +220,7 @@ async fn with_copy_a_load_is_one_batch_copying_from_s3() {
         .match_requests(|r| {
             let sqls = r.sqls();
             sqls.iter().any(|s| {
-                s.starts_with("COPY ops.load_orders (order_id,")
+                s.starts_with("COPY load_orders (order_id,")
                     && s.contains("FROM 's3://bucket/pre/staging/orders/x.ndjson'")
                     && s.contains("IAM_ROLE 'arn:aws:iam::1:role/copy'")
                     && s.contains("FORMAT AS JSON 's3://bucket/pre/ops/jsonpaths/orders.json'")
@@ -230,7 +230,7 @@ async fn with_copy_a_load_is_one_batch_copying_from_s3() {
                 && sqls.iter().any(|s| s.starts_with("INSERT INTO ops.ledger"))
                 && !sqls
                     .iter()
-                    .any(|s| s.starts_with("INSERT INTO ops.load_orders"))
+                    .any(|s| s.starts_with("INSERT INTO load_orders"))
         })
         .then_output(|| BatchExecuteStatementOutput::builder().id("s-1").build());
     let dir = tempfile::tempdir().unwrap();

@@ -353,7 +353,7 @@ async fn the_copy_scratch_table_fills_its_own_source_key() {
     let mut sql = schema::scratch_copy_ddl(&spec, "staging/orders/o'k.ndjson");
     // What COPY does: the file's columns only.
     sql.push(
-        "INSERT INTO ops.load_orders (order_id, user_id, order_time, order_status, \
+        "INSERT INTO load_orders (order_id, user_id, order_time, order_status, \
          order_total_cents, item_count) VALUES (1, 2, CAST('2026-03-01 10:00:00' AS TIMESTAMP), \
          'placed', 100, 1)"
             .into(),
@@ -367,5 +367,73 @@ async fn the_copy_scratch_table_fills_its_own_source_key() {
             Some("1".into()),
             Some("staging/orders/o'k.ndjson".into())
         ]]
+    );
+}
+
+/// Two loads of one entity at once, in two sessions, as two instances sharing a Redshift
+/// warehouse would run them: each fills its own (temporary) scratch table, neither waits for
+/// nor overwrites the other's.
+#[tokio::test]
+async fn two_loaders_at_once_keep_their_own_scratch_tables() {
+    let Some(a) = fresh_db("two_loaders").await else {
+        return;
+    };
+    tx(&a, &schema::ddl(Dialect::Redshift)).await;
+    let base = std::env::var("ECOMOPS_TEST_PG").unwrap();
+    let db = format!("t_two_loaders_{}", std::process::id());
+    let (b, conn) = tokio_postgres::connect(&format!("{base} dbname={db}"), NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let spec = schema::spec("orders").unwrap();
+    let file = |id: i64| {
+        format!(
+            "{{\"order_id\":{id},\"user_id\":1,\"order_time\":\"2026-03-01T10:00:00Z\",\
+             \"order_status\":\"placed\",\"order_total_cents\":100,\"item_count\":1}}\n"
+        )
+    };
+    let statements = |key: &str, body: &str| {
+        let parsed = parse_rows(&spec, key, body.as_bytes()).unwrap();
+        let sha = sha256_hex(body.as_bytes());
+        let entry = LedgerEntry {
+            key,
+            entity: "orders",
+            sha256: &sha,
+            bytes: body.len() as u64,
+            rows: parsed.len() as u64,
+            source: "test",
+            loaded_at: chrono::Utc::now(),
+            checkpoint: None,
+        };
+        let (before, after) = schema::load_sql(Dialect::Redshift, &spec, &entry);
+        (before, schema::scratch_inserts(&spec, &parsed, 100), after)
+    };
+    let (a_before, a_rows, a_after) = statements("staging/orders/a.ndjson", &file(1));
+    // A is mid-load: scratch filled, transaction open.
+    a.batch_execute("BEGIN").await.unwrap();
+    for s in a_before.iter().chain(&a_rows) {
+        a.batch_execute(s).await.unwrap();
+    }
+    // B loads another file of the same entity, whole, meanwhile.
+    let (b_before, b_rows, b_after) = statements("staging/orders/b.ndjson", &file(2));
+    let all: Vec<String> = b_before.into_iter().chain(b_rows).chain(b_after).collect();
+    tokio::time::timeout(std::time::Duration::from_secs(10), tx(&b, &all))
+        .await
+        .expect("the second loader waited for the first one's scratch table");
+    for s in &a_after {
+        a.batch_execute(s).await.unwrap();
+    }
+    a.batch_execute("COMMIT").await.unwrap();
+    let got = rows(
+        &a,
+        "SELECT order_id, source_key FROM staging.orders ORDER BY 1",
+    )
+    .await;
+    assert_eq!(
+        got,
+        vec![
+            vec![Some("1".into()), Some("staging/orders/a.ndjson".into())],
+            vec![Some("2".into()), Some("staging/orders/b.ndjson".into())],
+        ]
     );
 }

@@ -176,7 +176,7 @@ impl DuckWarehouse {
         }
         {
             // The appender is DuckDB's bulk path: far faster than INSERT ... VALUES.
-            let table = spec.scratch();
+            let table = spec.scratch(Dialect::DuckDb);
             let name = table.trim_start_matches("ops.");
             let mut app = tx.appender_to_db(name, "ops").map_err(db)?;
             for row in &rows {

@@ -73,9 +73,14 @@ impl TableSpec {
         format!("staging.{}", self.entity)
     }
 
-    /// The scratch table a load fills before its MERGE.
-    pub fn scratch(&self) -> String {
-        format!("ops.load_{}", self.entity)
+    /// The scratch table a load fills before its MERGE. On Redshift a temporary table: it
+    /// lives in the load's own session (one Data API batch), so two loaders never share one.
+    /// DuckDB has one writer per file.
+    pub fn scratch(&self, d: Dialect) -> String {
+        match d {
+            Dialect::DuckDb => format!("ops.load_{}", self.entity),
+            Dialect::Redshift => format!("load_{}", self.entity),
+        }
     }
 }
 
@@ -269,11 +274,15 @@ pub fn ddl(d: Dialect) -> Vec<String> {
 
 /// (Re)create the scratch table of `spec`, empty.
 pub fn scratch_ddl(d: Dialect, spec: &TableSpec) -> Vec<String> {
+    let create = match d {
+        Dialect::DuckDb => "CREATE TABLE",
+        Dialect::Redshift => "CREATE TEMP TABLE",
+    };
     vec![
-        format!("DROP TABLE IF EXISTS {}", spec.scratch()),
+        format!("DROP TABLE IF EXISTS {}", spec.scratch(d)),
         format!(
-            "CREATE TABLE {} ({}, {ORDINAL} BIGINT NOT NULL)",
-            spec.scratch(),
+            "{create} {} ({}, {ORDINAL} BIGINT NOT NULL)",
+            spec.scratch(d),
             column_defs(d, spec)
         ),
     ]
@@ -284,10 +293,10 @@ pub fn scratch_ddl(d: Dialect, spec: &TableSpec) -> Vec<String> {
 /// then resolved arbitrarily, which only matters if their rows differ).
 pub fn scratch_copy_ddl(spec: &TableSpec, key: &str) -> Vec<String> {
     vec![
-        format!("DROP TABLE IF EXISTS {}", spec.scratch()),
+        format!("DROP TABLE IF EXISTS {}", spec.scratch(Dialect::Redshift)),
         format!(
-            "CREATE TABLE {} ({}, {ORDINAL} BIGINT NOT NULL DEFAULT 0)",
-            spec.scratch(),
+            "CREATE TEMP TABLE {} ({}, {ORDINAL} BIGINT NOT NULL DEFAULT 0)",
+            spec.scratch(Dialect::Redshift),
             column_defs_with(Dialect::Redshift, spec, Some(key))
         ),
     ]
@@ -309,7 +318,7 @@ pub fn copy_sql(spec: &TableSpec, object_uri: &str, jsonpaths_uri: &str, iam_rol
     let q = |s: &str| literal(&super::Cell::Text(s.to_string()));
     format!(
         "COPY {} ({}) FROM {} IAM_ROLE {} FORMAT AS JSON {} TIMEFORMAT 'auto'",
-        spec.scratch(),
+        spec.scratch(Dialect::Redshift),
         cols.join(", "),
         q(object_uri),
         q(iam_role),
@@ -365,7 +374,10 @@ pub fn scratch_inserts(
     let cols = scratch_columns(spec).join(", ");
     rows.chunks(per_statement.max(1))
         .map(|chunk| {
-            let mut sql = format!("INSERT INTO {} ({cols}) VALUES ", spec.scratch());
+            let mut sql = format!(
+                "INSERT INTO {} ({cols}) VALUES ",
+                spec.scratch(Dialect::Redshift)
+            );
             for (i, row) in chunk.iter().enumerate() {
                 let vals: Vec<String> = row.iter().map(literal).collect();
                 let _ = write!(
@@ -485,10 +497,10 @@ pub fn load_sql(d: Dialect, spec: &TableSpec, e: &LedgerEntry<'_>) -> (Vec<Strin
     use super::Cell;
     let before = scratch_ddl(d, spec);
     // The days a row moves away from, read before the MERGE moves it.
-    let mut after: Vec<String> = mark_dirty_moved(spec).into_iter().collect();
+    let mut after: Vec<String> = mark_dirty_moved(d, spec).into_iter().collect();
     after.extend(merge(d, spec));
-    after.extend(mark_dirty(spec));
-    after.push(format!("DROP TABLE {}", spec.scratch()));
+    after.extend(mark_dirty(d, spec));
+    after.push(format!("DROP TABLE {}", spec.scratch(d)));
     let key = literal(&Cell::Text(e.key.to_string()));
     after.push(format!("DELETE FROM ops.ledger WHERE object_key = {key}"));
     after.push(format!(
@@ -561,14 +573,14 @@ pub fn merge(d: Dialect, spec: &TableSpec) -> Vec<String> {
              (PARTITION BY {key} ORDER BY {ORDINAL}) AS rn FROM {scratch}) AS d WHERE rn = 1\
              {rest}{conflict}",
             table = spec.table(),
-            scratch = spec.scratch(),
+            scratch = spec.scratch(d),
         )];
     }
     let dedup = format!(
         "SELECT {list} FROM (SELECT {list}, ROW_NUMBER() OVER (PARTITION BY {key} ORDER BY \
          {ORDINAL} DESC) AS rn FROM {scratch}) AS d WHERE rn = 1",
         key = spec.key.join(", "),
-        scratch = spec.scratch(),
+        scratch = spec.scratch(d),
     );
     match d {
         Dialect::DuckDb => vec![format!(
@@ -596,7 +608,7 @@ pub fn merge(d: Dialect, spec: &TableSpec) -> Vec<String> {
 /// Mark dirty the days that rows of the scratch table move away from: an order whose
 /// `order_time` changes leaves its old day's figures stale. Events never move: the first copy
 /// of an event_id stays (see `merge`).
-pub fn mark_dirty_moved(spec: &TableSpec) -> Option<String> {
+pub fn mark_dirty_moved(d: Dialect, spec: &TableSpec) -> Option<String> {
     if spec.entity != "orders" {
         return None;
     }
@@ -606,24 +618,24 @@ pub fn mark_dirty_moved(spec: &TableSpec) -> Option<String> {
          t.order_id = s.order_id WHERE CAST(t.order_time AS DATE) <> CAST(s.order_time AS DATE)) \
          AS x WHERE NOT EXISTS (SELECT 1 FROM ops.dirty_partitions AS p WHERE p.day = x.day)",
         table = spec.table(),
-        scratch = spec.scratch()
+        scratch = spec.scratch(d)
     ))
 }
 
 /// Mark the days a load touches dirty (orders by order day; order items by their order's day;
 /// products and users by every day that has orders, since a price or category change moves
 /// every day's figures). Only days not already marked are inserted: no upsert needed.
-pub fn mark_dirty(spec: &TableSpec) -> Option<String> {
+pub fn mark_dirty(d: Dialect, spec: &TableSpec) -> Option<String> {
     let days = match spec.entity {
-        "orders" => format!("SELECT DISTINCT CAST(order_time AS DATE) AS day FROM {}", spec.scratch()),
+        "orders" => format!("SELECT DISTINCT CAST(order_time AS DATE) AS day FROM {}", spec.scratch(d)),
         "order_items" => format!(
             "SELECT DISTINCT CAST(o.order_time AS DATE) AS day FROM {} AS i JOIN staging.orders AS o \
              ON o.order_id = i.order_id",
-            spec.scratch()
+            spec.scratch(d)
         ),
         "events" => format!(
             "SELECT DISTINCT CAST(event_time AS DATE) AS day FROM {}",
-            spec.scratch()
+            spec.scratch(d)
         ),
         "products" | "users" => {
             "SELECT DISTINCT CAST(order_time AS DATE) AS day FROM staging.orders".to_string()
@@ -669,7 +681,7 @@ mod tests {
         );
         assert_eq!(
             sql,
-            "COPY ops.load_users (user_id, email, username, first_name, last_name, city, street, \
+            "COPY load_users (user_id, email, username, first_name, last_name, city, street, \
              street_number, zipcode, latitude, longitude, phone) FROM \
              's3://b/p/staging/users/x.ndjson' IAM_ROLE 'arn:aws:iam::1:role/r' FORMAT AS JSON \
              's3://b/p/ops/jsonpaths/users.json' TIMEFORMAT 'auto'"
