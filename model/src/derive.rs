@@ -72,7 +72,15 @@ impl Deriver {
 /// configuration makes normal.
 pub fn health(snap: &Snapshot) -> Health {
     let counted = || snap.failures.iter().filter(|f| !f.expected);
+    // A failed batch run stays the operator's until it is retried (batch runs are hourly: the
+    // stream cycles in between succeed).
+    let failed_run = snap
+        .batch
+        .runs
+        .first()
+        .is_some_and(|r| r.status == RunStatus::Failed);
     let failing = snap.last_cycle.as_ref().is_some_and(|c| !c.ok)
+        || failed_run
         || counted().any(|f| f.state == FailureState::NeedsOperator);
     let degraded = counted().any(|f| {
         matches!(
@@ -804,5 +812,30 @@ mod tests {
         };
         d.derive(&mut s, &unexpected);
         assert_eq!(s.health, Health::NeedsAttention);
+    }
+
+    /// The newest batch run failed: red until a retry succeeds, whatever the stream does.
+    #[test]
+    fn a_failed_run_keeps_health_red_until_retried() {
+        use crate::batch::BatchRun;
+        let mut d = Deriver::new(Vec::new());
+        let mut s = snapshot(Utc::now());
+        let mut run = BatchRun::new("r1".into(), "fakestore", None);
+        run.status = RunStatus::Failed;
+        s.batch.runs = vec![run.clone()];
+        s.last_cycle = Some(crate::snapshot::CycleReport {
+            cycle: 2,
+            started_at: s.generated_at,
+            finished_at: s.generated_at,
+            ok: true,
+            steps: vec!["stream: 10 records".into()],
+            error: None,
+        });
+        d.derive(&mut s, &Signals::default());
+        assert_eq!(s.health, Health::NeedsAttention);
+        run.status = RunStatus::Succeeded;
+        s.batch.runs = vec![run];
+        d.derive(&mut s, &Signals::default());
+        assert_eq!(s.health, Health::Healthy);
     }
 }

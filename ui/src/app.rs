@@ -501,6 +501,9 @@ fn confirm_form(f: &Form) -> Result<Confirm, String> {
                 return Err("the shard is empty".into());
             }
             let (seq, time) = (v(1), v(2));
+            if !seq.is_empty() && !time.is_empty() {
+                return Err("give a sequence number or a time, not both".into());
+            }
             let (from_seq, from_time, from_text) = if !time.is_empty() {
                 let t = chrono::DateTime::parse_from_rfc3339(&time)
                     .map_err(|e| format!("{time:?} is not an RFC 3339 time: {e}"))?;

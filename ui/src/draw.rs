@@ -11,8 +11,9 @@ use crate::theme::Theme;
 use crate::{fmt, popup, views};
 
 /// Smallest area the views are laid out in; below it a one-line note is drawn (if it fits).
-const MIN_W: u16 = 40;
-const MIN_H: u16 = 8;
+/// Below this the views clip what they show (a cut error is worse than none): say so instead.
+const MIN_W: u16 = 80;
+const MIN_H: u16 = 24;
 
 /// Draw one frame. Never blocks, never mutates the snapshot.
 pub fn draw(frame: &mut Frame, app: &App, snap: &Snapshot) {
@@ -20,7 +21,12 @@ pub fn draw(frame: &mut Frame, app: &App, snap: &Snapshot) {
     let area = frame.area();
     if area.width < MIN_W || area.height < MIN_H {
         frame.render_widget(
-            Paragraph::new(format!("ecomops: enlarge to {MIN_W}x{MIN_H} (q quits)")),
+            Paragraph::new(format!(
+                "ecomops: this terminal is {}x{}; the dashboard needs {MIN_W}x{MIN_H}. \
+                 Enlarge it, or use `ecomops status` (q quits)",
+                area.width, area.height
+            ))
+            .wrap(ratatui::widgets::Wrap { trim: true }),
             area,
         );
         return;

@@ -166,3 +166,37 @@ fn no_panic_at_any_size_and_no_colour_mode() {
         }
     }
 }
+
+/// Below 80x24 the views would cut what matters: the dashboard says so instead of clipping.
+#[test]
+fn too_small_says_so() {
+    let snap = fixture::snapshot(6, 8);
+    let app = App::new(false, true, false);
+    insta::assert_snapshot!("too_small_60x20", render(&app, &snap, 60, 20));
+}
+
+/// The replay form takes a sequence number or a time, and says so when given both (it used to
+/// ignore the number silently).
+#[test]
+fn the_replay_form_refuses_both_starts_at_once() {
+    let snap = fixture::snapshot(6, 8);
+    let mut app = App::new(false, true, false);
+    app.on_key(key('2'), &snap);
+    app.on_key(key('p'), &snap);
+    // Shard, then sequence number (prefilled), then time.
+    app.on_key(code(KeyCode::Tab), &snap);
+    app.on_key(code(KeyCode::Tab), &snap);
+    for c in "2026-11-24T08:00:00Z".chars() {
+        app.on_key(key(c), &snap);
+    }
+    app.on_key(code(KeyCode::Enter), &snap);
+    match &app.popup {
+        Some(ecom_ui::popup::Popup::Form(f)) => {
+            assert_eq!(
+                f.error.as_deref(),
+                Some("give a sequence number or a time, not both")
+            )
+        }
+        other => panic!("the form should stay open with the reason: {other:?}"),
+    }
+}

@@ -212,7 +212,7 @@ impl Pipeline {
         if force || self.last_batch.is_none_or(|t| t.elapsed() >= batch_every) {
             self.last_batch = Some(std::time::Instant::now());
             match self.run_batch().await {
-                Ok(summary) => steps.push(summary),
+                Ok(summary) => steps.push(format!("batch: {summary}")),
                 Err(e) => error = Some(format!("batch: {e}")),
             }
         }
@@ -253,7 +253,7 @@ impl Pipeline {
     fn batch_finished(&mut self, run: Result<BatchRun>) -> Result<String> {
         self.runs = self.batch.runs().recent(RECENT_RUNS);
         let run = run?;
-        let summary = format!("batch: {}", run.summary());
+        let summary = run.summary();
         match run.status {
             RunStatus::Succeeded | RunStatus::Incomplete => Ok(summary),
             _ => Err(Error::Other(summary)),
