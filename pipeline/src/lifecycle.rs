@@ -7,8 +7,8 @@
 use std::collections::BTreeSet;
 
 use aws_sdk_s3::types::{
-    BucketLifecycleConfiguration, ExpirationStatus, LifecycleExpiration, LifecycleRule,
-    LifecycleRuleFilter, Transition, TransitionStorageClass,
+    BucketLifecycleConfiguration, ExpirationStatus, LifecycleRule, LifecycleRuleFilter, Transition,
+    TransitionStorageClass,
 };
 use chrono::{DateTime, Utc};
 
@@ -16,7 +16,7 @@ use crate::config::{Config, LifecycleConfig, S3Config};
 use crate::cost::zone_rules;
 use crate::error::{Error, Result};
 use crate::store::ObjectStore;
-use crate::warehouse::{verify::staged_entities, Warehouse};
+use crate::warehouse::{schema, verify::staged_entities, Warehouse};
 use crate::zones::{self, Zone};
 
 pub use ecom_model::report::{LifecyclePlan, PruneReport};
@@ -43,6 +43,16 @@ const CURATED_DAYS: [(&str, &str); 6] = [
     ("curated.fct_order_items", "order_day"),
     ("curated.fct_events", "event_day"),
 ];
+
+fn zone_name(zone: Zone) -> &'static str {
+    match zone {
+        Zone::Raw => "raw",
+        Zone::Staging => "staging",
+        Zone::Curated => "curated",
+        Zone::Quarantine => "quarantine",
+        Zone::Late => "late",
+    }
+}
 
 pub async fn prune(
     store: &dyn ObjectStore,
@@ -82,6 +92,14 @@ pub async fn prune(
                 continue;
             }
             if !dry_run {
+                if let Some(w) = wh {
+                    w.execute_tx(schema::pruned_sql(
+                        zone_name(zone),
+                        std::slice::from_ref(&o.key),
+                        now,
+                    ))
+                    .await?;
+                }
                 store.delete(&o.key).await?;
             }
             r.deleted_bytes += o.size;
@@ -104,10 +122,12 @@ pub async fn prune(
                     .unwrap_or(0);
             }
             if !dry_run {
-                let stmts = CURATED_DAYS
+                let mut stmts: Vec<String> = CURATED_DAYS
                     .iter()
                     .map(|(t, c)| format!("DELETE FROM {t} WHERE {c} < DATE '{cutoff}'"))
                     .collect();
+                // The first day CURATED keeps, for `verify`, in the same transaction.
+                stmts.extend(schema::pruned_sql("curated", &[cutoff.to_string()], now));
                 w.execute_tx(stmts).await?;
             }
         }
@@ -148,7 +168,11 @@ pub fn s3_rules(lifecycle: &LifecycleConfig, prefix: &str) -> Result<Vec<Lifecyc
         if transitions.is_empty() && z.retention_days == 0 {
             continue;
         }
-        let mut rule = LifecycleRule::builder()
+        if transitions.is_empty() {
+            // A rule must have an action; retention alone is prune's (see below).
+            continue;
+        }
+        let rule = LifecycleRule::builder()
             .id(format!("ecomops-{}", zone.name().to_lowercase()))
             .filter(
                 LifecycleRuleFilter::builder()
@@ -156,14 +180,10 @@ pub fn s3_rules(lifecycle: &LifecycleConfig, prefix: &str) -> Result<Vec<Lifecyc
                     .build(),
             )
             .status(ExpirationStatus::Enabled)
-            .set_transitions((!transitions.is_empty()).then_some(transitions));
-        if z.retention_days > 0 {
-            rule = rule.expiration(
-                LifecycleExpiration::builder()
-                    .days(z.retention_days as i32)
-                    .build(),
-            );
-        }
+            .set_transitions(Some(transitions));
+        // No Expiration: the bucket would delete objects the ledger does not show loaded, and
+        // without the record `verify` needs. `ecomops prune` applies retention (ledger-aware,
+        // recorded in ops.pruned); the bucket only moves objects to cheaper classes.
         out.push(rule.build().map_err(|e| Error::Other(e.to_string()))?);
     }
     Ok(out)
@@ -309,9 +329,8 @@ mod tests {
         assert_eq!(
             lines,
             vec![
-                "ecomops-raw: prefix \"ecomops/raw/\", transitions [STANDARD_IA after 30d, GLACIER_IR after 90d], expire 365d, Enabled",
-                "ecomops-staging: prefix \"ecomops/staging/\", transitions [STANDARD_IA after 30d], expire 90d, Enabled",
-                "ecomops-quarantine: prefix \"ecomops/quarantine/\", transitions [], expire 30d, Enabled",
+                "ecomops-raw: prefix \"ecomops/raw/\", transitions [STANDARD_IA after 30d, GLACIER_IR after 90d], expire never, Enabled",
+                "ecomops-staging: prefix \"ecomops/staging/\", transitions [STANDARD_IA after 30d], expire never, Enabled",
             ]
         );
     }

@@ -251,3 +251,34 @@ fn age(dir: &Path, when: std::time::SystemTime) {
         }
     }
 }
+
+/// Retention and verify agree: after `prune` deletes STAGING and quarantine objects past their
+/// retention (RAW still kept) and CURATED days past `curated_days`, verify is clean.
+#[tokio::test]
+async fn verify_reconciles_what_retention_keeps() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = base(tmp.path());
+    c.lifecycle.curated_days = 1;
+    let mut p = open(c.clone()).await;
+    assert!(cycle(&mut p).await.ok);
+    let v = p.dispatch(Command::Verify, &origin()).await;
+    assert!(v.ok, "{v:?}");
+    drop(p);
+    // A hundred days old: past STAGING's (90) and quarantine's (30) retention, not RAW's (365).
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(100 * 86_400);
+    for zone in ["raw", "staging", "quarantine"] {
+        age(&tmp.path().join("store").join(zone), old);
+    }
+    let mut p = open(c).await;
+    let o = p
+        .dispatch(Command::Prune { dry_run: false }, &origin())
+        .await;
+    let Some(ecom_pipeline::command::Report::Prune(r)) = &o.report else {
+        panic!("{o:?}")
+    };
+    assert!(r.deleted.iter().any(|k| k.starts_with("staging/")), "{r:?}");
+    assert!(!r.deleted.iter().any(|k| k.starts_with("raw/")), "{r:?}");
+    assert!(r.curated_rows > 0, "{r:?}");
+    let v = p.dispatch(Command::Verify, &origin()).await;
+    assert!(v.ok, "{v:?}");
+}

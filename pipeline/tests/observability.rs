@@ -211,7 +211,7 @@ async fn bucket_lifecycle_dry_run_shows_the_difference_then_apply_sets_it() {
         .unwrap();
     assert!(!plan.applied);
     assert!(plan.current.is_empty());
-    assert_eq!(plan.diff.len(), 3, "{:?}", plan.diff);
+    assert_eq!(plan.diff.len(), 2, "{:?}", plan.diff);
     assert!(plan.diff.iter().all(|l| l.starts_with("+ ")));
 
     let plan = ecom_pipeline::lifecycle::s3_lifecycle(&c, true)
@@ -226,14 +226,20 @@ async fn bucket_lifecycle_dry_run_shows_the_difference_then_apply_sets_it() {
         "applied rules read back equal: {:?}",
         plan.diff
     );
-    assert_eq!(plan.current.len(), 3);
+    assert_eq!(
+        plan.current.len(),
+        2,
+        "RAW and STAGING: quarantine has only retention"
+    );
 
-    // A changed retention shows as one rule out, one in.
-    c.lifecycle.staging.retention_days = 120;
+    // A changed transition shows as one rule out, one in; retention is never the bucket's
+    // (prune applies it, knowing what is loaded).
+    c.lifecycle.staging.transition_ia_days = 45;
     let plan = ecom_pipeline::lifecycle::s3_lifecycle(&c, false)
         .await
         .unwrap();
     assert_eq!(plan.diff.len(), 2, "{:?}", plan.diff);
     assert!(plan.diff[0].starts_with("- ecomops-staging"));
-    assert!(plan.diff[1].contains("expire 120d"));
+    assert!(plan.diff[1].contains("after 45d"), "{:?}", plan.diff);
+    assert!(plan.diff[1].contains("expire never"), "{:?}", plan.diff);
 }

@@ -259,6 +259,12 @@ pub fn ddl(d: Dialect) -> Vec<String> {
          records BIGINT NOT NULL, staged BIGINT NOT NULL, duplicates BIGINT NOT NULL, \
          late BIGINT NOT NULL, quarantined BIGINT NOT NULL, committed_at TIMESTAMP NOT NULL)"
     ));
+    // What retention deleted (`prune`): objects by key, and CURATED days before a day (zone
+    // 'curated', key the first day kept), so `verify` reconciles what is kept.
+    out.push(format!(
+        "CREATE TABLE IF NOT EXISTS ops.pruned (object_key {text} NOT NULL, zone {text} NOT NULL, \
+         pruned_at TIMESTAMP NOT NULL)"
+    ));
     // The generation of the committed stream-state object (dedup window and watermarks).
     out.push(format!(
         "CREATE TABLE IF NOT EXISTS ops.stream_state (name {text} NOT NULL PRIMARY KEY, \
@@ -646,6 +652,32 @@ pub fn mark_dirty(d: Dialect, spec: &TableSpec) -> Option<String> {
         "INSERT INTO ops.dirty_partitions (day) SELECT x.day FROM ({days}) AS x WHERE NOT EXISTS \
          (SELECT 1 FROM ops.dirty_partitions AS p WHERE p.day = x.day)"
     ))
+}
+
+/// Record what retention deletes, before it is deleted (a crash in between leaves an object
+/// marked pruned that still exists, which `verify` accepts; the other order could leave a
+/// deletion `verify` would call a loss).
+pub fn pruned_sql(zone: &str, keys: &[String], at: chrono::DateTime<chrono::Utc>) -> Vec<String> {
+    use super::Cell;
+    keys.chunks(200)
+        .map(|chunk| {
+            let values: Vec<String> = chunk
+                .iter()
+                .map(|k| {
+                    format!(
+                        "({}, {}, {})",
+                        literal(&Cell::Text(k.clone())),
+                        literal(&Cell::Text(zone.to_string())),
+                        literal(&Cell::Time(at))
+                    )
+                })
+                .collect();
+            format!(
+                "INSERT INTO ops.pruned (object_key, zone, pruned_at) VALUES {}",
+                values.join(", ")
+            )
+        })
+        .collect()
 }
 
 #[cfg(test)]
