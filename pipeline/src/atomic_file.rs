@@ -27,7 +27,8 @@ pub fn write(path: &Path, bytes: &[u8], durability: Durability) -> Result<()> {
         .unwrap_or_default();
     // Beside the target (same filesystem, so the rename is atomic), one per process.
     let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-    let mut f = File::create(&tmp).at(&tmp)?;
+    // Owner-only: run files, spooled responses and usage are nobody else's to read.
+    let mut f = owner_only_file(&tmp)?;
     f.write_all(bytes).at(&tmp)?;
     if durability == Durability::PowerLoss {
         f.sync_all().at(&tmp)?;
@@ -43,6 +44,28 @@ pub fn rename(from: &Path, to: &Path, durability: Durability) -> Result<()> {
         fsync_dir(to.parent().unwrap_or(Path::new(".")))?;
     }
     Ok(())
+}
+
+/// A new file, readable and writable by its owner only (0600).
+pub fn owner_only_file(path: &Path) -> Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .at(path)
+}
+
+/// `dir` and its missing parents, owner-only (0700).
+pub fn owner_only_dirs(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .at(dir)
 }
 
 /// fsync a directory so a rename or link in it survives power loss.

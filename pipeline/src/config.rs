@@ -610,6 +610,9 @@ pub struct BatchConfig {
     pub fakestore: FakeStoreConfig,
     /// Retries with exponential backoff and jitter.
     pub retry: RetryConfig,
+    /// Fields removed from every response at extraction, at any depth, before the spool and
+    /// RAW: credentials never land (FakeStore's `/users` carries plaintext passwords).
+    pub redact_fields: Vec<String>,
 }
 
 impl Default for BatchConfig {
@@ -621,6 +624,7 @@ impl Default for BatchConfig {
             seed: 42,
             fakestore: FakeStoreConfig::default(),
             retry: RetryConfig::default(),
+            redact_fields: vec!["password".into()],
         }
     }
 }
@@ -809,6 +813,17 @@ impl Config {
             return Err(bad(
                 "batch.retry.base_delay_ms",
                 "must not exceed batch.retry.max_delay_ms",
+            ));
+        }
+        if self
+            .batch
+            .redact_fields
+            .iter()
+            .any(|f| f.is_empty() || f.contains('"'))
+        {
+            return Err(bad(
+                "batch.redact_fields",
+                "field names must be non-empty, without quotes",
             ));
         }
         if self.batch.scale == 0 {

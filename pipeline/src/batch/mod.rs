@@ -3,6 +3,7 @@
 
 pub mod fakestore;
 pub mod land;
+pub mod redact;
 pub mod retry;
 pub mod run;
 pub mod stage;

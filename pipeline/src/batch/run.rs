@@ -202,6 +202,8 @@ pub struct BatchRunner {
     store: Arc<dyn ObjectStore>,
     warehouse: Option<Arc<dyn Warehouse>>,
     lookback_days: u32,
+    /// Removed from responses before the spool (`batch.redact_fields`).
+    redact_fields: Vec<String>,
     source: Source,
     runs: RunStore,
     health: Arc<ApiHealth>,
@@ -227,6 +229,7 @@ impl BatchRunner {
         Ok(BatchRunner {
             store,
             warehouse,
+            redact_fields: config.batch.redact_fields.clone(),
             lookback_days: config.warehouse.lookback_days,
             source,
             runs: RunStore::new(config.data_dir.join("runs")),
@@ -436,18 +439,19 @@ impl BatchRunner {
     ) -> std::result::Result<String, String> {
         let dir = self.runs.spool(&run.run_id);
         let path = dir.join(format!("{}.json", ep.name()));
-        std::fs::create_dir_all(&dir)
-            .at(&dir)
+        // Credentials go here, before anything is written.
+        let body = super::redact::redact(&f.body, &self.redact_fields);
+        atomic_file::owner_only_dirs(&dir)
             // A spooled body is never fetched again: it must survive power loss.
-            .and_then(|_| atomic_file::write(&path, &f.body, Durability::PowerLoss))
+            .and_then(|_| atomic_file::write(&path, &body, Durability::PowerLoss))
             .map_err(|e| e.to_string())?;
-        let detail = format!("{} bytes in {} attempt(s)", f.body.len(), f.attempts);
+        let detail = format!("{} bytes in {} attempt(s)", body.len(), f.attempts);
         run.extracted.insert(
             ep.name().to_string(),
             Extracted {
                 url: f.url,
-                sha256: sha256_hex(&f.body),
-                bytes: f.body.len() as u64,
+                sha256: sha256_hex(&body),
+                bytes: body.len() as u64,
                 http_attempts: f.attempts,
             },
         );
@@ -742,6 +746,37 @@ mod tests {
             assert_eq!(serde_json::to_value(t).unwrap(), t.name());
             assert_eq!(Task::parse(t.name()), Ok(t));
         }
+    }
+
+    /// FakeStore's plaintext passwords never land: not in the spool, not in RAW; and the
+    /// store's files are the owner's only.
+    #[tokio::test]
+    async fn credentials_never_land_and_files_are_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let r = runner(dir.path());
+        // Cut short after the extracts: the spool is still there to read.
+        let run = r.run_new(Some(Task::ExtractUsers), None).await.unwrap();
+        let spooled = std::fs::read(r.runs.spool(&run.run_id).join("users.json")).unwrap();
+        let text = String::from_utf8_lossy(&spooled);
+        assert!(
+            !text.contains("password") && !text.contains("pw-"),
+            "{text}"
+        );
+        let done = r.retry(&run.run_id, None).await.unwrap();
+        assert_eq!(done.status, RunStatus::Succeeded, "{}", done.summary());
+        let raw = r.store.list("raw/synthetic/users/").await.unwrap();
+        let body = r.store.get(&raw[0].key).await.unwrap();
+        let text = String::from_utf8_lossy(&body);
+        assert!(
+            !text.contains("password") && !text.contains("pw-"),
+            "{text}"
+        );
+        assert!(text.contains("\"email\""), "the rest is kept: {text}");
+        let path = dir.path().join("store").join(&raw[0].key);
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(path.parent().unwrap()), 0o700);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! re-read the data. Writes go to `<root>/.tmp`, are fsynced, then renamed into place and the
 //! directory fsynced: a reader (or a crash) sees the old object or the new, never a part.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,9 +40,9 @@ impl LocalStore {
     /// writer are removed: they were never renamed, so no reader can depend on them.
     pub fn open(root: impl Into<PathBuf>) -> Result<LocalStore> {
         let root = root.into();
-        fs::create_dir_all(root.join(META_DIR)).at(&root)?;
+        atomic_file::owner_only_dirs(&root.join(META_DIR))?;
         let tmp = root.join(TMP_DIR);
-        fs::create_dir_all(&tmp).at(&tmp)?;
+        atomic_file::owner_only_dirs(&tmp)?;
         for entry in fs::read_dir(&tmp).at(&tmp)? {
             let path = entry.at(&tmp)?.path();
             // Best effort: a temp file another live writer still holds is harmless to keep.
@@ -91,7 +91,7 @@ impl LocalStore {
     /// Write bytes to a fresh, fsynced temp file.
     fn write_tmp(&self, data: &[u8]) -> Result<PathBuf> {
         let tmp = self.tmp_path();
-        let mut f = File::create(&tmp).at(&tmp)?;
+        let mut f = atomic_file::owner_only_file(&tmp)?;
         f.write_all(data).at(&tmp)?;
         f.sync_all().at(&tmp)?;
         Ok(tmp)
@@ -331,7 +331,7 @@ fn walk(dir: &Path, rel: &str, out: &mut Vec<String>) -> Result<()> {
 
 fn ensure_parent(path: &Path) -> Result<()> {
     if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent).at(parent)?;
+        atomic_file::owner_only_dirs(parent)?;
     }
     Ok(())
 }
