@@ -882,3 +882,32 @@ async fn a_bounded_drain_serves_every_shard_in_turn() {
     warehouse::refresh_models(&wh, 2).await.unwrap();
     assert_clean(&verify(&store, &wh).await.unwrap());
 }
+
+/// `ingestion_time` is the log's arrival time, whatever a producer sends (its value stays in
+/// RAW as received): a producer's 1999 is not the platform's late-data signal.
+#[tokio::test]
+async fn ingestion_time_is_the_arrival_time_not_the_producers() {
+    let rig = Rig::new(1, 100).await;
+    let mut p = rig.process().await;
+    let now = Utc::now();
+    let e = ev("claimed", now - secs(10));
+    let line = format!(
+        "{},\"ingestion_time\":\"1999-01-01T00:00:00Z\"}}",
+        &e[..e.len() - 1]
+    );
+    rig.ingest(&mut p, &[line]).await.unwrap();
+    let staged = rig.lines("staging/events/").await;
+    assert_eq!(staged.len(), 1);
+    let t: DateTime<Utc> = staged[0]["ingestion_time"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((now - t).num_seconds().abs() < 60, "{t}");
+    let raw = rig.lines("raw/").await;
+    assert!(
+        raw.iter()
+            .any(|r| r["ingestion_time"] == "1999-01-01T00:00:00Z"),
+        "RAW keeps what the producer sent: {raw:?}"
+    );
+}

@@ -55,8 +55,8 @@ struct Incoming {
     event_type: String,
     event_time: DateTime<Utc>,
     session_id: String,
-    #[serde(default)]
-    ingestion_time: Option<DateTime<Utc>>,
+    // No ingestion_time: it is the log's arrival time, whatever a producer says (a producer's
+    // value stays in RAW, as received, like any field we do not read).
 }
 
 /// An event_id as text: producers send strings or integers (the shared workload does).
@@ -94,7 +94,7 @@ enum Verdict {
 
 /// The fields of an event, what each must be, and whether it is required: to say which field
 /// of a refused record is wrong and what was expected.
-const FIELDS: [(&str, &str, bool); 7] = [
+const FIELDS: [(&str, &str, bool); 6] = [
     ("event_id", "a string or an integer", true),
     ("user_id", "an integer", true),
     ("product_id", "an integer", true),
@@ -105,11 +105,6 @@ const FIELDS: [(&str, &str, bool); 7] = [
         true,
     ),
     ("session_id", "a string", true),
-    (
-        "ingestion_time",
-        "an RFC 3339 timestamp with a time zone, e.g. \"2026-11-26T08:00:00Z\"",
-        false,
-    ),
 ];
 
 /// Why a record that failed the typed parse is not an event: the first field that is missing or
@@ -131,7 +126,7 @@ fn diagnose(data: &[u8], err: &serde_json::Error) -> (String, String) {
             Some(v) => match field {
                 "event_id" => v.is_string() || v.is_i64() || v.is_u64(),
                 "user_id" | "product_id" => v.is_i64(),
-                "event_time" | "ingestion_time" => v
+                "event_time" => v
                     .as_str()
                     .is_some_and(|t| DateTime::parse_from_rfc3339(t).is_ok()),
                 _ => v.is_string(),
@@ -384,7 +379,7 @@ impl Processor {
             event_type,
             event_time: inc.event_time,
             // The log's arrival time, not the clock now: a replay stages the same rows.
-            ingestion_time: Some(inc.ingestion_time.unwrap_or(arrival)),
+            ingestion_time: Some(arrival),
             session_id: inc.session_id,
         };
         if let Err(e) = event.validate(arrival) {
