@@ -144,11 +144,20 @@ pub enum Cmd {
     /// Let the running instance start cycles again.
     #[command(after_help = "Example:\n  ecomops resume")]
     Resume,
-    /// Print revenue, conversion rate, average order value and funnel drop-off.
-    #[command(after_help = "Example:\n  ecomops metrics --json")]
+    /// Print revenue, conversion rate, average order value and funnel drop-off; with
+    /// --from/--to, the same per day from the CURATED daily models.
+    #[command(
+        after_help = "Examples:\n  ecomops metrics --json\n  ecomops metrics --from 2026-11-10 --to 2026-11-23"
+    )]
     Metrics {
         #[arg(long)]
         json: bool,
+        /// First day of a per-day trend (YYYY-MM-DD).
+        #[arg(long, requires = "to", value_parser = parse_day)]
+        from: Option<NaiveDate>,
+        /// Last day, inclusive (at most 366 days).
+        #[arg(long, requires = "from", value_parser = parse_day)]
+        to: Option<NaiveDate>,
     },
     /// Print performance figures (nothing is asserted; build with --release for real numbers).
     #[command(subcommand)]

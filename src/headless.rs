@@ -114,7 +114,10 @@ pub async fn command(
     log: LogBuffer,
 ) -> anyhow::Result<ExitCode> {
     // `metrics --json` and `cost --json` print the figures themselves, for jq and dashboards.
-    let detail_only = matches!(command, Command::Metrics | Command::Cost);
+    let detail_only = matches!(
+        command,
+        Command::Metrics | Command::Cost | Command::Trends { .. }
+    );
     let data_dir = config.data_dir.clone();
     let origin = ecom_pipeline::command::current_origin("cli", read_only);
     if read_only {

@@ -196,9 +196,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             headless::command(config, c, cli.output, read_only, logs).await
         }
-        Some(Cmd::Metrics { json }) => {
+        Some(Cmd::Metrics { json, from, to }) => {
             let output = if json { cli::Output::Json } else { cli.output };
-            headless::command(config, Command::Metrics, output, read_only, logs).await
+            let c = match from.zip(to) {
+                Some((from, to)) => Command::Trends { from, to },
+                None => Command::Metrics,
+            };
+            headless::command(config, c, output, read_only, logs).await
         }
         Some(c @ (Cmd::Pause | Cmd::Resume)) => {
             // Pausing is a state of the running process: with none, there is nothing to pause.

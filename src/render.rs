@@ -33,6 +33,7 @@ pub fn outcome_text(o: &CommandOutcome) -> String {
         Some(Report::Run(run)) => out.push_str(&run_text(run)),
         Some(Report::Cost(c)) => out.push_str(&cost_text(c)),
         Some(Report::Metrics(m)) => out.push_str(&metrics_text(m)),
+        Some(Report::Trends(days)) => out.push_str(&trends_text(days)),
         Some(Report::Verify(v)) => {
             for d in &v.differences {
                 let _ = writeln!(out, "DIFF {}: {}", d.check, d.detail);
@@ -83,6 +84,7 @@ pub fn summary(o: &CommandOutcome) -> String {
         ),
         Report::Run(run) => format!("batch: {}", run.summary()),
         Report::Metrics(_) => "metrics".into(),
+        Report::Trends(days) => format!("{} day(s) of figures", days.len()),
         Report::Cost(_) => "cost".into(),
         Report::Verify(v) if v.ok() => format!("verify: {} checks, no difference", v.checks),
         Report::Verify(v) => format!(
@@ -203,6 +205,40 @@ pub fn cost_text(c: &ecom_model::cost::CostReport) -> String {
 
 fn money(cents: f64) -> String {
     format!("${:.2}", cents / 100.0)
+}
+
+/// `ecomops metrics --from --to`: one line per day, then the totals.
+pub fn trends_text(days: &[ecom_model::warehouse::DayFigures]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<10} {:>7} {:>14} {:>10} {:>9} {:>10}",
+        "day", "orders", "revenue", "avg order", "sessions", "conversion"
+    );
+    for d in days {
+        let _ = writeln!(
+            out,
+            "{:<10} {:>7} {:>14} {:>10} {:>9} {:>10}",
+            d.day,
+            d.orders,
+            money(d.revenue_cents as f64),
+            d.avg_order_value_cents.map_or_else(|| "-".into(), money),
+            d.sessions,
+            d.conversion_rate
+                .map_or_else(|| "-".into(), |c| format!("{:.2}%", c * 100.0))
+        );
+    }
+    let (orders, revenue): (i64, i64) = days
+        .iter()
+        .fold((0, 0), |(o, r), d| (o + d.orders, r + d.revenue_cents));
+    let _ = writeln!(
+        out,
+        "{:<10} {:>7} {:>14}",
+        "total",
+        orders,
+        money(revenue as f64)
+    );
+    out
 }
 
 pub fn metrics_text(m: &Metrics) -> String {

@@ -481,3 +481,55 @@ async fn batch_run_flags_are_checked_at_the_edge() {
         assert!(all.contains(needle), "{args:?}: {all}");
     }
 }
+
+/// `metrics --from --to`: the figures per day from the CURATED daily models, every day of the
+/// range (zeros where nothing happened), totals that match the overall metrics.
+#[tokio::test]
+async fn metrics_per_day_over_a_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    assert!(exec(&data, None, &["batch", "run"]).await.status.success());
+    let all: serde_json::Value =
+        serde_json::from_slice(&exec(&data, None, &["metrics", "--json"]).await.stdout).unwrap();
+    // The synthetic carts span 330 days from 2026-01-01.
+    let out = exec(
+        &data,
+        None,
+        &[
+            "metrics",
+            "--json",
+            "--from",
+            "2025-12-31",
+            "--to",
+            "2026-12-30",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let days: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(days.len(), 365, "every day of the range");
+    assert_eq!(days[0]["orders"], 0, "a day with no orders has zeros");
+    let sum = |k: &str| days.iter().map(|d| d[k].as_i64().unwrap()).sum::<i64>();
+    assert_eq!(sum("revenue_cents"), all["revenue_cents"].as_i64().unwrap());
+    assert_eq!(sum("orders"), all["orders"].as_i64().unwrap());
+    let out = exec(
+        &data,
+        None,
+        &["metrics", "--from", "2026-01-01", "--to", "2026-01-07"],
+    )
+    .await;
+    succeeds_saying(&out, "2026-01-07");
+    assert!(text(&out.stdout).contains("total"), "{}", text(&out.stdout));
+    let out = exec(
+        &data,
+        None,
+        &["metrics", "--from", "2020-01-01", "--to", "2026-01-01"],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("366 days"),
+        "{}",
+        text(&out.stdout)
+    );
+}

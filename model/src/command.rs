@@ -45,6 +45,8 @@ pub enum Command {
     },
     /// The four metrics (read-only).
     Metrics,
+    /// The metrics per day of `from..=to`, from the CURATED daily models (read-only).
+    Trends { from: NaiveDate, to: NaiveDate },
     /// Reconcile RAW -> STAGING -> warehouse -> CURATED (read-only).
     Verify,
     /// Recompute CURATED days `from..=to`.
@@ -76,6 +78,7 @@ impl Command {
             self,
             Command::Refresh
                 | Command::Metrics
+                | Command::Trends { .. }
                 | Command::Verify
                 | Command::Cost
                 | Command::Prune { dry_run: true }
@@ -91,6 +94,7 @@ impl Command {
             Command::Resume => "resume",
             Command::BatchRun { .. } => "batch_run",
             Command::Metrics => "metrics",
+            Command::Trends { .. } => "trends",
             Command::IngestFile { .. } => "ingest_file",
             Command::Replay { .. } => "replay",
             Command::Verify => "verify",

@@ -23,6 +23,8 @@ pub enum Report {
     Cycle(CycleOutcome),
     Run(Box<BatchRun>),
     Metrics(Metrics),
+    /// Per day, oldest first.
+    Trends(Vec<crate::warehouse::DayFigures>),
     Verify(VerifyReport),
     Backfill(BackfillReport),
     Replay(ReplayReport),

@@ -14,6 +14,20 @@ pub struct Metrics {
     pub by_category: Vec<CategoryRevenue>,
 }
 
+/// One day of the CURATED daily models: orders and revenue by order day, the funnel by event
+/// day (a day with no orders or no sessions has zeros, not a gap).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DayFigures {
+    pub day: chrono::NaiveDate,
+    pub orders: i64,
+    pub revenue_cents: i64,
+    pub avg_order_value_cents: Option<f64>,
+    pub sessions: i64,
+    pub purchased: i64,
+    /// purchased / sessions, when there were sessions.
+    pub conversion_rate: Option<f64>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FunnelStep {
     pub from: String,

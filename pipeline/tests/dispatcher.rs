@@ -80,6 +80,7 @@ async fn read_only_refuses_and_audits_every_mutating_command() {
             | Command::Lifecycle { apply: true } => assert!(c.is_mutating()),
             Command::Refresh
             | Command::Metrics
+            | Command::Trends { .. }
             | Command::Verify
             | Command::Cost
             | Command::Prune { dry_run: true }

@@ -64,6 +64,7 @@ impl Pipeline {
                 self.batch_command(None, req).await
             }
             c @ (Command::Metrics
+            | Command::Trends { .. }
             | Command::Verify
             | Command::Backfill { .. }
             | Command::IngestFile { .. }
@@ -115,6 +116,10 @@ impl Pipeline {
             );
         };
         match command {
+            Command::Trends { from, to } => match warehouse::trends(wh.as_ref(), from, to).await {
+                Ok(days) => CommandOutcome::done(Report::Trends(days)),
+                Err(e) => CommandOutcome::failed(e.to_string()),
+            },
             Command::Metrics => match warehouse::metrics(wh.as_ref()).await {
                 Ok(m) => CommandOutcome::done(Report::Metrics(m)),
                 Err(e) => CommandOutcome::failed(e.to_string()),

@@ -20,7 +20,9 @@ use serde::{Deserialize, Serialize};
 use crate::config::{Config, WarehouseBackend};
 use crate::error::{Error, Result};
 
-pub use ecom_model::warehouse::{CategoryRevenue, FunnelStep, Metrics, WarehouseStatus};
+pub use ecom_model::warehouse::{
+    CategoryRevenue, DayFigures, FunnelStep, Metrics, WarehouseStatus,
+};
 use schema::{TableSpec, Ty};
 
 /// One value for a scratch-table row.
@@ -297,6 +299,70 @@ pub async fn metrics(wh: &dyn Warehouse) -> Result<Metrics> {
         funnel_dropoff,
         by_category,
     })
+}
+
+/// Days a trend covers at most (a year and a day).
+pub const MAX_TREND_DAYS: i64 = 366;
+
+/// The figures of each day of `from..=to` from the CURATED daily models, oldest first; a day
+/// without orders or sessions has zeros.
+pub async fn trends(
+    wh: &dyn Warehouse,
+    from: chrono::NaiveDate,
+    to: chrono::NaiveDate,
+) -> Result<Vec<DayFigures>> {
+    if from > to || (to - from).num_days() >= MAX_TREND_DAYS {
+        return Err(Error::Usage(format!(
+            "a trend covers 1 to {MAX_TREND_DAYS} days, from {from} to {to} is not that"
+        )));
+    }
+    let range = format!("day >= DATE '{from}' AND day <= DATE '{to}'");
+    let mut days: std::collections::BTreeMap<chrono::NaiveDate, DayFigures> = from
+        .iter_days()
+        .take_while(|d| *d <= to)
+        .map(|day| {
+            let zero = DayFigures {
+                day,
+                orders: 0,
+                revenue_cents: 0,
+                avg_order_value_cents: None,
+                sessions: 0,
+                purchased: 0,
+                conversion_rate: None,
+            };
+            (day, zero)
+        })
+        .collect();
+    let day_of = |row: &Vec<Option<String>>| {
+        row.first()
+            .cloned()
+            .flatten()
+            .and_then(|d| chrono::NaiveDate::parse_from_str(&d, "%Y-%m-%d").ok())
+    };
+    let sql = format!(
+        "SELECT CAST(day AS VARCHAR), CAST(SUM(orders) AS BIGINT), CAST(SUM(revenue_cents) AS BIGINT) \
+         FROM curated.daily_metrics WHERE {range} GROUP BY day"
+    );
+    for row in wh.query(&sql).await? {
+        if let Some(f) = day_of(&row).and_then(|d| days.get_mut(&d)) {
+            f.orders = int(row.get(1));
+            f.revenue_cents = int(row.get(2));
+            f.avg_order_value_cents =
+                (f.orders > 0).then(|| f.revenue_cents as f64 / f.orders as f64);
+        }
+    }
+    let sql = format!(
+        "SELECT CAST(day AS VARCHAR), CAST(SUM(sessions) AS BIGINT), CAST(SUM(purchased) AS BIGINT) \
+         FROM curated.daily_funnel WHERE {range} GROUP BY day"
+    );
+    for row in wh.query(&sql).await? {
+        if let Some(f) = day_of(&row).and_then(|d| days.get_mut(&d)) {
+            f.sessions = int(row.get(1));
+            f.purchased = int(row.get(2));
+            f.conversion_rate = (f.sessions > 0).then(|| f.purchased as f64 / f.sessions as f64);
+        }
+    }
+    Ok(days.into_values().collect())
 }
 
 /// Rows per table, for status and verify.
