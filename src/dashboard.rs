@@ -297,14 +297,16 @@ fn handle_key(
             let source = source.clone();
             let done = done.clone();
             let origin = origin.clone();
-            let refresh = command == Command::Refresh;
             tokio::spawn(async move {
                 let outcome = source.send(command, origin).await;
-                if !refresh || !outcome.ok {
-                    let _ = done
-                        .send((outcome.ok, crate::render::summary(&outcome)))
-                        .await;
+                // Every key gets its answer in the status line, `r` included.
+                let mut said = crate::render::summary(&outcome);
+                if outcome.ok
+                    && matches!(outcome.report, Some(ecom_model::report::Report::Refreshed))
+                {
+                    said = format!("refreshed at {}", chrono::Local::now().format("%H:%M:%S"));
                 }
+                let _ = done.send((outcome.ok, said)).await;
             });
             Step::Redraw
         }

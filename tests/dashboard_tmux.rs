@@ -182,7 +182,13 @@ fn every_view_help_backfill_and_a_restored_terminal() {
     t.wait_for("[ Confirm ]", 10);
     t.keys(&["Enter"]);
     t.wait_for("day(s) recomputed", 60);
+    // The owner asks before quitting: it stops ingestion.
     t.keys(&["q"]);
+    let s = t.wait_for("quitting stops ingestion", 10);
+    assert!(s.contains("[ Cancel ]"), "focus starts on Cancel:\n{s}");
+    t.keys(&["Tab"]);
+    t.wait_for("[ Confirm ]", 10);
+    t.keys(&["Enter"]);
     t.wait_for("EXITED=0", 30);
     assert_eq!(
         t.terminal_state(),

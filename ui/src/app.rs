@@ -221,6 +221,11 @@ impl App {
             self.popup = Some(Popup::Confirm(Confirm::quit(action)));
             return Effect::Redraw;
         }
+        if !self.attached {
+            // The owner: quitting stops ingestion, so it asks first.
+            self.popup = Some(Popup::Confirm(Confirm::quit_owner()));
+            return Effect::Redraw;
+        }
         Effect::Quit
     }
 

@@ -49,6 +49,21 @@ impl Confirm {
             focus_confirm: false,
         }
     }
+
+    /// Quitting the dashboard that runs the pipeline stops ingestion for the data dir.
+    pub fn quit_owner() -> Confirm {
+        Confirm {
+            title: "Quit".into(),
+            lines: vec![
+                "This dashboard runs the pipeline: quitting stops ingestion for this data dir"
+                    .into(),
+                "(batch pulls, the stream, loads) until ecomops runs again (--no-ui, systemd)."
+                    .into(),
+            ],
+            command: None,
+            focus_confirm: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

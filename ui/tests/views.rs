@@ -200,3 +200,16 @@ fn the_replay_form_refuses_both_starts_at_once() {
         other => panic!("the form should stay open with the reason: {other:?}"),
     }
 }
+
+/// The owner's `q` asks first (quitting stops ingestion); an attached dashboard just leaves.
+#[test]
+fn the_owner_asks_before_quitting() {
+    let snap = fixture::snapshot(6, 8);
+    let mut owner = App::new(false, true, false);
+    assert_eq!(owner.on_key(key('q'), &snap), Effect::Redraw);
+    insta::assert_snapshot!("owner_quit_80x24", render(&owner, &snap, 80, 24));
+    owner.on_key(code(KeyCode::Tab), &snap);
+    assert_eq!(owner.on_key(code(KeyCode::Enter), &snap), Effect::Quit);
+    let mut attached = App::new(false, true, true);
+    assert_eq!(attached.on_key(key('q'), &snap), Effect::Quit);
+}
