@@ -513,3 +513,22 @@ fn a_read_only_process_writes_nothing_and_never_blocks_the_writer() {
     assert!(said.contains("no writer running"), "{said}");
     drop(observer);
 }
+
+/// The next batch run is the batch schedule's (hourly by default), not the cycle's countdown.
+#[test]
+fn the_next_batch_run_follows_the_batch_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let _service = start_headless(&data);
+    wait_for("a first cycle", Duration::from_secs(60), || {
+        status_json(&data)["cycles"].as_u64().unwrap_or(0) >= 1
+    });
+    let s = status_json(&data);
+    let at = |k: &str| {
+        chrono::DateTime::parse_from_rfc3339(s[k].as_str().unwrap_or_else(|| panic!("{k}: {s}")))
+            .unwrap()
+    };
+    let ahead = (at("next_batch_at") - at("generated_at")).num_seconds();
+    assert!((3000..=3600).contains(&ahead), "next batch in {ahead} s");
+    assert!(at("next_cycle_at") < at("next_batch_at"));
+}

@@ -86,6 +86,10 @@ pub struct Snapshot {
     /// When the next scheduled cycle starts (None when not scheduled or paused).
     #[serde(default)]
     pub next_cycle_at: Option<DateTime<Utc>>,
+    /// When the next scheduled batch run is due (runs are `batch.interval_secs` apart; the
+    /// cycle at or after this time pulls). None when not scheduled or paused.
+    #[serde(default)]
+    pub next_batch_at: Option<DateTime<Utc>>,
     /// Sparkline and trend series.
     #[serde(default)]
     pub history: History,
@@ -129,6 +133,7 @@ impl Snapshot {
             stream: None,
             recent_log: Vec::new(),
             next_cycle_at: None,
+            next_batch_at: None,
             history: History::default(),
             failures: Vec::new(),
             recent_actions: Vec::new(),

@@ -33,6 +33,7 @@ impl Pipeline {
             stream: self.stream_status.clone(),
             recent_log,
             next_cycle_at: self.next_cycle_at.filter(|_| !self.paused),
+            next_batch_at: self.next_batch_at(),
             history: self.history.history(),
             failures: Vec::new(),
             recent_actions: self.actions.iter().cloned().collect(),
@@ -57,6 +58,22 @@ impl Pipeline {
         snapshot.seq = self.seq;
         snapshot.recent_log = recent_log;
         self.tx.send_replace(Arc::new(snapshot));
+    }
+
+    /// When the next scheduled batch run is due: a batch interval after the last one, or the
+    /// next cycle when none ran yet.
+    fn next_batch_at(&self) -> Option<chrono::DateTime<Utc>> {
+        if !self.options.schedule || self.paused {
+            return None;
+        }
+        let Some(last) = self.last_batch else {
+            return self.next_cycle_at;
+        };
+        let every = std::time::Duration::from_secs(self.config.batch.interval_secs);
+        let left = every.saturating_sub(last.elapsed());
+        let due = Utc::now() + chrono::Duration::from_std(left).ok()?;
+        // It runs with the first cycle at or after that.
+        Some(self.next_cycle_at.map_or(due, |c| c.max(due)))
     }
 
     /// What the failure table's state machines look at.

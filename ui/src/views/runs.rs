@@ -89,9 +89,10 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, snap: &Snapshot, theme: &T
             ])
         })
         .collect();
-    let next = match snap.next_cycle_at {
+    // The batch's own schedule (hourly by default), not the cycle's countdown.
+    let next = match snap.next_batch_at {
         Some(t) => format!(
-            "next scheduled run in {}",
+            "next batch run in {}",
             fmt::span_secs((t - app.now(snap)).num_seconds())
         ),
         None => "not scheduled".into(),
