@@ -213,3 +213,15 @@ fn the_owner_asks_before_quitting() {
     let mut attached = App::new(false, true, true);
     assert_eq!(attached.on_key(key('q'), &snap), Effect::Quit);
 }
+
+/// A watermark ahead of the clock says so (it used to read "lag 0s").
+#[test]
+fn a_watermark_in_the_future_is_called_ahead() {
+    let mut snap = fixture::snapshot(6, 8);
+    let ahead = fixture::now() + chrono::Duration::hours(2);
+    snap.stream.as_mut().unwrap().watermarks.global_ms = Some(ahead.timestamp_millis());
+    let mut app = App::new(false, true, true);
+    app.tab = Tab::Watermarks;
+    let shown = render(&app, &snap, 160, 48);
+    assert!(shown.contains("AHEAD of this clock by"), "{shown}");
+}

@@ -18,10 +18,23 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, snap: &Snapshot, theme: &T
     ])
     .areas(area);
     let now = app.now(snap);
+    // CURATED lives in warehouse tables (no files yet): show their rows, not "0 objects".
+    let curated_rows: i64 = snap
+        .warehouse
+        .as_ref()
+        .map(|w| {
+            w.tables
+                .iter()
+                .filter(|(t, _)| t.starts_with("curated."))
+                .map(|(_, n)| n)
+                .sum()
+        })
+        .unwrap_or(0);
     let errors = |z: Zone| -> String {
         match z {
             Zone::Quarantine => "refused records".into(),
             Zone::Late => "awaiting backfill".into(),
+            Zone::Curated => format!("{} rows in tables", fmt::count(curated_rows as u64)),
             _ => String::new(),
         }
     };
@@ -42,11 +55,13 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, snap: &Snapshot, theme: &T
                 Cell::from(fmt::bytes(z.bytes)),
                 Cell::from(fmt::time(z.last_write)),
                 Cell::from(fmt::age(z.last_write, now)).style(fresh_style),
-                Cell::from(if z.objects > 0 {
-                    errors(zone)
-                } else {
-                    String::new()
-                }),
+                Cell::from(
+                    if z.objects > 0 || (zone == Zone::Curated && curated_rows > 0) {
+                        errors(zone)
+                    } else {
+                        String::new()
+                    },
+                ),
             ])
         })
         .collect();

@@ -19,11 +19,17 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, snap: &Snapshot, theme: &T
     let global = wm.and_then(|w| w.global_ms);
     let lines = vec![
         Line::raw(format!(
-            "global watermark: {}   (lag behind now: {})",
+            "global watermark: {}   ({})",
             global.map_or("- (no active shard)".into(), fmt::time_ms),
-            global.map_or("-".into(), |g| fmt::span_secs(
-                (app.now(snap).timestamp_millis() - g) / 1000
-            ))
+            global.map_or("lag -".into(), |g| {
+                let behind = (app.now(snap).timestamp_millis() - g) / 1000;
+                // Event times ahead of this clock (a producer's clock, or ours): say so, not "0s".
+                if behind < 0 {
+                    format!("AHEAD of this clock by {}", fmt::span_secs(-behind))
+                } else {
+                    format!("lag behind now: {}", fmt::span_secs(behind))
+                }
+            })
         )),
         Line::raw(format!(
             "out-of-orderness: {} ms   allowed lateness: {} ms",
