@@ -64,9 +64,12 @@ pub struct RuntimeConfig {
     pub cycle_interval_secs: u64,
     /// Seconds between refreshes of zone statistics (a LIST per zone: on S3 these cost money).
     pub stats_interval_secs: u64,
-    /// Seconds between integrity scans of RAW and STAGING (every object read and checked
-    /// against its recorded SHA-256: the "partial write" detection). 0 turns scans off.
+    /// Seconds between integrity scans of RAW and STAGING (objects read and checked against
+    /// their recorded SHA-256: the "partial write" detection). 0 turns scans off.
     pub integrity_scan_interval_secs: u64,
+    /// Bytes of older objects re-read per scan, as a rolling sample (objects written since the
+    /// last scan are always read): a scan costs what was written plus this, not all data.
+    pub integrity_scan_budget_bytes: u64,
 }
 
 impl Default for RuntimeConfig {
@@ -75,6 +78,7 @@ impl Default for RuntimeConfig {
             cycle_interval_secs: 10,
             stats_interval_secs: 30,
             integrity_scan_interval_secs: 300,
+            integrity_scan_budget_bytes: 64 * 1024 * 1024,
         }
     }
 }

@@ -14,7 +14,7 @@
 use chrono::NaiveDate;
 
 use crate::error::Result;
-use crate::store::{ObjectMeta, ObjectStat, ObjectStore};
+use crate::store::{ObjectStat, ObjectStore};
 
 pub use ecom_model::zone::{Zone, ZoneStats};
 
@@ -109,15 +109,6 @@ pub async fn zone_listing(store: &dyn ObjectStore) -> Result<Vec<(Zone, Vec<Obje
     let mut out = Vec::with_capacity(Zone::ALL.len());
     for zone in Zone::ALL {
         out.push((zone, store.list_stat(zone.prefix()).await?));
-    }
-    Ok(out)
-}
-
-/// Every object of the zones the integrity scan checks, with its recorded checksum.
-pub async fn checksummed(store: &dyn ObjectStore) -> Result<Vec<(Zone, Vec<ObjectMeta>)>> {
-    let mut out = Vec::new();
-    for zone in [Zone::Raw, Zone::Staging] {
-        out.push((zone, store.list(zone.prefix()).await?));
     }
     Ok(out)
 }

@@ -79,6 +79,8 @@ pub struct Pipeline {
     repair_error: Option<String>,
     repairing: bool,
     last_scan: Option<std::time::Instant>,
+    /// Where the incremental integrity scan goes on (`<data_dir>/integrity.json`).
+    scan_plan: crate::integrity::ScanPlan,
     late_pending: Vec<chrono::NaiveDate>,
     backfilling: bool,
     cloudwatch: Option<crate::cloudwatch::Publisher>,
@@ -169,6 +171,7 @@ impl Pipeline {
             repair_error: None,
             repairing: false,
             last_scan: None,
+            scan_plan: crate::integrity::ScanPlan::load(&data_dir),
             late_pending: Vec::new(),
             backfilling: false,
             cloudwatch,

@@ -136,14 +136,38 @@ impl Pipeline {
             return;
         }
         self.last_scan = Some(std::time::Instant::now());
-        let scan = |store: Arc<dyn ObjectStore>| async move {
-            let listing = zones::checksummed(store.as_ref()).await?;
-            crate::integrity::scan(store.as_ref(), &listing).await
+        let budget = self.config.runtime.integrity_scan_budget_bytes;
+        // What was written since the last scan, and a rolling sample of the rest.
+        let scan = |store: Arc<dyn ObjectStore>, plan: crate::integrity::ScanPlan| async move {
+            let mut objects = Vec::new();
+            for zone in [zones::Zone::Raw, zones::Zone::Staging] {
+                objects.extend(store.list_stat(zone.prefix()).await?);
+            }
+            let (keys, next) = plan.select(&objects, budget);
+            let damaged = crate::integrity::check(store.as_ref(), &keys).await?;
+            Ok::<_, crate::Error>((damaged, next))
         };
-        self.damaged = match scan(self.store.clone()).await {
-            Ok(d) => d,
+        // Damage found before and not repaired yet stays found.
+        let before = std::mem::take(&mut self.damaged);
+        self.damaged = match scan(self.store.clone(), self.scan_plan.clone()).await {
+            Ok((mut d, next)) => {
+                let recheck = crate::integrity::check(self.store.as_ref(), &before)
+                    .await
+                    .unwrap_or(before);
+                d.extend(recheck);
+                d.sort();
+                d.dedup();
+                self.scan_plan = next;
+                if !self.options.read_only {
+                    if let Err(e) = self.scan_plan.save(&self.config.data_dir) {
+                        tracing::warn!(error = %e, "could not save the integrity scan's place");
+                    }
+                }
+                d
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "integrity scan failed");
+                self.damaged = before;
                 return;
             }
         };
@@ -189,10 +213,14 @@ impl Pipeline {
                 error = Some(format!("batch run: {e}"));
             }
         }
-        self.damaged = scan(self.store.clone()).await.unwrap_or_else(|e| {
-            error.get_or_insert(e.to_string());
-            self.damaged.clone()
-        });
+        // The repaired objects, read back.
+        self.damaged = match crate::integrity::check(self.store.as_ref(), &self.damaged).await {
+            Ok(d) => d,
+            Err(e) => {
+                error.get_or_insert(e.to_string());
+                self.damaged.clone()
+            }
+        };
         if !self.damaged.is_empty() && error.is_none() {
             error = Some(format!(
                 "{} object(s) still damaged after repair",
