@@ -105,6 +105,10 @@ pub struct Snapshot {
     /// Objects that failed their checksum at the last integrity scan.
     #[serde(default)]
     pub damaged: Vec<String>,
+    /// Event days with late events in the late buffer not backfilled yet (the LATE zone also
+    /// holds the ones already backfilled).
+    #[serde(default)]
+    pub late_pending_days: Vec<chrono::NaiveDate>,
     /// The metrics registry.
     #[serde(default)]
     pub metrics: Vec<crate::metrics::MetricPoint>,
@@ -139,6 +143,7 @@ impl Snapshot {
             recent_actions: Vec::new(),
             cost: None,
             damaged: Vec::new(),
+            late_pending_days: Vec::new(),
             metrics: Vec::new(),
             alerts: Vec::new(),
             health: Health::Healthy,

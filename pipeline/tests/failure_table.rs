@@ -129,6 +129,8 @@ async fn late_events_wait_for_the_named_backfill() {
     let args: Vec<&str> = op.split_whitespace().collect();
     assert_eq!(&args[..2], ["ecomops", "backfill"], "{op}");
     let (from, to) = (args[3].parse().unwrap(), args[5].parse().unwrap());
+    // The days waiting are in the snapshot (the LATE zone also keeps backfilled events).
+    assert_eq!(p.snapshot().late_pending_days.first(), Some(&from));
     let o = p.dispatch(Command::Backfill { from, to }, &origin()).await;
     assert!(o.ok, "{o:?}");
     let r = row(&p, "late events");
@@ -137,6 +139,7 @@ async fn late_events_wait_for_the_named_backfill() {
         vec![Detected, Mitigating, NeedsOperator, Recovering, Recovered],
         "{r:?}"
     );
+    assert!(p.snapshot().late_pending_days.is_empty());
 }
 
 #[tokio::test]

@@ -39,6 +39,7 @@ impl Pipeline {
             recent_actions: self.actions.iter().cloned().collect(),
             cost: self.cost.clone(),
             damaged: self.damaged.clone(),
+            late_pending_days: self.late_pending.clone(),
             metrics: Vec::new(),
             alerts: Vec::new(),
             health: Default::default(),

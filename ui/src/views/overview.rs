@@ -33,7 +33,11 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, snap: &Snapshot, theme: &T
     let errors = |z: Zone| -> String {
         match z {
             Zone::Quarantine => "refused records".into(),
-            Zone::Late => "awaiting backfill".into(),
+            // The zone keeps backfilled events too: say how many days still wait.
+            Zone::Late => match snap.late_pending_days.len() {
+                0 => "all backfilled".into(),
+                n => format!("{n} day(s) to backfill"),
+            },
             Zone::Curated => format!("{} rows in tables", fmt::count(curated_rows as u64)),
             _ => String::new(),
         }
