@@ -140,11 +140,12 @@ pub async fn command(
                 };
                 match sent.await {
                     Ok(outcome) => return Ok(report_outcome(&outcome, output, detail_only)),
-                    Err(e) if attempt < 50 && instance::holder(&data_dir) != Some(pid) => {
+                    Err(e)
+                        if attempt < 50
+                            && (instance::holder(&data_dir) != Some(pid)
+                                || matches!(e.downcast_ref(), Some(Error::HungUp { .. }))) =>
+                    {
                         tracing::debug!(error = %e, pid, "the holder went away; trying again");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    }
-                    Err(e) if attempt < 50 && e.to_string().contains("closed the connection") => {
                         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                     }
                     Err(e) => return Err(e),

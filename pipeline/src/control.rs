@@ -252,7 +252,9 @@ impl ControlClient {
         match self.next().await? {
             Some(Response::Error { message }) => Err(self.err(message)),
             Some(r) => Ok(r),
-            None => Err(self.err("the instance closed the connection")),
+            None => Err(Error::HungUp {
+                path: self.path.clone(),
+            }),
         }
     }
 

@@ -62,6 +62,11 @@ pub enum Error {
     #[error("control socket {path}: {message}")]
     Control { path: PathBuf, message: String },
 
+    /// The instance hung up without answering: a command sent was not carried out (it answers
+    /// every command it took before it stops), so sending it again is safe.
+    #[error("control socket {path}: the instance closed the connection")]
+    HungUp { path: PathBuf },
+
     #[error("JSON: {0}")]
     Json(#[from] serde_json::Error),
 
