@@ -7,15 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else return 1; fi; }
-if ! command -v ccache >/dev/null; then
-  echo "test.sh: installing ccache" >&2
-  as_root apt-get update -qq >/dev/null && as_root apt-get install -y -qq ccache >/dev/null \
-    || echo "test.sh: could not install ccache; building without it" >&2
-fi
-# One target dir and ccache for every build (after ccache is installed, so it is used).
-. scripts/env.sh
+# ccache, then one target dir and ccache for every build.
+. scripts/build-env.sh
 # tmux drives the real dashboard in tests/dashboard_tmux.rs.
 if ! command -v tmux >/dev/null; then
   echo "test.sh: installing tmux" >&2
