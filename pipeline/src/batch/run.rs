@@ -92,14 +92,11 @@ impl RunStore {
 
     /// The run, or None when there is no such run.
     pub fn find(&self, run_id: &str) -> Result<Option<BatchRun>> {
-        match self.load(run_id) {
-            Ok(run) => Ok(Some(run)),
-            Err(e) if e.is_usage() && !self.path(run_id).exists() => {
-                RunStore::check_id(run_id)?;
-                Ok(None)
-            }
-            Err(e) => Err(e),
+        RunStore::check_id(run_id)?;
+        if !self.path(run_id).exists() {
+            return Ok(None);
         }
+        self.load(run_id).map(Some)
     }
 
     pub fn load(&self, run_id: &str) -> Result<BatchRun> {
@@ -160,6 +157,16 @@ pub struct RunRequest {
     pub only: Option<Task>,
     /// Carts date window (inclusive), when the pull is incremental.
     pub window: Option<(NaiveDate, NaiveDate)>,
+}
+
+impl RunRequest {
+    /// The tasks it covers: `only`, or `from` and everything downstream of it, or all.
+    pub fn selection(&self) -> BTreeSet<Task> {
+        match self.only {
+            Some(t) => BTreeSet::from([t]),
+            None => select(self.from),
+        }
+    }
 }
 
 /// Where batch responses come from.
@@ -267,10 +274,7 @@ impl BatchRunner {
     /// (what succeeded in it is never done again: this is the retry path of an orchestrator
     /// that names its runs). `only` runs exactly one task; it needs its upstream succeeded.
     pub async fn run(&self, req: &RunRequest) -> Result<BatchRun> {
-        let selection = match req.only {
-            Some(t) => BTreeSet::from([t]),
-            None => select(req.from),
-        };
+        let selection = req.selection();
         let mut run = match &req.run_id {
             None => BatchRun::new(self.runs.new_id(), self.source.name(), req.window),
             Some(id) => match self.runs.find(id)? {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 
-use crate::batch::run::{BatchRun, RunRequest, Task, TaskStatus, TASKS};
+use crate::batch::run::{BatchRun, RunRequest, Task, TaskStatus};
 use crate::command::{Command, CommandOutcome};
 use crate::warehouse::{self, Warehouse};
 use ecom_model::report::{BackfillReport, CycleOutcome, IngestReport, Report};
@@ -239,8 +239,7 @@ impl Pipeline {
             Err(e) => CommandOutcome::failed(e.to_string()),
             Ok(run) => run_outcome(run, &req),
         };
-        // Keeps the runs shown in the snapshot fresh; its error is in the outcome already.
-        let _ = self.batch_finished(run);
+        self.refresh_runs();
         self.refresh_zones().await;
         outcome
     }
@@ -248,16 +247,8 @@ impl Pipeline {
 
 /// A run's outcome for the tasks asked for: done, failed, or waiting for an upstream task.
 fn run_outcome(run: &BatchRun, req: &RunRequest) -> CommandOutcome {
-    let asked: Vec<Task> = match req.only {
-        Some(t) => vec![t],
-        None => TASKS
-            .into_iter()
-            .filter(|t| match req.from {
-                Some(from) => from.with_downstream().contains(t),
-                None => true,
-            })
-            .collect(),
-    };
+    // In dependency order (Task's), so the first one failed or waiting is named.
+    let asked = req.selection();
     let report = Report::Run(Box::new(run.clone()));
     let state = |t: Task| run.task(t).map_or(TaskStatus::Pending, |s| s.status);
     if let Some(t) = asked.iter().find(|t| state(**t) == TaskStatus::Failed) {

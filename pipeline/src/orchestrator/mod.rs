@@ -253,8 +253,13 @@ impl Pipeline {
         self.batch_finished(run)
     }
 
-    fn batch_finished(&mut self, run: Result<BatchRun>) -> Result<String> {
+    /// The runs the snapshot shows, read again after one ran.
+    pub(super) fn refresh_runs(&mut self) {
         self.runs = self.batch.runs().recent(RECENT_RUNS);
+    }
+
+    fn batch_finished(&mut self, run: Result<BatchRun>) -> Result<String> {
+        self.refresh_runs();
         let run = run?;
         let summary = run.summary();
         match run.status {
