@@ -102,7 +102,13 @@ fn header_line<'a>(app: &App, snap: &'a Snapshot, theme: &Theme) -> Line<'a> {
         spans.push(Span::styled(" | READ-ONLY", theme.warn()));
     }
     if app.attached {
-        spans.push(Span::styled(" | ATTACHED", theme.key()));
+        // A read-only process with no writer to follow reads the data dir itself.
+        let label = if snap.instance.read_only {
+            " | OBSERVING (no writer running)"
+        } else {
+            " | ATTACHED"
+        };
+        spans.push(Span::styled(label, theme.key()));
     }
     let mode = match snap.instance.mode {
         RunMode::Dashboard => "dashboard",
