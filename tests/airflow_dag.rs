@@ -43,6 +43,20 @@ struct Rig {
 }
 
 impl Rig {
+    /// A scratch Airflow home (metadata DB migrated) and data dir under `dir`, with `config`.
+    async fn new(venv: PathBuf, dir: &Path, config: &str) -> Rig {
+        let rig = Rig {
+            venv,
+            home: dir.join("airflow"),
+            data: dir.join("data"),
+            config: dir.join("ecomops.toml"),
+        };
+        std::fs::write(&rig.config, config).unwrap();
+        std::fs::create_dir_all(&rig.home).unwrap();
+        ok(&rig.run(&["db", "migrate"]).await, "airflow db migrate");
+        rig
+    }
+
     fn airflow(&self, args: &[&str]) -> Command {
         let dags = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/airflow/dags");
         let mut c = Command::new(self.venv.join("bin/airflow"));
@@ -99,25 +113,13 @@ async fn the_dag_runs_two_intervals_retrying_through_a_fault() {
     };
     let server = FakeStoreServer::start(SyntheticSource::new(42, 1)).await;
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("ecomops.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[batch]\nsource = \"fakestore\"\n\n[batch.fakestore]\nbase_url = \"{}\"\n\
-             request_timeout_ms = 2000\n\n[batch.retry]\nbase_delay_ms = 5\nmax_delay_ms = 20\n\
-             max_attempts = 2\n",
-            server.url()
-        ),
-    )
-    .unwrap();
-    let rig = Rig {
-        venv,
-        home: dir.path().join("airflow"),
-        data: dir.path().join("data"),
-        config,
-    };
-    std::fs::create_dir_all(&rig.home).unwrap();
-    ok(&rig.run(&["db", "migrate"]).await, "airflow db migrate");
+    let config = format!(
+        "[batch]\nsource = \"fakestore\"\n\n[batch.fakestore]\nbase_url = \"{}\"\n\
+         request_timeout_ms = 2000\n\n[batch.retry]\nbase_delay_ms = 5\nmax_delay_ms = 20\n\
+         max_attempts = 2\n",
+        server.url()
+    );
+    let rig = Rig::new(venv, dir.path(), &config).await;
     // -l parses the DAG folder here: exit 1 on any import error.
     ok(
         &rig.run(&["dags", "list-import-errors", "-l"]).await,
@@ -187,16 +189,7 @@ async fn a_paused_instance_skips_the_run() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("ecomops.toml");
-    std::fs::write(&config, "").unwrap();
-    let rig = Rig {
-        venv,
-        home: dir.path().join("airflow"),
-        data: dir.path().join("data"),
-        config,
-    };
-    std::fs::create_dir_all(&rig.home).unwrap();
-    ok(&rig.run(&["db", "migrate"]).await, "airflow db migrate");
+    let rig = Rig::new(venv, dir.path(), "").await;
     // A running, paused instance: `--no-ui` holds the data dir and serves its socket.
     let mut service = Command::new(env!("CARGO_BIN_EXE_ecomops"))
         .arg("--data-dir")

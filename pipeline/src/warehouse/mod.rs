@@ -339,27 +339,33 @@ pub async fn trends(
             .flatten()
             .and_then(|d| chrono::NaiveDate::parse_from_str(&d, "%Y-%m-%d").ok())
     };
-    let sql = format!(
-        "SELECT CAST(day AS VARCHAR), CAST(SUM(orders) AS BIGINT), CAST(SUM(revenue_cents) AS BIGINT) \
-         FROM curated.daily_metrics WHERE {range} GROUP BY day"
-    );
-    for row in wh.query(&sql).await? {
-        if let Some(f) = day_of(&row).and_then(|d| days.get_mut(&d)) {
-            f.orders = int(row.get(1));
-            f.revenue_cents = int(row.get(2));
-            f.avg_order_value_cents =
-                (f.orders > 0).then(|| f.revenue_cents as f64 / f.orders as f64);
+    // Two sums per day of one daily model, for the days of the range.
+    let sums = |table: &'static str, a: &'static str, b: &'static str| {
+        let sql = format!(
+            "SELECT CAST(day AS VARCHAR), CAST(SUM({a}) AS BIGINT), CAST(SUM({b}) AS BIGINT) \
+             FROM curated.{table} WHERE {range} GROUP BY day"
+        );
+        async move {
+            let rows = wh.query(&sql).await?;
+            Ok::<_, Error>(
+                rows.iter()
+                    .filter_map(|r| Some((day_of(r)?, int(r.get(1)), int(r.get(2)))))
+                    .collect::<Vec<_>>(),
+            )
+        }
+    };
+    for (day, orders, revenue) in sums("daily_metrics", "orders", "revenue_cents").await? {
+        if let Some(f) = days.get_mut(&day) {
+            f.orders = orders;
+            f.revenue_cents = revenue;
+            f.avg_order_value_cents = (orders > 0).then(|| revenue as f64 / orders as f64);
         }
     }
-    let sql = format!(
-        "SELECT CAST(day AS VARCHAR), CAST(SUM(sessions) AS BIGINT), CAST(SUM(purchased) AS BIGINT) \
-         FROM curated.daily_funnel WHERE {range} GROUP BY day"
-    );
-    for row in wh.query(&sql).await? {
-        if let Some(f) = day_of(&row).and_then(|d| days.get_mut(&d)) {
-            f.sessions = int(row.get(1));
-            f.purchased = int(row.get(2));
-            f.conversion_rate = (f.sessions > 0).then(|| f.purchased as f64 / f.sessions as f64);
+    for (day, sessions, purchased) in sums("daily_funnel", "sessions", "purchased").await? {
+        if let Some(f) = days.get_mut(&day) {
+            f.sessions = sessions;
+            f.purchased = purchased;
+            f.conversion_rate = (sessions > 0).then(|| purchased as f64 / sessions as f64);
         }
     }
     Ok(days.into_values().collect())
