@@ -15,8 +15,10 @@ use ecom_pipeline::orchestrator::{LogBuffer, Pipeline, PipelineOptions};
 use ecom_pipeline::snapshot::{RunMode, Snapshot};
 use tokio::sync::watch;
 
-/// How often the data dir is read again when no writer runs.
-const LOOK_EVERY: Duration = Duration::from_secs(2);
+/// How often a writer is looked for (cheap: the lock file). The data dir itself is read again
+/// every `runtime.stats_interval_secs`, as a writer refreshes its statistics: a full look
+/// lists every zone and queries the warehouse.
+const WRITER_EVERY: Duration = Duration::from_secs(2);
 
 fn options(mode: RunMode, log: LogBuffer) -> PipelineOptions {
     PipelineOptions {
@@ -33,7 +35,7 @@ pub async fn look(config: &Config, mode: RunMode, log: LogBuffer) -> anyhow::Res
     Ok((*pipeline.snapshot()).clone())
 }
 
-/// Snapshots as they change: the writer's, or a look every couple of seconds.
+/// Snapshots as they change: the writer's, or a look every statistics interval.
 pub async fn follow(
     config: Config,
     mode: RunMode,
@@ -49,7 +51,9 @@ pub async fn follow(
         None => look(&config, mode, log.clone()).await?,
     };
     let (tx, rx) = watch::channel(Arc::new(first));
+    let look_every = Duration::from_secs(config.runtime.stats_interval_secs.max(2));
     tokio::spawn(async move {
+        let mut looked = std::time::Instant::now();
         loop {
             if tx.is_closed() {
                 return;
@@ -67,7 +71,8 @@ pub async fn follow(
                         }
                     }
                 }
-            } else {
+            } else if looked.elapsed() >= look_every {
+                looked = std::time::Instant::now();
                 match look(&config, mode, log.clone()).await {
                     Ok(s) => {
                         if tx.send(Arc::new(s)).is_err() {
@@ -77,7 +82,7 @@ pub async fn follow(
                     Err(e) => tracing::warn!(error = %e, "could not read the data dir"),
                 }
             }
-            tokio::time::sleep(LOOK_EVERY).await;
+            tokio::time::sleep(WRITER_EVERY).await;
         }
     });
     Ok(rx)
