@@ -16,13 +16,16 @@ if ! command -v tmux >/dev/null; then
 fi
 export ECOMOPS_REQUIRE_TMUX=1
 
-# moto, pinned, in a project-local venv.
+# moto, pinned, in a project-local venv; beside it DuckDB's Python package, whose
+# read_parquet reads the CURATED files back (pipeline/tests/data_model.rs).
 MOTO_VERSION="5.1.22"
-if [ ! -x .venv/bin/moto_server ] || ! .venv/bin/python -c "import moto, sys; sys.exit(moto.__version__ != '$MOTO_VERSION')" 2>/dev/null; then
-  echo "test.sh: installing moto[server]==$MOTO_VERSION into .venv" >&2
+DUCKDB_PY_VERSION="2.0.1"
+if [ ! -x .venv/bin/moto_server ] || ! .venv/bin/python -c "import moto, duckdb, sys; sys.exit(moto.__version__ != '$MOTO_VERSION' or duckdb.__version__ != '$DUCKDB_PY_VERSION')" 2>/dev/null; then
+  echo "test.sh: installing moto[server]==$MOTO_VERSION and duckdb==$DUCKDB_PY_VERSION into .venv" >&2
   python3 -m venv .venv
-  .venv/bin/pip install -q --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+  .venv/bin/pip install -q --disable-pip-version-check "moto[server]==$MOTO_VERSION" "duckdb==$DUCKDB_PY_VERSION"
 fi
+export ECOMOPS_TEST_PYTHON="$PWD/.venv/bin/python" ECOMOPS_REQUIRE_PYTHON=1
 # Apache Airflow, pinned (with its constraints), in its own venv: tests/airflow_dag.rs runs the
 # DAG in contrib/airflow with `airflow dags test`.
 AIRFLOW_VERSION="3.3.2"

@@ -38,6 +38,9 @@ pub fn outcome_text(o: &CommandOutcome) -> String {
             for d in &v.differences {
                 let _ = writeln!(out, "DIFF {}: {}", d.check, d.detail);
             }
+            if let Some(q) = &v.quality {
+                out.push_str(&quality_text(q));
+            }
             let _ = writeln!(out, "{}", summary(o));
             return out;
         }
@@ -460,6 +463,57 @@ pub fn run_text(run: &BatchRun) -> String {
             out,
             "  {:<17} {:<15} attempts {:<2} {what}",
             t.name, status, t.attempts
+        );
+    }
+    out
+}
+
+/// The data-quality findings under `verify`: orphans per relation, stale tables, the event
+/// volume against the week before, ingestion delay of the newest day.
+pub fn quality_text(q: &ecom_model::warehouse::Quality) -> String {
+    let mut out = String::new();
+    for (relation, n) in q.orphans.iter().filter(|(_, n)| *n > 0) {
+        let _ = writeln!(
+            out,
+            "QUALITY orphans {relation}: {n} row(s) name a missing row"
+        );
+    }
+    for f in q.freshness.iter().filter(|f| f.stale) {
+        let last = f.last_at.map_or_else(
+            || "never loaded".to_string(),
+            |t| format!("last {}", t.format("%Y-%m-%d %H:%M:%SZ")),
+        );
+        let _ = writeln!(
+            out,
+            "QUALITY stale {}: {last}, SLA {}s",
+            f.table, f.sla_secs
+        );
+    }
+    if let Some(drop) = q.events_volume_drop.filter(|d| *d > 0.0) {
+        let _ = writeln!(
+            out,
+            "QUALITY events volume: {} in the last 24 h, {:.0}/day the week before ({:.0}% lower)",
+            q.events_last_24h,
+            q.events_prior_daily_avg,
+            drop * 100.0
+        );
+    }
+    if let Some(d) = q.ingestion_delay.first() {
+        let s = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}s"));
+        let _ = writeln!(
+            out,
+            "ingestion delay {}: {} events, p50 {}, p95 {}, max {}",
+            d.day,
+            d.events,
+            s(d.p50_secs),
+            s(d.p95_secs),
+            s(d.max_secs)
+        );
+    }
+    if q.orphan_total() == 0 && q.stale_tables() == 0 {
+        let _ = writeln!(
+            out,
+            "quality: no orphans, every table within its freshness SLA"
         );
     }
     out

@@ -551,6 +551,26 @@ pub fn points(s: &Snapshot) -> Vec<MetricPoint> {
     if let Some(w) = &s.warehouse {
         out.push(p("warehouse_ledger_files", w.ledger_files as f64, "Count"));
         out.push(p("warehouse_dirty_days", w.dirty_days as f64, "Count"));
+        if let Some(q) = &w.quality {
+            out.push(p("dq_orphans", q.orphan_total() as f64, "Count"));
+            for (relation, n) in &q.orphans {
+                out.push(d(
+                    "dq_orphans_by_relation",
+                    *n as f64,
+                    "Count",
+                    "relation",
+                    relation,
+                ));
+            }
+            out.push(p("dq_stale_tables", q.stale_tables() as f64, "Count"));
+            // An alert rule input (e.g. `events_volume_drop > 0.5`): absent without a prior week.
+            if let Some(drop) = q.events_volume_drop {
+                out.push(p("events_volume_drop", drop, "None"));
+            }
+            if let Some(p95) = q.ingestion_delay.first().and_then(|x| x.p95_secs) {
+                out.push(p("ingestion_delay_p95_secs", p95, "Seconds"));
+            }
+        }
     }
     let late_days = s
         .failures

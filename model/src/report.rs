@@ -81,6 +81,10 @@ pub struct VerifyReport {
     pub differences: Vec<Difference>,
     /// STAGING objects whose bytes do not match their ledger hash (partial writes).
     pub partial_writes: Vec<String>,
+    /// Data-quality figures, reported beside the reconciliation (they never fail it: an
+    /// orphan or a stale table is a finding about the data, not a loss).
+    #[serde(default)]
+    pub quality: Option<crate::warehouse::Quality>,
 }
 
 impl VerifyReport {

@@ -525,6 +525,8 @@ pub struct WarehouseConfig {
     pub duckdb: DuckDbConfig,
     /// Amazon Redshift through the Data API.
     pub redshift: RedshiftConfig,
+    /// Data-quality checks (`verify`, the snapshot and its metrics).
+    pub quality: QualityConfig,
 }
 
 impl Default for WarehouseConfig {
@@ -534,7 +536,54 @@ impl Default for WarehouseConfig {
             lookback_days: 2,
             duckdb: DuckDbConfig::default(),
             redshift: RedshiftConfig::default(),
+            quality: QualityConfig::default(),
         }
+    }
+}
+
+/// Data-quality checks.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QualityConfig {
+    /// How old each STAGING table's newest data may be before it counts as stale.
+    pub freshness_sla_secs: FreshnessSla,
+}
+
+/// Seconds since the last successful pull (batch tables) or committed stream segment (events)
+/// within which a table is fresh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FreshnessSla {
+    pub products: u64,
+    pub users: u64,
+    pub orders: u64,
+    pub order_items: u64,
+    pub events: u64,
+}
+
+impl Default for FreshnessSla {
+    fn default() -> Self {
+        // Two hourly batch runs; the stream commits every cycle.
+        FreshnessSla {
+            products: 7_200,
+            users: 7_200,
+            orders: 7_200,
+            order_items: 7_200,
+            events: 1_800,
+        }
+    }
+}
+
+impl FreshnessSla {
+    /// (table entity, seconds).
+    pub fn entries(&self) -> [(&'static str, u64); 5] {
+        [
+            ("products", self.products),
+            ("users", self.users),
+            ("orders", self.orders),
+            ("order_items", self.order_items),
+            ("events", self.events),
+        ]
     }
 }
 
@@ -908,7 +957,39 @@ impl Config {
         let l = &self.lifecycle;
         let g = &self.stream.generator;
         let w = &self.stream.watermark;
-        let counts: [(&str, u64, u64, u64); 23] = [
+        let sla = self.warehouse.quality.freshness_sla_secs;
+        let counts: [(&str, u64, u64, u64); 28] = [
+            // A year: beyond that nothing is fresh or stale any more.
+            (
+                "warehouse.quality.freshness_sla_secs.products",
+                sla.products,
+                1,
+                366 * DAY_SECS,
+            ),
+            (
+                "warehouse.quality.freshness_sla_secs.users",
+                sla.users,
+                1,
+                366 * DAY_SECS,
+            ),
+            (
+                "warehouse.quality.freshness_sla_secs.orders",
+                sla.orders,
+                1,
+                366 * DAY_SECS,
+            ),
+            (
+                "warehouse.quality.freshness_sla_secs.order_items",
+                sla.order_items,
+                1,
+                366 * DAY_SECS,
+            ),
+            (
+                "warehouse.quality.freshness_sla_secs.events",
+                sla.events,
+                1,
+                366 * DAY_SECS,
+            ),
             // Each extra lookback day recomputes every model for that day on every refresh.
             (
                 "warehouse.lookback_days",

@@ -90,6 +90,9 @@ pub struct User {
     pub lat: Option<f64>,
     pub long: Option<f64>,
     pub phone: String,
+    /// FakeStore's users have no country (None, omitted); the synthetic source sends one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
 }
 
 /// A catalog product.
@@ -143,6 +146,9 @@ pub struct Order {
 /// One line of an order; `unit_price_cents` comes from the product snapshot of the same pull.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OrderItem {
+    /// `OrderItem::id(order_id, line_no)`: the same line of the same order has the same id on
+    /// every rerun.
+    pub order_item_id: i64,
     pub order_id: i64,
     pub line_no: i64,
     pub product_id: i64,
@@ -163,6 +169,9 @@ pub struct Event {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ingestion_time: Option<DateTime<Utc>>,
     pub session_id: String,
+    /// The producer's own `ingestion_time`, when it sent one: kept, never trusted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub producer_time: Option<DateTime<Utc>>,
 }
 
 /// Earliest plausible timestamp: anything before is a parsing accident (epoch 0, year 1).
@@ -279,9 +288,30 @@ impl Order {
     }
 }
 
+/// Lines an order may have: `order_item_id` is `order_id * 1000 + line_no`.
+pub const MAX_LINES: i64 = 999;
+
 impl OrderItem {
+    /// The line's id: deterministic from the order and the line's position, so a rerun or a
+    /// replay gives the same id (`schema::ORDER_ITEMS` derives it with the same formula).
+    /// `order_id <= MAX_ID` (2^52) keeps it within an i64.
+    pub fn id(order_id: i64, line_no: i64) -> i64 {
+        order_id
+            .saturating_mul(MAX_LINES + 1)
+            .saturating_add(line_no)
+    }
+
     pub fn validate(&self) -> Result<(), Invalid> {
         check_id("order_id", self.order_id)?;
+        if !(1..=MAX_LINES).contains(&self.line_no) {
+            return Err(Invalid::new(
+                "line",
+                format!(
+                    "line {} of an order with more than {MAX_LINES} lines",
+                    self.line_no
+                ),
+            ));
+        }
         check_id("product_id", self.product_id)?;
         if self.quantity <= 0 {
             return Err(Invalid::new(
@@ -339,6 +369,7 @@ mod tests {
             event_time: now(),
             ingestion_time: None,
             session_id: "s-1".into(),
+            producer_time: None,
         }
     }
 
@@ -393,6 +424,7 @@ mod tests {
         };
         assert_eq!(p.validate().unwrap_err().field, "price");
         let i = OrderItem {
+            order_item_id: 1001,
             order_id: 1,
             line_no: 1,
             product_id: 1,
@@ -420,7 +452,8 @@ mod tests {
         ) {
             let t = DateTime::<Utc>::from_timestamp(secs, 0).unwrap_or(now());
             let e = Event { event_id: s.clone(), user_id: uid, product_id: pid,
-                event_type: EventType::Purchase, event_time: t, ingestion_time: None, session_id: s };
+                event_type: EventType::Purchase, event_time: t, ingestion_time: None, session_id: s,
+                producer_time: None };
             let _ = e.validate(now());
             let _ = price_to_cents("p", id as f64 / 7.0);
         }

@@ -35,14 +35,12 @@ fn loaded(key: &str, ledger: &BTreeSet<String>) -> bool {
             .all(|e| zones::staging_key_for(key, e).is_some_and(|k| ledger.contains(&k)))
 }
 
-const CURATED_DAYS: [(&str, &str); 6] = [
-    ("curated.daily_metrics", "day"),
-    ("curated.daily_funnel", "day"),
-    ("curated.daily_category_sales", "day"),
-    ("curated.fct_orders", "order_day"),
-    ("curated.fct_order_items", "order_day"),
-    ("curated.fct_events", "event_day"),
-];
+/// The models partitioned by day, and their day column.
+fn curated_days() -> impl Iterator<Item = (String, &'static str)> {
+    crate::warehouse::models::MODEL_SPECS
+        .into_iter()
+        .filter_map(|m| m.day.map(|d| (m.table(), d)))
+}
 
 fn zone_name(zone: Zone) -> &'static str {
     match zone {
@@ -109,7 +107,7 @@ pub async fn prune(
     if let (Some(w), days) = (wh, lifecycle.curated_days) {
         if days > 0 {
             let cutoff = (now - chrono::Duration::days(days as i64)).date_naive();
-            for (table, col) in CURATED_DAYS {
+            for (table, col) in curated_days() {
                 let rows = w
                     .query(&format!(
                         "SELECT COUNT(*) FROM {table} WHERE {col} < DATE '{cutoff}'"
@@ -121,15 +119,45 @@ pub async fn prune(
                     .and_then(|v| v.parse::<i64>().ok())
                     .unwrap_or(0);
             }
+            // The CURATED files of those days go with their rows.
+            let files: Vec<String> = store
+                .list_stat("curated/")
+                .await?
+                .into_iter()
+                .filter(|o| {
+                    o.key
+                        .split('/')
+                        .nth(2)
+                        .and_then(|p| p.strip_prefix("dt="))
+                        .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+                        .is_some_and(|d| d < cutoff)
+                })
+                .map(|o| o.key)
+                .collect();
             if !dry_run {
-                let mut stmts: Vec<String> = CURATED_DAYS
-                    .iter()
+                let mut stmts: Vec<String> = curated_days()
                     .map(|(t, c)| format!("DELETE FROM {t} WHERE {c} < DATE '{cutoff}'"))
                     .collect();
-                // The first day CURATED keeps, for `verify`, in the same transaction.
+                // The first day CURATED keeps, for `verify`, in the same transaction; the
+                // files recorded pruned (and out of the ledger) before they are deleted.
                 stmts.extend(schema::pruned_sql("curated", &[cutoff.to_string()], now));
+                stmts.extend(schema::pruned_sql("curated_file", &files, now));
+                for chunk in files.chunks(200) {
+                    let keys: Vec<String> = chunk
+                        .iter()
+                        .map(|k| schema::literal(&crate::warehouse::Cell::Text(k.clone())))
+                        .collect();
+                    stmts.push(format!(
+                        "DELETE FROM ops.ledger WHERE zone = 'curated' AND object_key IN ({})",
+                        keys.join(", ")
+                    ));
+                }
                 w.execute_tx(stmts).await?;
+                for key in &files {
+                    store.delete(key).await?;
+                }
             }
+            r.deleted.extend(files);
         }
     }
     if !r.kept_unloaded.is_empty() {

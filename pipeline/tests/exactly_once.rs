@@ -426,6 +426,8 @@ async fn a_resent_event_stays_put_and_a_moved_order_dirties_both_days() {
 
     // Orders: order 1 moves from five days ago to today.
     let wh = DuckWarehouse::in_memory().unwrap();
+    let lake = tempfile::tempdir().unwrap();
+    let lake = LocalStore::open(lake.path()).unwrap();
     let order = |key: &str, day: DateTime<Utc>| StagedFile {
         key: key.into(),
         entity: "orders".into(),
@@ -440,11 +442,11 @@ async fn a_resent_event_stays_put_and_a_moved_order_dirties_both_days() {
     wh.load(&order("staging/orders/a.ndjson", now - Duration::days(5)))
         .await
         .unwrap();
-    warehouse::refresh_models(&wh, 1).await.unwrap();
+    warehouse::refresh_models(&wh, &lake, 1).await.unwrap();
     wh.load(&order("staging/orders/b.ndjson", now))
         .await
         .unwrap();
-    warehouse::refresh_models(&wh, 1).await.unwrap();
+    warehouse::refresh_models(&wh, &lake, 1).await.unwrap();
     assert_eq!(
         warehouse::table_rows(&wh, "curated.fct_orders")
             .await
@@ -879,7 +881,7 @@ async fn a_bounded_drain_serves_every_shard_in_turn() {
     assert_eq!(total, 45);
     let rows = warehouse::table_rows(&wh, "staging.events").await.unwrap();
     assert_eq!(rows, 45);
-    warehouse::refresh_models(&wh, 2).await.unwrap();
+    warehouse::refresh_models(&wh, &store, 2).await.unwrap();
     assert_clean(&verify(&store, &wh).await.unwrap());
 }
 
@@ -904,6 +906,23 @@ async fn ingestion_time_is_the_arrival_time_not_the_producers() {
         .parse()
         .unwrap();
     assert!((now - t).num_seconds().abs() < 60, "{t}");
+    // The producer's claim is kept beside it, as `producer_time`; one that is not a time
+    // (below) is no time, and never refuses the event.
+    assert_eq!(
+        staged[0]["producer_time"].as_str(),
+        Some("1999-01-01T00:00:00.000000Z")
+    );
+    let odd = ev("odd claim", now - secs(5));
+    let odd = format!(
+        "{},\"ingestion_time\":{{\"at\":[1]}}}}",
+        &odd[..odd.len() - 1]
+    );
+    rig.ingest(&mut p, &[odd]).await.unwrap();
+    let staged = rig.lines("staging/events/").await;
+    assert_eq!(staged.len(), 2, "{staged:?}");
+    assert!(staged
+        .iter()
+        .any(|r| r["event_id"] == "odd claim" && r.get("producer_time").is_none()));
     let raw = rig.lines("raw/").await;
     assert!(
         raw.iter()

@@ -19,49 +19,11 @@ use ecom_pipeline::warehouse::schema::{self, Dialect, LedgerEntry};
 use ecom_pipeline::warehouse::{models, parse_rows, Warehouse};
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
-/// A fresh database on the test server, or None when no server is configured (outside
-/// `scripts/test.sh`; there ECOMOPS_REQUIRE_PG makes a missing server a failure).
-async fn fresh_db(name: &str) -> Option<Client> {
-    fresh_db_with(name, true).await
+mod support {
+    pub mod pg;
 }
 
-/// A fresh database whose sessions read string literals with `standard_conforming_strings`
-/// on (PostgreSQL's default) or off (a backslash escapes, as in Redshift).
-async fn fresh_db_with(name: &str, conforming: bool) -> Option<Client> {
-    let Ok(base) = std::env::var("ECOMOPS_TEST_PG") else {
-        assert!(
-            std::env::var_os("ECOMOPS_REQUIRE_PG").is_none(),
-            "ECOMOPS_REQUIRE_PG is set but ECOMOPS_TEST_PG is not"
-        );
-        eprintln!("skipped: no PostgreSQL (run scripts/test.sh)");
-        return None;
-    };
-    assert!(base.contains("host=127.0.0.1"), "tests only use loopback");
-    let (admin, conn) = tokio_postgres::connect(&base, NoTls).await.unwrap();
-    tokio::spawn(conn);
-    let db = format!("t_{name}_{}", std::process::id());
-    admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {db}"))
-        .await
-        .unwrap();
-    admin
-        .batch_execute(&format!("CREATE DATABASE {db}"))
-        .await
-        .unwrap();
-    if !conforming {
-        admin
-            .batch_execute(&format!(
-                "ALTER DATABASE {db} SET standard_conforming_strings = off"
-            ))
-            .await
-            .unwrap();
-    }
-    let (client, conn) = tokio_postgres::connect(&format!("{base} dbname={db}"), NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    Some(client)
-}
+use support::pg::{fresh_db, fresh_db_with};
 
 async fn rows(pg: &Client, sql: &str) -> Vec<Vec<Option<String>>> {
     pg.simple_query(sql)
@@ -255,9 +217,13 @@ async fn same_tables_as_duckdb(pg: &Client) {
         )
         .await
         .unwrap();
-    ecom_pipeline::warehouse::refresh_models(duck.as_ref(), config.warehouse.lookback_days)
-        .await
-        .unwrap();
+    ecom_pipeline::warehouse::refresh_models(
+        duck.as_ref(),
+        store.as_ref(),
+        config.warehouse.lookback_days,
+    )
+    .await
+    .unwrap();
 
     let mut files = Vec::new();
     for entity in ["products", "users", "orders", "order_items", "events"] {
@@ -358,7 +324,7 @@ async fn the_copy_scratch_table_fills_its_own_source_key() {
          'placed', 100, 1)"
             .into(),
     );
-    sql.extend(schema::merge(Dialect::Redshift, &spec));
+    sql.extend(schema::merge(Dialect::Redshift, &spec, chrono::Utc::now()));
     tx(&pg, &sql).await;
     let got = rows(&pg, "SELECT order_id, source_key FROM staging.orders").await;
     assert_eq!(

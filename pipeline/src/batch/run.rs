@@ -642,7 +642,8 @@ impl BatchRunner {
                 *run.report.loaded.entry(entity.to_string()).or_default() += outcome.rows;
             }
         }
-        let refreshed = warehouse::refresh_models(wh.as_ref(), self.lookback_days).await?;
+        let refreshed =
+            warehouse::refresh_models(wh.as_ref(), self.store.as_ref(), self.lookback_days).await?;
         let rows: u64 = run.report.loaded.values().sum();
         Ok(format!(
             "{rows} rows merged, {} file(s) already loaded; {} day(s) of models recomputed",

@@ -93,6 +93,9 @@ struct RawAddress {
     zipcode: String,
     #[serde(default)]
     geolocation: Option<RawGeo>,
+    /// Not in FakeStore's shape; the synthetic source sends it.
+    #[serde(default)]
+    country: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -193,6 +196,7 @@ pub fn stage_users(body: &[u8]) -> Result<Staged<User>, Invalid> {
                     lat,
                     long,
                     phone: u.phone,
+                    country: u.address.country.filter(|c| !c.trim().is_empty()),
                 };
                 user.validate().map(|()| user)
             });
@@ -257,9 +261,11 @@ pub fn stage_carts_priced(
                             format!("product {} is not in this pull's catalog", l.product_id),
                         )
                     })?;
+                    let line_no = i as i64 + 1;
                     let item = OrderItem {
+                        order_item_id: OrderItem::id(cart.id, line_no),
                         order_id: cart.id,
-                        line_no: i as i64 + 1,
+                        line_no,
                         product_id: l.product_id,
                         quantity: l.quantity,
                         unit_price_cents: unit,

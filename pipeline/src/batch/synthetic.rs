@@ -99,6 +99,7 @@ impl SyntheticSource {
             .map(|id| {
                 let first = FIRST[rng.random_range(0..FIRST.len())];
                 let last = LAST[rng.random_range(0..LAST.len())];
+                let city = CITIES[rng.random_range(0..CITIES.len())];
                 json!({
                     "id": id,
                     "email": format!("{first}.{last}{id}@example.com"),
@@ -106,7 +107,10 @@ impl SyntheticSource {
                     "password": format!("pw-{:08x}", rng.random::<u32>()),
                     "name": {"firstname": first, "lastname": last},
                     "address": {
-                        "city": CITIES[rng.random_range(0..CITIES.len())],
+                        "city": city,
+                        // FakeStore has no country; the synthetic source fills it (the one
+                        // Irish town among its cities).
+                        "country": if city == "kilcoole" { "IE" } else { "US" },
                         "street": "main street",
                         "number": rng.random_range(1..=9999u32),
                         "zipcode": format!("{:05}", rng.random_range(10000..=99999u32)),

@@ -125,7 +125,15 @@ impl Pipeline {
                 Err(e) => CommandOutcome::failed(e.to_string()),
             },
             Command::Verify => {
-                match warehouse::verify::verify(self.store.as_ref(), wh.as_ref()).await {
+                let sla = self.config.warehouse.quality.freshness_sla_secs;
+                let checked = async {
+                    let mut r = warehouse::verify::verify(self.store.as_ref(), wh.as_ref()).await?;
+                    r.quality = Some(
+                        warehouse::quality::quality(wh.as_ref(), &sla, chrono::Utc::now()).await?,
+                    );
+                    Ok::<_, crate::Error>(r)
+                };
+                match checked.await {
                     Ok(r) if r.ok() => CommandOutcome::done(Report::Verify(r)),
                     Ok(r) => CommandOutcome::failed_with(
                         format!("{} of {} checks differ", r.differences.len(), r.checks),
@@ -207,7 +215,7 @@ impl Pipeline {
             Ok(n) => n,
             Err(e) => return CommandOutcome::failed(e.to_string()),
         };
-        match warehouse::backfill(wh.as_ref(), f, t).await {
+        match warehouse::backfill(wh.as_ref(), self.store.as_ref(), f, t).await {
             Ok(r) => {
                 self.refresh_zones().await;
                 CommandOutcome::done(Report::Backfill(BackfillReport {

@@ -37,7 +37,12 @@ impl Pipeline {
             }
         }
         if let Some(wh) = &self.warehouse {
-            match warehouse::status(wh.as_ref()).await {
+            match warehouse::status(
+                wh.as_ref(),
+                &self.config.warehouse.quality.freshness_sla_secs,
+            )
+            .await
+            {
                 Ok(s) => self.warehouse_status = Some(s),
                 Err(e) => {
                     tracing::warn!(error = %e, "could not read warehouse statistics");

@@ -55,8 +55,62 @@ struct Incoming {
     event_type: String,
     event_time: DateTime<Utc>,
     session_id: String,
-    // No ingestion_time: it is the log's arrival time, whatever a producer says (a producer's
-    // value stays in RAW, as received, like any field we do not read).
+    // `ingestion_time` is the log's arrival time, whatever a producer says: a producer's own
+    // value is kept as `producer_time` when it reads as a time, and never refuses a record
+    // (RAW keeps it as received either way).
+    #[serde(default, rename = "ingestion_time", deserialize_with = "lenient_time")]
+    producer_time: Option<DateTime<Utc>>,
+}
+
+/// A producer's time if it is an RFC 3339 string; anything else is no time.
+fn lenient_time<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<DateTime<Utc>>, D::Error> {
+    struct V;
+    impl<'de> serde::de::Visitor<'de> for V {
+        type Value = Option<DateTime<Utc>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("anything")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<Self::Value, E> {
+            Ok(DateTime::parse_from_rfc3339(v)
+                .ok()
+                .map(|t| t.with_timezone(&Utc)))
+        }
+        fn visit_i64<E>(self, _: i64) -> std::result::Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_u64<E>(self, _: u64) -> std::result::Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_f64<E>(self, _: f64) -> std::result::Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_bool<E>(self, _: bool) -> std::result::Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E>(self) -> std::result::Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut a: A,
+        ) -> std::result::Result<Self::Value, A::Error> {
+            while a
+                .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                .is_some()
+            {}
+            Ok(None)
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut a: A,
+        ) -> std::result::Result<Self::Value, A::Error> {
+            while a.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+    }
+    d.deserialize_any(V)
 }
 
 /// An event_id as text: producers send strings or integers (the shared workload does).
@@ -381,6 +435,7 @@ impl Processor {
             // The log's arrival time, not the clock now: a replay stages the same rows.
             ingestion_time: Some(arrival),
             session_id: inc.session_id,
+            producer_time: inc.producer_time,
         };
         if let Err(e) = event.validate(arrival) {
             return quarantined(&e.field, e.reason, &r.data);
@@ -828,6 +883,11 @@ pub fn write_event(e: &Event, out: &mut Vec<u8>) {
     }
     out.extend_from_slice(b",\"session_id\":");
     write_str(&e.session_id, out);
+    if let Some(t) = &e.producer_time {
+        out.extend_from_slice(b",\"producer_time\":\"");
+        write_time(t, out);
+        out.push(b'"');
+    }
     out.extend_from_slice(b"}\n");
 }
 
@@ -928,7 +988,7 @@ pub async fn replay(
         }
     }
     if let Some(wh) = wh {
-        warehouse::refresh_models(wh, 0).await?;
+        warehouse::refresh_models(wh, store, 0).await?;
     }
     Ok(report)
 }
@@ -1001,6 +1061,7 @@ mod tests {
                 event_time: DateTime::from_timestamp_micros(micros).unwrap(),
                 ingestion_time: ingest.map(|m| DateTime::from_timestamp_micros(m).unwrap()),
                 session_id: session,
+                producer_time: ingest.map(|m| DateTime::from_timestamp_micros(m / 2).unwrap()),
             };
             let mut out = Vec::new();
             write_event(&e, &mut out);

@@ -141,7 +141,7 @@ impl StreamRunner {
                 .await?
         };
         if let Some(wh) = wh {
-            warehouse::refresh_models(wh, self.lookback_days).await?;
+            warehouse::refresh_models(wh, store, self.lookback_days).await?;
         }
         Ok(format!(
             "{} records read, {} staged, {} duplicates, {} late, {} quarantined",

@@ -264,6 +264,8 @@ mod tests {
     #[tokio::test]
     async fn a_load_merges_dedups_and_is_skipped_the_second_time() {
         let wh = DuckWarehouse::in_memory().unwrap();
+        let lake = tempfile::tempdir().unwrap();
+        let lake = crate::store::LocalStore::open(lake.path()).unwrap();
         let f = file("orders", "staging/orders/a.ndjson", ORDERS);
         let first = wh.load(&f).await.unwrap();
         assert_eq!((first.rows, first.skipped), (3, false));
@@ -272,13 +274,16 @@ mod tests {
         assert!(again.skipped);
         assert_eq!(table_rows(&wh, "ops.ledger").await.unwrap(), 1);
 
-        let r = refresh_models(&wh, 1).await.unwrap();
+        let r = refresh_models(&wh, &lake, 1).await.unwrap();
         assert_eq!(r.dirty_days, 2);
         let m = metrics(&wh).await.unwrap();
         assert_eq!((m.revenue_cents, m.orders), (1500, 1), "{m:?}");
         assert_eq!(m.avg_order_value_cents, Some(1500.0));
         // Nothing dirty: a second refresh recomputes nothing.
-        assert_eq!(refresh_models(&wh, 1).await.unwrap().recomputed_days, 0);
+        assert_eq!(
+            refresh_models(&wh, &lake, 1).await.unwrap().recomputed_days,
+            0
+        );
     }
 
     #[tokio::test]

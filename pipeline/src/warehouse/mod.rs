@@ -3,9 +3,12 @@
 //! deduplicated on the natural key and MERGEd, and the ledger row is written in the same
 //! transaction. CURATED models are refreshed by day (see `models`).
 
+pub mod curated_files;
 #[cfg(feature = "duckdb")]
 pub mod duck;
+pub mod migrate;
 pub mod models;
+pub mod quality;
 pub mod redshift;
 pub mod schema;
 pub mod verify;
@@ -133,7 +136,11 @@ pub async fn open(
                 return Ok(None);
             }
             match duck::DuckWarehouse::open(&path, read_only).await {
-                Ok(wh) => Ok(Some(Arc::new(wh))),
+                Ok(wh) if read_only => Ok(Some(Arc::new(wh))),
+                Ok(wh) => {
+                    migrate::migrate(&wh, schema::Dialect::DuckDb).await?;
+                    Ok(Some(Arc::new(wh)))
+                }
                 // A reader must never stand in a writer's way: show the rest without it.
                 Err(e) if read_only => {
                     tracing::warn!(error = %e, "warehouse not readable now; status shows no tables");
@@ -156,6 +163,7 @@ pub async fn open(
             }
             if !read_only {
                 wh.batch(schema::ddl(schema::Dialect::Redshift)).await?;
+                migrate::migrate(&wh, schema::Dialect::Redshift).await?;
             }
             Ok(Some(Arc::new(wh)))
         }
@@ -175,8 +183,9 @@ pub fn parse_rows(spec: &TableSpec, key: &str, body: &[u8]) -> Result<Vec<Vec<Ce
         let obj: serde_json::Map<String, serde_json::Value> =
             serde_json::from_slice(line).map_err(|e| bad(e.to_string()))?;
         let mut row = Vec::with_capacity(spec.columns.len() + 2);
-        for c in spec.columns {
-            let v = obj.get(c.field).unwrap_or(&serde_json::Value::Null);
+        for c in spec.fields() {
+            let field = c.field().unwrap_or(c.name);
+            let v = obj.get(field).unwrap_or(&serde_json::Value::Null);
             let cell = match (c.ty, v) {
                 (_, serde_json::Value::Null) if c.nullable => Some(Cell::Null),
                 (Ty::BigInt, v) => v.as_i64().map(Cell::Int),
@@ -186,9 +195,9 @@ pub fn parse_rows(spec: &TableSpec, key: &str, body: &[u8]) -> Result<Vec<Vec<Ce
                     .as_str()
                     .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
                     .map(|t| Cell::Time(t.with_timezone(&Utc))),
-                (Ty::Date, _) => None,
+                (Ty::Date | Ty::Bool, _) => None,
             }
-            .ok_or_else(|| bad(format!("field {} is not a {:?}: {v}", c.field, c.ty)))?;
+            .ok_or_else(|| bad(format!("field {field} is not a {:?}: {v}", c.ty)))?;
             row.push(cell);
         }
         row.push(Cell::Text(key.to_string()));
@@ -215,16 +224,29 @@ pub async fn dirty_days(wh: &dyn Warehouse) -> Result<BTreeSet<NaiveDate>> {
 pub struct RefreshReport {
     pub dirty_days: usize,
     pub recomputed_days: usize,
+    /// CURATED files written (`curated_files`).
+    #[serde(default)]
+    pub curated_files: usize,
 }
 
-/// Recompute the dirty days plus `lookback` days before each.
-pub async fn refresh_models(wh: &dyn Warehouse, lookback: u32) -> Result<RefreshReport> {
+/// Recompute the dirty days plus `lookback` days before each, then write the CURATED files
+/// of every day still pending (these and any an interrupted refresh left).
+pub async fn refresh_models(
+    wh: &dyn Warehouse,
+    store: &dyn crate::store::ObjectStore,
+    lookback: u32,
+) -> Result<RefreshReport> {
     let dirty = dirty_days(wh).await?;
     if dirty.is_empty() {
-        return Ok(RefreshReport::default());
+        let files = curated_files::publish(wh, store).await?.files;
+        return Ok(RefreshReport {
+            curated_files: files,
+            ..RefreshReport::default()
+        });
     }
     let days = models::refresh_days(&dirty, lookback);
     wh.execute_tx(models::refresh_sql(&days)).await?;
+    let files = curated_files::publish(wh, store).await?.files;
     tracing::info!(
         dirty = dirty.len(),
         recomputed = days.len(),
@@ -233,11 +255,17 @@ pub async fn refresh_models(wh: &dyn Warehouse, lookback: u32) -> Result<Refresh
     Ok(RefreshReport {
         dirty_days: dirty.len(),
         recomputed_days: days.len(),
+        curated_files: files,
     })
 }
 
 /// Recompute exactly the days `from..=to` (a backfill).
-pub async fn backfill(wh: &dyn Warehouse, from: NaiveDate, to: NaiveDate) -> Result<RefreshReport> {
+pub async fn backfill(
+    wh: &dyn Warehouse,
+    store: &dyn crate::store::ObjectStore,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<RefreshReport> {
     if to < from {
         return Err(Error::Usage(format!(
             "backfill range {from}..{to} is empty"
@@ -245,9 +273,11 @@ pub async fn backfill(wh: &dyn Warehouse, from: NaiveDate, to: NaiveDate) -> Res
     }
     let days: BTreeSet<NaiveDate> = from.iter_days().take_while(|d| *d <= to).collect();
     wh.execute_tx(models::refresh_sql(&days)).await?;
+    let files = curated_files::publish(wh, store).await?.files;
     Ok(RefreshReport {
         dirty_days: 0,
         recomputed_days: days.len(),
+        curated_files: files,
     })
 }
 
@@ -379,7 +409,10 @@ pub async fn table_rows(wh: &dyn Warehouse, table: &str) -> Result<i64> {
     Ok(int(rows.first().and_then(|r| r.first())))
 }
 
-pub async fn status(wh: &dyn Warehouse) -> Result<WarehouseStatus> {
+pub async fn status(
+    wh: &dyn Warehouse,
+    sla: &crate::config::FreshnessSla,
+) -> Result<WarehouseStatus> {
     let mut tables = Vec::new();
     for spec in schema::TABLES {
         tables.push((spec.table(), table_rows(wh, &spec.table()).await?));
@@ -395,5 +428,6 @@ pub async fn status(wh: &dyn Warehouse) -> Result<WarehouseStatus> {
         ledger_files: table_rows(wh, "ops.ledger").await?,
         dirty_days: dirty_days(wh).await?.len(),
         metrics: Some(metrics(wh).await?),
+        quality: Some(quality::quality(wh, sla, Utc::now()).await?),
     })
 }

@@ -22,60 +22,197 @@ use chrono::{Days, NaiveDate};
 
 use super::schema::{Dialect, Ty};
 
-pub const MODELS: [&str; 8] = [
-    "dim_products",
-    "dim_users",
-    "fct_orders",
-    "fct_order_items",
-    "fct_events",
-    "daily_metrics",
-    "daily_category_sales",
-    "daily_funnel",
+/// A CURATED model's table: its columns (name, type, nullable) and, for a model partitioned
+/// by day, the day column (its refreshed days are also written as Parquet files, see
+/// `curated_files`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelSpec {
+    pub name: &'static str,
+    pub columns: &'static [(&'static str, Ty, bool)],
+    /// The day column of a daily model.
+    pub day: Option<&'static str>,
+}
+
+impl ModelSpec {
+    pub fn table(&self) -> String {
+        format!("curated.{}", self.name)
+    }
+
+    /// Whether its days are written to the CURATED zone as files.
+    pub fn is_daily(&self) -> bool {
+        self.name.starts_with("daily_")
+    }
+}
+
+const fn m(
+    name: &'static str,
+    columns: &'static [(&'static str, Ty, bool)],
+    day: Option<&'static str>,
+) -> ModelSpec {
+    ModelSpec { name, columns, day }
+}
+
+use Ty::{BigInt as I, Bool as B, Date as D, Double as F, Text as T, Timestamp as TS};
+
+/// Every model, in refresh order. Columns marked nullable (`true`) after the first schema's
+/// were added later: `migrate` adds them to an existing warehouse.
+pub const MODEL_SPECS: [ModelSpec; 9] = [
+    m(
+        "dim_products",
+        &[
+            ("product_id", I, false),
+            ("title", T, false),
+            ("category", T, false),
+            ("price_cents", I, false),
+            ("rating_rate", F, false),
+            ("rating_count", I, false),
+            ("name", T, true),
+            ("is_active", B, true),
+            ("created_at", TS, true),
+        ],
+        None,
+    ),
+    m(
+        "dim_users",
+        &[
+            ("user_id", I, false),
+            ("username", T, false),
+            ("city", T, false),
+            ("zipcode", T, false),
+            ("country", T, true),
+            ("created_at", TS, true),
+        ],
+        None,
+    ),
+    m(
+        "fct_orders",
+        &[
+            ("order_id", I, false),
+            ("user_id", I, false),
+            ("order_day", D, false),
+            ("order_time", TS, false),
+            ("order_status", T, false),
+            ("order_total_cents", I, false),
+            ("item_count", I, false),
+        ],
+        Some("order_day"),
+    ),
+    m(
+        "fct_order_items",
+        &[
+            ("order_id", I, false),
+            ("line_no", I, false),
+            ("order_day", D, false),
+            ("product_id", I, false),
+            ("category", T, false),
+            ("quantity", I, false),
+            ("unit_price_cents", I, false),
+            ("line_total_cents", I, false),
+            ("order_status", T, false),
+            ("order_item_id", I, true),
+        ],
+        Some("order_day"),
+    ),
+    m(
+        "fct_events",
+        &[
+            ("event_id", T, false),
+            ("event_day", D, false),
+            ("user_id", I, false),
+            ("product_id", I, false),
+            ("event_type", T, false),
+            ("event_time", TS, false),
+            ("session_id", T, false),
+            ("ingestion_time", TS, true),
+            ("producer_time", TS, true),
+        ],
+        Some("event_day"),
+    ),
+    m(
+        "daily_metrics",
+        &[
+            ("day", D, false),
+            ("orders", I, false),
+            ("revenue_cents", I, false),
+            ("avg_order_value_cents", F, true),
+        ],
+        Some("day"),
+    ),
+    m(
+        "daily_category_sales",
+        &[
+            ("day", D, false),
+            ("category", T, false),
+            ("orders", I, false),
+            ("units", I, false),
+            ("revenue_cents", I, false),
+        ],
+        Some("day"),
+    ),
+    m(
+        "daily_funnel",
+        &[
+            ("day", D, false),
+            ("sessions", I, false),
+            ("viewed", I, false),
+            ("carted", I, false),
+            ("checked_out", I, false),
+            ("purchased", I, false),
+        ],
+        Some("day"),
+    ),
+    // Ingestion delay (ingestion_time - event_time, seconds) of each event day: the late-data
+    // signal as a distribution.
+    m(
+        "daily_ingestion_delay",
+        &[
+            ("day", D, false),
+            ("events", I, false),
+            ("p50_secs", F, true),
+            ("p95_secs", F, true),
+            ("max_secs", F, true),
+        ],
+        Some("day"),
+    ),
 ];
 
+/// The model names, in refresh order.
+pub const MODELS: [&str; 9] = {
+    let mut out = [""; 9];
+    let mut i = 0;
+    while i < MODEL_SPECS.len() {
+        out[i] = MODEL_SPECS[i].name;
+        i += 1;
+    }
+    out
+};
+
+pub fn model_spec(name: &str) -> Option<ModelSpec> {
+    MODEL_SPECS.into_iter().find(|m| m.name == name)
+}
+
 pub fn ddl(d: Dialect) -> Vec<String> {
-    let text = Ty::Text.sql(d);
-    let double = Ty::Double.sql(d);
-    vec![
-        format!(
-            "CREATE TABLE IF NOT EXISTS curated.dim_products (product_id BIGINT NOT NULL, \
-             title {text} NOT NULL, category {text} NOT NULL, price_cents BIGINT NOT NULL, \
-             rating_rate {double} NOT NULL, rating_count BIGINT NOT NULL)"
-        ),
-        format!(
-            "CREATE TABLE IF NOT EXISTS curated.dim_users (user_id BIGINT NOT NULL, \
-             username {text} NOT NULL, city {text} NOT NULL, zipcode {text} NOT NULL)"
-        ),
-        format!(
-            "CREATE TABLE IF NOT EXISTS curated.fct_orders (order_id BIGINT NOT NULL, \
-             user_id BIGINT NOT NULL, order_day DATE NOT NULL, order_time TIMESTAMP NOT NULL, \
-             order_status {text} NOT NULL, order_total_cents BIGINT NOT NULL, item_count BIGINT NOT NULL)"
-        ),
-        format!(
-            "CREATE TABLE IF NOT EXISTS curated.fct_order_items (order_id BIGINT NOT NULL, \
-             line_no BIGINT NOT NULL, order_day DATE NOT NULL, product_id BIGINT NOT NULL, \
-             category {text} NOT NULL, quantity BIGINT NOT NULL, unit_price_cents BIGINT NOT NULL, \
-             line_total_cents BIGINT NOT NULL, order_status {text} NOT NULL)"
-        ),
-        format!(
-            "CREATE TABLE IF NOT EXISTS curated.fct_events (event_id {text} NOT NULL, \
-             event_day DATE NOT NULL, user_id BIGINT NOT NULL, product_id BIGINT NOT NULL, \
-             event_type {text} NOT NULL, event_time TIMESTAMP NOT NULL, session_id {text} NOT NULL)"
-        ),
-        "CREATE TABLE IF NOT EXISTS curated.daily_funnel (day DATE NOT NULL, sessions BIGINT NOT NULL, \
-         viewed BIGINT NOT NULL, carted BIGINT NOT NULL, checked_out BIGINT NOT NULL, \
-         purchased BIGINT NOT NULL)"
-            .to_string(),
-        format!(
-            "CREATE TABLE IF NOT EXISTS curated.daily_metrics (day DATE NOT NULL, \
-             orders BIGINT NOT NULL, revenue_cents BIGINT NOT NULL, avg_order_value_cents {double})"
-        ),
-        format!(
-            "CREATE TABLE IF NOT EXISTS curated.daily_category_sales (day DATE NOT NULL, \
-             category {text} NOT NULL, orders BIGINT NOT NULL, units BIGINT NOT NULL, \
-             revenue_cents BIGINT NOT NULL)"
-        ),
-    ]
+    MODEL_SPECS
+        .iter()
+        .map(|m| {
+            let cols: Vec<String> = m
+                .columns
+                .iter()
+                .map(|(name, ty, nullable)| {
+                    format!(
+                        "{name} {}{}",
+                        ty.sql(d),
+                        if *nullable { "" } else { " NOT NULL" }
+                    )
+                })
+                .collect();
+            format!(
+                "CREATE TABLE IF NOT EXISTS {} ({})",
+                m.table(),
+                cols.join(", ")
+            )
+        })
+        .collect()
 }
 
 /// The days an incremental refresh recomputes: each dirty day and the `lookback` days before it.
@@ -111,12 +248,12 @@ pub fn refresh_sql(days: &BTreeSet<NaiveDate>) -> Vec<String> {
     out.extend([
         "DELETE FROM curated.dim_products".to_string(),
         "INSERT INTO curated.dim_products (product_id, title, category, price_cents, rating_rate, \
-         rating_count) SELECT product_id, title, category, price_cents, rating_rate, rating_count \
-         FROM staging.products"
+         rating_count, name, is_active, created_at) SELECT product_id, title, category, \
+         price_cents, rating_rate, rating_count, name, is_active, created_at FROM staging.products"
             .to_string(),
         "DELETE FROM curated.dim_users".to_string(),
-        "INSERT INTO curated.dim_users (user_id, username, city, zipcode) SELECT user_id, \
-         username, city, zipcode FROM staging.users"
+        "INSERT INTO curated.dim_users (user_id, username, city, zipcode, country, created_at) \
+         SELECT user_id, username, city, zipcode, country, created_at FROM staging.users"
             .to_string(),
         format!("DELETE FROM curated.fct_orders WHERE order_day {IN_DAYS}"),
         format!(
@@ -128,10 +265,10 @@ pub fn refresh_sql(days: &BTreeSet<NaiveDate>) -> Vec<String> {
         format!("DELETE FROM curated.fct_order_items WHERE order_day {IN_DAYS}"),
         format!(
             "INSERT INTO curated.fct_order_items (order_id, line_no, order_day, product_id, \
-             category, quantity, unit_price_cents, line_total_cents, order_status) SELECT \
-             i.order_id, i.line_no, CAST(o.order_time AS DATE), i.product_id, \
+             category, quantity, unit_price_cents, line_total_cents, order_status, order_item_id) \
+             SELECT i.order_id, i.line_no, CAST(o.order_time AS DATE), i.product_id, \
              COALESCE(p.category, 'unknown'), i.quantity, i.unit_price_cents, i.line_total_cents, \
-             o.order_status FROM staging.order_items AS i JOIN staging.orders AS o ON o.order_id = \
+             o.order_status, i.order_item_id FROM staging.order_items AS i JOIN staging.orders AS o ON o.order_id = \
              i.order_id LEFT JOIN staging.products AS p ON p.product_id = i.product_id WHERE \
              CAST(o.order_time AS DATE) {IN_DAYS}"
         ),
@@ -155,8 +292,9 @@ pub fn refresh_sql(days: &BTreeSet<NaiveDate>) -> Vec<String> {
         format!("DELETE FROM curated.fct_events WHERE event_day {IN_DAYS}"),
         format!(
             "INSERT INTO curated.fct_events (event_id, event_day, user_id, product_id, event_type, \
-             event_time, session_id) SELECT event_id, CAST(event_time AS DATE), user_id, product_id, \
-             event_type, event_time, session_id FROM staging.events WHERE CAST(event_time AS DATE) \
+             event_time, session_id, ingestion_time, producer_time) SELECT event_id, \
+             CAST(event_time AS DATE), user_id, product_id, event_type, event_time, session_id, \
+             ingestion_time, producer_time FROM staging.events WHERE CAST(event_time AS DATE) \
              {IN_DAYS}"
         ),
         format!("DELETE FROM curated.daily_funnel WHERE day {IN_DAYS}"),
@@ -171,6 +309,23 @@ pub fn refresh_sql(days: &BTreeSet<NaiveDate>) -> Vec<String> {
              FROM curated.fct_events WHERE event_day {IN_DAYS} GROUP BY event_day, session_id) AS s \
              GROUP BY event_day"
         ),
+        format!("DELETE FROM curated.daily_ingestion_delay WHERE day {IN_DAYS}"),
+        // EXTRACT(EPOCH ...) and the ordered-set PERCENTILE_CONT read the same on DuckDB,
+        // PostgreSQL and Redshift (whose sort-based aggregates in one query must share their
+        // ORDER BY, as these do: docs.aws.amazon.com/redshift/latest/dg/r_PERCENTILE_CONT.html).
+        format!(
+            "INSERT INTO curated.daily_ingestion_delay (day, events, p50_secs, p95_secs, max_secs) \
+             SELECT event_day, COUNT(*), \
+             PERCENTILE_CONT(0.5) WITHIN GROUP (ORDER BY delay), \
+             PERCENTILE_CONT(0.95) WITHIN GROUP (ORDER BY delay), MAX(delay) \
+             FROM (SELECT event_day, CAST(EXTRACT(EPOCH FROM ingestion_time) - \
+             EXTRACT(EPOCH FROM event_time) AS DOUBLE PRECISION) AS delay FROM curated.fct_events \
+             WHERE event_day {IN_DAYS} AND ingestion_time IS NOT NULL) AS x GROUP BY event_day"
+        ),
+        // The refreshed days' CURATED files are (re)written after the commit (`curated_files`).
+        "INSERT INTO ops.curated_pending (day) SELECT r.day FROM ops.refresh_days AS r WHERE \
+         NOT EXISTS (SELECT 1 FROM ops.curated_pending AS p WHERE p.day = r.day)"
+            .to_string(),
         format!("DELETE FROM ops.dirty_partitions WHERE day {IN_DAYS}"),
     ]);
     out

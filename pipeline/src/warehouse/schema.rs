@@ -23,6 +23,7 @@ pub enum Ty {
     Text,
     Timestamp,
     Date,
+    Bool,
 }
 
 impl Ty {
@@ -36,25 +37,59 @@ impl Ty {
             (Ty::Text, Dialect::Redshift) => "VARCHAR(65535)",
             (Ty::Timestamp, _) => "TIMESTAMP",
             (Ty::Date, _) => "DATE",
+            (Ty::Bool, _) => "BOOLEAN",
         }
     }
+}
+
+/// Where a column's value comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fill {
+    /// This field of the STAGING JSON line (absent or null: NULL when the column is nullable,
+    /// else the line is refused as corrupt).
+    Field(&'static str),
+    /// Computed at the MERGE from the row's own columns, the same SQL on every dialect; `{s}`
+    /// stands for the source row's qualifier.
+    Derived(&'static str),
+    /// The load's time when the row is first inserted, never updated ("first seen").
+    FirstLoaded,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Column {
     pub name: &'static str,
-    /// The STAGING JSON field it is read from.
-    pub field: &'static str,
+    pub fill: Fill,
     pub ty: Ty,
     pub nullable: bool,
+}
+
+impl Column {
+    /// The STAGING JSON field it is read from, for a `Fill::Field` column.
+    pub fn field(&self) -> Option<&'static str> {
+        match self.fill {
+            Fill::Field(f) => Some(f),
+            _ => None,
+        }
+    }
 }
 
 const fn col(name: &'static str, ty: Ty) -> Column {
     Column {
         name,
-        field: name,
+        fill: Fill::Field(name),
         ty,
         nullable: false,
+    }
+}
+
+/// A column added after the first schema: nullable, since `ALTER TABLE ... ADD COLUMN` adds it
+/// to tables that already hold rows (see `migrate`).
+const fn added(name: &'static str, fill: Fill, ty: Ty) -> Column {
+    Column {
+        name,
+        fill,
+        ty,
+        nullable: true,
     }
 }
 
@@ -68,6 +103,11 @@ pub struct TableSpec {
 }
 
 impl TableSpec {
+    /// The columns read from the STAGING file: the scratch table's, in order.
+    pub fn fields(&self) -> impl Iterator<Item = &'static Column> {
+        self.columns.iter().filter(|c| c.field().is_some())
+    }
+
     /// `staging.<entity>`.
     pub fn table(&self) -> String {
         format!("staging.{}", self.entity)
@@ -95,6 +135,12 @@ pub const PRODUCTS: TableSpec = TableSpec {
         col("image", Ty::Text),
         col("rating_rate", Ty::Double),
         col("rating_count", Ty::BigInt),
+        // The model's name for FakeStore's `title` (kept beside it).
+        added("name", Fill::Derived("{s}title"), Ty::Text),
+        // True when the latest full catalogue pull lists the product (see `soft_delete`).
+        added("is_active", Fill::Derived("TRUE"), Ty::Bool),
+        // FakeStore has no creation time: when the warehouse first loaded the product.
+        added("created_at", Fill::FirstLoaded, Ty::Timestamp),
     ],
     key: &["product_id"],
 };
@@ -113,17 +159,21 @@ pub const USERS: TableSpec = TableSpec {
         col("zipcode", Ty::Text),
         Column {
             name: "latitude",
-            field: "lat",
+            fill: Fill::Field("lat"),
             ty: Ty::Double,
             nullable: true,
         },
         Column {
             name: "longitude",
-            field: "long",
+            fill: Fill::Field("long"),
             ty: Ty::Double,
             nullable: true,
         },
         col("phone", Ty::Text),
+        // The synthetic source fills it; FakeStore's users have no country: NULL.
+        added("country", Fill::Field("country"), Ty::Text),
+        // FakeStore has no creation time: when the warehouse first loaded the user.
+        added("created_at", Fill::FirstLoaded, Ty::Timestamp),
     ],
     key: &["user_id"],
 };
@@ -137,6 +187,8 @@ pub const ORDERS: TableSpec = TableSpec {
         col("order_status", Ty::Text),
         col("order_total_cents", Ty::BigInt),
         col("item_count", Ty::BigInt),
+        // The model's name for the order's time (FakeStore's cart `date`), beside `order_time`.
+        added("created_at", Fill::Derived("{s}order_time"), Ty::Timestamp),
     ],
     key: &["order_id"],
 };
@@ -150,6 +202,12 @@ pub const ORDER_ITEMS: TableSpec = TableSpec {
         col("quantity", Ty::BigInt),
         col("unit_price_cents", Ty::BigInt),
         col("line_total_cents", Ty::BigInt),
+        // Deterministic from the order and line (`domain::OrderItem::id`), stable across reruns.
+        added(
+            "order_item_id",
+            Fill::Derived("{s}order_id * 1000 + {s}line_no"),
+            Ty::BigInt,
+        ),
     ],
     key: &["order_id", "line_no"],
 };
@@ -164,6 +222,8 @@ pub const EVENTS: TableSpec = TableSpec {
         col("event_time", Ty::Timestamp),
         col("ingestion_time", Ty::Timestamp),
         col("session_id", Ty::Text),
+        // A producer's own `ingestion_time`, if it sent one (`ingestion_time` is the arrival).
+        added("producer_time", Fill::Field("producer_time"), Ty::Timestamp),
     ],
     key: &["event_id"],
 };
@@ -182,12 +242,21 @@ pub const ORDINAL: &str = "load_ordinal";
 
 /// The spec's columns and the source key (with a default when given), for CREATE TABLE.
 fn column_defs(d: Dialect, spec: &TableSpec) -> String {
-    column_defs_with(d, spec, None)
+    column_defs_of(d, spec.columns.iter(), None)
 }
 
-fn column_defs_with(d: Dialect, spec: &TableSpec, source_key_default: Option<&str>) -> String {
+/// The scratch table's columns: those read from the file.
+fn scratch_defs(d: Dialect, spec: &TableSpec, source_key_default: Option<&str>) -> String {
+    column_defs_of(d, spec.fields(), source_key_default)
+}
+
+fn column_defs_of<'a>(
+    d: Dialect,
+    columns: impl Iterator<Item = &'a Column>,
+    source_key_default: Option<&str>,
+) -> String {
     let mut out = String::new();
-    for c in spec.columns {
+    for c in columns {
         let _ = write!(
             out,
             "{} {}{}, ",
@@ -232,6 +301,14 @@ pub fn ddl(d: Dialect) -> Vec<String> {
         "CREATE TABLE IF NOT EXISTS ops.dirty_partitions (day DATE NOT NULL PRIMARY KEY)".into(),
     );
     out.push("CREATE TABLE IF NOT EXISTS ops.refresh_days (day DATE NOT NULL)".into());
+    // Refreshed days whose CURATED files are still to be written (`curated_files`).
+    out.push("CREATE TABLE IF NOT EXISTS ops.curated_pending (day DATE NOT NULL)".into());
+    // The schema this warehouse was last brought to (`migrate`).
+    out.push(
+        "CREATE TABLE IF NOT EXISTS ops.schema_version (version BIGINT NOT NULL, \
+         applied_at TIMESTAMP NOT NULL)"
+            .into(),
+    );
     out.push(format!(
         "CREATE TABLE IF NOT EXISTS ops.checkpoints (shard {text} NOT NULL PRIMARY KEY, \
          sequence_number BIGINT NOT NULL, committed_at TIMESTAMP NOT NULL)"
@@ -289,7 +366,7 @@ pub fn scratch_ddl(d: Dialect, spec: &TableSpec) -> Vec<String> {
         format!(
             "{create} {} ({}, {ORDINAL} BIGINT NOT NULL)",
             spec.scratch(d),
-            column_defs(d, spec)
+            scratch_defs(d, spec, None)
         ),
     ]
 }
@@ -303,7 +380,7 @@ pub fn scratch_copy_ddl(spec: &TableSpec, key: &str) -> Vec<String> {
         format!(
             "CREATE TEMP TABLE {} ({}, {ORDINAL} BIGINT NOT NULL DEFAULT 0)",
             spec.scratch(Dialect::Redshift),
-            column_defs_with(Dialect::Redshift, spec, Some(key))
+            scratch_defs(Dialect::Redshift, spec, Some(key))
         ),
     ]
 }
@@ -311,16 +388,16 @@ pub fn scratch_copy_ddl(spec: &TableSpec, key: &str) -> Vec<String> {
 /// The JSONPaths file mapping a STAGING object's fields to the table's columns, in order.
 pub fn jsonpaths(spec: &TableSpec) -> String {
     let paths: Vec<String> = spec
-        .columns
-        .iter()
-        .map(|c| format!("\"$['{}']\"", c.field))
+        .fields()
+        .filter_map(Column::field)
+        .map(|f| format!("\"$['{f}']\""))
         .collect();
     format!("{{\"jsonpaths\": [{}]}}", paths.join(", "))
 }
 
 /// COPY one STAGING object from S3 into the scratch table.
 pub fn copy_sql(spec: &TableSpec, object_uri: &str, jsonpaths_uri: &str, iam_role: &str) -> String {
-    let cols: Vec<&str> = spec.columns.iter().map(|c| c.name).collect();
+    let cols: Vec<&str> = spec.fields().map(|c| c.name).collect();
     let q = |s: &str| literal(&super::Cell::Text(s.to_string()));
     format!(
         "COPY {} ({}) FROM {} IAM_ROLE {} FORMAT AS JSON {} TIMEFORMAT 'auto'",
@@ -334,7 +411,7 @@ pub fn copy_sql(spec: &TableSpec, object_uri: &str, jsonpaths_uri: &str, iam_rol
 
 /// The scratch-table column list, in insert order.
 pub fn scratch_columns(spec: &TableSpec) -> Vec<&'static str> {
-    let mut v: Vec<&'static str> = spec.columns.iter().map(|c| c.name).collect();
+    let mut v: Vec<&'static str> = spec.fields().map(|c| c.name).collect();
     v.push(SOURCE_KEY);
     v.push(ORDINAL);
     v
@@ -504,7 +581,8 @@ pub fn load_sql(d: Dialect, spec: &TableSpec, e: &LedgerEntry<'_>) -> (Vec<Strin
     let before = scratch_ddl(d, spec);
     // The days a row moves away from, read before the MERGE moves it.
     let mut after: Vec<String> = mark_dirty_moved(d, spec).into_iter().collect();
-    after.extend(merge(d, spec));
+    after.extend(merge(d, spec, e.loaded_at));
+    after.extend(soft_delete(d, spec));
     after.extend(mark_dirty(d, spec));
     after.push(format!("DROP TABLE {}", spec.scratch(d)));
     let key = literal(&Cell::Text(e.key.to_string()));
@@ -525,16 +603,38 @@ pub fn load_sql(d: Dialect, spec: &TableSpec, e: &LedgerEntry<'_>) -> (Vec<Strin
     (before, after)
 }
 
+/// A column's value from the source row `s` of a load at `loaded_at` (`prefix` qualifies the
+/// source's columns, e.g. "s.").
+fn source_value(c: &Column, prefix: &str, loaded_at: chrono::DateTime<chrono::Utc>) -> String {
+    match c.fill {
+        Fill::Field(_) => format!("{prefix}{}", c.name),
+        Fill::Derived(expr) => expr.replace("{s}", prefix),
+        Fill::FirstLoaded => literal(&super::Cell::Time(loaded_at)),
+    }
+}
+
 /// MERGE the scratch table into the STAGING table: deduplicated on the natural key (the last
 /// copy in the file wins), then the two-clause form. Redshift's documented grammar is
 /// `MERGE INTO target_table USING source_table [AS alias] ON ...`: no alias on the target, and
 /// the source a table, not a subquery
 /// (<https://docs.aws.amazon.com/redshift/latest/dg/r_MERGE.html>); so there the deduplicated
-/// rows go to a temporary table first. DuckDB takes the subquery directly.
-pub fn merge(d: Dialect, spec: &TableSpec) -> Vec<String> {
+/// rows go to a temporary table first. DuckDB takes the subquery directly. `FirstLoaded`
+/// columns are set by the insert only.
+pub fn merge(
+    d: Dialect,
+    spec: &TableSpec,
+    loaded_at: chrono::DateTime<chrono::Utc>,
+) -> Vec<String> {
+    let mut fields: Vec<&str> = spec.fields().map(|c| c.name).collect();
+    fields.push(SOURCE_KEY);
+    let fields = fields.join(", ");
     let mut cols: Vec<&str> = spec.columns.iter().map(|c| c.name).collect();
     cols.push(SOURCE_KEY);
     let list = cols.join(", ");
+    let value = |c: &str, prefix: &str| match spec.columns.iter().find(|x| x.name == c) {
+        Some(col) => source_value(col, prefix, loaded_at),
+        None => format!("{prefix}{c}"),
+    };
     let on = spec
         .key
         .iter()
@@ -544,12 +644,18 @@ pub fn merge(d: Dialect, spec: &TableSpec) -> Vec<String> {
     let set = cols
         .iter()
         .filter(|c| !spec.key.contains(c))
-        .map(|c| format!("{c} = s.{c}"))
+        .filter(|c| {
+            !spec
+                .columns
+                .iter()
+                .any(|x| x.name == **c && x.fill == Fill::FirstLoaded)
+        })
+        .map(|c| format!("{c} = {}", value(c, "s.")))
         .collect::<Vec<_>>()
         .join(", ");
     let values = cols
         .iter()
-        .map(|c| format!("s.{c}"))
+        .map(|c| value(c, "s."))
         .collect::<Vec<_>>()
         .join(", ");
     if spec.entity == "events" {
@@ -574,16 +680,21 @@ pub fn merge(d: Dialect, spec: &TableSpec) -> Vec<String> {
             Dialect::DuckDb => (String::new(), absent),
             Dialect::Redshift => (absent, String::new()),
         };
+        let select = cols
+            .iter()
+            .map(|c| value(c, "d."))
+            .collect::<Vec<_>>()
+            .join(", ");
         return vec![format!(
-            "INSERT INTO {table} ({list}) SELECT {list} FROM (SELECT {list}, ROW_NUMBER() OVER \
-             (PARTITION BY {key} ORDER BY {ORDINAL}) AS rn FROM {scratch}) AS d WHERE rn = 1\
+            "INSERT INTO {table} ({list}) SELECT {select} FROM (SELECT {fields}, ROW_NUMBER() \
+             OVER (PARTITION BY {key} ORDER BY {ORDINAL}) AS rn FROM {scratch}) AS d WHERE rn = 1\
              {rest}{conflict}",
             table = spec.table(),
             scratch = spec.scratch(d),
         )];
     }
     let dedup = format!(
-        "SELECT {list} FROM (SELECT {list}, ROW_NUMBER() OVER (PARTITION BY {key} ORDER BY \
+        "SELECT {fields} FROM (SELECT {fields}, ROW_NUMBER() OVER (PARTITION BY {key} ORDER BY \
          {ORDINAL} DESC) AS rn FROM {scratch}) AS d WHERE rn = 1",
         key = spec.key.join(", "),
         scratch = spec.scratch(d),
@@ -609,6 +720,20 @@ pub fn merge(d: Dialect, spec: &TableSpec) -> Vec<String> {
             ]
         }
     }
+}
+
+/// A products load is a full catalogue pull: a product it no longer lists is marked inactive
+/// (a soft delete: its history stays), and one listed again is active again (the MERGE sets
+/// `is_active`). A product the pull lists but refuses (quarantined) counts as not listed.
+pub fn soft_delete(d: Dialect, spec: &TableSpec) -> Option<String> {
+    (spec.entity == "products").then(|| {
+        format!(
+            "UPDATE {table} SET is_active = FALSE WHERE (is_active IS NULL OR is_active = TRUE) \
+             AND product_id NOT IN (SELECT product_id FROM {scratch})",
+            table = spec.table(),
+            scratch = spec.scratch(d)
+        )
+    })
 }
 
 /// Mark dirty the days that rows of the scratch table move away from: an order whose
@@ -686,7 +811,7 @@ mod tests {
 
     #[test]
     fn merge_dedups_the_source_and_uses_the_two_clause_form() {
-        let sql = merge(Dialect::Redshift, &ORDER_ITEMS);
+        let sql = merge(Dialect::Redshift, &ORDER_ITEMS, chrono::Utc::now());
         assert!(sql[0].starts_with("CREATE TEMP TABLE load_dedup_order_items AS SELECT"));
         assert!(sql[0].contains("PARTITION BY order_id, line_no ORDER BY load_ordinal DESC"));
         let m = &sql[1];
@@ -699,7 +824,10 @@ mod tests {
         );
         assert!(m.contains("WHEN MATCHED THEN UPDATE SET product_id = s.product_id"));
         assert!(!m.contains("SET order_id"), "keys are never updated");
-        assert!(m.ends_with("s.line_total_cents, s.source_key)"));
+        assert!(
+            m.ends_with("s.line_total_cents, s.order_id * 1000 + s.line_no, s.source_key)"),
+            "{m}"
+        );
         assert_eq!(sql[2], "DROP TABLE load_dedup_order_items");
     }
 
@@ -714,7 +842,7 @@ mod tests {
         assert_eq!(
             sql,
             "COPY load_users (user_id, email, username, first_name, last_name, city, street, \
-             street_number, zipcode, latitude, longitude, phone) FROM \
+             street_number, zipcode, latitude, longitude, phone, country) FROM \
              's3://b/p/staging/users/x.ndjson' IAM_ROLE 'arn:aws:iam::1:role/r' FORMAT AS JSON \
              's3://b/p/ops/jsonpaths/users.json' TIMEFORMAT 'auto'"
         );
@@ -723,7 +851,7 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&paths).unwrap();
         assert_eq!(
             v["jsonpaths"].as_array().unwrap().len(),
-            USERS.columns.len()
+            USERS.fields().count()
         );
     }
 

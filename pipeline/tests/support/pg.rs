@@ -1,0 +1,134 @@
+//! The test PostgreSQL as a `Warehouse`: the Redshift statements (`Dialect::Redshift`) run on
+//! it through the same trait the pipeline uses, so code written against the trait (migration,
+//! quality checks, CURATED files) is exercised on a second real engine.
+// Not every test file that includes this module uses all of it.
+#![allow(dead_code)]
+
+use ecom_pipeline::warehouse::schema::{self, Dialect};
+use ecom_pipeline::warehouse::{LoadOutcome, StagedFile, TextRows, Warehouse};
+use ecom_pipeline::Error;
+use futures::future::BoxFuture;
+use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+
+/// A fresh database on the test server, or None when no server is configured (outside
+/// `scripts/test.sh`; there ECOMOPS_REQUIRE_PG makes a missing server a failure).
+pub async fn fresh_db(name: &str) -> Option<Client> {
+    fresh_db_with(name, true).await
+}
+
+/// A fresh database whose sessions read string literals with `standard_conforming_strings`
+/// on (PostgreSQL's default) or off (a backslash escapes, as in Redshift).
+pub async fn fresh_db_with(name: &str, conforming: bool) -> Option<Client> {
+    let Ok(base) = std::env::var("ECOMOPS_TEST_PG") else {
+        assert!(
+            std::env::var_os("ECOMOPS_REQUIRE_PG").is_none(),
+            "ECOMOPS_REQUIRE_PG is set but ECOMOPS_TEST_PG is not"
+        );
+        eprintln!("skipped: no PostgreSQL (run scripts/test.sh)");
+        return None;
+    };
+    assert!(base.contains("host=127.0.0.1"), "tests only use loopback");
+    let (admin, conn) = tokio_postgres::connect(&base, NoTls).await.unwrap();
+    tokio::spawn(conn);
+    let db = format!("t_{name}_{}", std::process::id());
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {db}"))
+        .await
+        .unwrap();
+    admin
+        .batch_execute(&format!("CREATE DATABASE {db}"))
+        .await
+        .unwrap();
+    if !conforming {
+        admin
+            .batch_execute(&format!(
+                "ALTER DATABASE {db} SET standard_conforming_strings = off"
+            ))
+            .await
+            .unwrap();
+    }
+    let (client, conn) = tokio_postgres::connect(&format!("{base} dbname={db}"), NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    Some(client)
+}
+
+pub struct PgWarehouse(pub Client);
+
+fn pg(e: tokio_postgres::Error, sql: &str) -> Error {
+    Error::Warehouse(format!("{e:?} in: {sql}"))
+}
+
+impl PgWarehouse {
+    async fn rows(&self, sql: &str) -> ecom_pipeline::Result<TextRows> {
+        Ok(self
+            .0
+            .simple_query(sql)
+            .await
+            .map_err(|e| pg(e, sql))?
+            .into_iter()
+            .filter_map(|m| match m {
+                SimpleQueryMessage::Row(r) => {
+                    Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
+    async fn tx(&self, statements: &[String]) -> ecom_pipeline::Result<()> {
+        self.0
+            .batch_execute("BEGIN")
+            .await
+            .map_err(|e| pg(e, "BEGIN"))?;
+        for s in statements {
+            if let Err(e) = self.0.batch_execute(s).await {
+                let _ = self.0.batch_execute("ROLLBACK").await;
+                return Err(pg(e, s));
+            }
+        }
+        self.0
+            .batch_execute("COMMIT")
+            .await
+            .map_err(|e| pg(e, "COMMIT"))
+    }
+
+    /// A load with exactly the statements the Redshift path sends (INSERTs into the scratch
+    /// table, 100 rows each, as the Data API path does).
+    async fn load_file(&self, file: &StagedFile) -> ecom_pipeline::Result<LoadOutcome> {
+        let seen = self.rows(&schema::ledger_check(&file.sha256)).await?;
+        if seen[0][0].as_deref() != Some("0") {
+            return Ok(file.outcome(0, true));
+        }
+        let (spec, rows) = file.parse()?;
+        let entry = file.ledger_entry(rows.len());
+        let (before, after) = schema::load_sql(Dialect::Redshift, &spec, &entry);
+        let mut all = before;
+        all.extend(schema::scratch_inserts(&spec, &rows, 100));
+        all.extend(after);
+        self.tx(&all).await?;
+        Ok(file.outcome(rows.len(), false))
+    }
+}
+
+impl Warehouse for PgWarehouse {
+    fn backend(&self) -> &'static str {
+        "postgres-test"
+    }
+
+    fn load<'a>(
+        &'a self,
+        file: &'a StagedFile,
+    ) -> BoxFuture<'a, ecom_pipeline::Result<LoadOutcome>> {
+        Box::pin(self.load_file(file))
+    }
+
+    fn execute_tx(&self, statements: Vec<String>) -> BoxFuture<'_, ecom_pipeline::Result<()>> {
+        Box::pin(async move { self.tx(&statements).await })
+    }
+
+    fn query<'a>(&'a self, sql: &'a str) -> BoxFuture<'a, ecom_pipeline::Result<TextRows>> {
+        Box::pin(self.rows(sql))
+    }
+}
