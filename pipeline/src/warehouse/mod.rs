@@ -425,7 +425,13 @@ pub async fn status(
     Ok(WarehouseStatus {
         backend: wh.backend().to_string(),
         tables,
-        ledger_files: table_rows(wh, "ops.ledger").await?,
+        // Loaded STAGING files; the CURATED files the ledger also records are written, not
+        // loaded.
+        ledger_files: int(wh
+            .query("SELECT CAST(COUNT(*) AS BIGINT) FROM ops.ledger WHERE zone = 'staging'")
+            .await?
+            .first()
+            .and_then(|r| r.first())),
         dirty_days: dirty_days(wh).await?.len(),
         metrics: Some(metrics(wh).await?),
         quality: Some(quality::quality(wh, sla, Utc::now()).await?),
