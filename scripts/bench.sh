@@ -12,6 +12,13 @@ cargo build --profile "$profile" --bin ecomops
 bin="$CARGO_TARGET_DIR/$profile/ecomops"
 echo "== $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), profile $profile"
 RUST_LOG=warn "$bin" bench stream --events 1000000
+# The shared 1M-event workload through the real `ingest events`, beside the same job in DuckDB
+# SQL (the peer needs Python's duckdb: scripts/test.sh installs it into .venv).
+if [ -f ../shared/bench/make_events.py ]; then
+  events="${TMPDIR:-/tmp}/ecomops-events-1m-42.ndjson"
+  [ -s "$events" ] || python3 ../shared/bench/make_events.py 1000000 42 > "$events"
+  RUST_LOG=warn "$bin" bench ingest --file "$events" --peer ../shared/bench/peer_duckdb.py --python .venv/bin/python
+fi
 RUST_LOG=warn "$bin" bench merge --base 1000000 --rows 100000
 RUST_LOG=warn "$bin" bench frame --shards 64 --runs 1000 --size 160x48
 RUST_LOG=warn "$bin" bench batch --scale 500

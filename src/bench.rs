@@ -217,6 +217,109 @@ pub async fn stream(events: u64, file: Option<std::path::PathBuf>) -> anyhow::Re
     Ok(())
 }
 
+/// Peak RSS of the largest child waited for so far, bytes (Linux reports KiB).
+fn children_max_rss() -> u64 {
+    nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)
+        .map_or(0, |u| u.max_rss().max(0) as u64 * 1024)
+}
+
+/// `bench ingest`: the real `ingest events FILE` (this binary, a fresh data dir, the embedded
+/// default: log, dedup, watermarks, RAW, STAGING, the DuckDB MERGE, model refresh, CURATED
+/// files), timed from spawn to exit; then the peer on the same file, and the ratio.
+pub fn ingest(
+    file: &std::path::Path,
+    peer: &std::path::Path,
+    python: &std::path::Path,
+) -> anyhow::Result<()> {
+    let lines = std::fs::read(file)
+        .with_context(|| format!("reading {}", file.display()))?
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .count() as f64;
+    let dir = tempfile_dir()?;
+    let exe = std::env::current_exe().context("finding this binary")?;
+    let t = Instant::now();
+    let out = std::process::Command::new(&exe)
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .args(["ingest", "events"])
+        .arg(file)
+        .env("RUST_LOG", "warn")
+        .output()
+        .context("running ingest events")?;
+    let ours = t.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        out.status.success(),
+        "ingest events failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let our_rss = children_max_rss();
+    // The build's profile is the target subdirectory this binary sits in.
+    let dir_of = exe
+        .parent()
+        .and_then(|p| p.file_name())
+        .and_then(|n| n.to_str());
+    let profile = match dir_of {
+        Some("release") => "release, DuckDB -O3",
+        Some("bench-fast") => "bench-fast: release Rust, DuckDB -O0",
+        Some("debug") => "debug, DuckDB -O0",
+        _ => "unknown profile",
+    };
+    println!(
+        "ingest bench ({profile}): {lines} lines of {}",
+        file.display()
+    );
+    println!(
+        "  ecomops ingest events (warehouse included): {ours:.2} s = {:.0} events/s, peak RSS {:.0} MB",
+        lines / ours,
+        our_rss as f64 / 1e6
+    );
+    print!("  {}", String::from_utf8_lossy(&out.stdout));
+    let has_duckdb = std::process::Command::new(python)
+        .args(["-c", "import duckdb"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_duckdb || !peer.exists() {
+        println!(
+            "  peer: skipped ({} with duckdb and {} needed)",
+            python.display(),
+            peer.display()
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+        return Ok(());
+    }
+    let t = Instant::now();
+    let out = std::process::Command::new(python)
+        .arg(peer)
+        .arg(file)
+        .arg(dir.join("peer"))
+        .output()
+        .context("running the peer")?;
+    let theirs = t.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        out.status.success(),
+        "the peer failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rss = children_max_rss();
+    println!(
+        "  peer, DuckDB SQL (process, wall): {theirs:.2} s = {:.0} events/s, peak RSS {}",
+        lines / theirs,
+        if rss > our_rss {
+            format!("{:.0} MB", rss as f64 / 1e6)
+        } else {
+            format!("<= ours ({:.0} MB)", our_rss as f64 / 1e6)
+        }
+    );
+    print!("  {}", String::from_utf8_lossy(&out.stdout));
+    println!(
+        "  ratio: ecomops at {:.2}x the peer's events/s (goal >= 2x)",
+        theirs / ours
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
 fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
     let dir = std::env::temp_dir().join(format!("ecomops-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;

@@ -256,6 +256,24 @@ pub enum BenchCmd {
         #[arg(long)]
         file: Option<PathBuf>,
     },
+    /// `ingest events FILE` end to end, warehouse included: the real command in a fresh data
+    /// dir, timed as a whole; then, where Python has duckdb, the same job in DuckDB SQL
+    /// (`peer_duckdb.py`) on the same file, and the ratio of the two.
+    #[command(after_help = "Example:
+  python3 ../shared/bench/make_events.py 1000000 42 > /tmp/events.ndjson
+                        cargo run --profile bench-fast -- bench ingest --file /tmp/events.ndjson \
+                          --peer ../shared/bench/peer_duckdb.py --python .venv/bin/python")]
+    Ingest {
+        /// The NDJSON events file.
+        #[arg(long)]
+        file: PathBuf,
+        /// The peer script (the same job in DuckDB SQL).
+        #[arg(long, default_value = "../shared/bench/peer_duckdb.py")]
+        peer: PathBuf,
+        /// A Python with the duckdb package.
+        #[arg(long, default_value = ".venv/bin/python")]
+        python: PathBuf,
+    },
     /// Batch throughput: one synthetic run at a scale, extract -> RAW -> STAGING -> MERGE.
     #[command(
         after_help = "Example:\n  cargo run --profile bench-fast -- bench batch --scale 500"

@@ -171,6 +171,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             bench::batch(scale).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Some(Cmd::Bench(BenchCmd::Ingest { file, peer, python })) => {
+            bench::ingest(&file, &peer, &python)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Some(Cmd::Bench(BenchCmd::Stream { events, file })) => {
             bench::stream(events, file).await?;
             Ok(ExitCode::SUCCESS)
