@@ -228,12 +228,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             headless::command(config, Command::Verify, cli.output, read_only, logs).await
         }
         Some(Cmd::Backfill { from, to, model }) => {
-            if let Some(m) =
-                model.filter(|m| !ecom_pipeline::warehouse::models::MODELS.contains(&m.as_str()))
-            {
+            use ecom_pipeline::warehouse::models::{model_spec, MODEL_SPECS};
+            if let Some(m) = model.filter(|m| model_spec(m).is_none()) {
+                let names: Vec<&str> = MODEL_SPECS.iter().map(|s| s.name).collect();
                 return Err(Usage(format!(
                     "no model {m:?}; the models are {}",
-                    ecom_pipeline::warehouse::models::MODELS.join(", ")
+                    names.join(", ")
                 ))
                 .into());
             }

@@ -72,7 +72,13 @@ pub async fn prune(
             .collect(),
         None => BTreeSet::new(),
     };
+    let mut curated = Vec::new();
     for (zone, objects) in zones::zone_listing(store).await? {
+        if zone == Zone::Curated {
+            // Pruned by day with the models' rows (below), not by age.
+            curated = objects;
+            continue;
+        }
         let Some(rules) = zone_rules(lifecycle, zone) else {
             continue;
         };
@@ -120,20 +126,12 @@ pub async fn prune(
                     .unwrap_or(0);
             }
             // The CURATED files of those days go with their rows.
-            let files: Vec<String> = store
-                .list_stat("curated/")
-                .await?
+            let (files, bytes): (Vec<String>, Vec<u64>) = curated
                 .into_iter()
-                .filter(|o| {
-                    o.key
-                        .split('/')
-                        .nth(2)
-                        .and_then(|p| p.strip_prefix("dt="))
-                        .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
-                        .is_some_and(|d| d < cutoff)
-                })
-                .map(|o| o.key)
-                .collect();
+                .filter(|o| zones::curated_day(&o.key).is_some_and(|d| d < cutoff))
+                .map(|o| (o.key, o.size))
+                .unzip();
+            r.deleted_bytes += bytes.iter().sum::<u64>();
             if !dry_run {
                 let mut stmts: Vec<String> = curated_days()
                     .map(|(t, c)| format!("DELETE FROM {t} WHERE {c} < DATE '{cutoff}'"))

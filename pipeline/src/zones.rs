@@ -85,6 +85,16 @@ pub fn curated_key(model: &str, day: NaiveDate) -> String {
     format!("curated/{model}/dt={day}/{model}.parquet")
 }
 
+/// The day of a CURATED key (`curated_key`'s inverse for the day).
+pub fn curated_day(key: &str) -> Option<NaiveDate> {
+    let dt = key
+        .strip_prefix("curated/")?
+        .split('/')
+        .nth(1)?
+        .strip_prefix("dt=")?;
+    NaiveDate::parse_from_str(dt, "%Y-%m-%d").ok()
+}
+
 /// Replace the extension of the last path segment (or add one).
 fn with_ext(path: &str, ext: &str) -> String {
     let (dir, name) = match path.rsplit_once('/') {

@@ -4,16 +4,17 @@
 //! is atomic: a reader sees the old file or the new one), and its SHA-256 and row count go to the
 //! ledger (zone `curated`). A day with no rows has no file.
 //!
-//! The refresh records its days in `ops.curated_pending` in the same transaction, and a day
-//! leaves it only when its files and ledger rows are written: a crash or a store error in
-//! between leaves the day pending, written by the next refresh (or `ecomops refresh`).
+//! The refresh records its days in `ops.curated_pending` in the same transaction, and the days
+//! leave it only with the ledger rows of their files, once the files are written: a crash or a
+//! store error in between leaves them pending, written again by the next refresh (or
+//! `ecomops refresh`).
 //!
 //! The rows are read through the warehouse trait and encoded here (arrow + parquet, the arrow
 //! version DuckDB already links), so every backend writes the same files to the configured
 //! store: DuckDB's parquet extension is not in its bundled build, and on Redshift it avoids an
 //! UNLOAD role; a daily model's day is a few rows.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, Date32Array, Float64Array, Int64Array, RecordBatch, StringArray};
@@ -56,25 +57,51 @@ pub async fn pending_days(wh: &dyn Warehouse) -> Result<BTreeSet<NaiveDate>> {
         .collect())
 }
 
-/// Write the files of every pending day.
+/// Write the files of every pending day: one query per model for all of them, one put per
+/// file, and the ledger rows with the days leaving `ops.curated_pending` in one transaction at
+/// the end (a failure before it leaves every day pending, rewritten next time: a put replaces).
 pub async fn publish(wh: &dyn Warehouse, store: &dyn ObjectStore) -> Result<Published> {
-    let mut out = Published::default();
-    for day in pending_days(wh).await? {
-        let mut statements = Vec::new();
-        for model in daily_models() {
-            let key = curated_key(model.name, day);
-            let rows = wh.query(&day_sql(&model, day)).await?;
+    let pending = pending_days(wh).await?;
+    if pending.is_empty() {
+        return Ok(Published::default());
+    }
+    // The files the zone holds, from the ledger: no request per day to find out.
+    let written: HashSet<String> = wh
+        .query("SELECT object_key FROM ops.ledger WHERE zone = 'curated'")
+        .await?
+        .into_iter()
+        .filter_map(|r| r.into_iter().next().flatten())
+        .collect();
+    let mut out = Published {
+        days: pending.len(),
+        ..Published::default()
+    };
+    let mut statements = Vec::new();
+    let now = literal(&Cell::Time(Utc::now()));
+    for model in daily_models() {
+        let mut by_day: BTreeMap<NaiveDate, TextRows> = BTreeMap::new();
+        for row in wh.query(&pending_sql(&model)).await? {
+            let day = row
+                .first()
+                .and_then(|c| c.as_deref())
+                .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
+            if let Some(day) = day {
+                by_day.entry(day).or_default().push(row);
+            }
+        }
+        for day in &pending {
+            let key = curated_key(model.name, *day);
             let quoted = literal(&Cell::Text(key.clone()));
             statements.push(format!(
                 "DELETE FROM ops.ledger WHERE object_key = {quoted}"
             ));
-            if rows.is_empty() {
-                if store.head(&key).await?.is_some() {
+            let Some(rows) = by_day.remove(day) else {
+                if written.contains(&key) {
                     store.delete(&key).await?;
                     out.removed += 1;
                 }
                 continue;
-            }
+            };
             let body = encode(&model, &rows)?;
             let sha = sha256_hex(&body);
             let bytes = body.len();
@@ -82,37 +109,37 @@ pub async fn publish(wh: &dyn Warehouse, store: &dyn ObjectStore) -> Result<Publ
             statements.push(format!(
                 "INSERT INTO ops.ledger (object_key, zone, entity, sha256, bytes, row_count, \
                  source, status, loaded_at) VALUES ({quoted}, 'curated', {}, {}, {bytes}, {}, \
-                 'models', 'written', {})",
+                 'models', 'written', {now})",
                 literal(&Cell::Text(model.name.to_string())),
                 literal(&Cell::Text(sha)),
                 rows.len(),
-                literal(&Cell::Time(Utc::now())),
             ));
             out.files += 1;
             out.rows += rows.len() as u64;
         }
-        statements.push(format!(
-            "DELETE FROM ops.curated_pending WHERE day = DATE '{day}'"
-        ));
-        wh.execute_tx(statements).await?;
-        out.days += 1;
     }
-    if out.days > 0 {
-        tracing::info!(
-            days = out.days,
-            files = out.files,
-            removed = out.removed,
-            "CURATED files written"
-        );
-    }
+    let days: Vec<String> = pending.iter().map(|d| format!("DATE '{d}'")).collect();
+    statements.push(format!(
+        "DELETE FROM ops.curated_pending WHERE day IN ({})",
+        days.join(", ")
+    ));
+    wh.execute_tx(statements).await?;
+    tracing::info!(
+        days = out.days,
+        files = out.files,
+        removed = out.removed,
+        "CURATED files written"
+    );
     Ok(out)
 }
 
-/// The rows of one day of a daily model, in a stable order (the same rows, the same file).
-pub fn day_sql(model: &ModelSpec, day: NaiveDate) -> String {
+/// The rows of every pending day of a daily model (its day column first), in a stable order:
+/// the same rows give the same file.
+pub fn pending_sql(model: &ModelSpec) -> String {
     let cols: Vec<&str> = model.columns.iter().map(|(n, _, _)| *n).collect();
     format!(
-        "SELECT {list} FROM {table} WHERE {day_col} = DATE '{day}' ORDER BY {list}",
+        "SELECT {list} FROM {table} WHERE {day_col} IN (SELECT day FROM ops.curated_pending) \
+         ORDER BY {list}",
         list = cols.join(", "),
         table = model.table(),
         day_col = model.day.unwrap_or("day"),
@@ -209,6 +236,8 @@ mod tests {
             names,
             ["day", "orders", "revenue_cents", "avg_order_value_cents"]
         );
+        // `publish` reads each row's day from its first column.
+        assert!(daily_models().all(|m| m.day == Some(m.columns[0].0)));
         let bad: TextRows = vec![vec![Some("x".into()), None, None, None]];
         assert!(encode(&model, &bad).is_err());
     }

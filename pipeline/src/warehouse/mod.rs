@@ -417,8 +417,8 @@ pub async fn status(
     for spec in schema::TABLES {
         tables.push((spec.table(), table_rows(wh, &spec.table()).await?));
     }
-    for m in models::MODELS {
-        let t = format!("curated.{m}");
+    for m in models::MODEL_SPECS {
+        let t = m.table();
         let n = table_rows(wh, &t).await?;
         tables.push((t, n));
     }

@@ -176,17 +176,6 @@ pub const MODEL_SPECS: [ModelSpec; 9] = [
     ),
 ];
 
-/// The model names, in refresh order.
-pub const MODELS: [&str; 9] = {
-    let mut out = [""; 9];
-    let mut i = 0;
-    while i < MODEL_SPECS.len() {
-        out[i] = MODEL_SPECS[i].name;
-        i += 1;
-    }
-    out
-};
-
 pub fn model_spec(name: &str) -> Option<ModelSpec> {
     MODEL_SPECS.into_iter().find(|m| m.name == name)
 }
