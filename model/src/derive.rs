@@ -57,6 +57,7 @@ impl Deriver {
         self.tracker.observe(signals, now);
         let mut changes = self.tracker.take_changes();
         snapshot.failures = self.tracker.rows();
+        snapshot.late_pending_days = signals.late_pending_days.clone();
         let mut metrics = points(snapshot);
         self.alerts.evaluate(&metrics, now, &mut changes);
         snapshot.alerts = self.alerts.states();
@@ -572,13 +573,11 @@ pub fn points(s: &Snapshot) -> Vec<MetricPoint> {
             }
         }
     }
-    let late_days = s
-        .failures
-        .iter()
-        .find(|f| f.scenario == Scenario::LateEvents)
-        .and_then(|f| f.operator.as_ref())
-        .map_or(0.0, |_| 1.0);
-    out.push(p("late_pending_days", late_days, "Count"));
+    out.push(p(
+        "late_pending_days",
+        s.late_pending_days.len() as f64,
+        "Count",
+    ));
     out.push(p("partial_writes", s.damaged.len() as f64, "Count"));
     if let Some(c) = &s.cost {
         out.push(p("warehouse_seconds", c.usage.warehouse_secs, "Seconds"));
@@ -807,6 +806,21 @@ mod tests {
         };
         d.derive(&mut s, &pending);
         assert_eq!(value(&s.metrics, "late_pending_days"), Some(1.0));
+    }
+
+    #[test]
+    fn late_pending_days_counts_the_days() {
+        let mut d = Deriver::new(Vec::new());
+        let mut s = snapshot(Utc::now());
+        let day = |n| NaiveDate::from_ymd_opt(2026, 11, n).unwrap();
+        let pending = Signals {
+            late_events: 5,
+            late_pending_days: vec![day(18), day(19), day(20)],
+            ..Default::default()
+        };
+        d.derive(&mut s, &pending);
+        assert_eq!(value(&s.metrics, "late_pending_days"), Some(3.0));
+        assert_eq!(s.late_pending_days.len(), 3);
     }
 
     /// The generator's injected late events keep the late-events row truthful (a backfill is

@@ -91,6 +91,89 @@ impl CommandOutcome {
             waiting: false,
         }
     }
+
+    /// One line for the outcome: the dashboard's status line, `--output json`, and the message
+    /// the audit trail records.
+    pub fn summary(&self) -> String {
+        let Some(report) = &self.report else {
+            return self.message.clone();
+        };
+        match report {
+            Report::Refreshed => "refreshed".into(),
+            Report::Paused => "paused: no new cycles will start".into(),
+            Report::Resumed => "resumed".into(),
+            Report::Cycle(c) if !c.critical_alerts.is_empty() => {
+                let names: Vec<&str> = c.critical_alerts.iter().map(|a| a.name.as_str()).collect();
+                format!(
+                    "cycle {} finished, but critical alert(s) fire: {}",
+                    c.cycle.cycle,
+                    names.join(", ")
+                )
+            }
+            Report::Cycle(c) if c.cycle.ok => format!("cycle {} succeeded", c.cycle.cycle),
+            Report::Cycle(c) => format!(
+                "cycle {} failed: {}",
+                c.cycle.cycle,
+                c.cycle.error.clone().unwrap_or_default()
+            ),
+            Report::Run(run) => format!("batch: {}", run.summary()),
+            Report::Metrics(_) => "metrics".into(),
+            Report::Trends(days) => format!("{} day(s) of figures", days.len()),
+            Report::Cost(_) => "cost".into(),
+            Report::Verify(v) if v.ok() => format!("verify: {} checks, no difference", v.checks),
+            Report::Verify(v) => format!(
+                "verify: {} of {} checks differ",
+                v.differences.len(),
+                v.checks
+            ),
+            Report::Backfill(b) => format!(
+                "backfill {}..{}: {} late event(s) loaded, {} day(s) recomputed",
+                b.from, b.to, b.late_loaded, b.recomputed_days
+            ),
+            Report::Replay(r) => format!(
+                "replay {}: {} segment(s), {} RAW byte-identical, {} rewritten, {} restaged, \
+                 {} load(s) already in the warehouse",
+                r.shard, r.segments, r.raw_identical, r.raw_rewritten, r.restaged, r.loads_skipped
+            ),
+            Report::Ingest(i) if i.duplicate => format!(
+                "duplicate file: {} was already ingested; not fed again ({})",
+                i.raw_key, i.drained
+            ),
+            Report::Ingest(i) => {
+                let cut = if i.oversized == 0 {
+                    String::new()
+                } else {
+                    format!(" ({} over the record limit, quarantined)", i.oversized)
+                };
+                format!(
+                    "ingested {} lines{cut} from {}: {}",
+                    i.lines, i.raw_key, i.drained
+                )
+            }
+            Report::Prune(r) => format!(
+                "prune{}: {} object(s), {} bytes {}; {} kept (not loaded yet); {} CURATED row(s) of old days",
+                if r.dry_run { " (dry run)" } else { "" },
+                r.deleted.len(),
+                r.deleted_bytes,
+                if r.dry_run { "would be deleted" } else { "deleted" },
+                r.kept_unloaded.len(),
+                r.curated_rows
+            ),
+            Report::Lifecycle(plan) if plan.diff.is_empty() => format!(
+                "bucket {}: lifecycle rules already as configured",
+                plan.bucket
+            ),
+            Report::Lifecycle(plan) => format!(
+                "bucket {}: {}",
+                plan.bucket,
+                if plan.applied {
+                    "applied"
+                } else {
+                    "dry run (--apply sets it)"
+                }
+            ),
+        }
+    }
 }
 
 #[cfg(test)]

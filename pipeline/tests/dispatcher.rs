@@ -180,4 +180,18 @@ async fn a_writable_instance_audits_to_the_ops_schema() {
             "ok"
         ]
     );
+    // What each did, in words: the audit is read without the command's output at hand.
+    let said = wh
+        .query("SELECT message FROM ops.audit ORDER BY acted_at")
+        .await
+        .unwrap();
+    let said: Vec<String> = said
+        .iter()
+        .map(|r| r[0].clone().unwrap_or_default())
+        .collect();
+    assert!(said[0].starts_with("cycle 1 "), "{said:?}");
+    assert!(
+        said[1].starts_with("backfill 2026-11-01..2026-11-02: "),
+        "{said:?}"
+    );
 }

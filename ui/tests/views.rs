@@ -225,3 +225,18 @@ fn a_watermark_in_the_future_is_called_ahead() {
     let shown = render(&app, &snap, 160, 48);
     assert!(shown.contains("AHEAD of this clock by"), "{shown}");
 }
+
+/// Alert rules are checked against the registry's names: every metric a snapshot carries (the
+/// fixture has stream, batch, warehouse, data-quality and cost figures) must be one of them.
+#[test]
+fn every_metric_a_snapshot_carries_is_registered() {
+    let snap = fixture::snapshot(6, 8);
+    assert!(snap.metrics.iter().any(|p| p.name == "events_volume_drop"));
+    for p in &snap.metrics {
+        assert!(
+            ecom_model::metrics::NAMES.contains(&p.name.as_str()),
+            "{} is emitted but not in metrics::NAMES: an alert rule on it is refused",
+            p.name
+        );
+    }
+}

@@ -42,7 +42,7 @@ impl Pipeline {
             action: command.name().to_string(),
             arguments: serde_json::to_string(&command).unwrap_or_default(),
             outcome: result.to_string(),
-            message: outcome.message.clone(),
+            message: outcome.summary(),
         };
         let writable = if self.options.read_only {
             None

@@ -39,7 +39,8 @@ impl Pipeline {
             recent_actions: self.actions.iter().cloned().collect(),
             cost: self.cost.clone(),
             damaged: self.damaged.clone(),
-            late_pending_days: self.late_pending.clone(),
+            // From the signals, with the other derived parts.
+            late_pending_days: Vec::new(),
             metrics: Vec::new(),
             alerts: Vec::new(),
             health: Default::default(),
