@@ -66,7 +66,7 @@ pub struct Quality {
     pub freshness: Vec<Freshness>,
     /// Events that arrived in the last 24 h.
     pub events_last_24h: i64,
-    /// Events per day over the 7 days before those 24 h.
+    /// Events per day over the 7 days before those 24 h (over the days of them the data covers).
     pub events_prior_daily_avg: f64,
     /// 1 - last 24 h / the prior daily average, 0 when it grew; `None` without a prior week.
     pub events_volume_drop: Option<f64>,

@@ -665,6 +665,7 @@ pub struct BatchConfig {
     pub retry: RetryConfig,
     /// Fields removed from every response at extraction, at any depth, before the spool and
     /// RAW: credentials never land (FakeStore's `/users` carries plaintext passwords).
+    /// `password` is removed whatever this list says.
     pub redact_fields: Vec<String>,
 }
 

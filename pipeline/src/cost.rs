@@ -160,6 +160,9 @@ impl Warehouse for MeteredWarehouse {
     fn backend(&self) -> &'static str {
         self.inner.backend()
     }
+    fn dialect(&self) -> crate::warehouse::schema::Dialect {
+        self.inner.dialect()
+    }
     fn load<'a>(&'a self, file: &'a StagedFile) -> BoxFuture<'a, Result<LoadOutcome>> {
         Box::pin(self.timed(self.inner.load(file)))
     }

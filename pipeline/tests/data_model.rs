@@ -292,6 +292,40 @@ async fn open_migrates_an_old_duckdb_file() {
     );
 }
 
+/// A warehouse that records how many statements each transaction sends.
+struct Counting {
+    inner: Arc<DuckWarehouse>,
+    batches: std::sync::Mutex<Vec<usize>>,
+}
+
+impl Warehouse for Counting {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+    fn dialect(&self) -> Dialect {
+        self.inner.dialect()
+    }
+    fn load<'a>(
+        &'a self,
+        file: &'a StagedFile,
+    ) -> futures::future::BoxFuture<'a, ecom_pipeline::Result<warehouse::LoadOutcome>> {
+        self.inner.load(file)
+    }
+    fn execute_tx(
+        &self,
+        statements: Vec<String>,
+    ) -> futures::future::BoxFuture<'_, ecom_pipeline::Result<()>> {
+        self.batches.lock().unwrap().push(statements.len());
+        self.inner.execute_tx(statements)
+    }
+    fn query<'a>(
+        &'a self,
+        sql: &'a str,
+    ) -> futures::future::BoxFuture<'a, ecom_pipeline::Result<warehouse::TextRows>> {
+        self.inner.query(sql)
+    }
+}
+
 fn python_with_duckdb() -> Option<String> {
     let python = std::env::var("ECOMOPS_TEST_PYTHON").ok();
     if python.is_none() {
@@ -345,6 +379,27 @@ async fn curated_days_are_parquet_files_that_duckdb_reads_back() {
         .await
         .unwrap();
     assert!(v.ok(), "{:?}", v.differences);
+
+    // Every day pending again (a products pull marks every order day dirty): one transaction
+    // that fits one Redshift Data API batch (40 statements), and no file written again, since
+    // no day's rows changed.
+    wh.execute_tx(vec![
+        "INSERT INTO ops.curated_pending (day) SELECT DISTINCT day FROM curated.daily_metrics"
+            .into(),
+    ])
+    .await
+    .unwrap();
+    let counting = Counting {
+        inner: wh.clone(),
+        batches: Default::default(),
+    };
+    let again = warehouse::curated_files::publish(&counting, store.as_ref())
+        .await
+        .unwrap();
+    assert_eq!(again.files, 0, "{again:?}");
+    let batches = counting.batches.lock().unwrap().clone();
+    assert_eq!(batches.len(), 1, "{batches:?}");
+    assert!(batches[0] <= 40, "{batches:?}");
 
     let m = warehouse::metrics(wh.as_ref()).await.unwrap();
     if let Some(python) = python_with_duckdb() {
@@ -620,4 +675,105 @@ async fn quality_findings_on_postgres() {
         return;
     };
     quality_findings(&support::pg::PgWarehouse(client), Dialect::Redshift).await;
+}
+
+/// `password` never lands, even when `batch.redact_fields` is configured without it.
+#[tokio::test]
+async fn a_redact_list_without_password_still_removes_passwords() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config {
+        data_dir: dir.path().to_path_buf(),
+        ..Config::default()
+    };
+    config.batch.redact_fields = vec!["phone".into()];
+    let store = Arc::new(LocalStore::open(dir.path().join("store")).unwrap());
+    let wh = Arc::new(DuckWarehouse::in_memory().unwrap());
+    let runner = BatchRunner::new(&config, store.clone(), Some(wh)).unwrap();
+    let run = runner.run_new(None, None).await.unwrap();
+    assert_eq!(run.status, RunStatus::Succeeded, "{}", run.summary());
+    let users = store
+        .list("raw/")
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|m| m.key.contains("/users/"))
+        .unwrap();
+    let body = String::from_utf8(store.get(&users.key).await.unwrap().to_vec()).unwrap();
+    assert!(body.contains("\"username\""), "{body}");
+    assert!(
+        !body.contains("password") && !body.contains("\"phone\""),
+        "{body}"
+    );
+}
+
+/// A pipeline two days old is held against the day it ran, not a week of zeros: 20 events the
+/// day before and 10 in the last 24 h is a 50% drop.
+#[tokio::test]
+async fn the_volume_drop_counts_only_the_days_the_data_covers() {
+    use ecom_pipeline::config::FreshnessSla;
+    use ecom_pipeline::warehouse::quality::quality;
+    let wh = DuckWarehouse::in_memory().unwrap();
+    let now = Utc::now();
+    let stmts = (0..30)
+        .map(|i| {
+            let at = now - chrono::Duration::hours(if i < 10 { 2 } else { 30 });
+            let at = at.naive_utc().format("%Y-%m-%d %H:%M:%S");
+            format!(
+                "INSERT INTO staging.events (event_id, user_id, product_id, event_type, \
+                 event_time, ingestion_time, session_id, source_key) VALUES ('e{i}', 1, 1, \
+                 'product_view', CAST('{at}' AS TIMESTAMP), CAST('{at}' AS TIMESTAMP), 's', 'k')"
+            )
+        })
+        .collect();
+    wh.execute_tx(stmts).await.unwrap();
+    let q = quality(&wh, &FreshnessSla::default(), now).await.unwrap();
+    assert_eq!((q.events_last_24h, q.events_prior_daily_avg), (10, 20.0));
+    assert_eq!(q.events_volume_drop, Some(0.5));
+}
+
+/// `daily_ingestion_delay` measures ingestion_time - event_time per event day: delays of 1 to
+/// 100 seconds and a quarter give p50 50.75 s, p95 95.3 s, max 100.25 s (fractions kept), on
+/// DuckDB and on PostgreSQL.
+async fn ingestion_delay_figures(wh: &dyn Warehouse, d: Dialect) {
+    use ecom_pipeline::warehouse::models;
+    wh.execute_tx(schema::ddl(d)).await.unwrap();
+    let stmts = (1..=100)
+        .map(|i| {
+            format!(
+                "INSERT INTO staging.events (event_id, user_id, product_id, event_type, \
+                 event_time, ingestion_time, session_id, source_key) VALUES ('e{i}', 1, 1, \
+                 'product_view', CAST('2026-03-01 10:00:00' AS TIMESTAMP), \
+                 CAST('2026-03-01 10:00:00.25' AS TIMESTAMP) + INTERVAL '{i} seconds', 's', 'k')"
+            )
+        })
+        .collect();
+    wh.execute_tx(stmts).await.unwrap();
+    let day = chrono::NaiveDate::from_ymd_opt(2026, 3, 1).unwrap();
+    wh.execute_tx(models::refresh_sql(d, &[day].into_iter().collect()))
+        .await
+        .unwrap();
+    let row = one(
+        wh,
+        "SELECT CAST(events AS BIGINT), p50_secs, p95_secs, max_secs FROM \
+         curated.daily_ingestion_delay WHERE day = DATE '2026-03-01'",
+    )
+    .await;
+    let f = |i: usize| row[i].as_deref().unwrap().parse::<f64>().unwrap();
+    assert_eq!(row[0].as_deref(), Some("100"));
+    assert!((f(1) - 50.75).abs() < 1e-6, "{row:?}");
+    assert!((f(2) - 95.3).abs() < 1e-6, "{row:?}");
+    assert!((f(3) - 100.25).abs() < 1e-6, "{row:?}");
+}
+
+#[tokio::test]
+async fn ingestion_delay_on_duckdb() {
+    ingestion_delay_figures(&DuckWarehouse::in_memory().unwrap(), Dialect::DuckDb).await;
+}
+
+#[tokio::test]
+async fn ingestion_delay_on_postgres() {
+    let Some(client) = support::pg::fresh_db("delay").await else {
+        return;
+    };
+    ingestion_delay_figures(&support::pg::PgWarehouse(client), Dialect::Redshift).await;
 }

@@ -265,7 +265,9 @@ async fn every_statement_of_the_redshift_path_follows_the_documented_rules() {
         .iter_days()
         .take(400)
         .collect();
-    wh.execute_tx(models::refresh_sql(&days)).await.unwrap();
+    wh.execute_tx(models::refresh_sql(Dialect::Redshift, &days))
+        .await
+        .unwrap();
 
     let batches = batches.lock().unwrap().clone();
     let merges = batches

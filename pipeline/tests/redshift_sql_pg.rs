@@ -99,7 +99,7 @@ async fn pg_refresh(pg: &Client, lookback: u32) {
             .collect();
     let days = models::refresh_days(&dirty, lookback);
     if !days.is_empty() {
-        tx(pg, &models::refresh_sql(&days)).await;
+        tx(pg, &models::refresh_sql(Dialect::Redshift, &days)).await;
     }
 }
 
@@ -247,7 +247,7 @@ async fn same_tables_as_duckdb(pg: &Client) {
         .iter_days()
         .take(400)
         .collect();
-    tx(pg, &models::refresh_sql(&days)).await;
+    tx(pg, &models::refresh_sql(Dialect::Redshift, &days)).await;
 
     for sql in COMPARE {
         let on_pg = rows(pg, sql).await;

@@ -236,7 +236,17 @@ impl BatchRunner {
         Ok(BatchRunner {
             store,
             warehouse,
-            redact_fields: config.batch.redact_fields.clone(),
+            // `password` always: a list configured without it must not let credentials land.
+            redact_fields: std::iter::once("password".to_string())
+                .chain(
+                    config
+                        .batch
+                        .redact_fields
+                        .iter()
+                        .filter(|f| *f != "password")
+                        .cloned(),
+                )
+                .collect(),
             lookback_days: config.warehouse.lookback_days,
             source,
             runs: RunStore::new(config.data_dir.join("runs")),

@@ -6,15 +6,15 @@
 //!
 //! The refresh records its days in `ops.curated_pending` in the same transaction, and the days
 //! leave it only with the ledger rows of their files, once the files are written: a crash or a
-//! store error in between leaves them pending, written again by the next refresh (or
-//! `ecomops refresh`).
+//! store error in between leaves them pending, written again by the next refresh (every
+//! cycle runs one: `ecomops --no-ui --once`).
 //!
 //! The rows are read through the warehouse trait and encoded here (arrow + parquet, the arrow
 //! version DuckDB already links), so every backend writes the same files to the configured
 //! store: DuckDB's parquet extension is not in its bundled build, and on Redshift it avoids an
 //! UNLOAD role; a daily model's day is a few rows.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, Date32Array, Float64Array, Int64Array, RecordBatch, StringArray};
@@ -35,6 +35,7 @@ use crate::zones::curated_key;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Published {
     pub days: usize,
+    /// Files written (a day whose rows did not change keeps its file).
     pub files: usize,
     pub rows: u64,
     /// Files removed because their day has no rows any more.
@@ -57,27 +58,31 @@ pub async fn pending_days(wh: &dyn Warehouse) -> Result<BTreeSet<NaiveDate>> {
         .collect())
 }
 
-/// Write the files of every pending day: one query per model for all of them, one put per
-/// file, and the ledger rows with the days leaving `ops.curated_pending` in one transaction at
-/// the end (a failure before it leaves every day pending, rewritten next time: a put replaces).
+/// Write the files of every pending day: one query per model for all of them, one put per file
+/// whose bytes changed, and the ledger rows with the days leaving `ops.curated_pending` in one
+/// transaction at the end, in few statements (a Redshift Data API batch holds 40). A failure
+/// before it leaves every day pending, rewritten next time (a put replaces).
 pub async fn publish(wh: &dyn Warehouse, store: &dyn ObjectStore) -> Result<Published> {
     let pending = pending_days(wh).await?;
     if pending.is_empty() {
         return Ok(Published::default());
     }
-    // The files the zone holds, from the ledger: no request per day to find out.
-    let written: HashSet<String> = wh
-        .query("SELECT object_key FROM ops.ledger WHERE zone = 'curated'")
+    // The files the zone holds and their hashes, from the ledger: no request per day.
+    let written: HashMap<String, String> = wh
+        .query("SELECT object_key, sha256 FROM ops.ledger WHERE zone = 'curated'")
         .await?
         .into_iter()
-        .filter_map(|r| r.into_iter().next().flatten())
+        .filter_map(|r| match (r.first(), r.get(1)) {
+            (Some(Some(k)), Some(Some(s))) => Some((k.clone(), s.clone())),
+            _ => None,
+        })
         .collect();
     let mut out = Published {
         days: pending.len(),
         ..Published::default()
     };
-    let mut statements = Vec::new();
     let now = literal(&Cell::Time(Utc::now()));
+    let (mut gone, mut rows_sql) = (Vec::new(), Vec::new());
     for model in daily_models() {
         let mut by_day: BTreeMap<NaiveDate, TextRows> = BTreeMap::new();
         for row in wh.query(&pending_sql(&model)).await? {
@@ -92,24 +97,30 @@ pub async fn publish(wh: &dyn Warehouse, store: &dyn ObjectStore) -> Result<Publ
         for day in &pending {
             let key = curated_key(model.name, *day);
             let quoted = literal(&Cell::Text(key.clone()));
-            statements.push(format!(
-                "DELETE FROM ops.ledger WHERE object_key = {quoted}"
-            ));
             let Some(rows) = by_day.remove(day) else {
-                if written.contains(&key) {
-                    store.delete(&key).await?;
+                // Deleted whether or not the ledger knows it: a put whose ledger row never
+                // committed leaves no file behind.
+                store.delete(&key).await?;
+                if written.contains_key(&key) {
                     out.removed += 1;
+                    gone.push(quoted);
                 }
                 continue;
             };
             let body = encode(&model, &rows)?;
             let sha = sha256_hex(&body);
+            // The same rows give the same file: not written again while the one there is
+            // intact (a HEAD, far cheaper than a PUT of the day).
+            if written.get(&key) == Some(&sha)
+                && store.head(&key).await?.is_some_and(|m| m.sha256 == sha)
+            {
+                continue;
+            }
             let bytes = body.len();
             store.put(&key, bytes::Bytes::from(body)).await?;
-            statements.push(format!(
-                "INSERT INTO ops.ledger (object_key, zone, entity, sha256, bytes, row_count, \
-                 source, status, loaded_at) VALUES ({quoted}, 'curated', {}, {}, {bytes}, {}, \
-                 'models', 'written', {now})",
+            gone.push(quoted.clone());
+            rows_sql.push(format!(
+                "({quoted}, 'curated', {}, {}, {bytes}, {}, 'models', 'written', {now})",
                 literal(&Cell::Text(model.name.to_string())),
                 literal(&Cell::Text(sha)),
                 rows.len(),
@@ -118,11 +129,27 @@ pub async fn publish(wh: &dyn Warehouse, store: &dyn ObjectStore) -> Result<Publ
             out.rows += rows.len() as u64;
         }
     }
+    let mut statements = Vec::new();
+    for chunk in gone.chunks(200) {
+        statements.push(format!(
+            "DELETE FROM ops.ledger WHERE object_key IN ({})",
+            chunk.join(", ")
+        ));
+    }
+    for chunk in rows_sql.chunks(200) {
+        statements.push(format!(
+            "INSERT INTO ops.ledger (object_key, zone, entity, sha256, bytes, row_count, source, \
+             status, loaded_at) VALUES {}",
+            chunk.join(", ")
+        ));
+    }
     let days: Vec<String> = pending.iter().map(|d| format!("DATE '{d}'")).collect();
-    statements.push(format!(
-        "DELETE FROM ops.curated_pending WHERE day IN ({})",
-        days.join(", ")
-    ));
+    for chunk in days.chunks(500) {
+        statements.push(format!(
+            "DELETE FROM ops.curated_pending WHERE day IN ({})",
+            chunk.join(", ")
+        ));
+    }
     wh.execute_tx(statements).await?;
     tracing::info!(
         days = out.days,

@@ -200,6 +200,10 @@ impl Warehouse for DuckWarehouse {
         "duckdb"
     }
 
+    fn dialect(&self) -> Dialect {
+        Dialect::DuckDb
+    }
+
     fn load<'a>(&'a self, file: &'a StagedFile) -> BoxFuture<'a, Result<LoadOutcome>> {
         let file = file.clone();
         Box::pin(self.with(move |conn| DuckWarehouse::load_blocking(conn, &file)))

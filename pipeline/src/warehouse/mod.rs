@@ -106,6 +106,9 @@ pub type TextRows = Vec<Vec<Option<String>>>;
 pub trait Warehouse: Send + Sync {
     fn backend(&self) -> &'static str;
 
+    /// The SQL it speaks (where the engines differ).
+    fn dialect(&self) -> schema::Dialect;
+
     /// Load one STAGING file, idempotently, in one transaction with its ledger row.
     fn load<'a>(&'a self, file: &'a StagedFile) -> BoxFuture<'a, Result<LoadOutcome>>;
 
@@ -245,7 +248,8 @@ pub async fn refresh_models(
         });
     }
     let days = models::refresh_days(&dirty, lookback);
-    wh.execute_tx(models::refresh_sql(&days)).await?;
+    wh.execute_tx(models::refresh_sql(wh.dialect(), &days))
+        .await?;
     let files = curated_files::publish(wh, store).await?.files;
     tracing::info!(
         dirty = dirty.len(),
@@ -272,7 +276,8 @@ pub async fn backfill(
         )));
     }
     let days: BTreeSet<NaiveDate> = from.iter_days().take_while(|d| *d <= to).collect();
-    wh.execute_tx(models::refresh_sql(&days)).await?;
+    wh.execute_tx(models::refresh_sql(wh.dialect(), &days))
+        .await?;
     let files = curated_files::publish(wh, store).await?.files;
     Ok(RefreshReport {
         dirty_days: 0,

@@ -218,7 +218,15 @@ pub fn refresh_days(dirty: &BTreeSet<NaiveDate>, lookback: u32) -> BTreeSet<Naiv
 const IN_DAYS: &str = "IN (SELECT day FROM ops.refresh_days)";
 
 /// The statements of one refresh of `days`, to run in one transaction.
-pub fn refresh_sql(days: &BTreeSet<NaiveDate>) -> Vec<String> {
+pub fn refresh_sql(d: Dialect, days: &BTreeSet<NaiveDate>) -> Vec<String> {
+    // Seconds since the epoch with their fraction. Redshift's EXTRACT of a TIMESTAMP is an
+    // INTEGER, of a TIMESTAMPTZ a DOUBLE PRECISION
+    // (docs.aws.amazon.com/redshift/latest/dg/r_EXTRACT_function.html); DuckDB keeps the
+    // fraction of a TIMESTAMP, and its TIMESTAMPTZ needs the ICU extension it is built without.
+    let epoch = |col: &str| match d {
+        Dialect::DuckDb => format!("EXTRACT(EPOCH FROM {col})"),
+        Dialect::Redshift => format!("EXTRACT(EPOCH FROM CAST({col} AS TIMESTAMPTZ))"),
+    };
     let mut out = vec!["DELETE FROM ops.refresh_days".to_string()];
     // One INSERT per 500 days keeps statements small.
     let all: Vec<&NaiveDate> = days.iter().collect();
@@ -307,9 +315,11 @@ pub fn refresh_sql(days: &BTreeSet<NaiveDate>) -> Vec<String> {
              SELECT event_day, COUNT(*), \
              PERCENTILE_CONT(0.5) WITHIN GROUP (ORDER BY delay), \
              PERCENTILE_CONT(0.95) WITHIN GROUP (ORDER BY delay), MAX(delay) \
-             FROM (SELECT event_day, CAST(EXTRACT(EPOCH FROM ingestion_time) - \
-             EXTRACT(EPOCH FROM event_time) AS DOUBLE PRECISION) AS delay FROM curated.fct_events \
-             WHERE event_day {IN_DAYS} AND ingestion_time IS NOT NULL) AS x GROUP BY event_day"
+             FROM (SELECT event_day, CAST({} - {} AS DOUBLE PRECISION) AS delay FROM \
+             curated.fct_events WHERE event_day {IN_DAYS} AND ingestion_time IS NOT NULL) AS x \
+             GROUP BY event_day",
+            epoch("ingestion_time"),
+            epoch("event_time")
         ),
         // The refreshed days' CURATED files are (re)written after the commit (`curated_files`).
         "INSERT INTO ops.curated_pending (day) SELECT r.day FROM ops.refresh_days AS r WHERE \

@@ -132,8 +132,8 @@ pub async fn quality(
         .query(&format!(
             "SELECT CAST(COALESCE(SUM(CASE WHEN ingestion_time >= {day} THEN 1 ELSE 0 END), 0) \
              AS BIGINT), CAST(COALESCE(SUM(CASE WHEN ingestion_time < {day} THEN 1 ELSE 0 END), \
-             0) AS BIGINT) FROM staging.events WHERE ingestion_time >= {week} AND \
-             ingestion_time <= {now}",
+             0) AS BIGINT), CAST(MIN(ingestion_time) AS VARCHAR) FROM staging.events WHERE \
+             ingestion_time >= {week} AND ingestion_time <= {now}",
             day = at(Duration::hours(24)),
             week = at(Duration::days(8)),
             now = at(Duration::zero()),
@@ -141,7 +141,17 @@ pub async fn quality(
         .await?;
     let last = int(volume.first().and_then(|r| r.first()));
     let prior = int(volume.first().and_then(|r| r.get(1)));
-    let avg = prior as f64 / 7.0;
+    // Per day of the prior week the data covers (whole days, 1 to 7): a pipeline younger than
+    // a week is not held against days it did not run.
+    let covered = volume
+        .first()
+        .and_then(|r| r.get(2).cloned().flatten())
+        .and_then(|s| time(&s))
+        .map_or(7.0, |first| {
+            let span = (now - Duration::hours(24) - first).num_seconds() as f64 / 86_400.0;
+            span.ceil().clamp(1.0, 7.0)
+        });
+    let avg = prior as f64 / covered;
     let drop = (prior > 0).then(|| (1.0 - last as f64 / avg).max(0.0));
 
     let ingestion_delay = wh

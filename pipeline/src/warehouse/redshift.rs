@@ -246,6 +246,10 @@ impl Warehouse for RedshiftWarehouse {
         "redshift"
     }
 
+    fn dialect(&self) -> Dialect {
+        Dialect::Redshift
+    }
+
     fn load<'a>(&'a self, file: &'a StagedFile) -> BoxFuture<'a, Result<LoadOutcome>> {
         Box::pin(async move {
             let (spec, rows) = file.parse()?;

@@ -459,7 +459,10 @@ async fn curated_files(
 ) -> Result<()> {
     let pending = super::curated_files::pending_days(wh).await?.len();
     r.check("curated files written", pending == 0, || {
-        format!("{pending} day(s) of CURATED files await writing (`ecomops refresh`)")
+        format!(
+            "{pending} day(s) of CURATED files await writing: the next cycle writes them \
+             (`ecomops --no-ui --once`)"
+        )
     });
     let objects: BTreeMap<String, String> = store
         .list("curated/")

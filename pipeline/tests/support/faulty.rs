@@ -185,6 +185,9 @@ impl Warehouse for FaultyWarehouse {
     fn backend(&self) -> &'static str {
         self.inner.backend()
     }
+    fn dialect(&self) -> ecom_pipeline::warehouse::schema::Dialect {
+        self.inner.dialect()
+    }
     fn load<'a>(&'a self, file: &'a StagedFile) -> BoxFuture<'a, Result<LoadOutcome>> {
         Box::pin(async move {
             match self.faults.roll() {

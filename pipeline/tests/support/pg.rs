@@ -117,6 +117,10 @@ impl Warehouse for PgWarehouse {
         "postgres-test"
     }
 
+    fn dialect(&self) -> Dialect {
+        Dialect::Redshift
+    }
+
     fn load<'a>(
         &'a self,
         file: &'a StagedFile,
