@@ -93,11 +93,7 @@ pub async fn merge(base: u64, rows: u64) -> anyhow::Result<()> {
     let direct_secs = t.elapsed().as_secs_f64();
     let direct_rows = table_rows(&direct, "staging.orders").await?;
 
-    let profile = if cfg!(debug_assertions) {
-        "debug build: run with --release for real figures"
-    } else {
-        "release build"
-    };
+    let profile = build_profile();
     println!("merge bench ({profile}): {rows} source rows (10% updates) into {base} orders");
     println!(
         "  ecomops load (parse + scratch + dedup + MERGE + ledger): {ours_secs:.3} s = {:.0} rows/s; table {ours_rows} rows; {} merged",
@@ -174,11 +170,7 @@ pub async fn stream(events: u64, file: Option<std::path::PathBuf>) -> anyhow::Re
     let drain = t.elapsed().as_secs_f64();
     let stats = p.dedup().stats();
     let per_id = p.dedup().heap_bytes() as f64 / stats.tracked.max(1) as f64;
-    let profile = if cfg!(debug_assertions) {
-        "debug build: run with --release for real figures"
-    } else {
-        "release build"
-    };
+    let profile = build_profile();
     println!(
         "stream bench ({profile}): {n} records, {:.1} MB, {} shards",
         bytes as f64 / 1e6,
@@ -254,17 +246,7 @@ pub fn ingest(
         String::from_utf8_lossy(&out.stderr)
     );
     let our_rss = children_max_rss();
-    // The build's profile is the target subdirectory this binary sits in.
-    let dir_of = exe
-        .parent()
-        .and_then(|p| p.file_name())
-        .and_then(|n| n.to_str());
-    let profile = match dir_of {
-        Some("release") => "release, DuckDB -O3",
-        Some("bench-fast") => "bench-fast: release Rust, DuckDB -O0",
-        Some("debug") => "debug, DuckDB -O0",
-        _ => "unknown profile",
-    };
+    let profile = build_profile();
     println!(
         "ingest bench ({profile}): {lines} lines of {}",
         file.display()
@@ -320,6 +302,23 @@ pub fn ingest(
     Ok(())
 }
 
+/// The build a figure came from, named by the target subdirectory this binary sits in, with
+/// what it means for DuckDB (whose optimisation dominates any figure that goes through it).
+fn build_profile() -> &'static str {
+    let exe = std::env::current_exe().ok();
+    match exe
+        .as_deref()
+        .and_then(|e| e.parent())
+        .and_then(|p| p.file_name())
+        .and_then(|n| n.to_str())
+    {
+        Some("release") => "release: Rust and DuckDB -O3",
+        Some("bench-fast") => "bench-fast: Rust optimised, DuckDB -O0",
+        Some("debug") => "debug: Rust and DuckDB unoptimised; not a figure to quote",
+        _ => "unknown profile",
+    }
+}
+
 fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
     let dir = std::env::temp_dir().join(format!("ecomops-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -332,11 +331,7 @@ pub fn frame(shards: usize, runs: usize, w: u16, h: u16, frames: u32) -> anyhow:
     use ratatui::backend::TestBackend;
     use ratatui::Terminal;
     let snap = ecom_ui::fixture::snapshot(shards, runs);
-    let profile = if cfg!(debug_assertions) {
-        "debug build: use --release for the figure"
-    } else {
-        "optimised build"
-    };
+    let profile = build_profile();
     println!(
         "frame bench ({profile}): {w}x{h}, {shards} shards, {runs} runs, {frames} frames per view"
     );
@@ -393,11 +388,7 @@ pub async fn batch(scale: u32) -> anyhow::Result<()> {
     );
     let staged: u64 = run.report.staged.values().sum();
     let loaded: u64 = run.report.loaded.values().sum();
-    let profile = if cfg!(debug_assertions) {
-        "debug build: use --profile bench-fast"
-    } else {
-        "optimised build"
-    };
+    let profile = build_profile();
     println!("batch bench ({profile}): synthetic source at scale {scale}");
     println!(
         "  {staged} records staged, {loaded} rows merged in {secs:.3} s = {:.0} records/s end to end",
@@ -448,11 +439,7 @@ pub async fn store(objects: u64, endpoint: String) -> anyhow::Result<()> {
             r??;
         }
     }
-    let profile = if cfg!(debug_assertions) {
-        "debug build"
-    } else {
-        "optimised build"
-    };
+    let profile = build_profile();
     println!(
         "store bench ({profile}; the S3 endpoint's own speed dominates): {objects} objects put to S3 at {} in {:.1} s",
         s3.endpoint_url.as_deref().unwrap_or(""),

@@ -256,17 +256,8 @@ pub async fn status(config: Config, json: bool, log: LogBuffer) -> anyhow::Resul
     let data_dir = config.data_dir.clone();
     let snapshot = match instance::holder(&data_dir) {
         Some(pid) => connect_running(&data_dir, pid).await?.snapshot().await?,
-        None => {
-            // Nobody runs: read the data dir ourselves, changing nothing.
-            let options = PipelineOptions {
-                mode: RunMode::Oneshot,
-                read_only: true,
-                schedule: false,
-                log,
-            };
-            let pipeline = Pipeline::open(config, options).await?;
-            (*pipeline.snapshot()).clone()
-        }
+        // Nobody runs: read the data dir ourselves, changing nothing.
+        None => crate::observe::look(&config, RunMode::Oneshot, log).await?,
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&snapshot)?);

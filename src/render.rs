@@ -94,7 +94,7 @@ pub fn cost_text(c: &ecom_model::cost::CostReport) -> String {
     }
     let _ = writeln!(
         out,
-        "total: ${:.4} month to date, ${:.2} projected (${:.2} of it billed on AWS here); budget ${:.2}{}",
+        "total: ${:.4} month to date, ${:.2} projected (${:.2} of it held against the budget); budget ${:.2}{}",
         c.month_to_date_usd,
         c.projected_usd,
         c.projected_on_aws_usd,
@@ -129,8 +129,9 @@ pub fn cost_text(c: &ecom_model::cost::CostReport) -> String {
     out
 }
 
+/// Cents as the dashboard writes them ("$13,580.05"); an average rounds to the cent.
 fn money(cents: f64) -> String {
-    format!("${:.2}", cents / 100.0)
+    ecom_ui::fmt::cents(cents.round() as i64)
 }
 
 /// `ecomops metrics --from --to`: one line per day, then the totals.
@@ -277,7 +278,11 @@ pub fn status_text(s: &Snapshot) -> String {
         .failures
         .iter()
         .filter(|f| !f.state.at_rest())
-        .map(|f| format!("{} {}", f.scenario, f.state.label()))
+        .map(|f| {
+            // What the configuration makes normal is shown, marked, as the Overview does.
+            let expected = if f.expected { " (expected)" } else { "" };
+            format!("{} {}{expected}", f.scenario, f.state.label())
+        })
         .collect();
     let _ = writeln!(
         out,
@@ -380,7 +385,7 @@ pub fn status_text(s: &Snapshot) -> String {
 pub fn run_text(run: &BatchRun) -> String {
     let mut out = format!("{}\n", run.summary());
     for t in &run.tasks {
-        let status = format!("{:?}", t.status).to_lowercase();
+        let status = t.status.name();
         let what = t.error.as_deref().or(t.detail.as_deref()).unwrap_or("");
         let _ = writeln!(
             out,

@@ -377,15 +377,15 @@ pub fn estimate(
         a * prices.cloudwatch_alarm_month * elapsed,
         a * prices.cloudwatch_alarm_month,
     );
-    let mtd: f64 = lines.iter().map(|l| l.month_to_date_usd).sum();
-    let projected: f64 = lines.iter().map(|l| l.projected_usd).sum();
-    let billed: f64 = lines
+    // Folded from +0.0: a float sum of nothing is -0.0, printed "$-0.00".
+    let mtd = lines.iter().fold(0.0, |a, l| a + l.month_to_date_usd);
+    let projected = lines.iter().fold(0.0, |a, l| a + l.projected_usd);
+    let billed = lines
         .iter()
         .filter(|l| {
             prices.budget_covers_local || setup.on_aws.get(&l.service).copied().unwrap_or(false)
         })
-        .map(|l| l.projected_usd)
-        .sum();
+        .fold(0.0, |a, l| a + l.projected_usd);
     CostReport {
         prices_as_of: prices.prices_as_of.clone(),
         month: usage.month.clone(),

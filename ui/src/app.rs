@@ -357,7 +357,7 @@ impl App {
             .tasks
             .iter()
             .filter(|t| t.status != TaskStatus::Succeeded)
-            .map(|t| format!("{} ({:?})", t.name, t.status).to_lowercase())
+            .map(|t| format!("{} ({})", t.name, t.status.name()))
             .collect();
         if todo.is_empty() {
             self.message = Some((false, format!("run {} has nothing to retry", run.run_id)));

@@ -133,7 +133,12 @@ impl Pipeline {
                     );
                     Ok::<_, crate::Error>(r)
                 };
-                match checked.await {
+                let checked = checked.await;
+                // Fresh findings: the dashboard shows them too.
+                if let Some(q) = checked.as_ref().ok().and_then(|r| r.quality.clone()) {
+                    self.quality = Some((std::time::Instant::now(), q));
+                }
+                match checked {
                     Ok(r) if r.ok() => CommandOutcome::done(Report::Verify(r)),
                     Ok(r) => CommandOutcome::failed_with(
                         format!("{} of {} checks differ", r.differences.len(), r.checks),

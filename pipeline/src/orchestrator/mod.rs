@@ -82,6 +82,9 @@ pub struct Pipeline {
     /// Where the incremental integrity scan goes on (`<data_dir>/integrity.json`).
     scan_plan: crate::integrity::ScanPlan,
     late_pending: Vec<chrono::NaiveDate>,
+    /// The data-quality findings and when they were computed: their anti-joins and scans read
+    /// whole STAGING tables, so they run once per statistics interval, not on every refresh.
+    quality: Option<(std::time::Instant, ecom_model::warehouse::Quality)>,
     backfilling: bool,
     cloudwatch: Option<crate::cloudwatch::Publisher>,
     /// The last statistics refresh's failure (checked once, at open).
@@ -173,6 +176,7 @@ impl Pipeline {
             last_scan: None,
             scan_plan: crate::integrity::ScanPlan::load(&data_dir),
             late_pending: Vec::new(),
+            quality: None,
             backfilling: false,
             cloudwatch,
             refresh_error: None,

@@ -36,19 +36,15 @@ impl Pipeline {
                 Err(e) => tracing::warn!(error = %e, "could not read the late buffer"),
             }
         }
-        if let Some(wh) = &self.warehouse {
-            match warehouse::status(
-                wh.as_ref(),
-                &self.config.warehouse.quality.freshness_sla_secs,
-            )
-            .await
-            {
+        if let Some(wh) = self.warehouse.clone() {
+            match warehouse::status(wh.as_ref()).await {
                 Ok(s) => self.warehouse_status = Some(s),
                 Err(e) => {
                     tracing::warn!(error = %e, "could not read warehouse statistics");
                     self.refresh_error = Some(e);
                 }
             }
+            self.refresh_quality(wh.as_ref(), now).await;
         }
         match self
             .stream
@@ -63,6 +59,26 @@ impl Pipeline {
         // Priced last, from the fresh zone sizes and stream counts.
         if let Some(saving) = saving {
             self.update_cost(saving, now);
+        }
+    }
+
+    /// The data-quality findings, recomputed when a statistics interval has passed since the
+    /// last time, and carried in the warehouse status.
+    async fn refresh_quality(&mut self, wh: &dyn warehouse::Warehouse, now: chrono::DateTime<Utc>) {
+        let every = std::time::Duration::from_secs(self.config.runtime.stats_interval_secs);
+        if self
+            .quality
+            .as_ref()
+            .is_none_or(|(at, _)| at.elapsed() >= every)
+        {
+            let sla = &self.config.warehouse.quality.freshness_sla_secs;
+            match warehouse::quality::quality(wh, sla, now).await {
+                Ok(q) => self.quality = Some((std::time::Instant::now(), q)),
+                Err(e) => tracing::warn!(error = %e, "could not check data quality"),
+            }
+        }
+        if let Some(s) = &mut self.warehouse_status {
+            s.quality = self.quality.as_ref().map(|(_, q)| q.clone());
         }
     }
 

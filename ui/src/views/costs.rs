@@ -72,9 +72,12 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, snap: &Snapshot, theme: &T
     let lines = vec![
         Line::styled(
             format!(
-                "total {} to date, {} projected this month; budget {} — {}",
+                // The budget is held against what is billed on AWS (or all of it, with
+                // cost.budget_covers_local): that figure, not the projection, beside it.
+                "to date {}, projected {}; budgeted {} of {}: {}",
                 usd(c.month_to_date_usd),
                 usd(c.projected_usd),
+                usd(c.projected_on_aws_usd),
                 usd(c.budget_usd),
                 if c.over_budget { "OVER BUDGET" } else { "within budget" }
             ),

@@ -18,7 +18,8 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, snap: &Snapshot, theme: &T
     ])
     .areas(area);
     let now = app.now(snap);
-    // CURATED lives in warehouse tables (no files yet): show their rows, not "0 objects".
+    // CURATED is the models' tables and their daily files: the tables' rows go beside the
+    // files (which lag a refresh, and are few: a file per day of each daily model).
     let curated_rows: i64 = snap
         .warehouse
         .as_ref()
