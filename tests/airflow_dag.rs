@@ -213,8 +213,18 @@ async fn a_paused_instance_skips_the_run() {
     let out = rig
         .run(&["dags", "test", "ecomops_batch", "2026-11-20"])
         .await;
+    // The instance's own record: no run of the DAG's run id (airflow-<interval start>) exists.
+    let status = rig.ecomops(&["status", "--json"]).await;
     let _ = service.kill();
     let _ = service.wait();
+    ok(&status, "status --json");
+    let s: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let runs = s["batch"]["runs"].as_array().cloned().unwrap_or_default();
+    assert!(
+        runs.iter()
+            .all(|r| !r["run_id"].as_str().unwrap_or("").starts_with("airflow-")),
+        "a paused instance ran the DAG's batch: {runs:?}"
+    );
     ok(&out, "dags test of a paused instance");
     let log = text(&out.stdout) + &text(&out.stderr);
     assert!(log.contains("skipped"), "{log}");

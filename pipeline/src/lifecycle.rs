@@ -85,6 +85,7 @@ pub async fn prune(
         if rules.retention_days == 0 {
             continue;
         }
+        let mut doomed = Vec::new();
         for o in objects {
             let age = o.last_modified.map_or(0, |t| (now - t).num_days());
             if age < rules.retention_days as i64 {
@@ -95,20 +96,20 @@ pub async fn prune(
                 r.kept_unloaded.push(o.key);
                 continue;
             }
-            if !dry_run {
-                if let Some(w) = wh {
-                    w.execute_tx(schema::pruned_sql(
-                        zone_name(zone),
-                        std::slice::from_ref(&o.key),
-                        now,
-                    ))
-                    .await?;
-                }
-                store.delete(&o.key).await?;
-            }
             r.deleted_bytes += o.size;
-            r.deleted.push(o.key);
+            doomed.push(o.key);
         }
+        // The zone's deletions recorded in one transaction, then carried out.
+        if !dry_run && !doomed.is_empty() {
+            if let Some(w) = wh {
+                w.execute_tx(schema::pruned_sql(zone_name(zone), &doomed, now))
+                    .await?;
+            }
+            for key in &doomed {
+                store.delete(key).await?;
+            }
+        }
+        r.deleted.extend(doomed);
     }
     if let (Some(w), days) = (wh, lifecycle.curated_days) {
         if days > 0 {
