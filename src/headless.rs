@@ -81,13 +81,26 @@ async fn observe(config: Config, output: Output, log: LogBuffer) -> anyhow::Resu
     let mut snapshots = crate::observe::follow(config, RunMode::Headless, log).await?;
     let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
-    let mut last: Option<(u64, u32)> = None;
+    let mut last: Option<serde_json::Value> = None;
     loop {
         {
             let snap = snapshots.borrow_and_update().clone();
-            // A look that found nothing new prints nothing: the writer's cycle and pid say.
-            let now = (snap.cycles, snap.instance.pid);
-            if last != Some(now) {
+            // A look that found nothing new prints nothing. What it found is the snapshot but
+            // its sequence, clock and log tail: a writer's cycles, or (with no writer) what each
+            // look of the data dir reads, which the cycle count and pid alone never show.
+            let now = match output {
+                Output::Json => {
+                    let mut v = serde_json::to_value(&*snap)?;
+                    if let Some(o) = v.as_object_mut() {
+                        for volatile in ["seq", "generated_at", "recent_log"] {
+                            o.remove(volatile);
+                        }
+                    }
+                    v
+                }
+                Output::Text => serde_json::Value::String(render::observed_line(&snap)),
+            };
+            if last.as_ref() != Some(&now) {
                 last = Some(now);
                 match output {
                     Output::Json => println!("{}", serde_json::to_string(&*snap)?),

@@ -241,7 +241,13 @@ pub fn observed_line(s: &Snapshot) -> String {
         ecom_model::snapshot::RunMode::Oneshot | ecom_model::snapshot::RunMode::Headless
             if s.instance.read_only =>
         {
-            "no writer running; read from the data dir".to_string()
+            // What this look read, so that a look that found more says so.
+            let objects: u64 = s.zones.iter().map(|z| z.objects).sum();
+            let loaded = s.warehouse.as_ref().map_or(0, |w| w.ledger_files);
+            format!(
+                "no writer running; read from the data dir ({objects} objects, {loaded} files \
+                 loaded)"
+            )
         }
         _ => format!("writer pid {}", s.instance.pid),
     };

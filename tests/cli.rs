@@ -514,6 +514,63 @@ fn a_read_only_process_writes_nothing_and_never_blocks_the_writer() {
     drop(observer);
 }
 
+/// With no writer, an observer looks at the data dir every statistics interval and prints a
+/// look that found something new (here an object gone from STAGING), not only a writer's cycle.
+#[test]
+fn an_observer_with_no_writer_prints_what_a_later_look_finds() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("fast-stats.toml");
+    std::fs::write(&config, "[runtime]\nstats_interval_secs = 1\n").unwrap();
+    let with_config = || {
+        let mut c = ecomops(&data);
+        c.arg("--config").arg(&config);
+        c
+    };
+    assert!(run(with_config().args(["--no-ui", "--once"]))
+        .status
+        .success());
+    let out_path = dir.path().join("observer.out");
+    let _observer = Running(
+        with_config()
+            .args(["--no-ui", "--read-only", "--output", "json"])
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out_path).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let looks = || -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&out_path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    };
+    let objects = |s: &serde_json::Value| -> u64 {
+        s["zones"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|z| z["objects"].as_u64().unwrap_or(0))
+            .sum()
+    };
+    wait_for("the first look", Duration::from_secs(30), || {
+        !looks().is_empty()
+    });
+    let before = objects(&looks()[0]);
+    let victim = files_under(&data.join("store/staging"))
+        .into_iter()
+        .next()
+        .expect("a STAGING object");
+    std::fs::remove_file(&victim).unwrap();
+    wait_for(
+        "a look that finds the object gone",
+        Duration::from_secs(30),
+        || looks().last().is_some_and(|s| objects(s) == before - 1),
+    );
+}
+
 /// The next batch run is the batch schedule's (hourly by default), not the cycle's countdown.
 #[test]
 fn the_next_batch_run_follows_the_batch_interval() {
