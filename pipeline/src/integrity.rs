@@ -22,6 +22,11 @@ pub struct ScanPlan {
     pub checked_until_ms: Option<i64>,
     /// The rolling sample goes on after this key.
     pub cursor: Option<String>,
+    /// Objects found damaged and not repaired yet: the scan has moved past them, so without
+    /// this a new process (the next `--once`) would not know of them until the sample came
+    /// round again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub damaged: Vec<String>,
 }
 
 impl ScanPlan {
@@ -87,6 +92,7 @@ impl ScanPlan {
             ScanPlan {
                 checked_until_ms,
                 cursor,
+                damaged: self.damaged.clone(),
             },
         )
     }

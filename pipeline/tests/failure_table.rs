@@ -328,3 +328,49 @@ async fn the_integrity_scan_reads_what_is_new_and_samples_the_rest() {
     let plan = std::fs::read_to_string(tmp.path().join("integrity.json")).unwrap();
     assert!(plan.contains("\"cursor\":\"raw/"), "{plan}");
 }
+
+/// Damage found and not repaired yet is kept with the scan's place: a new process (the next
+/// `--once` under cron) knows of it at once, although the scan has moved past the object, and
+/// repairs it; the plan then says nothing is damaged.
+#[tokio::test]
+async fn damage_found_by_one_process_is_known_to_the_next() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = base(tmp.path());
+    c.runtime.integrity_scan_interval_secs = 1;
+    let mut p = open(c.clone()).await;
+    assert!(cycle(&mut p).await.ok);
+    drop(p);
+    let seg_dir = tmp.path().join("store/raw/stream/events/shard=shard-0000");
+    let seg = std::fs::read_dir(&seg_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .min()
+        .unwrap();
+    let good = std::fs::read(&seg).unwrap();
+    std::fs::write(&seg, &good[..good.len() / 2]).unwrap();
+    // What a process that found it and could not repair it left in its plan.
+    let key = seg
+        .strip_prefix(tmp.path().join("store"))
+        .unwrap()
+        .display()
+        .to_string();
+    let plan_path = tmp.path().join("integrity.json");
+    let mut plan: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&plan_path).unwrap()).unwrap();
+    plan["damaged"] = serde_json::json!([key]);
+    std::fs::write(&plan_path, plan.to_string()).unwrap();
+
+    // No scan in the next process: it knows from the plan.
+    let mut quiet = c.clone();
+    quiet.runtime.integrity_scan_interval_secs = 0;
+    let p = open(quiet).await;
+    assert_eq!(p.snapshot().damaged, vec![key.clone()]);
+    drop(p);
+    // A process that scans rechecks it first, repairs it, and the plan forgets it.
+    let mut p = open(c).await;
+    assert!(cycle(&mut p).await.ok);
+    assert!(p.snapshot().damaged.is_empty());
+    assert_eq!(std::fs::read(&seg).unwrap(), good);
+    let plan = std::fs::read_to_string(&plan_path).unwrap();
+    assert!(!plan.contains("damaged"), "{plan}");
+}

@@ -144,6 +144,7 @@ impl Pipeline {
         let placeholder = Arc::new(Snapshot::empty(info.clone(), backends.clone(), Utc::now()));
         let config_alerts = config.alerts.clone();
         let (tx, _) = watch::channel(placeholder);
+        let scan_plan = crate::integrity::ScanPlan::load(&data_dir);
         let mut p = Pipeline {
             config,
             store,
@@ -170,11 +171,12 @@ impl Pipeline {
             meter,
             cost: None,
             deriver: ecom_model::derive::Deriver::new(config_alerts),
-            damaged: Vec::new(),
+            // Found by an earlier process and not repaired yet.
+            damaged: scan_plan.damaged.clone(),
             repair_error: None,
             repairing: false,
             last_scan: None,
-            scan_plan: crate::integrity::ScanPlan::load(&data_dir),
+            scan_plan,
             late_pending: Vec::new(),
             quality: None,
             backfilling: false,

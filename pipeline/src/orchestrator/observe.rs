@@ -179,11 +179,8 @@ impl Pipeline {
                 d.sort();
                 d.dedup();
                 self.scan_plan = next;
-                if !self.options.read_only {
-                    if let Err(e) = self.scan_plan.save(&self.config.data_dir) {
-                        tracing::warn!(error = %e, "could not save the integrity scan's place");
-                    }
-                }
+                self.scan_plan.damaged = d.clone();
+                self.save_scan_plan();
                 d
             }
             Err(e) => {
@@ -250,5 +247,17 @@ impl Pipeline {
         }
         self.repairing = false;
         self.repair_error = error;
+        // What the repair left damaged, for the next process too.
+        self.scan_plan.damaged = self.damaged.clone();
+        self.save_scan_plan();
+    }
+
+    fn save_scan_plan(&self) {
+        if self.options.read_only {
+            return;
+        }
+        if let Err(e) = self.scan_plan.save(&self.config.data_dir) {
+            tracing::warn!(error = %e, "could not save the integrity scan's place");
+        }
     }
 }
