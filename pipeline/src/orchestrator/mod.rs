@@ -82,6 +82,8 @@ pub struct Pipeline {
     /// Where the incremental integrity scan goes on (`<data_dir>/integrity.json`).
     scan_plan: crate::integrity::ScanPlan,
     late_pending: Vec<chrono::NaiveDate>,
+    /// The late buffer's objects, each read once.
+    late_index: crate::stream::runner::LateIndex,
     /// The data-quality findings and when they were computed: their anti-joins and scans read
     /// whole STAGING tables, so they run once per statistics interval, not on every refresh.
     quality: Option<(std::time::Instant, ecom_model::warehouse::Quality)>,
@@ -178,6 +180,7 @@ impl Pipeline {
             last_scan: None,
             scan_plan,
             late_pending: Vec::new(),
+            late_index: Default::default(),
             quality: None,
             backfilling: false,
             cloudwatch,

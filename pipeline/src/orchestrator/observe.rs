@@ -31,7 +31,11 @@ impl Pipeline {
             }
         }
         if let Some(wh) = self.warehouse.clone() {
-            match crate::stream::runner::late_pending(self.store.as_ref(), wh.as_ref()).await {
+            match self
+                .late_index
+                .pending(self.store.as_ref(), wh.as_ref())
+                .await
+            {
                 Ok(days) => self.late_pending = days,
                 Err(e) => tracing::warn!(error = %e, "could not read the late buffer"),
             }

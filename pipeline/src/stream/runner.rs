@@ -328,54 +328,84 @@ impl StreamRunner {
     }
 }
 
-/// Event days in the late buffer that no backfill has covered yet: a late object's days minus
-/// the ranges of the backfill files made from it (`staging/events/backfill/FROM_TO/<rest>`,
-/// in the ledger once loaded).
-pub async fn late_pending(store: &dyn ObjectStore, wh: &dyn Warehouse) -> Result<Vec<NaiveDate>> {
-    let late = store.list("late/events/").await?;
-    if late.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut covered: std::collections::BTreeMap<String, Vec<(NaiveDate, NaiveDate)>> =
-        Default::default();
-    let rows = wh
-        .query(
-            "SELECT object_key FROM ops.ledger WHERE object_key LIKE 'staging/events/backfill/%'",
-        )
-        .await?;
-    for key in rows
-        .into_iter()
-        .filter_map(|r| r.into_iter().next().flatten())
-    {
-        let Some(rest) = key.strip_prefix("staging/events/backfill/") else {
-            continue;
-        };
-        let Some((range, object)) = rest.split_once('/') else {
-            continue;
-        };
-        let Some((f, t)) = range.split_once('_') else {
-            continue;
-        };
-        let day = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok();
-        if let (Some(f), Some(t)) = (day(f), day(t)) {
-            covered.entry(object.to_string()).or_default().push((f, t));
+/// The event days of each late object, read once: a late object is written once (its key
+/// names its segment), so a refresh lists the buffer (no HEADs) and reads only objects it has
+/// not seen, or whose size changed.
+#[derive(Debug, Default)]
+pub struct LateIndex {
+    days: std::collections::HashMap<String, (u64, Vec<NaiveDate>)>,
+}
+
+impl LateIndex {
+    /// Event days in the late buffer that no backfill has covered yet: a late object's days
+    /// minus the ranges of the backfill files made from it
+    /// (`staging/events/backfill/FROM_TO/<rest>`, in the ledger once loaded).
+    pub async fn pending(
+        &mut self,
+        store: &dyn ObjectStore,
+        wh: &dyn Warehouse,
+    ) -> Result<Vec<NaiveDate>> {
+        let late = store.list_stat("late/events/").await?;
+        let listed: std::collections::HashSet<&str> = late.iter().map(|m| m.key.as_str()).collect();
+        self.days.retain(|k, _| listed.contains(k.as_str()));
+        if late.is_empty() {
+            return Ok(Vec::new());
         }
-    }
-    let mut pending = std::collections::BTreeSet::new();
-    for m in late {
-        let rest = &m.key["late/events/".len()..];
-        let ranges = covered.get(rest).map(Vec::as_slice).unwrap_or(&[]);
-        let body = store.get(&m.key).await?;
-        for line in body.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            // Written by us as typed events; a line that does not parse is not pending work.
-            let Ok(e) = serde_json::from_slice::<Event>(line) else {
+        for m in &late {
+            if self
+                .days
+                .get(&m.key)
+                .is_some_and(|(size, _)| *size == m.size)
+            {
+                continue;
+            }
+            let body = store.get(&m.key).await?;
+            let mut days: Vec<NaiveDate> = body
+                .split(|b| *b == b'\n')
+                .filter(|l| !l.is_empty())
+                // Written by us as typed events; a line that does not parse is not pending work.
+                .filter_map(|line| serde_json::from_slice::<Event>(line).ok())
+                .map(|e| e.event_time.date_naive())
+                .collect();
+            days.sort();
+            days.dedup();
+            self.days.insert(m.key.clone(), (m.size, days));
+        }
+        let mut covered: std::collections::BTreeMap<String, Vec<(NaiveDate, NaiveDate)>> =
+            Default::default();
+        let rows = wh
+            .query(
+                "SELECT object_key FROM ops.ledger WHERE object_key LIKE \
+                 'staging/events/backfill/%'",
+            )
+            .await?;
+        for key in rows
+            .into_iter()
+            .filter_map(|r| r.into_iter().next().flatten())
+        {
+            let Some(rest) = key.strip_prefix("staging/events/backfill/") else {
                 continue;
             };
-            let d = e.event_time.date_naive();
-            if !ranges.iter().any(|(f, t)| d >= *f && d <= *t) {
-                pending.insert(d);
+            let Some((range, object)) = rest.split_once('/') else {
+                continue;
+            };
+            let Some((f, t)) = range.split_once('_') else {
+                continue;
+            };
+            let day = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok();
+            if let (Some(f), Some(t)) = (day(f), day(t)) {
+                covered.entry(object.to_string()).or_default().push((f, t));
             }
         }
+        let mut pending = std::collections::BTreeSet::new();
+        for (key, (_, days)) in &self.days {
+            let rest = &key["late/events/".len()..];
+            let ranges = covered.get(rest).map(Vec::as_slice).unwrap_or(&[]);
+            pending.extend(
+                days.iter()
+                    .filter(|d| !ranges.iter().any(|(f, t)| **d >= *f && **d <= *t)),
+            );
+        }
+        Ok(pending.into_iter().collect())
     }
-    Ok(pending.into_iter().collect())
 }
