@@ -918,15 +918,17 @@ impl Config {
                         ),
                     ));
                 }
-                // The synthetic source's largest file: up to 4 lines per cart, 40 carts per scale.
-                if self.batch.source == BatchSource::Synthetic && 160 * self.batch.scale > most {
+                // The synthetic source's largest file: up to 4 lines per cart
+                // (synthetic::MAX_LINES_PER_CART), 40 carts per scale; u64, so no scale
+                // overflows it.
+                let lines = 160 * u64::from(self.batch.scale);
+                if self.batch.source == BatchSource::Synthetic && lines > most as u64 {
                     return Err(bad(
                         "batch.scale",
                         &format!(
                             "scale {} makes order_items files of up to {} rows, over the {most} \
                              a load without COPY takes; set warehouse.redshift.copy_iam_role",
-                            self.batch.scale,
-                            160 * self.batch.scale
+                            self.batch.scale, lines
                         ),
                     ));
                 }

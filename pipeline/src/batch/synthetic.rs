@@ -28,6 +28,10 @@ const CITIES: [&str; 6] = [
     "mesa",
 ];
 
+/// Lines a synthetic cart has at most (config validation counts on it: 4 per cart, 40 carts
+/// per scale).
+pub const MAX_LINES_PER_CART: u32 = 4;
+
 /// Days the synthetic carts span, from `FIRST_DAY`.
 const SPAN_DAYS: i64 = 330;
 
@@ -133,7 +137,7 @@ impl SyntheticSource {
         for id in 1..=self.cart_count() {
             let at = base + Duration::seconds(rng.random_range(0..SPAN_DAYS * 86_400));
             let user = rng.random_range(1..=self.user_count());
-            let lines = rng.random_range(1..=4u32);
+            let lines = rng.random_range(1..=MAX_LINES_PER_CART);
             let products: Vec<Value> = (0..lines)
                 .map(|_| {
                     json!({"productId": rng.random_range(1..=self.product_count()),
