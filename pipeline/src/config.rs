@@ -789,10 +789,6 @@ impl Default for CloudWatchConfig {
     }
 }
 
-/// Rows one Redshift load takes without COPY: the Data API batch's 40 statements, less the
-/// load's own (at most 15, checked by the Redshift warehouse's tests), times 100 rows per INSERT.
-pub const REDSHIFT_INSERT_ROWS_PER_LOAD: u32 = 2_500;
-
 /// The file read when `--config` is not given, if it exists.
 pub const DEFAULT_CONFIG_FILE: &str = "ecomops.toml";
 
@@ -902,36 +898,6 @@ impl Config {
                     "warehouse.redshift",
                     "set exactly one of workgroup_name and cluster_identifier",
                 ));
-            }
-            // Without COPY a load is one Data API batch of at most 40 statements, 100 rows
-            // per INSERT (the warehouse's tests check the load's own statements leave room).
-            if rs.copy_iam_role.is_none() {
-                let most = REDSHIFT_INSERT_ROWS_PER_LOAD;
-                if self.stream.segment_records > most {
-                    return Err(bad(
-                        "stream.segment_records",
-                        &format!(
-                            "{} records per segment cannot load through the Data API without \
-                             COPY (at most {most} rows per load: 40 statements, 100 rows each); \
-                             set warehouse.redshift.copy_iam_role or stream.segment_records <= {most}",
-                            self.stream.segment_records
-                        ),
-                    ));
-                }
-                // The synthetic source's largest file: up to 4 lines per cart
-                // (synthetic::MAX_LINES_PER_CART), 40 carts per scale; u64, so no scale
-                // overflows it.
-                let lines = 160 * u64::from(self.batch.scale);
-                if self.batch.source == BatchSource::Synthetic && lines > most as u64 {
-                    return Err(bad(
-                        "batch.scale",
-                        &format!(
-                            "scale {} makes order_items files of up to {} rows, over the {most} \
-                             a load without COPY takes; set warehouse.redshift.copy_iam_role",
-                            self.batch.scale, lines
-                        ),
-                    ));
-                }
             }
             if rs.copy_iam_role.is_some() && self.store.backend != StoreBackend::S3 {
                 return Err(bad(
@@ -1299,21 +1265,13 @@ mod tests {
     }
 
     #[test]
-    fn a_redshift_load_that_cannot_fit_a_data_api_batch_is_refused_at_parse() {
+    fn a_redshift_load_of_any_size_needs_no_copy() {
+        // Loads larger than a Data API batch fill their scratch over a session
+        // (warehouse::redshift::session_calls): the default segment size is accepted.
         let redshift =
             "[warehouse]\nbackend = \"redshift\"\n[warehouse.redshift]\nworkgroup_name = \"wg\"\n";
-        let err = Config::from_toml(redshift, "c.toml")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("stream.segment_records") && err.contains("copy_iam_role"),
-            "{err}"
-        );
-        let fits = format!("{redshift}[stream]\nsegment_records = 2500\n");
-        Config::from_toml(&fits, "c.toml").unwrap();
-        let big = format!("{fits}[batch]\nscale = 100\n");
-        let err = Config::from_toml(&big, "c.toml").unwrap_err().to_string();
-        assert!(err.contains("batch.scale"), "{err}");
+        Config::from_toml(redshift, "c.toml").unwrap();
+        Config::from_toml(&format!("{redshift}[batch]\nscale = 100\n"), "c.toml").unwrap();
     }
 
     #[test]

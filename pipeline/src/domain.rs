@@ -210,6 +210,11 @@ fn check_time(field: &str, t: DateTime<Utc>, now: DateTime<Utc>) -> Result<(), I
     Ok(())
 }
 
+/// The longest text the warehouse keeps: Redshift's VARCHAR(65535) is in bytes
+/// (<https://docs.aws.amazon.com/redshift/latest/dg/r_Character_types.html>); a longer value
+/// is refused here, with its reason, rather than failing the whole file's load.
+pub const MAX_TEXT_BYTES: usize = 65_535;
+
 fn check_text(field: &str, s: &str, max: usize, required: bool) -> Result<(), Invalid> {
     if required && s.trim().is_empty() {
         return Err(Invalid::new(field, "must not be empty"));
@@ -243,6 +248,19 @@ impl User {
             return Err(Invalid::new("email", "has no '@'"));
         }
         check_text("username", &self.username, 256, true)?;
+        for (field, v) in [
+            ("name.firstname", &self.first_name),
+            ("name.lastname", &self.last_name),
+            ("address.city", &self.city),
+            ("address.street", &self.street),
+            ("address.zipcode", &self.zipcode),
+            ("phone", &self.phone),
+        ] {
+            check_text(field, v, MAX_TEXT_BYTES, false)?;
+        }
+        if let Some(c) = &self.country {
+            check_text("country", c, MAX_TEXT_BYTES, false)?;
+        }
         for (field, v) in [("lat", self.lat), ("long", self.long)] {
             if let Some(v) = v {
                 let limit = if field == "lat" { 90.0 } else { 180.0 };
@@ -266,6 +284,8 @@ impl Product {
             ));
         }
         check_text("category", &self.category, 256, true)?;
+        check_text("description", &self.description, MAX_TEXT_BYTES, false)?;
+        check_text("image", &self.image, MAX_TEXT_BYTES, false)?;
         if !self.rating_rate.is_finite() || !(0.0..=5.0).contains(&self.rating_rate) {
             return Err(Invalid::new("rating.rate", "must be between 0 and 5"));
         }
@@ -423,6 +443,14 @@ mod tests {
             rating_count: 1,
         };
         assert_eq!(p.validate().unwrap_err().field, "price");
+        // Text the warehouse's VARCHAR(65535) cannot hold is this record's reason, not the
+        // load's failure.
+        let long = Product {
+            price_cents: 1,
+            description: "é".repeat(MAX_TEXT_BYTES / 2 + 1),
+            ..p.clone()
+        };
+        assert_eq!(long.validate().unwrap_err().field, "description");
         let i = OrderItem {
             order_item_id: 1001,
             order_id: 1,

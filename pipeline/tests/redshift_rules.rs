@@ -136,6 +136,11 @@ fn the_rules_catch_what_they_are_for() {
     check(&[vec!["SELECT 'it''s' || CHR(92)".into()]]);
 }
 
+/// 60,000 bytes (under Redshift's VARCHAR(65535)): backslashes, quotes and unicode.
+fn long_text() -> String {
+    "a\\b'c€😀".repeat(5_000)
+}
+
 /// STAGING files of every entity from the real batch and stream paths, plus events whose
 /// text a SQL literal must survive.
 async fn staging_files() -> Vec<StagedFile> {
@@ -181,6 +186,53 @@ async fn staging_files() -> Vec<StagedFile> {
                 + "\n"
         })
         .collect();
+    // A segment of the default size (10,000 records): more rows than one batch of INSERTs.
+    let big: String = (0..10_000)
+        .map(|i| {
+            serde_json::json!({
+                "event_id": format!("big-{i}"), "user_id": 1, "product_id": 2,
+                "event_type": "product_view", "event_time": "2026-11-21T10:00:00.000000Z",
+                "ingestion_time": "2026-11-21T10:00:01.000000Z", "session_id": format!("s\\{i}'"),
+            })
+            .to_string()
+                + "\n"
+        })
+        .collect();
+    files.push(StagedFile {
+        key: "staging/events/dt=2026-11-21/seg-big.ndjson".into(),
+        entity: "events".into(),
+        sha256: sha256_hex(big.as_bytes()),
+        body: bytes::Bytes::from(big),
+        source: "stream".into(),
+        checkpoint: Some(StreamCommit {
+            shard: "shard-0001".into(),
+            raw_key: "raw/stream/events/shard=shard-0001/seg-big.ndjson".into(),
+            first_seq: 1,
+            last_seq: 10_000,
+            counts: SegmentCounts {
+                records: 10_000,
+                staged: 10_000,
+                ..SegmentCounts::default()
+            },
+            state_generation: Some(8),
+        }),
+    });
+    // A product whose description alone is over 100 KB as a literal (each backslash is
+    // written as CHR(92)).
+    let long = serde_json::json!({
+        "product_id": 77, "title": "long", "price_cents": 100, "description": long_text(),
+        "category": "c", "image": "i", "rating_rate": 1.0, "rating_count": 1,
+    })
+    .to_string()
+        + "\n";
+    files.push(StagedFile {
+        key: "staging/products/window=all_all/long-text.ndjson".into(),
+        entity: "products".into(),
+        sha256: sha256_hex(long.as_bytes()),
+        body: bytes::Bytes::from(long),
+        source: "synthetic".into(),
+        checkpoint: None,
+    });
     files.push(StagedFile {
         key: "staging/events/dt=2026-11-20/seg-1-3.ndjson".into(),
         entity: "events".into(),
@@ -206,13 +258,28 @@ async fn staging_files() -> Vec<StagedFile> {
 #[tokio::test]
 async fn every_statement_of_the_redshift_path_follows_the_documented_rules() {
     let batches: Arc<Mutex<Vec<Vec<String>>>> = Arc::default();
+    let calls: Arc<Mutex<Vec<Call>>> = Arc::default();
     let seen = batches.clone();
+    let seen_calls = calls.clone();
     let batch = mock!(Client::batch_execute_statement)
         .match_requests(move |r| {
             seen.lock().unwrap().push(r.sqls().to_vec());
+            seen_calls.lock().unwrap().push(Call {
+                statements: r.sqls().len(),
+                session_id: r.session_id().map(str::to_string),
+                keep_alive: r.session_keep_alive_seconds(),
+                addressed: r.database().is_some()
+                    || r.workgroup_name().is_some()
+                    || r.cluster_identifier().is_some(),
+            });
             true
         })
-        .then_output(|| BatchExecuteStatementOutput::builder().id("b-1").build());
+        .then_output(|| {
+            BatchExecuteStatementOutput::builder()
+                .id("b-1")
+                .session_id("8d7e2a8c-1b2c-4d5e-9f00-0123456789ab")
+                .build()
+        });
     let single = batches.clone();
     let submit = mock!(Client::execute_statement)
         .match_requests(move |r| {
@@ -258,7 +325,12 @@ async fn every_statement_of_the_redshift_path_follows_the_documented_rules() {
     let entities: BTreeSet<&str> = files.iter().map(|f| f.entity.as_str()).collect();
     assert_eq!(entities.len(), 5, "{entities:?}");
     for f in &files {
+        let before = calls.lock().unwrap().len();
         wh.load(f).await.unwrap();
+        let made = calls.lock().unwrap().len() - before;
+        if f.key.contains("seg-big") {
+            assert!(made > 1, "{}: {made} call(s); it needs a session", f.key);
+        }
     }
     let days: BTreeSet<NaiveDate> = NaiveDate::from_ymd_opt(2026, 1, 1)
         .unwrap()
@@ -275,10 +347,50 @@ async fn every_statement_of_the_redshift_path_follows_the_documented_rules() {
         .flatten()
         .filter(|s| s.starts_with("MERGE INTO"))
         .count();
-    assert_eq!(merges, 4, "one MERGE per non-event entity");
+    assert_eq!(merges, 5, "one MERGE per non-event file");
     assert!(
         batches.iter().flatten().any(|s| s.contains("CHR(92)")),
         "the hostile text reached a statement"
     );
     check(&batches);
+    check_sessions(&calls.lock().unwrap());
+}
+
+/// What a BatchExecuteStatement call said of its session.
+#[derive(Debug, Clone)]
+struct Call {
+    statements: usize,
+    session_id: Option<String>,
+    keep_alive: Option<i32>,
+    addressed: bool,
+}
+
+/// Session reuse as documented
+/// (<https://docs.aws.amazon.com/redshift/latest/mgmt/data-api.html>, "session reuse"): a
+/// session is started by a call with the connection and `SessionKeepAliveSeconds` (at most 24
+/// hours); later calls name it by `SessionId` alone, as the documented `--session-id` example
+/// does; and a call without either is a plain one-off batch.
+fn check_sessions(calls: &[Call]) {
+    let mut broken = Vec::new();
+    for (i, c) in calls.iter().enumerate() {
+        match (&c.session_id, c.keep_alive) {
+            (Some(_), _) if c.addressed => {
+                broken.push(format!("call {i}: SessionId with connection parameters"))
+            }
+            (Some(_), Some(_)) => broken.push(format!("call {i}: SessionId and a keep-alive")),
+            (None, Some(k)) if !(1..=86_400).contains(&k) || !c.addressed => {
+                broken.push(format!("call {i}: a session started with keep-alive {k}"))
+            }
+            (None, None) if !c.addressed => broken.push(format!("call {i}: no connection")),
+            _ => {}
+        }
+        if c.statements > 40 {
+            broken.push(format!("call {i}: {} statements", c.statements));
+        }
+    }
+    assert!(
+        calls.iter().any(|c| c.session_id.is_some()),
+        "no call reused a session"
+    );
+    assert!(broken.is_empty(), "{}", broken.join("\n"));
 }

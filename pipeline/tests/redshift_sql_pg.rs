@@ -403,3 +403,98 @@ async fn two_loaders_at_once_keep_their_own_scratch_tables() {
         ]
     );
 }
+
+/// A load larger than one Data API batch, as the Redshift path sends it (the scratch filled
+/// over several calls of one session, the transaction last), on PostgreSQL reading literals as
+/// Redshift does: a 10,000-event segment and a product whose description is over 100 KB as a
+/// literal (filled by 32 KB appends) load whole and read back as DuckDB reads them.
+#[tokio::test]
+async fn a_load_larger_than_a_batch_fills_over_a_session_without_copy() {
+    use ecom_pipeline::warehouse::redshift::session_calls;
+    use ecom_pipeline::warehouse::StagedFile;
+    let Some(pg) = fresh_db_with("big_load", false).await else {
+        return;
+    };
+    let pg = support::pg::PgWarehouse(pg);
+    pg.execute_tx(schema::ddl(Dialect::Redshift)).await.unwrap();
+    let duck = DuckWarehouse::in_memory().unwrap();
+    let events: String = (0..10_000)
+        .map(|i| {
+            serde_json::json!({
+                "event_id": format!("big-{i:05}"), "user_id": 1 + i % 7, "product_id": 2,
+                "event_type": "product_view", "event_time": "2026-11-21T10:00:00.000000Z",
+                "ingestion_time": "2026-11-21T10:00:01.000000Z",
+                "session_id": format!("s\\{i}'€"),
+            })
+            .to_string()
+                + "\n"
+        })
+        .collect();
+    let description = "a\\b'c€😀".repeat(5_000);
+    let product = serde_json::json!({
+        "product_id": 77, "title": "long", "price_cents": 100, "description": description,
+        "category": "c", "image": "i", "rating_rate": 1.0, "rating_count": 1,
+    })
+    .to_string()
+        + "\n";
+    let file = |key: &str, entity: &str, body: &str, commit: bool| StagedFile {
+        key: key.into(),
+        entity: entity.into(),
+        sha256: sha256_hex(body.as_bytes()),
+        body: bytes::Bytes::from(body.to_string()),
+        source: "test".into(),
+        checkpoint: commit.then(|| StreamCommit {
+            shard: "shard-0000".into(),
+            raw_key: "raw/stream/events/shard=shard-0000/seg-1-10000.ndjson".into(),
+            first_seq: 1,
+            last_seq: 10_000,
+            counts: SegmentCounts {
+                records: 10_000,
+                staged: 10_000,
+                ..SegmentCounts::default()
+            },
+            state_generation: Some(1),
+        }),
+    };
+    let files = [
+        file(
+            "staging/events/dt=2026-11-21/seg-big.ndjson",
+            "events",
+            &events,
+            true,
+        ),
+        file(
+            "staging/products/window=all_all/long.ndjson",
+            "products",
+            &product,
+            false,
+        ),
+    ];
+    for f in &files {
+        // The Redshift path's calls for it: the segment needs more than one (a session).
+        let (spec, parsed) = f.parse().unwrap();
+        let (before, after) =
+            schema::load_sql(Dialect::Redshift, &spec, &f.ledger_entry(parsed.len()));
+        let mut fill = before;
+        fill.extend(schema::scratch_inserts(&spec, &parsed, 100));
+        assert!(fill.iter().all(|s| s.len() <= schema::MAX_STATEMENT_BYTES));
+        let calls = session_calls(fill, after).unwrap().len();
+        assert!(calls > 1 || f.entity != "events", "{}: {calls}", f.key);
+        assert!(!pg.load(f).await.unwrap().skipped);
+        duck.load(f).await.unwrap();
+    }
+    for sql in [
+        "SELECT event_id, session_id FROM staging.events ORDER BY 1",
+        "SELECT description FROM staging.products",
+        "SELECT shard, CAST(sequence_number AS VARCHAR) FROM ops.checkpoints",
+    ] {
+        let (a, b) = (pg.query(sql).await.unwrap(), duck.query(sql).await.unwrap());
+        assert_eq!(a, b, "{sql}");
+        assert!(!a.is_empty(), "{sql}");
+    }
+    let got = pg
+        .query("SELECT description FROM staging.products")
+        .await
+        .unwrap();
+    assert_eq!(got[0][0].as_deref(), Some(description.as_str()));
+}

@@ -16,8 +16,9 @@ use crate::error::{Error, Result};
 /// The schema this build writes. 1: the first; 2: the entity model's missing fields
 /// (users.country/created_at, products.name/is_active/created_at, orders.created_at,
 /// order_items.order_item_id, events.producer_time), `curated.daily_ingestion_delay`, the
-/// CURATED files' pending days.
-pub const SCHEMA_VERSION: i64 = 2;
+/// CURATED files' pending days; 3: `ops.late_objects` (a new table), the refresh's days in a
+/// temporary table instead of the shared `ops.refresh_days` (dropped).
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// What a migration did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -96,6 +97,8 @@ pub async fn migrate(wh: &dyn Warehouse, d: Dialect) -> Result<Migration> {
         );
     }
     if from != Some(SCHEMA_VERSION) || !statements.is_empty() {
+        // Version 2's shared table of a refresh's days: two loaders collided on it.
+        statements.push("DROP TABLE IF EXISTS ops.refresh_days".into());
         statements.push("DELETE FROM ops.schema_version".into());
         statements.push(format!(
             "INSERT INTO ops.schema_version (version, applied_at) VALUES ({SCHEMA_VERSION}, {})",

@@ -3,7 +3,8 @@
 //! Dimensions (`dim_products`, `dim_users`) are small and rebuilt whole. Facts
 //! (`fct_orders`, `fct_order_items`) and the daily aggregates (`daily_metrics`,
 //! `daily_category_sales`) are partitioned by order day: a refresh deletes and re-inserts only
-//! the days in `ops.refresh_days`, which is the dirty days plus a lookback window (or exactly
+//! the days in the temporary table `refresh_days` (one per session, so two loaders never
+//! share it), which is the dirty days plus a lookback window (or exactly
 //! the days asked for by a backfill). Delete-then-insert of a whole day from STAGING makes a
 //! refresh idempotent: running it twice gives the same rows. (The tables carry no primary keys:
 //! they are derived, rewritten by day, and `verify` checks their counts against STAGING.)
@@ -215,7 +216,10 @@ pub fn refresh_days(dirty: &BTreeSet<NaiveDate>, lookback: u32) -> BTreeSet<Naiv
         .collect()
 }
 
-const IN_DAYS: &str = "IN (SELECT day FROM ops.refresh_days)";
+/// The refresh's days: a temporary table of the session running it (on Redshift the Data API
+/// session), so refreshes of two processes never read each other's days.
+const DAYS_TABLE: &str = "refresh_days";
+const IN_DAYS: &str = "IN (SELECT day FROM refresh_days)";
 
 /// The statements of one refresh of `days`, to run in one transaction.
 pub fn refresh_sql(d: Dialect, days: &BTreeSet<NaiveDate>) -> Vec<String> {
@@ -227,11 +231,14 @@ pub fn refresh_sql(d: Dialect, days: &BTreeSet<NaiveDate>) -> Vec<String> {
         Dialect::DuckDb => format!("EXTRACT(EPOCH FROM {col})"),
         Dialect::Redshift => format!("EXTRACT(EPOCH FROM CAST({col} AS TIMESTAMPTZ))"),
     };
-    let mut out = vec!["DELETE FROM ops.refresh_days".to_string()];
+    let mut out = vec![
+        format!("DROP TABLE IF EXISTS {DAYS_TABLE}"),
+        format!("CREATE TEMP TABLE {DAYS_TABLE} (day DATE NOT NULL)"),
+    ];
     // One INSERT per 500 days keeps statements small.
     let all: Vec<&NaiveDate> = days.iter().collect();
     for chunk in all.chunks(500) {
-        let mut sql = String::from("INSERT INTO ops.refresh_days (day) VALUES ");
+        let mut sql = format!("INSERT INTO {DAYS_TABLE} (day) VALUES ");
         for (i, d) in chunk.iter().enumerate() {
             let _ = write!(
                 sql,
@@ -322,10 +329,12 @@ pub fn refresh_sql(d: Dialect, days: &BTreeSet<NaiveDate>) -> Vec<String> {
             epoch("event_time")
         ),
         // The refreshed days' CURATED files are (re)written after the commit (`curated_files`).
-        "INSERT INTO ops.curated_pending (day) SELECT r.day FROM ops.refresh_days AS r WHERE \
-         NOT EXISTS (SELECT 1 FROM ops.curated_pending AS p WHERE p.day = r.day)"
-            .to_string(),
+        format!(
+            "INSERT INTO ops.curated_pending (day) SELECT r.day FROM {DAYS_TABLE} AS r WHERE \
+             NOT EXISTS (SELECT 1 FROM ops.curated_pending AS p WHERE p.day = r.day)"
+        ),
         format!("DELETE FROM ops.dirty_partitions WHERE day {IN_DAYS}"),
+        format!("DROP TABLE {DAYS_TABLE}"),
     ]);
     out
 }

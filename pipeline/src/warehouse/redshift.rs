@@ -6,7 +6,11 @@
 //! page by page.
 //!
 //! Loads fill the scratch table with multi-row INSERTs (the statements the PostgreSQL tests run)
-//! and then run the same MERGE as DuckDB, all in one batch with the ledger row.
+//! and then run the MERGE with the ledger row and checkpoint in one batch. A load of more
+//! statements than one batch takes fills its temporary table over several calls in one Data API
+//! session (`SessionKeepAliveSeconds`, then `SessionId`: temporary tables live as long as the
+//! session, <https://docs.aws.amazon.com/redshift/latest/mgmt/data-api.html>), and its last
+//! call is still the one transaction that changes anything lasting.
 
 use std::time::{Duration, Instant};
 
@@ -22,8 +26,37 @@ use crate::error::{Error, Result};
 
 /// The Data API's limit on statements per BatchExecuteStatement.
 const MAX_BATCH: usize = 40;
-/// Rows per INSERT: keeps each statement well under the Data API's 100 KB SQL limit.
+/// Rows per INSERT (each INSERT is also kept under the Data API's 100 KB by its bytes).
 const ROWS_PER_INSERT: usize = 100;
+/// How long an idle Data API session is kept: long enough to reuse it from one load to the
+/// next, short enough that a stopped process leaves none open for long (the Data API allows
+/// 500 sessions per cluster or workgroup and at most 24 hours).
+const SESSION_KEEP_ALIVE_SECS: i32 = 600;
+
+/// The Data API calls of a load or a long transaction: the `fill` statements first (they only
+/// touch the session's temporary tables), then the whole of `tx` in the last call, which is the
+/// one transaction that changes anything lasting. No call has more than `MAX_BATCH` statements.
+pub fn session_calls(fill: Vec<String>, tx: Vec<String>) -> Result<Vec<Vec<String>>> {
+    if tx.len() > MAX_BATCH {
+        return Err(Error::Warehouse(format!(
+            "a transaction of {} statements does not fit one Data API batch ({MAX_BATCH})",
+            tx.len()
+        )));
+    }
+    if fill.len() + tx.len() <= MAX_BATCH {
+        let mut one = fill;
+        one.extend(tx);
+        return Ok(vec![one]);
+    }
+    // The last call takes the transaction and as many of the last fills as fit beside it.
+    let split = fill.len() - (MAX_BATCH - tx.len()).min(fill.len());
+    let mut fill = fill;
+    let mut last = fill.split_off(split);
+    last.extend(tx);
+    let mut calls: Vec<Vec<String>> = fill.chunks(MAX_BATCH).map(<[String]>::to_vec).collect();
+    calls.push(last);
+    Ok(calls)
+}
 
 /// Where COPY reads STAGING objects: the S3 store's bucket and prefix, and the role to assume.
 #[derive(Clone)]
@@ -72,6 +105,9 @@ pub struct RedshiftWarehouse {
     poll_first: Duration,
     poll_max: Duration,
     copy: Option<CopyFrom>,
+    /// The Data API session that multi-call loads reuse (one at a time: a session runs one
+    /// statement at a time, and its temporary tables are the loads' scratch).
+    session: std::sync::Arc<tokio::sync::Mutex<Option<String>>>,
 }
 
 fn aws(operation: &'static str, e: impl ProvideErrorMetadata + std::fmt::Display) -> Error {
@@ -129,6 +165,7 @@ impl RedshiftWarehouse {
             poll_first: Duration::from_millis(50),
             poll_max: Duration::from_millis(cfg.poll_max_ms.max(1)),
             copy: None,
+            session: Default::default(),
         })
     }
 
@@ -148,6 +185,50 @@ impl RedshiftWarehouse {
         let id = out.id().unwrap_or_default().to_string();
         self.wait(&id).await?;
         Ok(id)
+    }
+
+    /// Run `calls` (from `session_calls`): one call as a plain batch; more in this warehouse's
+    /// session, started by the first call that needs one. A failed call drops the session (it
+    /// may be closed or in an aborted transaction); the next load starts a fresh one.
+    pub async fn run_calls(&self, calls: Vec<Vec<String>>) -> Result<()> {
+        if calls.len() <= 1 {
+            for sqls in calls {
+                self.batch(sqls).await?;
+            }
+            return Ok(());
+        }
+        let mut session = self.session.lock().await;
+        for sqls in calls {
+            if let Err(e) = self.session_batch(&mut session, sqls).await {
+                *session = None;
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    async fn session_batch(&self, session: &mut Option<String>, sqls: Vec<String>) -> Result<()> {
+        let req = self.client.batch_execute_statement().set_sqls(Some(sqls));
+        // In a session the statement goes by its id alone, as the documented example
+        // (`--session-id`) does; the connection settings are the session's.
+        let req = match session.as_deref() {
+            Some(id) => req.session_id(id),
+            None => addressed!(
+                self,
+                req.session_keep_alive_seconds(SESSION_KEEP_ALIVE_SECS)
+            ),
+        };
+        let out = req
+            .send()
+            .await
+            .map_err(|e| aws("BatchExecuteStatement", e))?;
+        if session.is_none() {
+            *session = Some(out.session_id().map(str::to_string).ok_or_else(|| {
+                Error::Warehouse("the Data API started no session (no SessionId returned)".into())
+            })?);
+        }
+        self.wait(out.id().unwrap_or_default()).await?;
+        Ok(())
     }
 
     /// Run one statement; returns its id and whether it has a result set.
@@ -259,7 +340,7 @@ impl Warehouse for RedshiftWarehouse {
             }
             let entry = file.ledger_entry(rows.len());
             let (before, after) = schema::load_sql(Dialect::Redshift, &spec, &entry);
-            let mut sqls = match &self.copy {
+            let fill = match &self.copy {
                 Some(c) => {
                     // The JSONPaths file maps fields to columns (users' lat/long differ).
                     let paths_key = format!("ops/jsonpaths/{}.json", spec.entity);
@@ -276,35 +357,26 @@ impl Warehouse for RedshiftWarehouse {
                     v
                 }
                 None => {
-                    let inserts = schema::scratch_inserts(&spec, &rows, ROWS_PER_INSERT);
-                    if before.len() + inserts.len() + after.len() > MAX_BATCH {
-                        return Err(Error::Warehouse(format!(
-                            "{}: {} rows need more than {MAX_BATCH} statements in one Data API \
-                             batch; set warehouse.redshift.copy_iam_role (with the S3 store) to \
-                             load by COPY",
-                            file.key,
-                            rows.len()
-                        )));
-                    }
                     let mut v = before;
-                    v.extend(inserts);
+                    v.extend(schema::scratch_inserts(&spec, &rows, ROWS_PER_INSERT));
                     v
                 }
             };
-            sqls.extend(after);
-            self.batch(sqls).await?;
+            self.run_calls(session_calls(fill, after)?).await?;
             Ok(file.outcome(rows.len(), false))
         })
     }
 
     fn execute_tx(&self, statements: Vec<String>) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
-            for chunk in statements.chunks(MAX_BATCH) {
-                // More than one batch is more than one transaction; refresh batches are sized
-                // to fit (see models::refresh_sql), so this only splits very long backfills.
-                self.batch(chunk.to_vec()).await?;
-            }
-            Ok(())
+            // More than one batch is more than one transaction (in one session, so temporary
+            // tables carry over); refresh batches are sized to fit (see models::refresh_sql),
+            // so this only splits very long backfills.
+            let calls = statements
+                .chunks(MAX_BATCH)
+                .map(<[String]>::to_vec)
+                .collect();
+            self.run_calls(calls).await
         })
     }
 
@@ -325,10 +397,10 @@ mod tests {
     use crate::ledger::{SegmentCounts, StreamCommit};
     use crate::warehouse::schema::LedgerEntry;
 
-    /// The config's promise (REDSHIFT_INSERT_ROWS_PER_LOAD) fits every entity's load, events
-    /// with their stream commit included, in one Data API batch.
+    /// Every entity's load transaction, events with their stream commit included, fits one
+    /// Data API batch, whatever the number of rows filled before it.
     #[test]
-    fn the_rows_the_config_allows_fit_one_batch() {
+    fn every_load_transaction_fits_one_batch() {
         let commit = StreamCommit {
             shard: "shard-0000".into(),
             raw_key: "raw/x".into(),
@@ -348,16 +420,26 @@ mod tests {
                 loaded_at: chrono::Utc::now(),
                 checkpoint: (spec.entity == "events").then_some(&commit),
             };
-            let (before, after) = schema::load_sql(Dialect::Redshift, spec, &entry);
-            let rows = crate::config::REDSHIFT_INSERT_ROWS_PER_LOAD as usize;
-            let inserts = rows.div_ceil(ROWS_PER_INSERT);
-            assert!(
-                before.len() + inserts + after.len() <= MAX_BATCH,
-                "{}: {} + {inserts} + {}",
-                spec.entity,
-                before.len(),
-                after.len()
-            );
+            let (_, after) = schema::load_sql(Dialect::Redshift, spec, &entry);
+            assert!(after.len() <= MAX_BATCH, "{}: {}", spec.entity, after.len());
         }
+    }
+
+    #[test]
+    fn session_calls_keep_the_transaction_whole_and_last() {
+        let s = |p: &str, n: usize| (0..n).map(|i| format!("{p}{i}")).collect::<Vec<_>>();
+        assert_eq!(session_calls(s("f", 3), s("t", 5)).unwrap().len(), 1);
+        for fills in [36, 37, 80, 101, 1000] {
+            let calls = session_calls(s("f", fills), s("t", 5)).unwrap();
+            assert!(calls.iter().all(|c| !c.is_empty() && c.len() <= MAX_BATCH));
+            let flat: Vec<String> = calls.concat();
+            assert_eq!(flat, [s("f", fills), s("t", 5)].concat(), "order kept");
+            assert!(calls.last().unwrap().ends_with(&s("t", 5)));
+            assert!(calls[..calls.len() - 1]
+                .iter()
+                .flatten()
+                .all(|x| x.starts_with('f')));
+        }
+        assert!(session_calls(s("f", 1), s("t", 41)).is_err());
     }
 }

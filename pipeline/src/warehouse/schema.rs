@@ -300,7 +300,12 @@ pub fn ddl(d: Dialect) -> Vec<String> {
     out.push(
         "CREATE TABLE IF NOT EXISTS ops.dirty_partitions (day DATE NOT NULL PRIMARY KEY)".into(),
     );
-    out.push("CREATE TABLE IF NOT EXISTS ops.refresh_days (day DATE NOT NULL)".into());
+    // The late buffer's index: a late object's event days, written with the segment's
+    // checkpoint; `backfilled_at` once a backfill has loaded that day of it.
+    out.push(format!(
+        "CREATE TABLE IF NOT EXISTS ops.late_objects (object_key {text} NOT NULL, day DATE NOT NULL, \
+         events BIGINT NOT NULL, buffered_at TIMESTAMP NOT NULL, backfilled_at TIMESTAMP)"
+    ));
     // Refreshed days whose CURATED files are still to be written (`curated_files`).
     out.push("CREATE TABLE IF NOT EXISTS ops.curated_pending (day DATE NOT NULL)".into());
     // The schema this warehouse was last brought to (`migrate`).
@@ -447,32 +452,106 @@ fn text_literal(s: &str) -> String {
     format!("({})", parts.join(" || CHR(92) || "))
 }
 
-/// Multi-row INSERTs filling the scratch table, `per_statement` rows each (the Redshift Data
-/// API path for small loads, and the tests' way to feed PostgreSQL).
+/// The Data API's limit on one statement's text: "The maximum query statement size is 100 KB"
+/// (<https://docs.aws.amazon.com/redshift/latest/mgmt/data-api.html>).
+pub const MAX_STATEMENT_BYTES: usize = 100 * 1024;
+/// What one fill statement may take, with room to spare under `MAX_STATEMENT_BYTES`.
+const FILL_BYTES: usize = 90 * 1024;
+
+/// Multi-row INSERTs filling the scratch table, at most `per_statement` rows and
+/// `FILL_BYTES` of text each (the Redshift Data API path, and the tests' way to feed
+/// PostgreSQL). A row whose literals alone are larger (long text, or text of many
+/// backslashes, each written as `CHR(92)`) is inserted with those texts empty and then
+/// completed by UPDATEs appending one piece each, so no statement passes the limit.
 pub fn scratch_inserts(
     spec: &TableSpec,
     rows: &[Vec<super::Cell>],
     per_statement: usize,
 ) -> Vec<String> {
-    let cols = scratch_columns(spec).join(", ");
-    rows.chunks(per_statement.max(1))
-        .map(|chunk| {
-            let mut sql = format!(
-                "INSERT INTO {} ({cols}) VALUES ",
-                spec.scratch(Dialect::Redshift)
-            );
-            for (i, row) in chunk.iter().enumerate() {
-                let vals: Vec<String> = row.iter().map(literal).collect();
-                let _ = write!(
-                    sql,
-                    "{}({})",
-                    if i == 0 { "" } else { ", " },
-                    vals.join(", ")
-                );
+    let scratch = spec.scratch(Dialect::Redshift);
+    let columns = scratch_columns(spec);
+    let head = format!("INSERT INTO {scratch} ({}) VALUES ", columns.join(", "));
+    let mut out = Vec::new();
+    let (mut sql, mut n) = (String::new(), 0usize);
+    let flush = |sql: &mut String, n: &mut usize, out: &mut Vec<String>| {
+        if *n > 0 {
+            out.push(std::mem::take(sql));
+            *n = 0;
+        }
+    };
+    for row in rows {
+        let vals: Vec<String> = row.iter().map(literal).collect();
+        let tuple = format!("({})", vals.join(", "));
+        if head.len() + tuple.len() > FILL_BYTES {
+            flush(&mut sql, &mut n, &mut out);
+            out.extend(oversized_row(&scratch, &head, &columns, row, vals));
+            continue;
+        }
+        if n == per_statement.max(1) || sql.len() + 2 + tuple.len() > FILL_BYTES {
+            flush(&mut sql, &mut n, &mut out);
+        }
+        if n == 0 {
+            sql.push_str(&head);
+        } else {
+            sql.push_str(", ");
+        }
+        sql.push_str(&tuple);
+        n += 1;
+    }
+    flush(&mut sql, &mut n, &mut out);
+    out
+}
+
+/// One row too large for a statement: its long texts inserted empty, then appended piece by
+/// piece (`WHERE` the row's ordinal, unique within a load).
+fn oversized_row(
+    scratch: &str,
+    head: &str,
+    columns: &[&str],
+    row: &[super::Cell],
+    mut vals: Vec<String>,
+) -> Vec<String> {
+    use super::Cell;
+    // Every text over a kilobyte moves to UPDATEs, so the INSERT left is small whatever the
+    // number of long columns; each UPDATE appends at most a piece.
+    const MOVED: usize = 1024;
+    const PIECE: usize = 32 * 1024;
+    let ordinal = vals.last().cloned().unwrap_or_default();
+    let mut updates = Vec::new();
+    for (i, cell) in row.iter().enumerate() {
+        let Cell::Text(s) = cell else { continue };
+        if vals[i].len() <= MOVED {
+            continue;
+        }
+        vals[i] = "''".into();
+        let mut rest = s.as_str();
+        while !rest.is_empty() {
+            // The longest prefix whose literal fits a piece (a backslash is `' || CHR(92) || '`).
+            let (mut end, mut cost) = (0, 0);
+            for (at, c) in rest.char_indices() {
+                cost += match c {
+                    '\\' => 16,
+                    '\'' => 2,
+                    c => c.len_utf8(),
+                };
+                if cost > PIECE {
+                    break;
+                }
+                end = at + c.len_utf8();
             }
-            sql
-        })
-        .collect()
+            let first = rest.chars().next().map_or(0, char::len_utf8);
+            let (piece, tail) = rest.split_at(end.max(first));
+            updates.push(format!(
+                "UPDATE {scratch} SET {col} = {col} || {} WHERE {ORDINAL} = {ordinal}",
+                text_literal(piece),
+                col = columns[i]
+            ));
+            rest = tail;
+        }
+    }
+    let mut out = vec![format!("{head}({})", vals.join(", "))];
+    out.extend(updates);
+    out
 }
 
 /// What the ledger records of a loaded file.

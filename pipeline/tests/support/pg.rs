@@ -4,6 +4,7 @@
 // Not every test file that includes this module uses all of it.
 #![allow(dead_code)]
 
+use ecom_pipeline::warehouse::redshift::session_calls;
 use ecom_pipeline::warehouse::schema::{self, Dialect};
 use ecom_pipeline::warehouse::{LoadOutcome, StagedFile, TextRows, Warehouse};
 use ecom_pipeline::Error;
@@ -94,8 +95,9 @@ impl PgWarehouse {
             .map_err(|e| pg(e, "COMMIT"))
     }
 
-    /// A load with exactly the statements the Redshift path sends (INSERTs into the scratch
-    /// table, 100 rows each, as the Data API path does).
+    /// A load with exactly the statements and calls the Redshift path sends (INSERTs into the
+    /// scratch table, as the Data API path does; each call a transaction of this connection,
+    /// as each is of the Data API session, whose temporary tables last between them).
     async fn load_file(&self, file: &StagedFile) -> ecom_pipeline::Result<LoadOutcome> {
         let seen = self.rows(&schema::ledger_check(&file.sha256)).await?;
         if seen[0][0].as_deref() != Some("0") {
@@ -104,10 +106,11 @@ impl PgWarehouse {
         let (spec, rows) = file.parse()?;
         let entry = file.ledger_entry(rows.len());
         let (before, after) = schema::load_sql(Dialect::Redshift, &spec, &entry);
-        let mut all = before;
-        all.extend(schema::scratch_inserts(&spec, &rows, 100));
-        all.extend(after);
-        self.tx(&all).await?;
+        let mut fill = before;
+        fill.extend(schema::scratch_inserts(&spec, &rows, 100));
+        for call in session_calls(fill, after)? {
+            self.tx(&call).await?;
+        }
         Ok(file.outcome(rows.len(), false))
     }
 }
