@@ -28,12 +28,24 @@ pub struct ShardStatus {
     pub shard: String,
     pub latest_seq: Option<u64>,
     pub checkpoint: Option<u64>,
-    /// Records written but not consumed.
+    /// Records written but not consumed: counted on the local log; on Kinesis, whose sequence
+    /// numbers are not counts, estimated (`lag_estimated`) as MillisBehindLatest times the
+    /// shard's recent arrival rate.
     pub lag_records: u64,
     /// Age of the oldest record not consumed (by arrival time): the local log's
     /// MillisBehindLatest; 0 when caught up.
     #[serde(default)]
     pub lag_ms: u64,
+    /// `lag_records` is an estimate, not a count.
+    #[serde(default)]
+    pub lag_estimated: bool,
+    /// Reads the service refused for the shard's throughput (Kinesis
+    /// ProvisionedThroughputExceeded on GetRecords) since this process started.
+    #[serde(default)]
+    pub read_throttles: u64,
+    /// Closed by a reshard: read to its end, no longer billed as a shard hour.
+    #[serde(default)]
+    pub closed: bool,
 }
 
 /// What status shows of the watermarks.

@@ -213,6 +213,103 @@ async fn the_stream_scenario_holds_on_kinesis_with_a_restart_and_a_reshard() {
         "{:?}",
         status.shards
     );
+    // The split parent is closed (ListShards gives it an ending sequence number): shown so,
+    // and not one of the shard hours the cost prices.
+    let closed: Vec<&str> = status
+        .shards
+        .iter()
+        .filter(|s| s.closed)
+        .map(|s| s.shard.as_str())
+        .collect();
+    assert_eq!(closed, vec![shard0.as_str()], "{:?}", status.shards);
+    assert!(status
+        .shards
+        .iter()
+        .all(|s| s.lag_estimated && s.lag_records == 0));
+}
+
+/// GetRecords refused for throughput is counted per shard and retried; the lag in records is
+/// MillisBehindLatest times the arrival rate of the records read (Kinesis has no count).
+#[tokio::test]
+async fn throttles_are_counted_per_shard_and_lag_in_records_is_estimated() {
+    use aws_sdk_kinesis::operation::get_records::GetRecordsOutput;
+    use aws_sdk_kinesis::operation::get_shard_iterator::GetShardIteratorOutput;
+    use aws_sdk_kinesis::operation::list_shards::ListShardsOutput;
+    use aws_sdk_kinesis::primitives::{Blob, DateTime};
+    use aws_sdk_kinesis::types::{HashKeyRange, Record, SequenceNumberRange, Shard};
+    let shard = |id: &str, closed: bool| {
+        let mut range = SequenceNumberRange::builder().starting_sequence_number("1");
+        if closed {
+            range = range.ending_sequence_number("99");
+        }
+        Shard::builder()
+            .shard_id(id)
+            .hash_key_range(
+                HashKeyRange::builder()
+                    .starting_hash_key("0")
+                    .ending_hash_key("1")
+                    .build()
+                    .unwrap(),
+            )
+            .sequence_number_range(range.build().unwrap())
+            .build()
+            .unwrap()
+    };
+    let list = mock!(aws_sdk_kinesis::Client::list_shards).then_output(move || {
+        ListShardsOutput::builder()
+            .shards(shard("shardId-000000000000", true))
+            .shards(shard("shardId-000000000001", false))
+            .build()
+    });
+    let iterator = mock!(aws_sdk_kinesis::Client::get_shard_iterator).then_output(|| {
+        GetShardIteratorOutput::builder()
+            .shard_iterator("it-1")
+            .build()
+    });
+    // 11 records 10 ms apart (a rate of one per 10 ms), 1,000 ms behind the tip.
+    let records = mock!(aws_sdk_kinesis::Client::get_records)
+        .sequence()
+        .http_status(
+            400,
+            Some(
+                r#"{"__type":"ProvisionedThroughputExceededException","message":"Rate exceeded"}"#
+                    .into(),
+            ),
+        )
+        .output(|| {
+            let mut out = GetRecordsOutput::builder()
+                .next_shard_iterator("it-2")
+                .millis_behind_latest(1_000);
+            for i in 0..11i64 {
+                out = out.records(
+                    Record::builder()
+                        .sequence_number(format!("{}", 100 + i))
+                        .partition_key("k")
+                        .data(Blob::new(b"{}".to_vec()))
+                        .approximate_arrival_timestamp(DateTime::from_millis(
+                            1_700_000_000_000 + i * 10,
+                        ))
+                        .build()
+                        .unwrap(),
+                );
+            }
+            out.build().unwrap()
+        })
+        .build();
+    let client: aws_sdk_kinesis::Client = mock_client!(
+        aws_sdk_kinesis,
+        RuleMode::MatchAny,
+        &[&list, &iterator, &records]
+    );
+    let log = KinesisLog::from_client(client, &config("s", None));
+    log.refresh_shards().await.unwrap();
+    let got = log.read("shardId-000000000001", None, 100).await.unwrap();
+    assert_eq!(got.len(), 11);
+    assert_eq!(log.read_throttles("shardId-000000000001"), 1);
+    assert_eq!(log.read_throttles("shardId-000000000000"), 0);
+    assert_eq!(log.lag_records_estimate("shardId-000000000001"), Some(100));
+    assert!(log.closed("shardId-000000000000"));
+    assert!(!log.closed("shardId-000000000001"));
 }
 
 #[tokio::test]

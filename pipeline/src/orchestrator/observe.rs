@@ -94,11 +94,12 @@ impl Pipeline {
             .filter_map(|z| z.zone.map(|zone| (zone, z.bytes)))
             .collect();
         let records = self.stream_status.as_ref().map_or(0, |s| s.totals.records);
-        // The shards the log has (Kinesis: ListShards, after any reshard), not the config's.
+        // The open shards the log has (Kinesis: ListShards, after any reshard; a closed parent
+        // is no longer billed), not the config's.
         let shards = self
             .stream_status
             .as_ref()
-            .map(|s| s.shards.len() as u32)
+            .map(|s| s.shards.iter().filter(|x| !x.closed).count() as u32)
             .filter(|n| *n > 0)
             .unwrap_or(self.config.stream.shards);
         self.usage.observe(

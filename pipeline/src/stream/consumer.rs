@@ -780,9 +780,13 @@ impl Processor {
             let checkpoint = cps.get(&shard).copied();
             // Kinesis says how far behind it is; the local log is measured.
             if let Some(behind) = log.millis_behind(&shard) {
+                let estimate = log.lag_records_estimate(&shard);
                 shards.push(super::ShardStatus {
-                    lag_records: 0,
+                    lag_records: estimate.unwrap_or(0),
                     lag_ms: behind,
+                    lag_estimated: estimate.is_some(),
+                    read_throttles: log.read_throttles(&shard),
+                    closed: log.closed(&shard),
                     shard,
                     latest_seq: latest,
                     checkpoint,
@@ -800,9 +804,12 @@ impl Processor {
             shards.push(super::ShardStatus {
                 lag_records,
                 lag_ms,
+                read_throttles: log.read_throttles(&shard),
+                closed: log.closed(&shard),
                 shard,
                 latest_seq: latest,
                 checkpoint,
+                ..Default::default()
             });
         }
         Ok(StreamStatus {

@@ -59,6 +59,35 @@ fn seq_ms(seq: u64) -> i64 {
 struct ShardInfo {
     id: String,
     parents: Vec<String>,
+    /// ListShards gives a closed shard an ending sequence number.
+    closed: bool,
+}
+
+/// A shard's recent arrival rate, from the records read: gaps between consecutive arrivals
+/// and the time they span, halved at each read so the rate follows the producer.
+#[derive(Debug, Default, Clone, Copy)]
+struct Rate {
+    gaps: f64,
+    span_ms: f64,
+}
+
+impl Rate {
+    fn observe(&mut self, records: &[Record]) {
+        let (Some(first), Some(last)) = (records.first(), records.last()) else {
+            return;
+        };
+        self.gaps = self.gaps / 2.0 + (records.len() - 1) as f64;
+        self.span_ms = self.span_ms / 2.0 + (last.arrival_ms - first.arrival_ms).max(0) as f64;
+    }
+
+    /// Records in `ms` of the stream at this rate; records that arrived in one millisecond
+    /// count as a rate of one per millisecond.
+    fn records_in(&self, ms: u64) -> u64 {
+        if self.gaps <= 0.0 {
+            return 0;
+        }
+        (ms as f64 * self.gaps / self.span_ms.max(1.0)).round() as u64
+    }
 }
 
 /// Where a shard's reader stands.
@@ -80,6 +109,8 @@ struct State {
     last_call: HashMap<String, Instant>,
     millis_behind: BTreeMap<String, u64>,
     latest: BTreeMap<String, u64>,
+    rates: HashMap<String, Rate>,
+    read_throttles: HashMap<String, u64>,
 }
 
 pub struct KinesisLog {
@@ -176,6 +207,10 @@ impl KinesisLog {
                 shards.push(ShardInfo {
                     id: s.shard_id().to_string(),
                     parents,
+                    closed: s
+                        .sequence_number_range()
+                        .and_then(|r| r.ending_sequence_number())
+                        .is_some(),
                 });
             }
             token = out.next_token().map(str::to_string);
@@ -356,6 +391,13 @@ impl KinesisLog {
                 .get_records()
                 .shard_iterator(&cursor.iterator)
                 .limit(max.clamp(1, 10_000) as i32)
+                // This loop retries a throttled read itself (after a second, and counts it):
+                // the SDK's own retries would hide every throttle from the count.
+                .customize()
+                .config_override(
+                    aws_sdk_kinesis::config::Builder::default()
+                        .retry_config(aws_sdk_kinesis::config::retry::RetryConfig::disabled()),
+                )
                 .send()
                 .await;
             let out = match resp {
@@ -380,6 +422,11 @@ impl KinesisLog {
                         }
                     }
                     if svc.is_some_and(|s| s.is_provisioned_throughput_exceeded_exception()) {
+                        *self
+                            .lock()
+                            .read_throttles
+                            .entry(shard.to_string())
+                            .or_default() += 1;
                         tokio::time::sleep(Duration::from_secs(1)).await;
                         continue;
                     }
@@ -417,6 +464,10 @@ impl KinesisLog {
             let next = out.next_shard_iterator().map(str::to_string);
             let mut st = self.lock();
             st.millis_behind.insert(shard.to_string(), behind);
+            st.rates
+                .entry(shard.to_string())
+                .or_default()
+                .observe(&records);
             if let Some(last) = records.last() {
                 st.latest.insert(shard.to_string(), last.seq);
                 cursor.after = Some(last.seq);
@@ -492,6 +543,20 @@ impl StreamLog for KinesisLog {
 
     fn millis_behind(&self, shard: &str) -> Option<u64> {
         Some(self.lock().millis_behind.get(shard).copied().unwrap_or(0))
+    }
+
+    fn lag_records_estimate(&self, shard: &str) -> Option<u64> {
+        let st = self.lock();
+        let behind = st.millis_behind.get(shard).copied().unwrap_or(0);
+        Some(st.rates.get(shard).map_or(0, |r| r.records_in(behind)))
+    }
+
+    fn read_throttles(&self, shard: &str) -> u64 {
+        self.lock().read_throttles.get(shard).copied().unwrap_or(0)
+    }
+
+    fn closed(&self, shard: &str) -> bool {
+        self.lock().shards.iter().any(|s| s.id == shard && s.closed)
     }
 }
 

@@ -49,6 +49,22 @@ pub trait StreamLog: Send + Sync {
     fn millis_behind(&self, _shard: &str) -> Option<u64> {
         None
     }
+
+    /// An estimate of the records behind the shard's tip, where the backend cannot count them
+    /// (Kinesis: sequence numbers are not counts); `None` when status counts them from the log.
+    fn lag_records_estimate(&self, _shard: &str) -> Option<u64> {
+        None
+    }
+
+    /// Reads of the shard refused for its throughput since this process started.
+    fn read_throttles(&self, _shard: &str) -> u64 {
+        0
+    }
+
+    /// Whether the shard is closed (a reshard's parent): still read to its end, not billed.
+    fn closed(&self, _shard: &str) -> bool {
+        false
+    }
 }
 
 /// Shard names: `shard-0000`, `shard-0001`, ...

@@ -39,7 +39,9 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, snap: &Snapshot, theme: &T
             } else {
                 theme.normal()
             };
-            let state = if idle.get(s.shard.as_str()).copied().unwrap_or(true) {
+            let state = if s.closed {
+                "closed"
+            } else if idle.get(s.shard.as_str()).copied().unwrap_or(true) {
                 "idle"
             } else {
                 "active"
@@ -48,7 +50,13 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, snap: &Snapshot, theme: &T
                 Cell::from(s.shard.clone()),
                 Cell::from(s.latest_seq.map_or("-".into(), |v| v.to_string())),
                 Cell::from(s.checkpoint.map_or("-".into(), |v| v.to_string())),
-                Cell::from(fmt::count(s.lag_records)).style(lag_style),
+                // Kinesis cannot count the records behind: an estimate says so.
+                Cell::from(if s.lag_estimated {
+                    format!("≈{}", fmt::count(s.lag_records))
+                } else {
+                    fmt::count(s.lag_records)
+                })
+                .style(lag_style),
                 Cell::from(fmt::count(s.lag_ms)).style(lag_style),
                 Cell::from(fmt::count(last)),
                 Cell::from(fmt::sparkline(
@@ -57,7 +65,17 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, snap: &Snapshot, theme: &T
                     }),
                     spark_w,
                 )),
-                Cell::from("-"),
+                // Only Kinesis throttles; the local log has nothing to count.
+                Cell::from(if st.backend == "kinesis" {
+                    fmt::count(s.read_throttles)
+                } else {
+                    "-".into()
+                })
+                .style(if s.read_throttles > 0 {
+                    theme.warn()
+                } else {
+                    theme.normal()
+                }),
                 Cell::from(state),
             ])
         })
