@@ -16,4 +16,6 @@ pub struct StreamCommit {
     /// The stream-state object written for this segment (`state/stream/gen-<n>.bin`): it
     /// becomes the live state only if this transaction commits.
     pub state_generation: Option<u64>,
+    /// The segment's late events per event day: indexed (`ops.late_objects`) with the commit.
+    pub late_days: std::collections::BTreeMap<chrono::NaiveDate, u64>,
 }

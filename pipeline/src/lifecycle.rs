@@ -1,6 +1,7 @@
 //! Lifecycle and pruning. Locally, `prune` deletes RAW/STAGING objects past their zone's
 //! retention only when the ledger shows them loaded to the warehouse (never unloaded data),
-//! quarantined records past theirs, and CURATED rows of days past `curated_days`. On S3 the
+//! quarantined records past theirs, CURATED rows of days past `curated_days`, and late-buffer
+//! objects once a backfill has loaded every day of them (`warehouse::late_index`). On S3 the
 //! same rules become the bucket's lifecycle configuration (`ecomops lifecycle [--apply]`),
 //! with storage-class transitions; the dry run prints the difference first.
 
@@ -16,7 +17,7 @@ use crate::config::{Config, LifecycleConfig, S3Config};
 use crate::cost::zone_rules;
 use crate::error::{Error, Result};
 use crate::store::ObjectStore;
-use crate::warehouse::{schema, verify::staged_entities, Warehouse};
+use crate::warehouse::{late_index, schema, verify::staged_entities, Warehouse};
 use crate::zones::{self, Zone};
 
 pub use ecom_model::report::{LifecyclePlan, PruneReport};
@@ -77,6 +78,26 @@ pub async fn prune(
         if zone == Zone::Curated {
             // Pruned by day with the models' rows (below), not by age.
             curated = objects;
+            continue;
+        }
+        if zone == Zone::Late {
+            // A late object goes once a backfill has loaded every day of it (its events are
+            // then in STAGING, and RAW keeps the segment as received); never before.
+            let Some(w) = wh else { continue };
+            let done = late_index::fully_backfilled(w).await?;
+            let (doomed, kept): (Vec<_>, Vec<_>) =
+                objects.into_iter().partition(|o| done.contains(&o.key));
+            r.kept_unloaded.extend(kept.into_iter().map(|o| o.key));
+            r.deleted_bytes += doomed.iter().map(|o| o.size).sum::<u64>();
+            let doomed: Vec<String> = doomed.into_iter().map(|o| o.key).collect();
+            if !dry_run && !doomed.is_empty() {
+                w.execute_tx(schema::pruned_sql(zone_name(zone), &doomed, now))
+                    .await?;
+                for key in &doomed {
+                    store.delete(key).await?;
+                }
+            }
+            r.deleted.extend(doomed);
             continue;
         }
         let Some(rules) = zone_rules(lifecycle, zone) else {

@@ -215,6 +215,7 @@ async fn staging_files() -> Vec<StagedFile> {
                 ..SegmentCounts::default()
             },
             state_generation: Some(8),
+            late_days: Default::default(),
         }),
     });
     // A product whose description alone is over 100 KB as a literal (each backslash is
@@ -250,6 +251,7 @@ async fn staging_files() -> Vec<StagedFile> {
                 ..SegmentCounts::default()
             },
             state_generation: Some(7),
+            late_days: Default::default(),
         }),
     });
     files

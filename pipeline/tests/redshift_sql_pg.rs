@@ -71,6 +71,8 @@ async fn pg_load(pg: &Client, key: &str, entity: &str, body: &[u8]) -> bool {
             ..SegmentCounts::default()
         },
         state_generation: Some(body.len() as u64),
+        // The late index's rows commit with it too.
+        late_days: [(NaiveDate::from_ymd_opt(2026, 3, 1).unwrap(), 2)].into(),
     });
     let entry = LedgerEntry {
         key,
@@ -454,6 +456,7 @@ async fn a_load_larger_than_a_batch_fills_over_a_session_without_copy() {
                 ..SegmentCounts::default()
             },
             state_generation: Some(1),
+            late_days: Default::default(),
         }),
     };
     let files = [

@@ -83,7 +83,7 @@ pub struct Pipeline {
     scan_plan: crate::integrity::ScanPlan,
     late_pending: Vec<chrono::NaiveDate>,
     /// The late buffer's objects, each read once.
-    late_index: crate::stream::runner::LateIndex,
+    late_index: crate::warehouse::late_index::LateIndex,
     /// The data-quality findings and when they were computed: their anti-joins and scans read
     /// whole STAGING tables, so they run once per statistics interval, not on every refresh.
     quality: Option<(std::time::Instant, ecom_model::warehouse::Quality)>,

@@ -586,6 +586,10 @@ impl Processor {
                         last_seq: last.seq,
                         counts,
                         state_generation: Some(generation),
+                        late_days: late.iter().fold(Default::default(), |mut m, e| {
+                            *m.entry(e.event_time.date_naive()).or_insert(0) += 1;
+                            m
+                        }),
                     })
                 }
                 None => None,

@@ -577,10 +577,32 @@ mod tests {
     }
 
     #[test]
+    fn the_lag_estimate_follows_the_recent_arrival_rate() {
+        let recs = |start: i64, n: i64, gap: i64| -> Vec<Record> {
+            (0..n)
+                .map(|i| Record {
+                    seq: i as u64,
+                    arrival_ms: start + i * gap,
+                    data: Bytes::new(),
+                })
+                .collect()
+        };
+        let mut r = Rate::default();
+        assert_eq!(r.records_in(1_000), 0, "nothing read: no rate");
+        r.observe(&recs(0, 11, 10));
+        assert_eq!(r.records_in(1_000), 100);
+        // A burst within one millisecond counts as one record per millisecond at least.
+        let mut burst = Rate::default();
+        burst.observe(&recs(0, 50, 0));
+        assert_eq!(burst.records_in(10), 490);
+    }
+
+    #[test]
     fn parents_come_before_children() {
         let s = |id: &str, parents: &[&str]| ShardInfo {
             id: id.into(),
             parents: parents.iter().map(|p| p.to_string()).collect(),
+            closed: false,
         };
         let order: Vec<String> = parents_first(vec![
             s("c3", &["c1", "c2"]),

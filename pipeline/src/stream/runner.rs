@@ -16,7 +16,7 @@ use crate::domain::Event;
 use crate::error::{Error, Result};
 use crate::generator::Generator;
 use crate::store::{sha256_hex, ObjectStore};
-use crate::warehouse::{self, StagedFile, Warehouse};
+use crate::warehouse::{self, late_index, StagedFile, Warehouse};
 use crate::zones;
 use ecom_model::report::IngestReport;
 
@@ -229,9 +229,10 @@ impl StreamRunner {
         })
     }
 
-    /// Load the late-buffered events whose day is in `from..=to`: each late object's events in
-    /// range become a STAGING object and are MERGEd (idempotent: a second backfill loads the
-    /// same bytes, which the ledger skips). Returns the events loaded.
+    /// Load the late-buffered events whose day is in `from..=to`: each late object holding
+    /// such days (from the index, `warehouse::late_index`) has its events in range made a
+    /// STAGING object and MERGEd (idempotent: a second backfill loads the same bytes, which the
+    /// ledger skips), then those days of it are marked backfilled. Returns the events loaded.
     pub async fn load_late(
         &self,
         store: &dyn ObjectStore,
@@ -239,36 +240,48 @@ impl StreamRunner {
         from: NaiveDate,
         to: NaiveDate,
     ) -> Result<u64> {
+        late_index::reindex(store, wh).await?;
         let mut loaded = 0;
-        for m in store.list("late/events/").await? {
-            let body = store.get(&m.key).await?;
+        for late_key in late_index::objects_for(wh, from, to).await? {
+            let body = match store.get(&late_key).await {
+                Ok(b) => b,
+                // Pruned: every day of it was loaded before.
+                Err(Error::NotFound(_)) => continue,
+                Err(e) => return Err(e),
+            };
             let mut events = Vec::new();
             for line in body.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
                 let e: Event = serde_json::from_slice(line)
-                    .map_err(|e| Error::Invalid(format!("{}: {e}", m.key)))?;
+                    .map_err(|e| Error::Invalid(format!("{late_key}: {e}")))?;
                 let day = e.event_time.date_naive();
                 if day >= from && day <= to {
                     events.push(e);
                 }
             }
-            if events.is_empty() {
-                continue;
+            if !events.is_empty() {
+                let rest = &late_key[late_index::PREFIX.len()..];
+                let key = format!("{}{from}_{to}/{rest}", late_index::BACKFILL_PREFIX);
+                let body = Bytes::from(to_ndjson(&events));
+                store.put(&key, body.clone()).await?;
+                let outcome = wh
+                    .load(&StagedFile {
+                        sha256: sha256_hex(&body),
+                        key,
+                        entity: "events".into(),
+                        body,
+                        source: "late".into(),
+                        checkpoint: None,
+                    })
+                    .await?;
+                loaded += outcome.rows;
             }
-            let rest = &m.key["late/events/".len()..];
-            let key = format!("staging/events/backfill/{from}_{to}/{rest}");
-            let body = Bytes::from(to_ndjson(&events));
-            store.put(&key, body.clone()).await?;
-            let outcome = wh
-                .load(&StagedFile {
-                    sha256: sha256_hex(&body),
-                    key,
-                    entity: "events".into(),
-                    body,
-                    source: "late".into(),
-                    checkpoint: None,
-                })
-                .await?;
-            loaded += outcome.rows;
+            wh.execute_tx(vec![late_index::backfilled_sql(
+                &late_key,
+                from,
+                to,
+                Utc::now(),
+            )])
+            .await?;
         }
         Ok(loaded)
     }
@@ -325,87 +338,5 @@ impl StreamRunner {
             }
         }
         self.processor.status(self.log.as_ref(), wh).await
-    }
-}
-
-/// The event days of each late object, read once: a late object is written once (its key
-/// names its segment), so a refresh lists the buffer (no HEADs) and reads only objects it has
-/// not seen, or whose size changed.
-#[derive(Debug, Default)]
-pub struct LateIndex {
-    days: std::collections::HashMap<String, (u64, Vec<NaiveDate>)>,
-}
-
-impl LateIndex {
-    /// Event days in the late buffer that no backfill has covered yet: a late object's days
-    /// minus the ranges of the backfill files made from it
-    /// (`staging/events/backfill/FROM_TO/<rest>`, in the ledger once loaded).
-    pub async fn pending(
-        &mut self,
-        store: &dyn ObjectStore,
-        wh: &dyn Warehouse,
-    ) -> Result<Vec<NaiveDate>> {
-        let late = store.list_stat("late/events/").await?;
-        let listed: std::collections::HashSet<&str> = late.iter().map(|m| m.key.as_str()).collect();
-        self.days.retain(|k, _| listed.contains(k.as_str()));
-        if late.is_empty() {
-            return Ok(Vec::new());
-        }
-        for m in &late {
-            if self
-                .days
-                .get(&m.key)
-                .is_some_and(|(size, _)| *size == m.size)
-            {
-                continue;
-            }
-            let body = store.get(&m.key).await?;
-            let mut days: Vec<NaiveDate> = body
-                .split(|b| *b == b'\n')
-                .filter(|l| !l.is_empty())
-                // Written by us as typed events; a line that does not parse is not pending work.
-                .filter_map(|line| serde_json::from_slice::<Event>(line).ok())
-                .map(|e| e.event_time.date_naive())
-                .collect();
-            days.sort();
-            days.dedup();
-            self.days.insert(m.key.clone(), (m.size, days));
-        }
-        let mut covered: std::collections::BTreeMap<String, Vec<(NaiveDate, NaiveDate)>> =
-            Default::default();
-        let rows = wh
-            .query(
-                "SELECT object_key FROM ops.ledger WHERE object_key LIKE \
-                 'staging/events/backfill/%'",
-            )
-            .await?;
-        for key in rows
-            .into_iter()
-            .filter_map(|r| r.into_iter().next().flatten())
-        {
-            let Some(rest) = key.strip_prefix("staging/events/backfill/") else {
-                continue;
-            };
-            let Some((range, object)) = rest.split_once('/') else {
-                continue;
-            };
-            let Some((f, t)) = range.split_once('_') else {
-                continue;
-            };
-            let day = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok();
-            if let (Some(f), Some(t)) = (day(f), day(t)) {
-                covered.entry(object.to_string()).or_default().push((f, t));
-            }
-        }
-        let mut pending = std::collections::BTreeSet::new();
-        for (key, (_, days)) in &self.days {
-            let rest = &key["late/events/".len()..];
-            let ranges = covered.get(rest).map(Vec::as_slice).unwrap_or(&[]);
-            pending.extend(
-                days.iter()
-                    .filter(|d| !ranges.iter().any(|(f, t)| **d >= *f && **d <= *t)),
-            );
-        }
-        Ok(pending.into_iter().collect())
     }
 }

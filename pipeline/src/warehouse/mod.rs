@@ -6,6 +6,7 @@
 pub mod curated_files;
 #[cfg(feature = "duckdb")]
 pub mod duck;
+pub mod late_index;
 pub mod migrate;
 pub mod models;
 pub mod quality;

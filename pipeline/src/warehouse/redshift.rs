@@ -408,6 +408,7 @@ mod tests {
             last_seq: 2,
             counts: SegmentCounts::default(),
             state_generation: Some(1),
+            late_days: Default::default(),
         };
         for spec in &schema::TABLES {
             let entry = LedgerEntry {

@@ -605,6 +605,13 @@ pub fn stream_commit_sql(c: &crate::ledger::StreamCommit) -> Vec<String> {
     if let Some(g) = c.state_generation {
         out.extend(stream_state_sql(g));
     }
+    if let Some(late_key) = crate::zones::late_key_for(&c.raw_key) {
+        out.extend(super::late_index::index_sql(
+            &late_key,
+            &c.late_days,
+            chrono::Utc::now(),
+        ));
+    }
     out
 }
 

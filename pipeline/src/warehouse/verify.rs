@@ -276,6 +276,45 @@ async fn object_lines(store: &dyn ObjectStore, key: &str) -> Result<(usize, Opti
     }
 }
 
+/// A pruned late object's events, from the backfill objects made from it (one per backfilled
+/// range; a day backfilled twice is counted once, by event_id): its line count and body.
+async fn backfilled_late(
+    store: &dyn ObjectStore,
+    late_key: &str,
+    backfills: &mut Option<BTreeMap<String, Vec<String>>>,
+) -> Result<(usize, Option<bytes::Bytes>)> {
+    use super::late_index::{BACKFILL_PREFIX, PREFIX};
+    if backfills.is_none() {
+        let mut by_late: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for m in store.list_stat(BACKFILL_PREFIX).await? {
+            if let Some((_, rest)) = m.key[BACKFILL_PREFIX.len()..].split_once('/') {
+                by_late
+                    .entry(format!("{PREFIX}{rest}"))
+                    .or_default()
+                    .push(m.key.clone());
+            }
+        }
+        *backfills = Some(by_late);
+    }
+    let keys = backfills
+        .as_ref()
+        .and_then(|b| b.get(late_key))
+        .cloned()
+        .unwrap_or_default();
+    let mut seen = HashSet::new();
+    let mut body = Vec::new();
+    for key in keys {
+        let (_, part) = object_lines(store, &key).await?;
+        for line in part.iter().flat_map(|b| nonempty_lines(b)) {
+            if record_event_id(line).is_some_and(|id| seen.insert(id)) {
+                body.extend_from_slice(line);
+                body.push(b'\n');
+            }
+        }
+    }
+    Ok((seen.len(), Some(bytes::Bytes::from(body))))
+}
+
 /// The stream's records, each counted once: for every committed RAW segment, its records =
 /// staged + duplicates + late + quarantined (the counts `ops.segments` recorded with its load),
 /// and the STAGING, late and quarantine objects hold exactly those; and every event_id received
@@ -303,6 +342,8 @@ async fn stream_accounting(
             recorded.insert(key.clone(), [n(1), n(2), n(3), n(4), n(5)]);
         }
     }
+    // Backfill objects by the late object they came from (listed when first needed).
+    let mut backfills: Option<BTreeMap<String, Vec<String>>> = None;
     // Every id received, by the RAW segment it came in.
     let mut received: Vec<(String, Vec<String>)> = Vec::new();
     let mut accounted: HashSet<String> = HashSet::new();
@@ -318,11 +359,15 @@ async fn stream_accounting(
             // Reported by raw->staging (or pruned past STAGING's retention): not counted here.
             continue;
         }
-        let (late_lines, late_body) = object_lines(store, &late_key).await?;
+        let (mut late_lines, mut late_body) = object_lines(store, &late_key).await?;
+        if late_body.is_none() && pruned.contains(&late_key) {
+            // Pruned once backfilled: its events are in the backfill objects made from it.
+            (late_lines, late_body) = backfilled_late(store, &late_key, &mut backfills).await?;
+        }
         let (bad_lines, bad_body) = object_lines(store, &bad_key).await?;
-        // A late or quarantine object past its retention: the segment cannot be counted any
-        // more, its ids not placed; what remains of it is not a loss.
-        if pruned.contains(&late_key) || pruned.contains(&bad_key) {
+        // A quarantine object past its retention: the segment cannot be counted any more,
+        // its ids not placed; what remains of it is not a loss.
+        if pruned.contains(&bad_key) {
             continue;
         }
         let mut add = |body: &Option<bytes::Bytes>, quarantine: bool| {
