@@ -62,8 +62,12 @@ impl Default for Config {
 pub struct RuntimeConfig {
     /// Seconds between pipeline cycles (each runs whatever is due: batch on its own interval).
     pub cycle_interval_secs: u64,
-    /// Seconds between refreshes of zone statistics (a LIST per zone: on S3 these cost money).
+    /// Seconds between refreshes of statistics (zones, warehouse, stream, costs).
     pub stats_interval_secs: u64,
+    /// Seconds between full listings of the zones (a LIST request per 1,000 objects on S3);
+    /// between two, zone figures move with what this process writes and deletes. At least
+    /// `stats_interval_secs`.
+    pub zone_listing_interval_secs: u64,
     /// Seconds between integrity scans of RAW and STAGING (objects read and checked against
     /// their recorded SHA-256: the "partial write" detection). 0 turns scans off.
     pub integrity_scan_interval_secs: u64,
@@ -77,6 +81,7 @@ impl Default for RuntimeConfig {
         RuntimeConfig {
             cycle_interval_secs: 10,
             stats_interval_secs: 30,
+            zone_listing_interval_secs: 3_600,
             integrity_scan_interval_secs: 300,
             integrity_scan_budget_bytes: 64 * 1024 * 1024,
         }

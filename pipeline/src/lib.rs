@@ -31,6 +31,7 @@ pub mod store;
 pub mod stream;
 pub mod warehouse;
 pub mod watermark;
+pub mod zone_tally;
 pub mod zones;
 
 pub use error::{Error, Result};

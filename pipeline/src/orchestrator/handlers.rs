@@ -16,6 +16,8 @@ impl Pipeline {
     pub(super) async fn carry_out(&mut self, command: Command) -> CommandOutcome {
         let outcome = match command {
             Command::Refresh => {
+                // Asked for: recount from a listing, not from this process's writes.
+                self.zone_tally.expire();
                 self.refresh_zones().await;
                 CommandOutcome::done(Report::Refreshed)
             }

@@ -88,6 +88,10 @@ pub struct Pipeline {
     /// whole STAGING tables, so they run once per statistics interval, not on every refresh.
     quality: Option<(std::time::Instant, ecom_model::warehouse::Quality)>,
     backfilling: bool,
+    /// Zone figures from the last listing moved by this process's writes (`zone_tally`).
+    zone_tally: Arc<crate::zone_tally::ZoneTally>,
+    /// What lifecycle rules would save, from the last listing (it needs the objects' ages).
+    saving: Option<crate::cost::Saving>,
     cloudwatch: Option<crate::cloudwatch::Publisher>,
     /// The last statistics refresh's failure (checked once, at open).
     refresh_error: Option<Error>,
@@ -98,9 +102,13 @@ impl Pipeline {
     pub async fn open(config: Config, options: PipelineOptions) -> Result<Pipeline> {
         let data_dir = config.data_dir.clone();
         let meter = Arc::new(crate::cost::Meter::default());
-        let store = crate::cost::MeteredStore::wrap(
-            store::open_as(&config, options.read_only).await?,
-            meter.clone(),
+        let zone_tally = Arc::new(crate::zone_tally::ZoneTally::default());
+        let store = crate::zone_tally::TalliedStore::wrap(
+            crate::cost::MeteredStore::wrap(
+                store::open_as(&config, options.read_only).await?,
+                meter.clone(),
+            ),
+            zone_tally.clone(),
         );
         let info = InstanceInfo {
             pid: std::process::id(),
@@ -183,6 +191,8 @@ impl Pipeline {
             late_index: Default::default(),
             quality: None,
             backfilling: false,
+            zone_tally,
+            saving: None,
             cloudwatch,
             refresh_error: None,
             tx,

@@ -14,22 +14,29 @@ use super::Pipeline;
 impl Pipeline {
     pub(super) async fn refresh_zones(&mut self) {
         let now = Utc::now();
-        let mut saving = None;
-        match zones::zone_listing(self.store.as_ref()).await {
-            Ok(listing) => {
-                self.zones = zones::summarise_all(&listing);
-                saving = Some(crate::cost::saving(
-                    &self.config.cost,
-                    &self.config.lifecycle,
-                    &listing,
-                    now,
-                ));
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "could not refresh zone statistics");
-                self.refresh_error = Some(e);
+        let rt = &self.config.runtime;
+        let every = std::time::Duration::from_secs(
+            rt.zone_listing_interval_secs.max(rt.stats_interval_secs),
+        );
+        if self.zone_tally.listing_due(every) {
+            match zones::zone_listing(self.store.as_ref()).await {
+                Ok(listing) => {
+                    self.zone_tally.replace(&listing);
+                    self.saving = Some(crate::cost::saving(
+                        &self.config.cost,
+                        &self.config.lifecycle,
+                        &listing,
+                        now,
+                    ));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not refresh zone statistics");
+                    self.refresh_error = Some(e);
+                }
             }
         }
+        self.zones = self.zone_tally.stats();
+        let saving = self.saving.clone();
         if let Some(wh) = self.warehouse.clone() {
             match self
                 .late_index
