@@ -500,4 +500,21 @@ async fn a_load_larger_than_a_batch_fills_over_a_session_without_copy() {
         .await
         .unwrap();
     assert_eq!(got[0][0].as_deref(), Some(description.as_str()));
+    // Everything the path reads back afterwards (refresh and CURATED files, status, quality)
+    // stays within the Data API's 64 KB per result row (PgWarehouse checks every row).
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::open(dir.path()).unwrap();
+    ecom_pipeline::warehouse::refresh_models(&pg, &store, 1)
+        .await
+        .unwrap();
+    ecom_pipeline::warehouse::status(&pg).await.unwrap();
+    ecom_pipeline::warehouse::quality::quality(&pg, &Default::default(), chrono::Utc::now())
+        .await
+        .unwrap();
+    // And the check itself catches a wider row.
+    use futures::FutureExt;
+    let wide = std::panic::AssertUnwindSafe(pg.query("SELECT REPEAT('x', 70000)"))
+        .catch_unwind()
+        .await;
+    assert!(wide.is_err(), "a 70,000-byte row passed the 64 KB check");
 }

@@ -61,9 +61,15 @@ fn pg(e: tokio_postgres::Error, sql: &str) -> Error {
     Error::Warehouse(format!("{e:?} in: {sql}"))
 }
 
+/// The Data API's limit on one result row: "The maximum size of a row in a result is 64 KB"
+/// (<https://docs.aws.amazon.com/redshift/latest/mgmt/data-api.html>, considerations).
+/// PostgreSQL returns any row; every query the Redshift path reads through this warehouse is
+/// held to it.
+pub const MAX_RESULT_ROW_BYTES: usize = 64 * 1024;
+
 impl PgWarehouse {
     async fn rows(&self, sql: &str) -> ecom_pipeline::Result<TextRows> {
-        Ok(self
+        let rows: TextRows = self
             .0
             .simple_query(sql)
             .await
@@ -75,7 +81,16 @@ impl PgWarehouse {
                 }
                 _ => None,
             })
-            .collect())
+            .collect();
+        for row in &rows {
+            let bytes: usize = row.iter().flatten().map(String::len).sum();
+            assert!(
+                bytes <= MAX_RESULT_ROW_BYTES,
+                "a {bytes}-byte result row, over the Data API's 64 KB, from: {}",
+                sql.chars().take(200).collect::<String>()
+            );
+        }
+        Ok(rows)
     }
 
     async fn tx(&self, statements: &[String]) -> ecom_pipeline::Result<()> {
