@@ -53,9 +53,25 @@ fn the_systemd_unit_verifies_and_runs_headless_as_a_user() {
         unit.replace("/usr/local/bin/ecomops", env!("CARGO_BIN_EXE_ecomops")),
     )
     .unwrap();
+    // The daily prune: a oneshot service of the same user, started by a persistent timer.
+    let prune = contrib("systemd/ecomops-prune.service");
+    assert!(prune.contains("Type=oneshot") && prune.contains("User=ecomops"));
+    assert!(prune
+        .lines()
+        .any(|l| l.starts_with("ExecStart=") && l.ends_with(" prune")));
+    let timer = contrib("systemd/ecomops-prune.timer");
+    assert!(timer.contains("Persistent=true") && timer.contains("OnCalendar="));
+    std::fs::write(
+        dir.path().join("ecomops-prune.service"),
+        prune.replace("/usr/local/bin/ecomops", env!("CARGO_BIN_EXE_ecomops")),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("ecomops-prune.timer"), timer).unwrap();
     let out = Command::new("systemd-analyze")
         .arg("verify")
         .arg(&path)
+        .arg(dir.path().join("ecomops-prune.service"))
+        .arg(dir.path().join("ecomops-prune.timer"))
         .output()
         .unwrap();
     let said = text(&out.stdout) + &text(&out.stderr);
@@ -63,15 +79,9 @@ fn the_systemd_unit_verifies_and_runs_headless_as_a_user() {
     assert!(out.status.success() && said.trim().is_empty(), "{said}");
 }
 
-#[test]
-fn the_cron_line_runs_one_cycle_under_flock_and_logs_it() {
-    let cron = contrib("cron/ecomops");
-    let jobs: Vec<&str> = cron
-        .lines()
-        .filter(|l| !l.trim().is_empty() && !l.starts_with('#') && !l.contains('='))
-        .collect();
-    assert_eq!(jobs.len(), 1, "{jobs:?}");
-    let fields: Vec<&str> = jobs[0].splitn(7, ' ').collect();
+/// A cron job's line: five valid time fields, the service user, a command without `%`.
+fn cron_command(line: &str) -> &str {
+    let fields: Vec<&str> = line.splitn(7, ' ').collect();
     assert_eq!(fields.len(), 7, "five time fields, a user, a command");
     let ranges = [(0, 59), (0, 23), (1, 31), (1, 12), (0, 7)];
     for (f, (lo, hi)) in fields[..5].iter().zip(ranges) {
@@ -89,18 +99,12 @@ fn the_cron_line_runs_one_cycle_under_flock_and_logs_it() {
     assert_eq!(fields[5], "ecomops", "runs as the service user");
     let command = fields[6];
     assert!(!command.contains('%'), "cron turns % into a newline");
-    assert!(
-        command.contains("flock -n") && command.contains("--once"),
-        "{command}"
-    );
+    command
+}
 
-    // The command itself, with this build's paths.
-    let dir = tempfile::tempdir().unwrap();
-    let (data, logs, config) = (
-        dir.path().join("data"),
-        dir.path().join("log"),
-        dir.path().join("ecomops.toml"),
-    );
+/// Run a cron command with this build's paths in `dir`; returns the data dir and log dir.
+fn run_cron(command: &str, dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (data, logs, config) = (dir.join("data"), dir.join("log"), dir.join("ecomops.toml"));
     std::fs::create_dir_all(&data).unwrap();
     std::fs::create_dir_all(&logs).unwrap();
     std::fs::write(&config, "").unwrap();
@@ -113,7 +117,7 @@ fn the_cron_line_runs_one_cycle_under_flock_and_logs_it() {
         .arg("-c")
         .arg(&local)
         .env_remove("RUST_LOG")
-        .current_dir(dir.path())
+        .current_dir(dir)
         .output()
         .unwrap();
     assert!(
@@ -122,6 +126,32 @@ fn the_cron_line_runs_one_cycle_under_flock_and_logs_it() {
         text(&out.stdout),
         text(&out.stderr)
     );
+    (data, logs)
+}
+
+#[test]
+fn the_cron_lines_run_a_cycle_and_a_daily_prune_under_flock_and_log_them() {
+    let cron = contrib("cron/ecomops");
+    let jobs: Vec<&str> = cron
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#') && !l.contains('='))
+        .collect();
+    assert_eq!(jobs.len(), 2, "{jobs:?}");
+    let cycle = cron_command(jobs[0]);
+    assert!(
+        cycle.contains("flock -n") && cycle.contains("--once"),
+        "{cycle}"
+    );
+    let prune = cron_command(jobs[1]);
+    assert!(
+        prune.contains("flock -w") && prune.ends_with("prune.log") && prune.contains(" prune "),
+        "{prune}"
+    );
+    assert_eq!(jobs[1].split(' ').nth(2), Some("*"), "daily");
+
+    // The commands themselves, with this build's paths: a cycle, then retention over it.
+    let dir = tempfile::tempdir().unwrap();
+    let (data, logs) = run_cron(cycle, dir.path());
     let log = std::fs::read_to_string(logs.join("cycle.log")).unwrap();
     assert!(log.trim_end().ends_with("{\"exit\":0}"), "{log}");
     assert!(
@@ -129,4 +159,11 @@ fn the_cron_line_runs_one_cycle_under_flock_and_logs_it() {
         "the cycle's JSON outcome: {log}"
     );
     assert!(data.join("warehouse.duckdb").exists());
+    run_cron(prune, dir.path());
+    let log = std::fs::read_to_string(logs.join("prune.log")).unwrap();
+    assert!(log.trim_end().ends_with("{\"exit\":0}"), "{log}");
+    assert!(
+        log.contains("\"deleted\""),
+        "the prune's JSON report: {log}"
+    );
 }

@@ -335,8 +335,9 @@ impl Tracker {
                 s.projected_usd, s.budget_usd, s.saving_usd
             ));
             self.rows[cost as usize].operator = Some(
-                "ecomops prune (deletes loaded objects past retention; `ecomops lifecycle --apply` on S3), \
-                 or shorten [lifecycle] retention / raise cost.budget_usd_month"
+                "ecomops prune (deletes loaded objects past retention and backfilled late \
+                 objects; on S3 `ecomops lifecycle --apply` moves older objects to cheaper \
+                 classes), or shorten [lifecycle] retention / raise cost.budget_usd_month"
                     .into(),
             );
             self.go(cost, now, &[Detected, Mitigating, NeedsOperator]);
