@@ -176,6 +176,25 @@ pub enum Cmd {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Show what the quarantine holds: records refused per entity and field, and the newest
+    /// records with their reasons.
+    #[command(
+        after_help = "Examples:\n  ecomops quarantine\n  ecomops quarantine --reason event_time --limit 5\n  ecomops quarantine --json | jq '.report.by_reason'"
+    )]
+    Quarantine {
+        /// Only records whose field or reason contains this (case-insensitive).
+        #[arg(long)]
+        reason: Option<String>,
+        /// How many of the newest records to show whole.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Judge the quarantined events again by the current rules (after a fix or a config
+    /// change): those that pass are staged and loaded; a second run loads nothing new.
+    #[command(after_help = "Example:\n  ecomops reprocess")]
+    Reprocess,
     /// Show the difference between the S3 bucket's lifecycle rules and [lifecycle]; --apply sets them.
     #[command(after_help = "Examples:\n  ecomops lifecycle\n  ecomops lifecycle --apply")]
     Lifecycle {

@@ -248,6 +248,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let c = Command::Prune { dry_run };
             headless::command(config, c, cli.output, read_only, logs).await
         }
+        Some(Cmd::Quarantine {
+            reason,
+            limit,
+            json,
+        }) => {
+            let output = if json { cli::Output::Json } else { cli.output };
+            let c = Command::Quarantine { reason, limit };
+            headless::command(config, c, output, read_only, logs).await
+        }
+        Some(Cmd::Reprocess) => {
+            headless::command(config, Command::Reprocess, cli.output, read_only, logs).await
+        }
         Some(Cmd::Lifecycle { apply }) => {
             let c = Command::Lifecycle { apply };
             headless::command(config, c, cli.output, read_only, logs).await

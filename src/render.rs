@@ -34,6 +34,7 @@ pub fn outcome_text(o: &CommandOutcome) -> String {
         Some(Report::Cost(c)) => out.push_str(&cost_text(c)),
         Some(Report::Metrics(m)) => out.push_str(&metrics_text(m)),
         Some(Report::Trends(days)) => out.push_str(&trends_text(days)),
+        Some(Report::Quarantine(q)) => out.push_str(&quarantine_text(q)),
         Some(Report::Verify(v)) => {
             for d in &v.differences {
                 let _ = writeln!(out, "DIFF {}: {}", d.check, d.detail);
@@ -58,6 +59,44 @@ pub fn outcome_text(o: &CommandOutcome) -> String {
     }
     if !o.ok {
         let _ = writeln!(out, "{}", o.message);
+    }
+    out
+}
+
+/// `ecomops quarantine`: counts per entity and field, then the newest records whole.
+pub fn quarantine_text(q: &ecom_model::report::QuarantineReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} quarantined record(s) in {} object(s)",
+        q.records, q.objects
+    );
+    if !q.by_reason.is_empty() {
+        let _ = writeln!(
+            out,
+            "{:>9}  {:<12} {:<16} example reason",
+            "records", "entity", "field"
+        );
+        for r in &q.by_reason {
+            let _ = writeln!(
+                out,
+                "{:>9}  {:<12} {:<16} {}",
+                r.count, r.entity, r.field, r.example
+            );
+        }
+    }
+    for r in &q.recent {
+        let _ = writeln!(
+            out,
+            "\n{} {} ({}): {}\n  in {}\n  {}",
+            r.entity,
+            r.field,
+            r.written
+                .map_or("-".into(), |t| t.format("%Y-%m-%d %H:%M:%S").to_string()),
+            r.reason,
+            r.key,
+            r.record
+        );
     }
     out
 }

@@ -63,6 +63,16 @@ pub enum Command {
         #[serde(default)]
         apply: bool,
     },
+    /// What the quarantine holds: counts per reason and the newest `limit` records, those whose
+    /// field or reason contains `reason` when given (read-only).
+    Quarantine {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        limit: usize,
+    },
+    /// Judge the quarantined events again by the current rules (after a fix): those now valid
+    /// are staged and loaded (idempotent: a second run loads nothing new).
+    Reprocess,
     /// Rerun the tasks of a batch run that have not succeeded.
     Retry {
         run_id: String,
@@ -79,6 +89,7 @@ impl Command {
             Command::Refresh
                 | Command::Metrics
                 | Command::Trends { .. }
+                | Command::Quarantine { .. }
                 | Command::Verify
                 | Command::Cost
                 | Command::Prune { dry_run: true }
@@ -103,6 +114,8 @@ impl Command {
             Command::Cost => "cost",
             Command::Prune { .. } => "prune",
             Command::Lifecycle { .. } => "lifecycle",
+            Command::Quarantine { .. } => "quarantine",
+            Command::Reprocess => "reprocess",
         }
     }
 }

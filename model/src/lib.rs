@@ -24,4 +24,4 @@ pub mod zone;
 
 /// The control protocol's version: a client refuses an instance that speaks another one
 /// (the snapshot, the commands and their reports are this crate's types).
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;

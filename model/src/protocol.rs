@@ -119,6 +119,14 @@ impl CommandOutcome {
             Report::Run(run) => format!("batch: {}", run.summary()),
             Report::Metrics(_) => "metrics".into(),
             Report::Trends(days) => format!("{} day(s) of figures", days.len()),
+            Report::Quarantine(q) => format!(
+                "quarantine: {} record(s) in {} object(s)",
+                q.records, q.objects
+            ),
+            Report::Reprocess(r) => format!(
+                "reprocess: {} quarantined event(s) judged again, {} accepted and loaded, {} still refused",
+                r.examined, r.accepted, r.still_refused
+            ),
             Report::Cost(_) => "cost".into(),
             Report::Verify(v) if v.ok() => format!("verify: {} checks, no difference", v.checks),
             Report::Verify(v) => format!(

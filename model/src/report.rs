@@ -32,6 +32,58 @@ pub enum Report {
     Cost(Box<CostReport>),
     Prune(PruneReport),
     Lifecycle(LifecyclePlan),
+    Quarantine(QuarantineReport),
+    Reprocess(ReprocessReport),
+}
+
+/// What the quarantine holds: every refused record counted by entity and field, and the
+/// newest records with their reasons.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct QuarantineReport {
+    /// Quarantine objects read.
+    pub objects: u64,
+    /// Records in them (that match the filter, when one was given).
+    pub records: u64,
+    /// Counts per entity and field, largest first.
+    pub by_reason: Vec<ReasonCount>,
+    /// The newest records (by object time, then position), newest first.
+    pub recent: Vec<QuarantinedRecord>,
+}
+
+/// Records refused for one field of one entity.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReasonCount {
+    pub entity: String,
+    pub field: String,
+    pub count: u64,
+    /// One of the reasons given (they differ by value: "longer than 128 bytes (300)").
+    pub example: String,
+}
+
+/// One refused record, as received, and why.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct QuarantinedRecord {
+    /// The quarantine object it is in (names the source, entity and segment or run window).
+    pub key: String,
+    pub entity: String,
+    pub field: String,
+    pub reason: String,
+    /// The record as received (JSON text).
+    pub record: String,
+    pub written: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// `reprocess`: quarantined events judged again by the current rules.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReprocessReport {
+    /// Quarantined event records examined.
+    pub examined: u64,
+    /// Now valid: staged and loaded (or already loaded by an earlier reprocess).
+    pub accepted: u64,
+    /// Still refused, left in quarantine.
+    pub still_refused: u64,
+    /// The STAGING objects written for the accepted records.
+    pub staged: Vec<String>,
 }
 
 /// A cycle run on request, and the critical alerts firing after it (cron's exit code).

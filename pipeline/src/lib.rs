@@ -26,6 +26,7 @@ pub mod ledger;
 pub mod lifecycle;
 pub mod metrics;
 pub mod orchestrator;
+pub mod quarantine;
 pub mod snapshot;
 pub mod store;
 pub mod stream;

@@ -70,7 +70,14 @@ impl Pipeline {
             | Command::Verify
             | Command::Backfill { .. }
             | Command::IngestFile { .. }
+            | Command::Reprocess
             | Command::Replay { .. }) => self.warehouse_command(c).await,
+            Command::Quarantine { reason, limit } => {
+                match crate::quarantine::read(self.store.as_ref(), reason.as_deref(), limit).await {
+                    Ok(q) => CommandOutcome::done(Report::Quarantine(q)),
+                    Err(e) => CommandOutcome::failed(e.to_string()),
+                }
+            }
             Command::Retry { run_id, task } => {
                 let req = RunRequest {
                     from: task,
@@ -198,6 +205,33 @@ impl Pipeline {
                 match result {
                     Ok(r) => CommandOutcome::done(Report::Ingest(IngestReport { path, ..r })),
                     Err(e) => CommandOutcome::failed(e.to_string()),
+                }
+            }
+            Command::Reprocess => {
+                let skew = self.config.stream.watermark.max_future_skew_secs;
+                let skew_ms = i64::try_from(skew.saturating_mul(1000)).unwrap_or(i64::MAX);
+                let r = crate::quarantine::reprocess(
+                    self.store.as_ref(),
+                    wh.as_ref(),
+                    skew_ms,
+                    Utc::now(),
+                )
+                .await;
+                // The accepted events' days are dirty: their models are recomputed now.
+                let refreshed = match &r {
+                    Ok(_) => warehouse::refresh_models(
+                        wh.as_ref(),
+                        self.store.as_ref(),
+                        self.config.warehouse.lookback_days,
+                    )
+                    .await
+                    .map(|_| ()),
+                    Err(_) => Ok(()),
+                };
+                self.refresh_zones().await;
+                match (r, refreshed) {
+                    (Ok(r), Ok(())) => CommandOutcome::done(Report::Reprocess(r)),
+                    (Err(e), _) | (_, Err(e)) => CommandOutcome::failed(e.to_string()),
                 }
             }
             _ => CommandOutcome::failed("not a warehouse command"),

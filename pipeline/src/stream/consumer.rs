@@ -273,6 +273,58 @@ pub struct Processor {
     retry_cut: BTreeMap<String, u64>,
 }
 
+/// A record judged by the rules that do not depend on the stream's state: its shape and types,
+/// its values (`Event::validate` at its arrival), and how far ahead of its arrival its
+/// event_time is. The event (with `ingestion_time` = the arrival), or the field and reason it
+/// is refused for. `reprocess` judges quarantined records again with it.
+pub fn typed_event(
+    data: &[u8],
+    arrival_ms: i64,
+    max_future_skew_ms: i64,
+) -> std::result::Result<Event, (String, String)> {
+    let arrival = DateTime::<Utc>::from_timestamp_millis(arrival_ms).unwrap_or_default();
+    let inc: Incoming = serde_json::from_slice(data).map_err(|e| diagnose(data, &e))?;
+    let event_type = inc
+        .event_type
+        .parse()
+        .map_err(|e| ("event_type".to_string(), format!("{e}")))?;
+    let event = Event {
+        event_id: inc.event_id,
+        user_id: inc.user_id,
+        product_id: inc.product_id,
+        event_type,
+        event_time: inc.event_time,
+        // The log's arrival time, not the clock now: a replay stages the same rows.
+        ingestion_time: Some(arrival),
+        session_id: inc.session_id,
+        producer_time: inc.producer_time,
+    };
+    event
+        .validate(arrival)
+        .map_err(|e| (e.field.to_string(), e.reason))?;
+    // An event from the future would hold every later event behind its watermark.
+    let ahead = event
+        .event_time
+        .timestamp_millis()
+        .saturating_sub(arrival_ms);
+    if ahead > max_future_skew_ms {
+        return Err((
+            "event_time".into(),
+            format!(
+                "{} is {}s ahead of its arrival {} (more than \
+                 stream.watermark.max_future_skew_secs = {})",
+                event
+                    .event_time
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                ahead / 1000,
+                arrival.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                max_future_skew_ms / 1000
+            ),
+        ));
+    }
+    Ok(event)
+}
+
 fn quarantined(field: &str, reason: String, data: &[u8]) -> Verdict {
     // Keep the record as text (lossy for non-UTF-8), capped so a huge payload stays readable.
     let text = String::from_utf8_lossy(&data[..data.len().min(4096)]).into_owned();
@@ -414,51 +466,11 @@ impl Processor {
     }
 
     fn judge(&mut self, shard: &str, r: &Record) -> Verdict {
-        let arrival = DateTime::<Utc>::from_timestamp_millis(r.arrival_ms).unwrap_or_default();
-        let inc: Incoming = match serde_json::from_slice(&r.data) {
-            Ok(i) => i,
-            Err(e) => {
-                let (field, reason) = diagnose(&r.data, &e);
-                return quarantined(&field, reason, &r.data);
-            }
+        let event = match typed_event(&r.data, r.arrival_ms, self.settings.max_future_skew_ms) {
+            Ok(e) => e,
+            Err((field, reason)) => return quarantined(&field, reason, &r.data),
         };
-        let event_type = match inc.event_type.parse() {
-            Ok(t) => t,
-            Err(e) => return quarantined("event_type", format!("{e}"), &r.data),
-        };
-        let event = Event {
-            event_id: inc.event_id,
-            user_id: inc.user_id,
-            product_id: inc.product_id,
-            event_type,
-            event_time: inc.event_time,
-            // The log's arrival time, not the clock now: a replay stages the same rows.
-            ingestion_time: Some(arrival),
-            session_id: inc.session_id,
-            producer_time: inc.producer_time,
-        };
-        if let Err(e) = event.validate(arrival) {
-            return quarantined(&e.field, e.reason, &r.data);
-        }
         let event_ms = event.event_time.timestamp_millis();
-        // An event from the future would hold every later event behind its watermark.
-        let ahead = event_ms.saturating_sub(r.arrival_ms);
-        if ahead > self.settings.max_future_skew_ms {
-            return quarantined(
-                "event_time",
-                format!(
-                    "{} is {}s ahead of its arrival {} (more than \
-                     stream.watermark.max_future_skew_secs = {})",
-                    event
-                        .event_time
-                        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                    ahead / 1000,
-                    arrival.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                    self.settings.max_future_skew_ms / 1000
-                ),
-                &r.data,
-            );
-        }
         if !self
             .dedup
             .first_seen(shard, event.event_id.as_bytes(), event_ms)
