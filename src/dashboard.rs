@@ -211,7 +211,8 @@ async fn ui_loop(
     let mut terminal =
         Terminal::new(CrosstermBackend::new(std::io::stdout())).context("opening the terminal")?;
     let mut events = spawn_reader();
-    let (done_tx, mut done_rx) = mpsc::channel::<(bool, String)>(8);
+    let (done_tx, mut done_rx) =
+        mpsc::channel::<(bool, String, Option<ecom_model::report::Report>)>(8);
     let mut tick = tokio::time::interval(Duration::from_millis(app.refresh_ms));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Who we are is looked up once (a passwd lookup may go to the network), not per key.
@@ -260,8 +261,11 @@ async fn ui_loop(
                 }
                 dirty = true;
             }
-            Some((ok, message)) = done_rx.recv() => {
+            Some((ok, message, report)) = done_rx.recv() => {
                 app.finished(ok, message);
+                if let Some(r) = &report {
+                    app.answered(r);
+                }
                 dirty = true;
             }
             _ = tick.tick() => dirty = true,
@@ -285,7 +289,7 @@ fn handle_key(
     key: KeyEvent,
     snap: &Snapshot,
     source: &Arc<Source>,
-    done: &mpsc::Sender<(bool, String)>,
+    done: &mpsc::Sender<(bool, String, Option<ecom_model::report::Report>)>,
     origin: &Origin,
 ) -> Step {
     match app.on_key(key, snap) {
@@ -306,7 +310,7 @@ fn handle_key(
                 {
                     said = format!("refreshed at {}", chrono::Local::now().format("%H:%M:%S"));
                 }
-                let _ = done.send((outcome.ok, said)).await;
+                let _ = done.send((outcome.ok, said, outcome.report)).await;
             });
             Step::Redraw
         }

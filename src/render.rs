@@ -63,42 +63,10 @@ pub fn outcome_text(o: &CommandOutcome) -> String {
     out
 }
 
-/// `ecomops quarantine`: counts per entity and field, then the newest records whole.
+/// `ecomops quarantine`: counts per entity and field, then the newest records whole (the same
+/// text the dashboard's records view shows).
 pub fn quarantine_text(q: &ecom_model::report::QuarantineReport) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{} quarantined record(s) in {} object(s)",
-        q.records, q.objects
-    );
-    if !q.by_reason.is_empty() {
-        let _ = writeln!(
-            out,
-            "{:>9}  {:<12} {:<16} example reason",
-            "records", "entity", "field"
-        );
-        for r in &q.by_reason {
-            let _ = writeln!(
-                out,
-                "{:>9}  {:<12} {:<16} {}",
-                r.count, r.entity, r.field, r.example
-            );
-        }
-    }
-    for r in &q.recent {
-        let _ = writeln!(
-            out,
-            "\n{} {} ({}): {}\n  in {}\n  {}",
-            r.entity,
-            r.field,
-            r.written
-                .map_or("-".into(), |t| t.format("%Y-%m-%d %H:%M:%S").to_string()),
-            r.reason,
-            r.key,
-            r.record
-        );
-    }
-    out
+    ecom_ui::detail::quarantine_lines(q).join("\n") + "\n"
 }
 
 /// One line for a command's outcome (the dashboard's status line, `--output json`, the audit).

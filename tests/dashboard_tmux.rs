@@ -182,6 +182,24 @@ fn every_view_help_backfill_and_a_restored_terminal() {
     t.wait_for("[ Confirm ]", 10);
     t.keys(&["Enter"]);
     t.wait_for("day(s) recomputed", 60);
+    // The quarantine's records: the generator's malformed records, each with its reason.
+    t.keys(&["Q"]);
+    let s = t.wait_for("refused record(s) in", 30);
+    assert!(
+        s.contains("example reason") && s.contains("quarantine/stream/events/"),
+        "{s}"
+    );
+    t.keys(&["Escape"]);
+    t.wait_gone("refused record(s) in", 10);
+    // Enter opens the selected run whole.
+    t.keys(&["6"]);
+    t.wait_for("Batch runs (", 10);
+    t.keys(&["Enter"]);
+    t.wait_for("carts window", 10);
+    t.keys(&["Escape"]);
+    t.wait_gone("carts window", 10);
+    t.keys(&["1"]);
+    t.wait_for("Zones", 10);
     // The owner asks before quitting: it stops ingestion.
     t.keys(&["q"]);
     let s = t.wait_for("quitting stops ingestion", 10);

@@ -7,7 +7,7 @@ use ecom_model::batch::{RunStatus, TaskStatus};
 use ecom_model::command::Command;
 use ecom_model::snapshot::Snapshot;
 
-use crate::popup::{Confirm, Field, Form, FormKind, Popup};
+use crate::popup::{Confirm, Detail, Field, Form, FormKind, Popup};
 
 /// The views, in tab order (number keys 1..7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,6 +146,16 @@ impl App {
         self.message = Some((ok, message));
     }
 
+    /// An answer with a report to show: the quarantine's records open in a popup.
+    pub fn answered(&mut self, report: &ecom_model::report::Report) {
+        if let ecom_model::report::Report::Quarantine(q) = report {
+            self.popup = Some(Popup::Detail(Detail::new(
+                "Quarantine (newest first)",
+                crate::detail::quarantine_lines(q),
+            )));
+        }
+    }
+
     pub fn on_key(&mut self, key: KeyEvent, snap: &Snapshot) -> Effect {
         if key.kind == KeyEventKind::Release {
             return Effect::None;
@@ -204,6 +214,25 @@ impl App {
             }
             KeyCode::Esc if !self.filter.is_empty() => self.filter.clear(),
             KeyCode::Char('r') => return Effect::Dispatch(Command::Refresh),
+            KeyCode::Enter if self.tab == Tab::Overview => return quarantine(),
+            KeyCode::Enter => match crate::detail::of_selection(self, snap) {
+                Some(d) => self.popup = Some(Popup::Detail(d)),
+                None => return Effect::None,
+            },
+            KeyCode::Char('Q') => return quarantine(),
+            KeyCode::Char('l') if self.tab == Tab::Runs => {
+                // A run's log lines name its id: Logs, filtered by it.
+                let Some(run) = self
+                    .runs(snap)
+                    .get(self.selected())
+                    .map(|r| r.run_id.clone())
+                else {
+                    return Effect::None;
+                };
+                self.tab = Tab::Logs;
+                self.filter = run;
+                self.selected[Tab::Logs.index()] = 0;
+            }
             KeyCode::Char('+') | KeyCode::Char('=') => return self.rate(-1),
             KeyCode::Char('-') => return self.rate(1),
             KeyCode::Char('b') => return self.open_backfill(snap),
@@ -402,6 +431,21 @@ impl App {
 
     fn on_popup_key(&mut self, popup: Popup, key: KeyEvent, ctrl_c: bool) -> Effect {
         match popup {
+            Popup::Detail(mut d) => {
+                let last = d.lines.len().saturating_sub(1) as u16;
+                match key.code {
+                    _ if ctrl_c => return self.quit(),
+                    KeyCode::Esc | KeyCode::Enter | KeyCode::Char('q') => return Effect::Redraw,
+                    KeyCode::Char('j') | KeyCode::Down => d.scroll = (d.scroll + 1).min(last),
+                    KeyCode::Char('k') | KeyCode::Up => d.scroll = d.scroll.saturating_sub(1),
+                    KeyCode::PageDown => d.scroll = (d.scroll + 10).min(last),
+                    KeyCode::PageUp => d.scroll = d.scroll.saturating_sub(10),
+                    KeyCode::Char('g') | KeyCode::Home => d.scroll = 0,
+                    _ => {}
+                }
+                self.popup = Some(Popup::Detail(d));
+                Effect::Redraw
+            }
             // Any key closes the help.
             Popup::Help if ctrl_c => self.quit(),
             Popup::Help => Effect::Redraw,
@@ -474,6 +518,14 @@ impl App {
             },
         }
     }
+}
+
+/// Ask the pipeline for the quarantine's records (read-only; shown when the answer arrives).
+fn quarantine() -> Effect {
+    Effect::Dispatch(Command::Quarantine {
+        reason: None,
+        limit: 50,
+    })
 }
 
 /// Validate a filled form and say exactly what its command will do.

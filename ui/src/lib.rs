@@ -3,6 +3,7 @@
 //! every view is tested against a `TestBackend` from a fixture.
 
 pub mod app;
+pub mod detail;
 pub mod draw;
 pub mod fixture;
 pub mod fmt;

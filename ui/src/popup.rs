@@ -14,6 +14,26 @@ pub enum Popup {
     Help,
     Confirm(Confirm),
     Form(Form),
+    Detail(Detail),
+}
+
+/// A row opened whole (`Enter`): its text wrapped, scrolled with j/k.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Detail {
+    pub title: String,
+    pub lines: Vec<String>,
+    /// First line shown.
+    pub scroll: u16,
+}
+
+impl Detail {
+    pub fn new(title: &str, lines: Vec<String>) -> Detail {
+        Detail {
+            title: title.into(),
+            lines,
+            scroll: 0,
+        }
+    }
 }
 
 /// "This is exactly what will happen": Cancel or Confirm.
@@ -113,6 +133,9 @@ pub const KEYS: &[(&str, &str)] = &[
     ("PgDn/PgUp", "move ten rows"),
     ("g / G", "first / last row"),
     ("/", "filter the table (Enter keeps, Esc clears)"),
+    ("Enter", "open the row whole (Overview: the quarantine)"),
+    ("Q", "the quarantine: refused records, by reason"),
+    ("l", "Runs: the selected run's log lines"),
     ("r", "refresh the pipeline's statistics now"),
     ("+ / -", "redraw faster / slower"),
     ("b", "backfill a date range"),
@@ -203,6 +226,25 @@ pub fn draw(frame: &mut Frame, popup: &Popup, actions_disabled: bool, theme: &Th
                 Paragraph::new(lines)
                     .wrap(Wrap { trim: false })
                     .block(Block::bordered().title(format!(" {} ", c.title))),
+                r,
+            );
+        }
+        Popup::Detail(d) => {
+            let w = area.width.saturating_sub(4).clamp(20, 120);
+            let h = area.height.saturating_sub(2).max(3);
+            let r = centred(area, w, h);
+            let mut lines: Vec<Line> = d.lines.iter().map(|l| Line::raw(l.as_str())).collect();
+            lines.push(Line::raw(""));
+            lines.push(Line::styled(
+                "j/k PgDn/PgUp scroll · Esc, Enter or q closes",
+                theme.dim(),
+            ));
+            frame.render_widget(Clear, r);
+            frame.render_widget(
+                Paragraph::new(lines)
+                    .wrap(Wrap { trim: false })
+                    .scroll((d.scroll, 0))
+                    .block(Block::bordered().title(format!(" {} ", d.title))),
                 r,
             );
         }

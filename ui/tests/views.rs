@@ -240,3 +240,87 @@ fn every_metric_a_snapshot_carries_is_registered() {
         );
     }
 }
+
+/// `Enter` opens the selected row whole: a run with its tasks' full errors (at 80x24 the Runs
+/// table cuts them), a failure with its history and the states' legend; `l` goes from a run to
+/// its log lines; the Overview's `Enter` (and `Q`) asks for the quarantine's records, which
+/// open when the answer arrives.
+#[test]
+fn enter_opens_the_selected_row_and_the_quarantine() {
+    use ecom_model::command::Command;
+    use ecom_model::report::{QuarantineReport, QuarantinedRecord, ReasonCount, Report};
+    let snap = fixture::snapshot(4, 8);
+    let mut app = App::new(false, true, false);
+    app.on_key(key('6'), &snap);
+    let failed = app
+        .runs(&snap)
+        .iter()
+        .position(|r| r.tasks.iter().any(|t| t.error.is_some()))
+        .expect("the fixture has a failed run");
+    for _ in 0..failed {
+        app.on_key(key('j'), &snap);
+    }
+    assert_eq!(app.on_key(code(KeyCode::Enter), &snap), Effect::Redraw);
+    let error = app.runs(&snap)[failed]
+        .tasks
+        .iter()
+        .find_map(|t| t.error.clone())
+        .unwrap();
+    let screen = render(&app, &snap, 80, 24);
+    insta::assert_snapshot!("run_detail_80x24", screen);
+    let flat: String = screen.split_whitespace().collect::<Vec<_>>().join(" ");
+    let head: String = error
+        .split_whitespace()
+        .take(4)
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(flat.contains(&head), "{head:?} not on screen");
+    app.on_key(code(KeyCode::Esc), &snap);
+    assert!(app.popup.is_none());
+    // From the run to its log lines.
+    let run_id = app.runs(&snap)[failed].run_id.clone();
+    app.on_key(key('l'), &snap);
+    assert_eq!((app.tab, app.filter.as_str()), (Tab::Logs, run_id.as_str()));
+
+    app.on_key(key('4'), &snap);
+    app.on_key(code(KeyCode::Enter), &snap);
+    let screen = render(&app, &snap, 160, 48);
+    insta::assert_snapshot!("failure_detail_160x48", screen);
+    assert!(screen.contains("needs operator") && screen.contains("history:"));
+    app.on_key(code(KeyCode::Esc), &snap);
+
+    app.on_key(key('1'), &snap);
+    let asked = Effect::Dispatch(Command::Quarantine {
+        reason: None,
+        limit: 50,
+    });
+    assert_eq!(app.on_key(code(KeyCode::Enter), &snap), asked);
+    assert_eq!(app.on_key(key('Q'), &snap), asked);
+    let q = QuarantineReport {
+        objects: 2,
+        records: 3,
+        by_reason: vec![ReasonCount {
+            entity: "events".into(),
+            field: "event_time".into(),
+            count: 2,
+            example: "2026-11-20T10:00:00Z is 400s ahead of its arrival".into(),
+        }],
+        recent: vec![QuarantinedRecord {
+            key: "quarantine/stream/events/shard=shard-0001/seg-1-9.ndjson".into(),
+            entity: "events".into(),
+            field: "event_time".into(),
+            reason: "2026-11-20T10:00:00Z is 400s ahead of its arrival".into(),
+            record: r#"{"event_id":"e-77","event_time":"2026-11-20T10:00:00Z"}"#.into(),
+            written: None,
+        }],
+    };
+    app.answered(&Report::Quarantine(q));
+    let screen = render(&app, &snap, 80, 24);
+    insta::assert_snapshot!("quarantine_80x24", screen);
+    assert!(screen.contains("e-77") && screen.contains("ahead of its arrival"));
+    // Scrolling moves the text; Esc closes.
+    app.on_key(key('j'), &snap);
+    assert_ne!(render(&app, &snap, 80, 24), screen);
+    app.on_key(code(KeyCode::Esc), &snap);
+    assert!(app.popup.is_none());
+}
