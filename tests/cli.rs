@@ -421,6 +421,16 @@ fn the_default_pipeline_is_healthy_after_a_cycle() {
         .unwrap();
     assert_eq!(late["expected"], true, "{late}");
     assert_eq!(s["cost"]["projected_on_aws_usd"], 0.0);
+    // The Trends view's figures come from the warehouse: 14 days up to today, the cycle's
+    // sessions in them.
+    let trends = s["trends"].as_array().unwrap();
+    assert_eq!(trends.len(), 14, "{trends:?}");
+    assert_eq!(
+        trends.last().unwrap()["day"],
+        chrono::Utc::now().date_naive().to_string()
+    );
+    let sessions: i64 = trends.iter().map(|d| d["sessions"].as_i64().unwrap()).sum();
+    assert!(sessions > 0, "{trends:?}");
     assert!(
         s["alerts"]
             .as_array()

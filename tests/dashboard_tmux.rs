@@ -163,6 +163,7 @@ fn every_view_help_backfill_and_a_restored_terminal() {
         ("5", "Metrics registry ("),
         ("6", "Batch runs ("),
         ("7", "Operator actions (audit)"),
+        ("8", "Per day from the warehouse"),
         ("1", "Zones"),
     ] {
         t.keys(&[key]);

@@ -109,6 +109,10 @@ pub struct Snapshot {
     /// holds the ones already backfilled).
     #[serde(default)]
     pub late_pending_days: Vec<chrono::NaiveDate>,
+    /// The business figures per day of the last `TREND_DAYS` days (oldest first, zeros where
+    /// nothing happened), from the CURATED daily models: the Trends view.
+    #[serde(default)]
+    pub trends: Vec<crate::warehouse::DayFigures>,
     /// The metrics registry.
     #[serde(default)]
     pub metrics: Vec<crate::metrics::MetricPoint>,
@@ -119,6 +123,9 @@ pub struct Snapshot {
     #[serde(default)]
     pub health: Health,
 }
+
+/// Days the Trends view covers, today included.
+pub const TREND_DAYS: u64 = 14;
 
 impl Snapshot {
     /// The snapshot before anything was observed.
@@ -144,6 +151,7 @@ impl Snapshot {
             cost: None,
             damaged: Vec::new(),
             late_pending_days: Vec::new(),
+            trends: Vec::new(),
             metrics: Vec::new(),
             alerts: Vec::new(),
             health: Health::Healthy,

@@ -9,7 +9,7 @@ use ecom_model::snapshot::Snapshot;
 
 use crate::popup::{Confirm, Detail, Field, Form, FormKind, Popup};
 
-/// The views, in tab order (number keys 1..7).
+/// The views, in tab order (number keys 1..8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tab {
     Overview,
@@ -19,10 +19,11 @@ pub enum Tab {
     Costs,
     Runs,
     Logs,
+    Trends,
 }
 
 impl Tab {
-    pub const ALL: [Tab; 7] = [
+    pub const ALL: [Tab; 8] = [
         Tab::Overview,
         Tab::Stream,
         Tab::Watermarks,
@@ -30,6 +31,7 @@ impl Tab {
         Tab::Costs,
         Tab::Runs,
         Tab::Logs,
+        Tab::Trends,
     ];
 
     pub fn title(self) -> &'static str {
@@ -41,6 +43,7 @@ impl Tab {
             Tab::Costs => "Costs",
             Tab::Runs => "Runs",
             Tab::Logs => "Logs",
+            Tab::Trends => "Trends",
         }
     }
 
@@ -72,7 +75,7 @@ pub const REFRESH_STEPS: [u64; 6] = [250, 500, 1000, 2000, 5000, 10_000];
 pub struct App {
     pub tab: Tab,
     /// Selected row per view.
-    pub selected: [usize; 7],
+    pub selected: [usize; 8],
     /// Table filter (substring, case-insensitive) and whether it is being typed.
     pub filter: String,
     pub filtering: bool,
@@ -95,7 +98,7 @@ impl App {
     pub fn new(read_only: bool, color: bool, attached: bool) -> App {
         App {
             tab: Tab::Overview,
-            selected: [0; 7],
+            selected: [0; 8],
             filter: String::new(),
             filtering: false,
             popup: None,
@@ -188,7 +191,7 @@ impl App {
         match key.code {
             KeyCode::Char('q') => return self.quit(),
             KeyCode::Char('?') => self.popup = Some(Popup::Help),
-            KeyCode::Char(c @ '1'..='7') => {
+            KeyCode::Char(c @ '1'..='8') => {
                 self.tab = Tab::ALL[(c as u8 - b'1') as usize];
                 self.filter.clear();
             }
@@ -278,7 +281,7 @@ impl App {
     /// Rows of the current view's main table after filtering.
     pub fn rows(&self, snap: &Snapshot) -> usize {
         match self.tab {
-            Tab::Overview | Tab::Costs => 0,
+            Tab::Overview | Tab::Costs | Tab::Trends => 0,
             Tab::Stream | Tab::Watermarks => self.shards(snap).len(),
             Tab::Failures => snap
                 .failures

@@ -52,7 +52,7 @@ fn state_name(s: FailureState) -> String {
 pub fn of_selection(app: &App, snap: &Snapshot) -> Option<Detail> {
     let i = app.selected();
     match app.tab {
-        Tab::Overview | Tab::Costs => None,
+        Tab::Overview | Tab::Costs | Tab::Trends => None,
         Tab::Stream | Tab::Watermarks => {
             let s = *app.shards(snap).get(i)?;
             let wm = snap

@@ -44,12 +44,14 @@ pub fn draw(frame: &mut Frame, app: &App, snap: &Snapshot) {
         .enumerate()
         .map(|(i, t)| Line::raw(format!("{} {}", i + 1, t.title())))
         .collect();
+    // Eight tabs fit 80 columns without the padding around each title.
+    let pad = if area.width >= 96 { " " } else { "" };
     frame.render_widget(
         Tabs::new(titles)
             .select(app.tab.index())
             .highlight_style(theme.selected())
             .divider("|")
-            .padding(" ", " "),
+            .padding(pad, pad),
         tabs,
     );
     match app.tab {
@@ -60,6 +62,7 @@ pub fn draw(frame: &mut Frame, app: &App, snap: &Snapshot) {
         Tab::Costs => views::costs::draw(frame, body, app, snap, &theme),
         Tab::Runs => views::runs::draw(frame, body, app, snap, &theme),
         Tab::Logs => views::logs::draw(frame, body, app, snap, &theme),
+        Tab::Trends => views::trends::draw(frame, body, app, snap, &theme),
     }
     let disabled = app.actions_disabled(snap);
     frame.render_widget(Paragraph::new(status_line(app, disabled, &theme)), status);
@@ -151,9 +154,9 @@ fn status_line<'a>(app: &'a App, disabled: bool, theme: &Theme) -> Line<'a> {
     }
     spans.push(Span::styled(
         if disabled {
-            "? help  q quit  1-7 views  / filter  (read-only: no actions)"
+            "? help  q quit  1-8 views  / filter  (read-only: no actions)"
         } else {
-            "? help  q quit  1-7 views  / filter  b backfill  p replay  R retry"
+            "? help  q quit  1-8 views  / filter  b backfill  p replay  R retry"
         },
         theme.dim(),
     ));

@@ -128,7 +128,7 @@ impl Form {
 
 /// Every key, for the help overlay (and the README).
 pub const KEYS: &[(&str, &str)] = &[
-    ("1..7, Tab, S-Tab", "switch view"),
+    ("1..8, Tab, S-Tab", "switch view"),
     ("j/k, Down/Up", "move in a table"),
     ("PgDn/PgUp", "move ten rows"),
     ("g / G", "first / last row"),

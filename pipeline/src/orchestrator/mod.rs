@@ -87,6 +87,8 @@ pub struct Pipeline {
     /// The data-quality findings and when they were computed: their anti-joins and scans read
     /// whole STAGING tables, so they run once per statistics interval, not on every refresh.
     quality: Option<(std::time::Instant, ecom_model::warehouse::Quality)>,
+    /// The last days' figures for the Trends view, read once per statistics interval.
+    trends: Option<(std::time::Instant, Vec<ecom_model::warehouse::DayFigures>)>,
     backfilling: bool,
     /// Zone figures from the last listing moved by this process's writes (`zone_tally`).
     zone_tally: Arc<crate::zone_tally::ZoneTally>,
@@ -190,6 +192,7 @@ impl Pipeline {
             late_pending: Vec::new(),
             late_index: Default::default(),
             quality: None,
+            trends: None,
             backfilling: false,
             zone_tally,
             saving: None,

@@ -91,6 +91,19 @@ impl Pipeline {
         if let Some(s) = &mut self.warehouse_status {
             s.quality = self.quality.as_ref().map(|(_, q)| q.clone());
         }
+        if self
+            .trends
+            .as_ref()
+            .is_none_or(|(at, _)| at.elapsed() >= every)
+        {
+            let today = now.date_naive();
+            let days = ecom_model::snapshot::TREND_DAYS - 1;
+            let from = today - chrono::Days::new(days);
+            match warehouse::trends(wh, from, today).await {
+                Ok(t) => self.trends = Some((std::time::Instant::now(), t)),
+                Err(e) => tracing::warn!(error = %e, "could not read the daily figures"),
+            }
+        }
     }
 
     /// Accrue usage to `now` and price it.

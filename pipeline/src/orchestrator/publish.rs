@@ -41,6 +41,11 @@ impl Pipeline {
             damaged: self.damaged.clone(),
             // From the signals, with the other derived parts.
             late_pending_days: Vec::new(),
+            trends: self
+                .trends
+                .as_ref()
+                .map(|(_, t)| t.clone())
+                .unwrap_or_default(),
             metrics: Vec::new(),
             alerts: Vec::new(),
             health: Default::default(),

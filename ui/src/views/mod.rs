@@ -6,6 +6,7 @@ pub mod logs;
 pub mod overview;
 pub mod runs;
 pub mod stream;
+pub mod trends;
 pub mod watermarks;
 
 use ratatui::layout::{Constraint, Rect};

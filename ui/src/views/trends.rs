@@ -1,0 +1,165 @@
+//! The business per day, from the warehouse's CURATED daily models (not from the process's
+//! memory): revenue, orders, average order value, sessions and conversion over the last
+//! `TREND_DAYS` days, one bar a day labelled with its day of the month, and today so far
+//! against yesterday. Each chart's title names its window and its range.
+
+use ecom_model::snapshot::{Snapshot, TREND_DAYS};
+use ecom_model::warehouse::DayFigures;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::Line;
+use ratatui::widgets::{Bar, BarChart, Block, Paragraph};
+use ratatui::Frame;
+
+use crate::app::App;
+use crate::fmt;
+use crate::theme::Theme;
+
+/// One chart: its name, each day's value (for the bar's height) and its text.
+struct Series {
+    name: &'static str,
+    values: Vec<u64>,
+    texts: Vec<String>,
+}
+
+fn series(days: &[DayFigures]) -> [Series; 4] {
+    let pct = |d: &DayFigures| d.conversion_rate.unwrap_or(0.0) * 100.0;
+    [
+        Series {
+            name: "Revenue",
+            values: days.iter().map(|d| d.revenue_cents.max(0) as u64).collect(),
+            texts: days.iter().map(|d| short_money(d.revenue_cents)).collect(),
+        },
+        Series {
+            name: "Orders",
+            values: days.iter().map(|d| d.orders.max(0) as u64).collect(),
+            texts: days.iter().map(|d| d.orders.to_string()).collect(),
+        },
+        Series {
+            name: "Conversion %",
+            // Tenths of a percent, so small differences still show in the bars.
+            values: days
+                .iter()
+                .map(|d| (pct(d) * 10.0).round() as u64)
+                .collect(),
+            texts: days.iter().map(|d| format!("{:.1}", pct(d))).collect(),
+        },
+        Series {
+            name: "Sessions",
+            values: days.iter().map(|d| d.sessions.max(0) as u64).collect(),
+            texts: days.iter().map(|d| d.sessions.to_string()).collect(),
+        },
+    ]
+}
+
+/// Dollars without cents, in thousands past $10k: what fits over a bar.
+fn short_money(cents: i64) -> String {
+    let dollars = cents as f64 / 100.0;
+    if dollars.abs() >= 10_000.0 {
+        format!("{:.0}k", dollars / 1000.0)
+    } else {
+        format!("{dollars:.0}")
+    }
+}
+
+pub fn draw(frame: &mut Frame, area: Rect, _app: &App, snap: &Snapshot, theme: &Theme) {
+    let days = &snap.trends;
+    if days.is_empty() {
+        frame.render_widget(
+            Paragraph::new(
+                "No daily figures yet: the CURATED daily models are filled by the first load and \
+                 model refresh (a cycle, or `ecomops batch run`).",
+            )
+            .wrap(ratatui::widgets::Wrap { trim: true })
+            .block(Block::bordered().title(" Trends ")),
+            area,
+        );
+        return;
+    }
+    let [summary, grid] = Layout::vertical([Constraint::Length(4), Constraint::Min(4)]).areas(area);
+    frame.render_widget(
+        Paragraph::new(today_vs_yesterday(days)).block(Block::bordered().title(format!(
+            " Per day from the warehouse, last {TREND_DAYS} days ({} .. {}) ",
+            days[0].day,
+            days[days.len() - 1].day
+        ))),
+        summary,
+    );
+    let [top, bottom] =
+        Layout::vertical([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(grid);
+    let [a, b] =
+        Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(top);
+    let [c, d] =
+        Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(bottom);
+    for (s, cell) in series(days).iter().zip([a, b, c, d]) {
+        chart(frame, cell, s, days, theme);
+    }
+}
+
+fn chart(frame: &mut Frame, area: Rect, s: &Series, days: &[DayFigures], theme: &Theme) {
+    let n = days.len().max(1) as u16;
+    let inner = area.width.saturating_sub(2);
+    // Bars as wide as the cell allows, one column apart when there is room; at least two
+    // columns, so the day's two digits label each bar.
+    let (width, gap) = if inner >= n * 3 {
+        ((inner + 1) / n - 1, 1)
+    } else {
+        ((inner / n).max(1), 0)
+    };
+    let (lo, hi) = match (
+        s.texts.iter().zip(&s.values).min_by_key(|(_, v)| **v),
+        s.texts.iter().zip(&s.values).max_by_key(|(_, v)| **v),
+    ) {
+        (Some((lo, _)), Some((hi, _))) => (lo.clone(), hi.clone()),
+        _ => ("-".into(), "-".into()),
+    };
+    let bars: Vec<Bar> = days
+        .iter()
+        .zip(&s.values)
+        .zip(&s.texts)
+        .map(|((d, v), t)| {
+            let bar = Bar::default()
+                .value(*v)
+                .label(Line::raw(d.day.format("%d").to_string()));
+            // A value's text only where it fits over its bar.
+            if (t.chars().count() as u16) <= width {
+                bar.text_value(t.clone())
+            } else {
+                bar.text_value(String::new())
+            }
+        })
+        .collect();
+    frame.render_widget(
+        BarChart::vertical(bars)
+            .bar_width(width)
+            .bar_gap(gap)
+            .bar_style(theme.ok())
+            .value_style(theme.selected())
+            .label_style(theme.dim())
+            .block(Block::bordered().title(format!(" {} (min {lo}, max {hi}) ", s.name))),
+        area,
+    );
+}
+
+/// "Today so far" against yesterday, for the figures that matter at a glance.
+fn today_vs_yesterday(days: &[DayFigures]) -> Vec<Line<'static>> {
+    let line = |label: &str, d: &DayFigures| {
+        Line::raw(format!(
+            "{label:<10}{} rev · {} orders · AOV {} · {} sess. · {} conv",
+            fmt::cents(d.revenue_cents),
+            fmt::count(d.orders.max(0) as u64),
+            d.avg_order_value_cents
+                .map_or("-".into(), |c| fmt::cents(c.round() as i64)),
+            fmt::count(d.sessions.max(0) as u64),
+            d.conversion_rate
+                .map_or("-".into(), |c| format!("{:.1}%", c * 100.0)),
+        ))
+    };
+    let mut out = Vec::new();
+    if let Some(today) = days.last() {
+        out.push(line("today", today));
+    }
+    if let Some(yesterday) = days.len().checked_sub(2).map(|i| &days[i]) {
+        out.push(line("yesterday", yesterday));
+    }
+    out
+}
