@@ -76,10 +76,12 @@ pub async fn run(
             log,
         };
         let mut app = App::new(true, !no_color, true);
-        return ui_loop(&mut app, source, snapshots, true)
+        return ui_loop(&mut app, source, snapshots, None, true)
             .await
             .map(|()| ExitCode::SUCCESS);
     }
+    // Attached: when the instance went away (None while connected).
+    let mut disconnected = None;
     let (source, snapshots, stop, lock) = match InstanceLock::acquire(&data_dir) {
         Ok(lock) => {
             let options = PipelineOptions {
@@ -97,24 +99,19 @@ pub async fn run(
             let first = Arc::new(client.snapshot().await?);
             client.subscribe().await?;
             let (tx, rx) = watch::channel(first);
-            tokio::spawn(async move {
-                // Ends when the instance goes away; the dashboard keeps the last snapshot.
-                while let Ok(Some(s)) = client.next_snapshot().await {
-                    if tx.send(s).is_err() {
-                        break;
-                    }
-                }
-            });
+            let (gone_tx, gone_rx) = watch::channel(None);
+            tokio::spawn(follow(client, data_dir.clone(), tx, gone_tx));
             let source = Source::Attached {
                 data_dir: data_dir.clone(),
             };
+            disconnected = Some(gone_rx);
             (source, rx, None, None)
         }
         Err(e) => return Err(e.into()),
     };
     let attached = matches!(source, Source::Attached { .. });
     let mut app = App::new(read_only, !no_color, attached);
-    let result = ui_loop(&mut app, source, snapshots, read_only).await;
+    let result = ui_loop(&mut app, source, snapshots, disconnected, read_only).await;
     if let Some((task, server)) = stop {
         drop(server);
         if let Some(action) = &app.pending {
@@ -197,10 +194,44 @@ fn spawn_reader() -> mpsc::Receiver<Event> {
     rx
 }
 
+/// Follow an attached instance's snapshots; when it goes away, say since when and try again
+/// every two seconds, so a restarted service is picked up without restarting the dashboard.
+async fn follow(
+    mut client: ControlClient,
+    data_dir: std::path::PathBuf,
+    snapshots: watch::Sender<Arc<Snapshot>>,
+    gone: watch::Sender<Option<chrono::DateTime<chrono::Utc>>>,
+) {
+    loop {
+        while let Ok(Some(s)) = client.next_snapshot().await {
+            if snapshots.send(s).is_err() {
+                return;
+            }
+        }
+        let _ = gone.send(Some(chrono::Utc::now()));
+        client = loop {
+            if snapshots.is_closed() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            if let Ok(Some(mut c)) = ControlClient::connect(&data_dir).await {
+                if let Ok(first) = c.snapshot().await {
+                    if c.subscribe().await.is_ok() {
+                        let _ = snapshots.send(Arc::new(first));
+                        break c;
+                    }
+                }
+            }
+        };
+        let _ = gone.send(None);
+    }
+}
+
 async fn ui_loop(
     app: &mut App,
     source: Source,
     mut snapshots: watch::Receiver<Arc<Snapshot>>,
+    mut disconnected: Option<watch::Receiver<Option<chrono::DateTime<chrono::Utc>>>>,
     read_only: bool,
 ) -> anyhow::Result<()> {
     let source = Arc::new(source);
@@ -223,7 +254,8 @@ async fn ui_loop(
     let mut live = true;
     loop {
         if dirty {
-            app.clock = Some(chrono::Utc::now());
+            // Disconnected, the ages stay where the last snapshot left them.
+            app.clock = app.disconnected_since.is_none().then(chrono::Utc::now);
             // Synchronized updates: the terminal shows whole frames only, even over slow links.
             execute!(terminal.backend_mut(), BeginSynchronizedUpdate)?;
             terminal.draw(|f| ecom_ui::draw(f, app, &snap))?;
@@ -259,6 +291,20 @@ async fn ui_loop(
                     snap = snapshots.borrow_and_update().clone();
                     app.clamp(&snap);
                 }
+                dirty = true;
+            }
+            Ok(()) = async {
+                match disconnected.as_mut() {
+                    Some(rx) => rx.changed().await.map_err(|_| ()),
+                    None => std::future::pending().await,
+                }
+            } => {
+                let since = disconnected.as_mut().and_then(|rx| *rx.borrow_and_update());
+                app.message = Some(match since {
+                    Some(_) => (false, "the instance went away; reconnecting every 2 s".into()),
+                    None => (true, "reconnected".into()),
+                });
+                app.disconnected_since = since;
                 dirty = true;
             }
             Some((ok, message, report)) = done_rx.recv() => {

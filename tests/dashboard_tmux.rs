@@ -295,3 +295,54 @@ fn an_attached_dashboard_quits_and_the_instance_keeps_running() {
     );
     let _ = service.wait();
 }
+
+fn start_service(dir: &Path, cwd: &Path) -> std::process::Child {
+    let service = Command::new(bin())
+        .args(["--no-ui", "--data-dir"])
+        .arg(dir)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !dir.join("control.sock").exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no control socket"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    service
+}
+
+fn stop_service(mut service: std::process::Child) {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(service.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = service.wait();
+}
+
+/// Attached to a service that stops: a red DISCONNECTED header with the last state frozen;
+/// the service starts again: the dashboard reconnects by itself.
+#[test]
+fn an_attached_dashboard_says_disconnected_and_reconnects() {
+    let Some(t) = Tmux::start("reconnect") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = data_dir(&tmp);
+    let service = start_service(&dir, tmp.path());
+    launch(&t, &dir, "");
+    t.wait_for("ATTACHED", 60);
+    stop_service(service);
+    t.wait_for("DISCONNECTED since", 30);
+    let service = start_service(&dir, tmp.path());
+    t.wait_gone("DISCONNECTED since", 30);
+    t.wait_for("reconnected", 10);
+    t.keys(&["q"]);
+    t.wait_for("EXITED=0", 30);
+    stop_service(service);
+}

@@ -89,6 +89,8 @@ pub struct App {
     pub message: Option<(bool, String)>,
     /// An action sent and not answered yet.
     pub pending: Option<String>,
+    /// Attached, and the instance went away at this time (reconnection is being tried).
+    pub disconnected_since: Option<chrono::DateTime<chrono::Utc>>,
     /// The wall clock for ages and countdowns, advanced by the caller's redraw tick; `None`
     /// uses the snapshot's own time (tests, `status`).
     pub clock: Option<chrono::DateTime<chrono::Utc>>,
@@ -108,6 +110,7 @@ impl App {
             refresh_ms: 1000,
             message: None,
             pending: None,
+            disconnected_since: None,
             clock: None,
         }
     }

@@ -74,6 +74,16 @@ pub fn draw(frame: &mut Frame, app: &App, snap: &Snapshot) {
 fn header_line<'a>(app: &App, snap: &'a Snapshot, theme: &Theme) -> Line<'a> {
     // Most urgent first: on a narrow terminal the end is what gets cut.
     let mut spans = vec![Span::styled("ecomops ", theme.title())];
+    if let Some(since) = app.disconnected_since {
+        // What follows is the last state seen, frozen.
+        spans.push(Span::styled(
+            format!(
+                "DISCONNECTED since {} (last state shown) ",
+                since.format("%H:%M:%S")
+            ),
+            theme.bad(),
+        ));
+    }
     match &snap.last_cycle {
         Some(c) if c.ok => spans.push(Span::styled(format!("cycle {} ok", c.cycle), theme.ok())),
         Some(c) => spans.push(Span::styled(

@@ -324,3 +324,18 @@ fn enter_opens_the_selected_row_and_the_quarantine() {
     app.on_key(code(KeyCode::Esc), &snap);
     assert!(app.popup.is_none());
 }
+
+/// Attached and the instance gone: the header leads with DISCONNECTED and the time.
+#[test]
+fn a_disconnected_dashboard_says_so_first() {
+    let snap = fixture::snapshot(4, 8);
+    let mut app = App::new(false, true, true);
+    app.disconnected_since = Some(fixture::now());
+    let screen = render(&app, &snap, 80, 24);
+    insta::assert_snapshot!("disconnected_80x24", screen);
+    assert!(screen
+        .lines()
+        .next()
+        .unwrap()
+        .contains("DISCONNECTED since 12:00:00"));
+}
