@@ -147,7 +147,7 @@ pub enum Cmd {
     /// Print revenue, conversion rate, average order value and funnel drop-off; with
     /// --from/--to, the same per day from the CURATED daily models.
     #[command(
-        after_help = "Examples:\n  ecomops metrics --json\n  ecomops metrics --from 2026-11-10 --to 2026-11-23"
+        after_help = "Examples:\n  ecomops metrics --json\n  ecomops metrics --from 2026-11-10 --to 2026-11-23\n  ecomops metrics --from 2026-11-01 --to 2026-11-30 --by category"
     )]
     Metrics {
         #[arg(long)]
@@ -158,6 +158,9 @@ pub enum Cmd {
         /// Last day, inclusive (at most 366 days).
         #[arg(long, requires = "from", value_parser = parse_day)]
         to: Option<NaiveDate>,
+        /// With --from/--to: a row per day (the default) or per category.
+        #[arg(long, value_enum, requires = "from", default_value_t = TrendBy::Day)]
+        by: TrendBy,
     },
     /// Print performance figures (nothing is asserted; build with --release for real numbers).
     #[command(subcommand)]
@@ -201,6 +204,13 @@ pub enum Cmd {
         #[arg(long)]
         apply: bool,
     },
+}
+
+/// How `metrics --from/--to` groups its rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TrendBy {
+    Day,
+    Category,
 }
 
 #[derive(Debug, Subcommand)]

@@ -200,11 +200,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             headless::command(config, c, cli.output, read_only, logs).await
         }
-        Some(Cmd::Metrics { json, from, to }) => {
+        Some(Cmd::Metrics { json, from, to, by }) => {
             let output = if json { cli::Output::Json } else { cli.output };
-            let c = match from.zip(to) {
-                Some((from, to)) => Command::Trends { from, to },
-                None => Command::Metrics,
+            let c = match (from.zip(to), by) {
+                (Some((from, to)), cli::TrendBy::Day) => Command::Trends { from, to },
+                (Some((from, to)), cli::TrendBy::Category) => Command::CategoryTrends { from, to },
+                (None, _) => Command::Metrics,
             };
             headless::command(config, c, output, read_only, logs).await
         }

@@ -35,6 +35,7 @@ pub fn outcome_text(o: &CommandOutcome) -> String {
         Some(Report::Metrics(m)) => out.push_str(&metrics_text(m)),
         Some(Report::Trends(days)) => out.push_str(&trends_text(days)),
         Some(Report::Quarantine(q)) => out.push_str(&quarantine_text(q)),
+        Some(Report::Categories(c)) => out.push_str(&categories_text(c)),
         Some(Report::Verify(v)) => {
             for d in &v.differences {
                 let _ = writeln!(out, "DIFF {}: {}", d.check, d.detail);
@@ -142,6 +143,36 @@ fn money(cents: f64) -> String {
 }
 
 /// `ecomops metrics --from --to`: one line per day, then the totals.
+/// `metrics --by category`: a row per category, largest revenue first, and the total.
+pub fn categories_text(c: &[ecom_model::warehouse::CategoryFigures]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<24} {:>7} {:>7} {:>14}",
+        "category", "orders", "units", "revenue"
+    );
+    for r in c {
+        let _ = writeln!(
+            out,
+            "{:<24} {:>7} {:>7} {:>14}",
+            r.category,
+            r.orders,
+            r.units,
+            money(r.revenue_cents as f64)
+        );
+    }
+    let revenue: i64 = c.iter().map(|r| r.revenue_cents).sum();
+    let _ = writeln!(
+        out,
+        "{:<24} {:>7} {:>7} {:>14}",
+        "total",
+        "",
+        "",
+        money(revenue as f64)
+    );
+    out
+}
+
 pub fn trends_text(days: &[ecom_model::warehouse::DayFigures]) -> String {
     let mut out = String::new();
     let _ = writeln!(

@@ -87,6 +87,72 @@ async fn batch_run_on_the_synthetic_default_reports_counts() {
         text(&out.stdout)
     );
 
+    // Per category over every day the data has: the categories' revenue adds up to the
+    // total (a placed order's lines sum to its total).
+    let out = exec(
+        &data,
+        None,
+        &[
+            "metrics",
+            "--from",
+            "2000-01-01",
+            "--to",
+            "2000-12-31",
+            "--by",
+            "category",
+            "--json",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let none: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(none["detail"], serde_json::json!([]), "{none}");
+    let today = chrono::Utc::now().date_naive();
+    let from = (today - chrono::Days::new(365)).to_string();
+    let out = exec(
+        &data,
+        None,
+        &[
+            "metrics",
+            "--from",
+            &from,
+            "--to",
+            &today.to_string(),
+            "--by",
+            "category",
+            "--json",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let c: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = c["detail"].as_array().expect("categories");
+    assert!(rows.len() > 1, "{c}");
+    let sum: i64 = rows
+        .iter()
+        .map(|r| r["revenue_cents"].as_i64().unwrap())
+        .sum();
+    assert_eq!(sum, m["revenue_cents"].as_i64().unwrap(), "{c}");
+    let out = exec(
+        &data,
+        None,
+        &[
+            "metrics",
+            "--from",
+            &from,
+            "--to",
+            &today.to_string(),
+            "--by",
+            "category",
+        ],
+    )
+    .await;
+    assert!(
+        text(&out.stdout).starts_with("category"),
+        "{}",
+        text(&out.stdout)
+    );
+
     let out = exec(&data, None, &["verify"]).await;
     succeeds_saying(&out, "no difference");
 

@@ -47,6 +47,9 @@ pub enum Command {
     Metrics,
     /// The metrics per day of `from..=to`, from the CURATED daily models (read-only).
     Trends { from: NaiveDate, to: NaiveDate },
+    /// Revenue, orders and units per category over `from..=to`, from
+    /// `curated.daily_category_sales` (read-only).
+    CategoryTrends { from: NaiveDate, to: NaiveDate },
     /// Reconcile RAW -> STAGING -> warehouse -> CURATED (read-only).
     Verify,
     /// Recompute CURATED days `from..=to`.
@@ -89,6 +92,7 @@ impl Command {
             Command::Refresh
                 | Command::Metrics
                 | Command::Trends { .. }
+                | Command::CategoryTrends { .. }
                 | Command::Quarantine { .. }
                 | Command::Verify
                 | Command::Cost
@@ -106,6 +110,7 @@ impl Command {
             Command::BatchRun { .. } => "batch_run",
             Command::Metrics => "metrics",
             Command::Trends { .. } => "trends",
+            Command::CategoryTrends { .. } => "category_trends",
             Command::IngestFile { .. } => "ingest_file",
             Command::Replay { .. } => "replay",
             Command::Verify => "verify",

@@ -119,6 +119,7 @@ impl CommandOutcome {
             Report::Run(run) => format!("batch: {}", run.summary()),
             Report::Metrics(_) => "metrics".into(),
             Report::Trends(days) => format!("{} day(s) of figures", days.len()),
+            Report::Categories(c) => format!("{} categor(ies)", c.len()),
             Report::Quarantine(q) => format!(
                 "quarantine: {} record(s) in {} object(s)",
                 q.records, q.objects

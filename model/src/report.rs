@@ -25,6 +25,8 @@ pub enum Report {
     Metrics(Metrics),
     /// Per day, oldest first.
     Trends(Vec<crate::warehouse::DayFigures>),
+    /// Per category over a range, by revenue, largest first.
+    Categories(Vec<crate::warehouse::CategoryFigures>),
     Verify(VerifyReport),
     Backfill(BackfillReport),
     Replay(ReplayReport),

@@ -42,6 +42,16 @@ pub struct CategoryRevenue {
     pub orders: i64,
 }
 
+/// One category's business over a range of days (`metrics --by category`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CategoryFigures {
+    pub category: String,
+    /// Placed orders with at least one line in the category.
+    pub orders: i64,
+    pub units: i64,
+    pub revenue_cents: i64,
+}
+
 /// The warehouse part of a snapshot.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct WarehouseStatus {

@@ -67,6 +67,7 @@ impl Pipeline {
             }
             c @ (Command::Metrics
             | Command::Trends { .. }
+            | Command::CategoryTrends { .. }
             | Command::Verify
             | Command::Backfill { .. }
             | Command::IngestFile { .. }
@@ -129,6 +130,12 @@ impl Pipeline {
                 Ok(days) => CommandOutcome::done(Report::Trends(days)),
                 Err(e) => CommandOutcome::failed(e.to_string()),
             },
+            Command::CategoryTrends { from, to } => {
+                match warehouse::category_trends(wh.as_ref(), from, to).await {
+                    Ok(c) => CommandOutcome::done(Report::Categories(c)),
+                    Err(e) => CommandOutcome::failed(e.to_string()),
+                }
+            }
             Command::Metrics => match warehouse::metrics(wh.as_ref()).await {
                 Ok(m) => CommandOutcome::done(Report::Metrics(m)),
                 Err(e) => CommandOutcome::failed(e.to_string()),

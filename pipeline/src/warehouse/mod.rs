@@ -407,6 +407,36 @@ pub async fn trends(
     Ok(days.into_values().collect())
 }
 
+/// Revenue, orders and units per category over `from..=to` (the range checked as `trends`
+/// checks it), largest revenue first.
+pub async fn category_trends(
+    wh: &dyn Warehouse,
+    from: chrono::NaiveDate,
+    to: chrono::NaiveDate,
+) -> Result<Vec<ecom_model::warehouse::CategoryFigures>> {
+    if from > to || (to - from).num_days() >= MAX_TREND_DAYS {
+        return Err(Error::Usage(format!(
+            "a trend covers 1 to {MAX_TREND_DAYS} days, from {from} to {to} is not that"
+        )));
+    }
+    let rows = wh
+        .query(&format!(
+            "SELECT category, CAST(SUM(orders) AS BIGINT), CAST(SUM(units) AS BIGINT), \
+             CAST(SUM(revenue_cents) AS BIGINT) FROM curated.daily_category_sales WHERE \
+             day >= DATE '{from}' AND day <= DATE '{to}' GROUP BY category ORDER BY 4 DESC, 1"
+        ))
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| ecom_model::warehouse::CategoryFigures {
+            category: r.first().cloned().flatten().unwrap_or_default(),
+            orders: int(r.get(1)),
+            units: int(r.get(2)),
+            revenue_cents: int(r.get(3)),
+        })
+        .collect())
+}
+
 /// Rows per table, for status and verify.
 pub async fn table_rows(wh: &dyn Warehouse, table: &str) -> Result<i64> {
     let rows = wh
