@@ -206,6 +206,23 @@ pub enum Cmd {
     },
 }
 
+impl Cmd {
+    /// A question about the pipeline that changes nothing: its answer is on stdout, and the
+    /// pipeline's INFO lines (a one-shot instance starting and stopping) would only be noise
+    /// on stderr, so these log warnings and errors only unless `RUST_LOG` says otherwise.
+    pub fn is_query(&self) -> bool {
+        matches!(
+            self,
+            Cmd::Status { .. }
+                | Cmd::Metrics { .. }
+                | Cmd::Cost { .. }
+                | Cmd::Quarantine { .. }
+                | Cmd::Prune { dry_run: true }
+                | Cmd::Lifecycle { apply: false }
+        )
+    }
+}
+
 /// How `metrics --from/--to` groups its rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum TrendBy {

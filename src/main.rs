@@ -111,14 +111,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     } else {
         logging::Sink::Stderr
     };
-    let _guard = logging::init(
-        config.log.format,
-        &config.log.level,
-        sink,
-        no_color,
-        logs.clone(),
-    )
-    .context("setting up logging")?;
+    // A query's INFO lines are noise beside its answer (`log.level` still raises it higher).
+    let quiet = cli.command.as_ref().is_some_and(cli::Cmd::is_query) && config.log.level == "info";
+    let level = if quiet {
+        "warn"
+    } else {
+        config.log.level.as_str()
+    };
+    let _guard = logging::init(config.log.format, level, sink, no_color, logs.clone())
+        .context("setting up logging")?;
 
     let read_only = cli.global.read_only;
     match cli.command {

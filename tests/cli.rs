@@ -599,3 +599,28 @@ fn the_next_batch_run_follows_the_batch_interval() {
     assert!((3000..=3600).contains(&ahead), "next batch in {ahead} s");
     assert!(at("next_cycle_at") < at("next_batch_at"));
 }
+
+/// A question prints its answer and no INFO lines on stderr (the one-shot instance that
+/// answers it starting and stopping); a change still logs what it does.
+#[test]
+fn queries_are_quiet_on_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(ecomops(dir.path()).args(["--no-ui", "--once"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("INFO"),
+        "a cycle logs what it does"
+    );
+    for args in [
+        vec!["metrics"],
+        vec!["status"],
+        vec!["cost"],
+        vec!["quarantine"],
+        vec!["prune", "--dry-run"],
+    ] {
+        let out = run(ecomops(dir.path()).args(&args));
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        assert!(!text(&out.stdout).is_empty(), "{args:?}");
+        assert_eq!(text(&out.stderr), "", "{args:?}");
+    }
+}

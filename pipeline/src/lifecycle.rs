@@ -85,9 +85,11 @@ pub async fn prune(
             // then in STAGING, and RAW keeps the segment as received); never before.
             let Some(w) = wh else { continue };
             let done = late_index::fully_backfilled(w).await?;
-            let (doomed, kept): (Vec<_>, Vec<_>) =
-                objects.into_iter().partition(|o| done.contains(&o.key));
-            r.kept_unloaded.extend(kept.into_iter().map(|o| o.key));
+            // The rest wait for their backfill: not past any retention, so not "kept".
+            let doomed: Vec<_> = objects
+                .into_iter()
+                .filter(|o| done.contains(&o.key))
+                .collect();
             r.deleted_bytes += doomed.iter().map(|o| o.size).sum::<u64>();
             let doomed: Vec<String> = doomed.into_iter().map(|o| o.key).collect();
             if !dry_run && !doomed.is_empty() {
