@@ -338,6 +338,9 @@ pub fn status_text(s: &Snapshot) -> String {
             format!(" ({})", attention.join(", "))
         }
     );
+    if let Some(next) = &s.next_action {
+        let _ = writeln!(out, "next action: {next}");
+    }
     let _ = writeln!(
         out,
         "{:<11} {:>8} {:>11}  last write",

@@ -65,8 +65,69 @@ impl Deriver {
         metrics.push(p("alerts_firing", firing as f64, "Count"));
         snapshot.metrics = metrics;
         snapshot.health = health(snapshot);
+        snapshot.next_action = next_action(snapshot);
         changes
     }
+}
+
+/// What the operator should do first, in one line, or None when nothing needs them: a failed
+/// cycle, then a failed batch run (it waits for a retry), then the failure rows that need the
+/// operator (the worst scenario first: data damage, the source, money, late data), then firing
+/// alerts (critical first). What the configuration makes normal never ranks.
+pub fn next_action(snap: &Snapshot) -> Option<String> {
+    if let Some(c) = snap.last_cycle.as_ref().filter(|c| !c.ok) {
+        return Some(format!(
+            "cycle {} failed: {} — fix the cause, then c runs a cycle now",
+            c.cycle,
+            c.error.as_deref().unwrap_or("no error text")
+        ));
+    }
+    if let Some(run) = snap
+        .batch
+        .runs
+        .first()
+        .filter(|r| r.status == RunStatus::Failed)
+    {
+        let cause = run
+            .tasks
+            .iter()
+            .find_map(|t| t.error.as_ref().map(|e| format!("{}: {e}", t.name.name())))
+            .unwrap_or_else(|| "a task failed".into());
+        return Some(format!(
+            "batch run {} failed ({cause}) — nothing retries it before the next scheduled run: \
+             ecomops retry {} (R in Runs)",
+            run.run_id, run.run_id
+        ));
+    }
+    const RANK: [Scenario; 5] = [
+        Scenario::PartialWrite,
+        Scenario::ApiDown,
+        Scenario::CostGrowth,
+        Scenario::LateEvents,
+        Scenario::DuplicateFile,
+    ];
+    for scenario in RANK {
+        if let Some(f) = snap.failures.iter().find(|f| {
+            f.scenario == scenario && !f.expected && f.state == FailureState::NeedsOperator
+        }) {
+            return Some(format!(
+                "{}: {}",
+                f.scenario.label(),
+                f.operator.as_deref().unwrap_or("see the Failures view")
+            ));
+        }
+    }
+    let mut firing: Vec<&crate::alerts::AlertState> =
+        snap.alerts.iter().filter(|a| a.firing).collect();
+    firing.sort_by_key(|a| a.severity != crate::alerts::Severity::Critical);
+    firing.first().map(|a| {
+        format!(
+            "alert {} fires: {} (now {})",
+            a.name,
+            a.condition,
+            a.value.map_or("-".into(), |v| format!("{v}"))
+        )
+    })
 }
 
 /// Overall health: the worst of the last cycle and the failure table, leaving out what the
@@ -126,6 +187,8 @@ pub struct Signals {
     pub budget_usd: f64,
     /// Lifecycle rules would save this much per month on current objects.
     pub saving_usd: f64,
+    /// The cost line with the largest projection: (service and item, USD per month).
+    pub biggest_cost: Option<(String, f64)>,
 }
 
 #[derive(Debug, Clone)]
@@ -251,7 +314,13 @@ impl Tracker {
         let api = Scenario::ApiDown;
         if s.api_down {
             self.rows[api as usize].detail = s.api_last_error.clone();
-            self.rows[api as usize].operator = None;
+            // The pipeline keeps probing; a run that already failed is not retried by it.
+            self.rows[api as usize].operator = s.failed_run.as_ref().map(|run| {
+                format!(
+                    "once the API answers again: ecomops retry {run} (R on the run in Runs); \
+                     nothing retries the failed run before the next scheduled one"
+                )
+            });
             self.go(api, now, &[Detected, Mitigating]);
         } else if let Some(run) = &s.failed_run {
             if !self.rows[api as usize].state.at_rest() {
@@ -334,12 +403,25 @@ impl Tracker {
                 "projected ${:.2}/month over the ${:.2} budget; lifecycle rules would save ${:.2}",
                 s.projected_usd, s.budget_usd, s.saving_usd
             ));
-            self.rows[cost as usize].operator = Some(
-                "ecomops prune (deletes loaded objects past retention and backfilled late \
-                 objects; on S3 `ecomops lifecycle --apply` moves older objects to cheaper \
-                 classes), or shorten [lifecycle] retention / raise cost.budget_usd_month"
-                    .into(),
-            );
+            let driver = s
+                .biggest_cost
+                .as_ref()
+                .map(|(what, usd)| format!("the biggest driver is {what} (${usd:.2}/month); "))
+                .unwrap_or_default();
+            // Pruning only helps when storage is what costs: say so when it saves nothing.
+            let prune = if s.saving_usd >= 0.01 {
+                format!(
+                    "ecomops prune saves ${:.2}/month (loaded objects past retention, backfilled \
+                     late objects; on S3 `ecomops lifecycle --apply` moves older objects to \
+                     cheaper classes)",
+                    s.saving_usd
+                )
+            } else {
+                "pruning saves nothing now: reduce that service's capacity".into()
+            };
+            self.rows[cost as usize].operator = Some(format!(
+                "{driver}{prune}; or shorten [lifecycle] retention / raise cost.budget_usd_month"
+            ));
             self.go(cost, now, &[Detected, Mitigating, NeedsOperator]);
         } else if !self.rows[cost as usize].state.at_rest() {
             self.rows[cost as usize].operator = None;
@@ -794,6 +876,99 @@ mod tests {
         };
         d.derive(&mut s, &failed);
         assert_eq!(s.health, Health::NeedsAttention);
+    }
+
+    /// One line says what to do first: a failed cycle, then a failed run, then the worst
+    /// scenario needing the operator (what the configuration makes normal never), then alerts.
+    #[test]
+    fn the_next_action_is_ranked() {
+        let mut d = Deriver::new(Vec::new());
+        let mut s = snapshot(Utc::now());
+        d.derive(&mut s, &Signals::default());
+        assert_eq!(s.next_action, None, "healthy: nothing to do");
+        // Expected late events (the generator's) need a backfill but do not rank.
+        let day = NaiveDate::from_ymd_opt(2026, 11, 20).unwrap();
+        let late = Signals {
+            late_events: 3,
+            late_pending_days: vec![day],
+            late_expected: true,
+            ..Default::default()
+        };
+        d.derive(&mut s, &late);
+        assert_eq!(s.next_action, None, "{:?}", s.failures);
+        let both = Signals {
+            late_expected: false,
+            damaged: vec!["raw/x".into()],
+            repair_error: Some("replay failed".into()),
+            ..late.clone()
+        };
+        d.derive(&mut s, &both);
+        let next = s.next_action.clone().unwrap();
+        assert!(next.starts_with("partial write"), "{next}");
+        // API down with a failed run: the run waits for the operator, and says so.
+        let api = Signals {
+            api_down: true,
+            failed_run: Some("r1".into()),
+            ..Default::default()
+        };
+        d.derive(&mut s, &api);
+        let row = &s.failures[Scenario::ApiDown as usize];
+        assert!(
+            row.operator
+                .as_deref()
+                .unwrap()
+                .contains("ecomops retry r1"),
+            "{row:?}"
+        );
+        let mut run = crate::batch::BatchRun::new("r1".into(), "fakestore", None);
+        run.status = RunStatus::Failed;
+        run.tasks[0].error = Some("GET /products: HTTP 503".into());
+        s.batch.runs = vec![run];
+        d.derive(&mut s, &api);
+        let next = s.next_action.clone().unwrap();
+        assert!(
+            next.starts_with("batch run r1 failed") && next.contains("HTTP 503"),
+            "{next}"
+        );
+        s.last_cycle = Some(crate::snapshot::CycleReport {
+            cycle: 9,
+            started_at: s.generated_at,
+            finished_at: s.generated_at,
+            ok: false,
+            steps: Vec::new(),
+            error: Some("stream: disk full".into()),
+        });
+        d.derive(&mut s, &api);
+        assert!(s
+            .next_action
+            .unwrap()
+            .starts_with("cycle 9 failed: stream: disk full"));
+    }
+
+    /// Cost growth names the biggest driver, and does not send the operator to prune when
+    /// pruning saves nothing.
+    #[test]
+    fn cost_growth_names_its_driver() {
+        let mut d = Deriver::new(Vec::new());
+        let mut s = snapshot(Utc::now());
+        let over = Signals {
+            projected_usd: 400.0,
+            budget_usd: 100.0,
+            saving_usd: 0.0,
+            biggest_cost: Some(("redshift serverless RPU-hours".into(), 350.0)),
+            ..Default::default()
+        };
+        d.derive(&mut s, &over);
+        let op = s.failures[Scenario::CostGrowth as usize]
+            .operator
+            .clone()
+            .unwrap();
+        assert!(
+            op.contains("redshift serverless RPU-hours ($350.00/month)"),
+            "{op}"
+        );
+        assert!(op.contains("pruning saves nothing"), "{op}");
+        assert!(s.next_action.unwrap().starts_with("cost growth"));
     }
 
     #[test]

@@ -122,6 +122,9 @@ pub struct Snapshot {
     /// The worst of the last cycle and the failure table (`derive::health`).
     #[serde(default)]
     pub health: Health,
+    /// What the operator should do first (`derive::next_action`); None when nothing.
+    #[serde(default)]
+    pub next_action: Option<String>,
 }
 
 /// Days the Trends view covers, today included.
@@ -155,6 +158,7 @@ impl Snapshot {
             metrics: Vec::new(),
             alerts: Vec::new(),
             health: Health::Healthy,
+            next_action: None,
         }
     }
 }

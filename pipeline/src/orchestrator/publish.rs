@@ -49,6 +49,7 @@ impl Pipeline {
             metrics: Vec::new(),
             alerts: Vec::new(),
             health: Default::default(),
+            next_action: None,
         };
         let signals = self.signals();
         crate::failures::log_changes(&self.deriver.derive(&mut snapshot, &signals));
@@ -115,6 +116,13 @@ impl Pipeline {
             projected_usd: self.cost.as_ref().map_or(0.0, |c| c.projected_on_aws_usd),
             budget_usd: self.config.cost.budget_usd_month,
             saving_usd: self.cost.as_ref().map_or(0.0, |c| c.saving.usd_month),
+            biggest_cost: self.cost.as_ref().and_then(|c| {
+                c.lines
+                    .iter()
+                    .max_by(|a, b| a.projected_usd.total_cmp(&b.projected_usd))
+                    .filter(|l| l.projected_usd > 0.0)
+                    .map(|l| (format!("{} {}", l.service, l.item), l.projected_usd))
+            }),
         }
     }
 }

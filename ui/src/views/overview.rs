@@ -161,7 +161,13 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, snap: &Snapshot, theme: &T
         Health::Degraded => theme.warn(),
         Health::NeedsAttention => theme.bad(),
     };
-    let mut lines = vec![Line::styled(label, style), Line::raw("")];
+    let mut lines = vec![Line::styled(label, style)];
+    // The one thing to do first (ranked by the core), before the table of states.
+    match &snap.next_action {
+        Some(next) => lines.push(Line::styled(format!("NEXT: {next}"), theme.bad())),
+        None => lines.push(Line::styled("nothing to do", theme.dim())),
+    }
+    lines.push(Line::raw(""));
     for f in &snap.failures {
         let st = theme.failure(f.state);
         lines.push(Line::from(vec![
