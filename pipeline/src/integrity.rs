@@ -15,6 +15,10 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::store::{ObjectStat, ObjectStore};
 
+/// Older objects sampled per scan at most, whatever their bytes: each costs a HEAD and a GET,
+/// and small objects would otherwise fit the byte budget by the hundred thousand.
+pub const MAX_SAMPLE_OBJECTS: usize = 1_000;
+
 /// Where the last scan left off.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScanPlan {
@@ -53,7 +57,8 @@ impl ScanPlan {
 
     /// The objects to check now, and the plan after them: every object modified at or after
     /// `checked_until_ms` (or with no time), then older ones after the cursor, in key order and
-    /// wrapping around, while `budget_bytes` lasts (at least one).
+    /// wrapping around, while `budget_bytes` lasts (at least one) and at most
+    /// `MAX_SAMPLE_OBJECTS` of them.
     pub fn select(&self, objects: &[ObjectStat], budget_bytes: u64) -> (Vec<String>, ScanPlan) {
         let mut sorted: Vec<&ObjectStat> = objects.iter().collect();
         sorted.sort_by(|a, b| a.key.cmp(&b.key));
@@ -74,7 +79,12 @@ impl ScanPlan {
             .map_or(0, |c| old.partition_point(|o| o.key.as_str() <= c.as_str()));
         let mut spent = 0u64;
         let mut cursor = self.cursor.clone();
-        for o in old.iter().cycle().skip(start).take(old.len()) {
+        for o in old
+            .iter()
+            .cycle()
+            .skip(start)
+            .take(old.len().min(MAX_SAMPLE_OBJECTS))
+        {
             if spent > 0 && spent + o.size > budget_bytes {
                 break;
             }
@@ -184,6 +194,24 @@ mod plan_tests {
             size,
             last_modified: Utc.timestamp_millis_opt(ms).single(),
         }
+    }
+
+    /// Tiny objects fit any byte budget by the thousand: the sample is also capped in objects
+    /// (each is a HEAD and a GET).
+    #[test]
+    fn the_sample_is_capped_in_objects_too() {
+        let objects: Vec<ObjectStat> = (0..5_000)
+            .map(|i| obj(&format!("k{i:05}"), 1, 1))
+            .chain([obj("z", 1, 9)])
+            .collect();
+        let (all, plan) = ScanPlan::default().select(&objects, 64 << 20);
+        assert_eq!(all.len(), 5_001, "the first scan reads everything");
+        let (picked, _) = plan.select(&objects, 64 << 20);
+        assert_eq!(
+            picked.len(),
+            1 + MAX_SAMPLE_OBJECTS,
+            "z, then the capped sample"
+        );
     }
 
     #[test]
