@@ -162,13 +162,25 @@ fn status_line<'a>(app: &'a App, disabled: bool, theme: &Theme) -> Line<'a> {
     if !app.filter.is_empty() {
         spans.push(Span::styled(format!("[/{}] ", app.filter), theme.key()));
     }
-    spans.push(Span::styled(
-        if disabled {
-            "? help  q quit  1-8 views  / filter  (read-only: no actions)"
-        } else {
-            "? help  q quit  1-8 views  / filter  b backfill  p replay  R retry"
-        },
-        theme.dim(),
-    ));
+    // The keys of this view first, then the ones every view has.
+    let (view, actions) = match app.tab {
+        Tab::Overview => ("Enter quarantine", "b backfill  c cycle"),
+        Tab::Stream => ("Enter shard", "p replay"),
+        Tab::Watermarks => ("Enter shard", "b backfill"),
+        Tab::Failures => ("Enter history", "b backfill  R retry"),
+        Tab::Costs => ("", "c cycle"),
+        Tab::Runs => ("Enter run  l its logs", "R retry"),
+        Tab::Logs => ("Enter line", ""),
+        Tab::Trends => ("r refresh", ""),
+    };
+    let mut keys = vec![view];
+    if disabled {
+        keys.push("(read-only: no actions)");
+    } else {
+        keys.push(actions);
+    }
+    keys.push("? help  q quit  1-8 views  / filter");
+    let keys: Vec<&str> = keys.into_iter().filter(|k| !k.is_empty()).collect();
+    spans.push(Span::styled(keys.join("  "), theme.dim()));
     Line::from(spans)
 }

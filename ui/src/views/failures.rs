@@ -28,44 +28,82 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, snap: &Snapshot, theme: &T
         .iter()
         .filter(|f| app.matches(f.scenario.label()))
         .collect();
+    // Narrow: the state's detail and command take the width; detection, mitigation and
+    // recovery (the same for every episode) are in the wide layout and behind Enter.
+    let wide = area.width >= 120;
     let rows: Vec<Row> = rows_data
         .iter()
         .map(|f| {
             let st = theme.failure(f.state);
-            Row::new(vec![
+            let mut cells = vec![
                 Cell::from(f.scenario.label()),
                 Cell::from(f.state.label()).style(st),
                 Cell::from(fmt::count(f.count)),
                 Cell::from(fmt::age(f.last_seen, app.now(snap))),
-                Cell::from(f.detection.clone()),
-                Cell::from(f.mitigation.clone()),
-                Cell::from(f.recovery.clone()),
-            ])
+            ];
+            if wide {
+                cells.extend([
+                    Cell::from(f.detection.clone()),
+                    Cell::from(f.mitigation.clone()),
+                    Cell::from(f.recovery.clone()),
+                ]);
+            } else {
+                cells.push(Cell::from(
+                    f.operator
+                        .clone()
+                        .or_else(|| f.detail.clone())
+                        .unwrap_or_default(),
+                ));
+            }
+            Row::new(cells)
         })
         .collect();
+    let (header, widths): (Vec<&str>, Vec<Constraint>) = if wide {
+        (
+            vec![
+                "scenario",
+                "state",
+                "episodes",
+                "last seen",
+                "detection",
+                "mitigation",
+                "recovery",
+            ],
+            vec![
+                Constraint::Length(15),
+                Constraint::Length(14),
+                Constraint::Length(8),
+                Constraint::Length(9),
+                Constraint::Fill(3),
+                Constraint::Fill(2),
+                Constraint::Fill(3),
+            ],
+        )
+    } else {
+        (
+            vec![
+                "scenario",
+                "state",
+                "episodes",
+                "last seen",
+                "what to do / seen",
+            ],
+            vec![
+                Constraint::Length(15),
+                Constraint::Length(14),
+                Constraint::Length(8),
+                Constraint::Length(9),
+                Constraint::Fill(1),
+            ],
+        )
+    };
     super::table(
         frame,
         table,
-        " Failure table ".into(),
-        &[
-            "scenario",
-            "state",
-            "count",
-            "last seen",
-            "detection",
-            "mitigation",
-            "recovery",
-        ],
+        " Failure table (Enter: history and what each state means) ".into(),
+        &header,
         rows,
-        &[
-            Constraint::Length(15),
-            Constraint::Length(14),
-            Constraint::Length(6),
-            Constraint::Length(9),
-            Constraint::Fill(3),
-            Constraint::Fill(2),
-            Constraint::Fill(3),
-        ],
+        &widths,
         Some(app.selected()),
         theme,
     );

@@ -57,6 +57,9 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, snap: &Snapshot, theme: &T
         RunStatus::Failed => theme.bad(),
         _ => theme.warn(),
     };
+    // Narrow: the error gets the width; starts, start time and duplicates are in the wide
+    // layout and behind Enter.
+    let wide = area.width >= 120;
     // Only the rows that can show are built: a thousand runs cost nothing per frame.
     let visible = runs_area.height.saturating_sub(3) as usize;
     let sel = app.selected().min(runs.len().saturating_sub(1));
@@ -77,16 +80,23 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, snap: &Snapshot, theme: &T
                 .iter()
                 .find_map(|t| t.error.clone())
                 .unwrap_or_default();
-            Row::new(vec![
+            let mut cells = vec![
                 Cell::from(r.run_id.clone()),
                 Cell::from(run_status(r.status)).style(style(r.status)),
                 Cell::from(format!("{ok}/{}", r.tasks.len())),
-                Cell::from(attempts.to_string()),
-                Cell::from(fmt::time(r.started_at)),
-                Cell::from(duration(r.started_at, r.ended_at)),
-                Cell::from(r.report.duplicates().to_string()),
-                Cell::from(error),
-            ])
+            ];
+            if wide {
+                cells.extend([
+                    Cell::from(attempts.to_string()),
+                    Cell::from(fmt::time(r.started_at)),
+                ]);
+            }
+            cells.push(Cell::from(duration(r.started_at, r.ended_at)));
+            if wide {
+                cells.push(Cell::from(r.report.duplicates().to_string()));
+            }
+            cells.push(Cell::from(error));
+            Row::new(cells)
         })
         .collect();
     // The batch's own schedule (hourly by default), not the cycle's countdown.
@@ -104,20 +114,34 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, snap: &Snapshot, theme: &T
             " Batch runs ({}; {next}; R retries the selected) ",
             runs.len()
         ),
-        &[
-            "run", "state", "tasks", "tries", "started", "took", "dups", "error",
-        ],
+        &if wide {
+            vec![
+                "run", "state", "tasks", "starts", "started", "took", "dups", "error",
+            ]
+        } else {
+            vec!["run", "state", "tasks", "took", "error (Enter: whole)"]
+        },
         rows,
-        &[
-            Constraint::Length(22),
-            Constraint::Length(10),
-            Constraint::Length(5),
-            Constraint::Length(5),
-            Constraint::Length(8),
-            Constraint::Length(6),
-            Constraint::Length(4),
-            Constraint::Min(0),
-        ],
+        &if wide {
+            vec![
+                Constraint::Length(22),
+                Constraint::Length(10),
+                Constraint::Length(5),
+                Constraint::Length(6),
+                Constraint::Length(8),
+                Constraint::Length(6),
+                Constraint::Length(4),
+                Constraint::Min(0),
+            ]
+        } else {
+            vec![
+                Constraint::Length(21),
+                Constraint::Length(10),
+                Constraint::Length(5),
+                Constraint::Length(6),
+                Constraint::Min(0),
+            ]
+        },
         Some(sel - first),
         theme,
     );
@@ -155,12 +179,13 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, snap: &Snapshot, theme: &T
             " Tasks of {} ",
             runs.get(sel).map_or("-", |r| r.run_id.as_str())
         ),
-        &["task", "state", "tries", "took", "detail / error"],
+        // Times the task was started; the HTTP attempts of an extract are in its detail.
+        &["task", "state", "starts", "took", "detail / error"],
         task_rows,
         &[
             Constraint::Length(17),
             Constraint::Length(16),
-            Constraint::Length(5),
+            Constraint::Length(6),
             Constraint::Length(6),
             Constraint::Min(0),
         ],
