@@ -91,6 +91,10 @@ pub struct App {
     pub pending: Option<String>,
     /// Attached, and the instance went away at this time (reconnection is being tried).
     pub disconnected_since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Sort order per view (an index into the view's orders; `s` cycles).
+    pub sort: [usize; 8],
+    /// The log view is paused at this time (`f`): new lines wait until it follows again.
+    pub log_paused_at: Option<chrono::DateTime<chrono::Utc>>,
     /// The wall clock for ages and countdowns, advanced by the caller's redraw tick; `None`
     /// uses the snapshot's own time (tests, `status`).
     pub clock: Option<chrono::DateTime<chrono::Utc>>,
@@ -111,6 +115,8 @@ impl App {
             message: None,
             pending: None,
             disconnected_since: None,
+            sort: [0; 8],
+            log_paused_at: None,
             clock: None,
         }
     }
@@ -226,6 +232,19 @@ impl App {
                 None => return Effect::None,
             },
             KeyCode::Char('Q') => return quarantine(),
+            KeyCode::Char('s') if !sort_orders(self.tab).is_empty() => {
+                self.sort[sort_slot(self.tab)] += 1;
+                self.message = Some((
+                    true,
+                    format!("sorted by {}", self.sort_name().unwrap_or("-")),
+                ));
+            }
+            KeyCode::Char('f') if self.tab == Tab::Logs => {
+                self.log_paused_at = match self.log_paused_at {
+                    Some(_) => None,
+                    None => Some(snap.recent_log.last().map_or(self.now(snap), |l| l.time)),
+                };
+            }
             KeyCode::Char('l') if self.tab == Tab::Runs => {
                 // A run's log lines name its id: Logs, filtered by it.
                 let Some(run) = self
@@ -292,29 +311,58 @@ impl App {
                 .filter(|f| self.matches(f.scenario.label()))
                 .count(),
             Tab::Runs => self.runs(snap).len(),
-            Tab::Logs => snap
-                .recent_log
-                .iter()
-                .filter(|l| self.matches(&crate::views::logs::line_text(l)))
-                .count(),
+            Tab::Logs => self.log_lines(snap).len(),
         }
     }
 
-    /// Shard names passing the filter.
+    /// The current view's sort order, as its title says it (`s` cycles).
+    pub fn sort_name(&self) -> Option<&'static str> {
+        let orders = sort_orders(self.tab);
+        orders
+            .get(self.sort[sort_slot(self.tab)] % orders.len().max(1))
+            .copied()
+    }
+
+    /// Shards passing the filter, in the view's order (`s`: name, lag, throttles).
     pub fn shards<'a>(&self, snap: &'a Snapshot) -> Vec<&'a ecom_model::stream::ShardStatus> {
-        snap.stream
+        let mut v: Vec<_> = snap
+            .stream
             .iter()
             .flat_map(|s| s.shards.iter())
             .filter(|s| self.matches(&s.shard))
-            .collect()
+            .collect();
+        let by = self.sort[Tab::Stream.index()] % SHARD_ORDERS.len();
+        match SHARD_ORDERS[by] {
+            "lag ms" => v.sort_by_key(|s| std::cmp::Reverse(s.lag_ms)),
+            "lag records" => v.sort_by_key(|s| std::cmp::Reverse(s.lag_records)),
+            "throttles" => v.sort_by_key(|s| std::cmp::Reverse(s.read_throttles)),
+            _ => {}
+        }
+        v
     }
 
-    /// Batch runs passing the filter (newest first).
+    /// Batch runs passing the filter: newest first, or failed first (`s`).
     pub fn runs<'a>(&self, snap: &'a Snapshot) -> Vec<&'a ecom_model::batch::BatchRun> {
-        snap.batch
+        let mut v: Vec<_> = snap
+            .batch
             .runs
             .iter()
             .filter(|r| self.matches(&format!("{} {:?}", r.run_id, r.status)))
+            .collect();
+        if RUN_ORDERS[self.sort[Tab::Runs.index()] % RUN_ORDERS.len()] == "failed first" {
+            // Stable: newest first within each group.
+            v.sort_by_key(|r| r.status != RunStatus::Failed);
+        }
+        v
+    }
+
+    /// Log lines passing the filter, newest first; while paused (`f`), none after the pause.
+    pub fn log_lines<'a>(&self, snap: &'a Snapshot) -> Vec<&'a ecom_model::snapshot::LogLine> {
+        snap.recent_log
+            .iter()
+            .rev()
+            .filter(|l| self.log_paused_at.is_none_or(|t| l.time <= t))
+            .filter(|l| self.matches(&crate::views::logs::line_text(l)))
             .collect()
     }
 
@@ -523,6 +571,26 @@ impl App {
                 }
             },
         }
+    }
+}
+
+const SHARD_ORDERS: [&str; 4] = ["shard", "lag ms", "lag records", "throttles"];
+const RUN_ORDERS: [&str; 2] = ["newest first", "failed first"];
+
+/// Where a view's order is kept: Stream and Watermarks list the same shards, in one order.
+fn sort_slot(tab: Tab) -> usize {
+    match tab {
+        Tab::Watermarks => Tab::Stream.index(),
+        t => t.index(),
+    }
+}
+
+/// The orders a view's table can be sorted in (`s`); empty: not sortable.
+fn sort_orders(tab: Tab) -> &'static [&'static str] {
+    match tab {
+        Tab::Stream | Tab::Watermarks => &SHARD_ORDERS,
+        Tab::Runs => &RUN_ORDERS,
+        _ => &[],
     }
 }
 

@@ -185,12 +185,7 @@ pub fn of_selection(app: &App, snap: &Snapshot) -> Option<Detail> {
             Some(Detail::new(&format!("Run {}", run.run_id), lines))
         }
         Tab::Logs => {
-            let l = snap
-                .recent_log
-                .iter()
-                .rev()
-                .filter(|l| app.matches(&crate::views::logs::line_text(l)))
-                .nth(i)?;
+            let l = *app.log_lines(snap).get(i)?;
             Some(Detail::new(
                 "Log line",
                 vec![

@@ -136,6 +136,8 @@ pub const KEYS: &[(&str, &str)] = &[
     ("Enter", "open the row whole (Overview: the quarantine)"),
     ("Q", "the quarantine: refused records, by reason"),
     ("l", "Runs: the selected run's log lines"),
+    ("s", "sort: shards by lag/throttles, runs failed first"),
+    ("f", "Logs: pause / follow"),
     ("r", "refresh the pipeline's statistics now"),
     ("+ / -", "redraw faster / slower"),
     ("b", "backfill a date range"),

@@ -339,3 +339,50 @@ fn a_disconnected_dashboard_says_so_first() {
         .unwrap()
         .contains("DISCONNECTED since 12:00:00"));
 }
+
+/// `s` sorts the shard and run tables (the selection and Enter follow the order shown); `f`
+/// pauses the log so new lines do not move it, and follows again.
+#[test]
+fn tables_sort_and_the_log_pauses() {
+    let mut snap = fixture::snapshot(6, 8);
+    let mut app = App::new(false, true, false);
+    app.on_key(key('2'), &snap);
+    let names = |app: &App, snap: &ecom_model::snapshot::Snapshot| -> Vec<String> {
+        app.shards(snap).iter().map(|s| s.shard.clone()).collect()
+    };
+    let by_name = names(&app, &snap);
+    app.on_key(key('s'), &snap);
+    assert_eq!(app.sort_name(), Some("lag ms"));
+    let lags: Vec<u64> = app.shards(&snap).iter().map(|s| s.lag_ms).collect();
+    assert!(lags.windows(2).all(|w| w[0] >= w[1]), "{lags:?}");
+    assert_ne!(names(&app, &snap), by_name);
+    assert!(render(&app, &snap, 80, 24).contains("by lag ms, s sorts"));
+    // The Watermarks view lists the shards in the same order.
+    app.on_key(key('3'), &snap);
+    assert_eq!(app.sort_name(), Some("lag ms"));
+
+    app.on_key(key('6'), &snap);
+    app.on_key(key('s'), &snap);
+    assert_eq!(app.sort_name(), Some("failed first"));
+    assert_eq!(
+        app.runs(&snap)[0].status,
+        ecom_model::batch::RunStatus::Failed
+    );
+
+    app.on_key(key('7'), &snap);
+    let before = app.log_lines(&snap).len();
+    app.on_key(key('f'), &snap);
+    assert!(render(&app, &snap, 80, 24).contains("Log PAUSED at"));
+    let mut late = snap.recent_log.last().unwrap().clone();
+    late.time += chrono::Duration::seconds(5);
+    late.message = "arrived after the pause".into();
+    snap.recent_log.push(late);
+    assert_eq!(
+        app.log_lines(&snap).len(),
+        before,
+        "paused: the new line waits"
+    );
+    app.on_key(key('f'), &snap);
+    assert_eq!(app.log_lines(&snap).len(), before + 1);
+    assert!(render(&app, &snap, 160, 48).contains("arrived after the pause"));
+}

@@ -20,12 +20,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, snap: &Snapshot, theme: &T
     let [logs, audit] =
         Layout::vertical([Constraint::Min(3), Constraint::Length(audit_h)]).areas(area);
     // Newest first: what just happened is what on-call looks for.
-    let lines: Vec<&LogLine> = snap
-        .recent_log
-        .iter()
-        .rev()
-        .filter(|l| app.matches(&line_text(l)))
-        .collect();
+    let lines: Vec<&LogLine> = app.log_lines(snap);
     let visible = logs.height.saturating_sub(3) as usize;
     let sel = app.selected().min(lines.len().saturating_sub(1));
     let first = sel.saturating_sub(visible.saturating_sub(1));
@@ -51,11 +46,19 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, snap: &Snapshot, theme: &T
     super::table(
         frame,
         logs,
-        format!(
-            " Log, newest first ({} of {} lines; / filters) ",
-            lines.len(),
-            snap.recent_log.len()
-        ),
+        match app.log_paused_at {
+            Some(t) => format!(
+                " Log PAUSED at {} ({} of {} lines; f follows again) ",
+                t.format("%H:%M:%S"),
+                lines.len(),
+                snap.recent_log.len()
+            ),
+            None => format!(
+                " Log, newest first, following ({} of {} lines; / filters, f pauses) ",
+                lines.len(),
+                snap.recent_log.len()
+            ),
+        },
         &["time", "level", "target", "message"],
         rows,
         &[

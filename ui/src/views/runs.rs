@@ -111,8 +111,9 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, snap: &Snapshot, theme: &T
         frame,
         runs_area,
         format!(
-            " Batch runs ({}; {next}; R retries the selected) ",
-            runs.len()
+            " Batch runs ({}, {}; {next}; R retries the selected, s sorts) ",
+            runs.len(),
+            app.sort_name().unwrap_or("newest first")
         ),
         &if wide {
             vec![

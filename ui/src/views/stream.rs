@@ -83,7 +83,12 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, snap: &Snapshot, theme: &T
     super::table(
         frame,
         table,
-        format!(" Shards ({}, backend {}) ", shards.len(), st.backend),
+        format!(
+            " Shards ({}, backend {}; by {}, s sorts) ",
+            shards.len(),
+            st.backend,
+            app.sort_name().unwrap_or("shard")
+        ),
         &[
             "shard",
             "latest",

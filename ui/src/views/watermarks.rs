@@ -98,7 +98,10 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, snap: &Snapshot, theme: &T
     super::table(
         frame,
         table,
-        " Per shard ".into(),
+        format!(
+            " Per shard (by {}, s sorts) ",
+            app.sort_name().unwrap_or("shard")
+        ),
         &["shard", "watermark", "ahead of global", "state"],
         rows,
         &[
