@@ -88,6 +88,9 @@ pub struct AlertState {
     pub severity: Severity,
     pub condition: String,
     pub value: Option<f64>,
+    /// The metric's unit (a CloudWatch unit name), for showing the value.
+    #[serde(default)]
+    pub unit: String,
     /// The condition holds now, since this time.
     pub pending_since: Option<DateTime<Utc>>,
     pub firing: bool,

@@ -125,7 +125,9 @@ pub fn next_action(snap: &Snapshot) -> Option<String> {
             "alert {} fires: {} (now {})",
             a.name,
             a.condition,
-            a.value.map_or("-".into(), |v| format!("{v}"))
+            a.value.map_or("-".into(), |v| crate::metrics::display(
+                &a.metric, v, &a.unit
+            ))
         )
     })
 }
@@ -464,6 +466,7 @@ impl Alerts {
                     r.for_secs
                 ),
                 value: None,
+                unit: String::new(),
                 pending_since: None,
                 firing: false,
                 firing_since: None,
@@ -480,6 +483,9 @@ impl Alerts {
     ) {
         for (rule, st) in self.rules.iter().zip(self.states.iter_mut()) {
             st.value = value(points, &rule.metric);
+            if let Some(p) = points.iter().find(|p| p.name == rule.metric) {
+                st.unit = p.unit.clone();
+            }
             let holds = st.value.is_some_and(|v| match rule.op {
                 AlertOp::Above => v > rule.threshold,
                 AlertOp::Below => v < rule.threshold,

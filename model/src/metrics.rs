@@ -14,6 +14,64 @@ pub struct MetricPoint {
     pub dims: Vec<(String, String)>,
 }
 
+/// A metric's value as a person reads it, in its unit: durations as 850 ms / 12.3 s / 4m 05s,
+/// bytes in KiB/MiB/GiB, counts with thousands separators, `*_usd` metrics in dollars.
+pub fn display(name: &str, value: f64, unit: &str) -> String {
+    if !value.is_finite() {
+        return value.to_string();
+    }
+    let secs = |s: f64| {
+        if s < 1.0 {
+            format!("{:.0} ms", s * 1000.0)
+        } else if s < 60.0 {
+            format!("{s:.1} s")
+        } else if s < 3600.0 {
+            format!("{}m {:02}s", (s / 60.0) as u64, (s % 60.0) as u64)
+        } else {
+            format!(
+                "{}h {:02}m",
+                (s / 3600.0) as u64,
+                ((s % 3600.0) / 60.0) as u64
+            )
+        }
+    };
+    match unit {
+        "Milliseconds" => secs(value / 1000.0),
+        "Seconds" => secs(value),
+        "Bytes" => {
+            let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+            let mut v = value;
+            let mut i = 0;
+            while v.abs() >= 1024.0 && i + 1 < units.len() {
+                v /= 1024.0;
+                i += 1;
+            }
+            if i == 0 {
+                format!("{v:.0} B")
+            } else {
+                format!("{v:.1} {}", units[i])
+            }
+        }
+        _ if name.ends_with("_usd") => format!("${value:.2}"),
+        "Count" if value.fract() == 0.0 && value.abs() < 1e15 => {
+            let digits = (value.abs() as u64).to_string();
+            let mut out = String::new();
+            for (i, ch) in digits.chars().enumerate() {
+                if i > 0 && (digits.len() - i).is_multiple_of(3) {
+                    out.push(',');
+                }
+                out.push(ch);
+            }
+            if value < 0.0 {
+                format!("-{out}")
+            } else {
+                out
+            }
+        }
+        _ => format!("{}", (value * 1000.0).round() / 1000.0),
+    }
+}
+
 /// Every metric name the registry produces (alert rules are checked against it).
 pub const NAMES: &[&str] = &[
     "stream_records_in",
@@ -57,4 +115,23 @@ pub fn value(points: &[MetricPoint], name: &str) -> Option<f64> {
         .filter(|p| p.name == name)
         .map(|p| p.value)
         .reduce(f64::max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::display;
+
+    #[test]
+    fn values_read_in_their_unit() {
+        assert_eq!(display("shard_lag_ms", 850.0, "Milliseconds"), "850 ms");
+        assert_eq!(display("shard_lag_ms", 12_300.0, "Milliseconds"), "12.3 s");
+        assert_eq!(display("x", 245.0, "Seconds"), "4m 05s");
+        assert_eq!(
+            display("zone_bytes", 3.5 * 1024.0 * 1024.0, "Bytes"),
+            "3.5 MiB"
+        );
+        assert_eq!(display("stream_staged", 1_234_567.0, "Count"), "1,234,567");
+        assert_eq!(display("cost_projected_usd", 12.345, "None"), "$12.35");
+        assert_eq!(display("events_volume_drop", 0.25, "None"), "0.25");
+    }
 }

@@ -113,7 +113,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, snap: &Snapshot, theme: &T
             Row::new(vec![
                 Cell::from(p.name.clone()),
                 Cell::from(dims.join(",")),
-                Cell::from(format!("{}", (p.value * 1000.0).round() / 1000.0)),
+                Cell::from(ecom_model::metrics::display(&p.name, p.value, &p.unit)),
                 Cell::from(p.unit.clone()),
             ])
         })

@@ -152,7 +152,9 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, snap: &Snapshot, theme: &T
                 Cell::from(a.name.clone()),
                 Cell::from(format!("{:?}", a.severity).to_lowercase()),
                 Cell::from(text).style(st),
-                Cell::from(a.value.map_or("-".into(), |v| format!("{v}"))),
+                Cell::from(a.value.map_or("-".into(), |v| {
+                    ecom_model::metrics::display(&a.metric, v, &a.unit)
+                })),
                 Cell::from(a.condition.clone()),
             ])
         })

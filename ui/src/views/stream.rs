@@ -57,7 +57,12 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, snap: &Snapshot, theme: &T
                     fmt::count(s.lag_records)
                 })
                 .style(lag_style),
-                Cell::from(fmt::count(s.lag_ms)).style(lag_style),
+                Cell::from(ecom_model::metrics::display(
+                    "shard_lag_ms",
+                    s.lag_ms as f64,
+                    "Milliseconds",
+                ))
+                .style(lag_style),
                 Cell::from(fmt::count(last)),
                 Cell::from(fmt::sparkline(
                     &rates.map_or(Vec::new(), |r| {
@@ -94,7 +99,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, snap: &Snapshot, theme: &T
             "latest",
             "committed",
             "lag rec",
-            "lag ms",
+            "lag time",
             "rec/s",
             "rate",
             "thr",
