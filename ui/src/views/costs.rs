@@ -20,7 +20,17 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, snap: &Snapshot, theme: &T
         );
         return;
     };
-    let lines_h = c.lines.len() as u16 + 3;
+    // The cost lines take what the budget pane and a few registry rows leave; when they do
+    // not all fit, the most expensive are shown (the title says how many are left out).
+    let room = area.height.saturating_sub(5 + 6).max(4);
+    let lines_h = (c.lines.len() as u16 + 3).min(room);
+    let shown = lines_h.saturating_sub(3) as usize;
+    let mut priced: Vec<&ecom_model::cost::CostLine> = c.lines.iter().collect();
+    if shown < priced.len() {
+        priced.sort_by(|a, b| b.projected_usd.total_cmp(&a.projected_usd));
+        priced.truncate(shown);
+    }
+    let hidden = c.lines.len() - priced.len();
     let [table, summary, registry] = Layout::vertical([
         Constraint::Length(lines_h),
         Constraint::Length(5),
@@ -34,8 +44,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, snap: &Snapshot, theme: &T
             format!("${v:.2}")
         }
     };
-    let rows: Vec<Row> = c
-        .lines
+    let rows: Vec<Row> = priced
         .iter()
         .map(|l| {
             let on = c.on_aws.get(&l.service).copied().unwrap_or(false);
@@ -51,7 +60,17 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, snap: &Snapshot, theme: &T
     super::table(
         frame,
         table,
-        format!(" Costs {} (prices {}) ", c.month, c.prices_as_of),
+        if hidden == 0 {
+            format!(" Costs {} (prices {}) ", c.month, c.prices_as_of)
+        } else {
+            format!(
+                " Costs {} (prices {}; {} largest of {}) ",
+                c.month,
+                c.prices_as_of,
+                priced.len(),
+                c.lines.len()
+            )
+        },
         &["service", "item", "quantity", "to date", "projected"],
         rows,
         &[

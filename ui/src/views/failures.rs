@@ -11,16 +11,13 @@ use crate::fmt;
 use crate::theme::Theme;
 
 pub fn draw(frame: &mut Frame, area: Rect, app: &App, snap: &Snapshot, theme: &Theme) {
-    // Below 28 rows the five scenarios come first; firing alerts stay in the header line.
-    let alerts_h = if area.height >= 28 {
-        (snap.alerts.len() as u16 + 3).min(area.height / 3)
-    } else {
-        0
-    };
+    // The five scenarios and the selected one first; the alerts take what is left (at 80x24
+    // the first few, firing ones first in the header line too).
+    let table_h = (snap.failures.len() as u16 + 3).max(4);
     let [table, detail, alerts] = Layout::vertical([
-        Constraint::Min(4),
+        Constraint::Length(table_h),
         Constraint::Length(6),
-        Constraint::Length(alerts_h),
+        Constraint::Min(0),
     ])
     .areas(area);
     let rows_data: Vec<_> = snap
@@ -137,8 +134,10 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, snap: &Snapshot, theme: &T
             .block(Block::bordered().title(" Selected ")),
         detail,
     );
-    let rows: Vec<Row> = snap
-        .alerts
+    // Firing first, then pending: what is cut at a small height is what is quiet.
+    let mut ordered: Vec<&ecom_model::alerts::AlertState> = snap.alerts.iter().collect();
+    ordered.sort_by_key(|a| (!a.firing, a.pending_since.is_none()));
+    let rows: Vec<Row> = ordered
         .iter()
         .map(|a| {
             let (text, st) = if a.firing {
@@ -162,7 +161,11 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, snap: &Snapshot, theme: &T
     super::table(
         frame,
         alerts,
-        " Alerts ".into(),
+        format!(
+            " Alerts ({}, {} firing) ",
+            snap.alerts.len(),
+            snap.alerts.iter().filter(|a| a.firing).count()
+        ),
         &["alert", "severity", "state", "value", "condition"],
         rows,
         &[
