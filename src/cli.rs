@@ -194,6 +194,18 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Acknowledge a failure scenario on the running instance: shown, marked snoozed, but not
+    /// counted in health or the next action for --minutes (0 lifts it). Audited.
+    #[command(
+        after_help = "Examples:\n  ecomops snooze \"late events\" --minutes 120\n  ecomops snooze \"late events\" --minutes 0"
+    )]
+    Snooze {
+        /// The scenario as the failure table names it: "API down", "duplicate file",
+        /// "late events", "partial write", "cost growth".
+        scenario: ecom_model::failures::Scenario,
+        #[arg(long, default_value_t = 60)]
+        minutes: u32,
+    },
     /// Judge the quarantined events again by the current rules (after a fix or a config
     /// change): those that pass are staged and loaded; a second run loads nothing new.
     #[command(after_help = "Example:\n  ecomops reprocess")]

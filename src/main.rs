@@ -259,6 +259,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let c = Command::Quarantine { reason, limit };
             headless::command(config, c, output, read_only, logs).await
         }
+        Some(Cmd::Snooze { scenario, minutes }) => {
+            // A snooze is a state of the running process, like pause.
+            if ecom_pipeline::instance::holder(&config.data_dir).is_none() {
+                return Err(Usage(format!(
+                    "no ecomops runs on {}: a snooze applies to a running dashboard or --no-ui",
+                    config.data_dir.display()
+                ))
+                .into());
+            }
+            let c = Command::Snooze { scenario, minutes };
+            headless::command(config, c, cli.output, read_only, logs).await
+        }
         Some(Cmd::Reprocess) => {
             headless::command(config, Command::Reprocess, cli.output, read_only, logs).await
         }

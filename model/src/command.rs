@@ -76,6 +76,12 @@ pub enum Command {
     /// Judge the quarantined events again by the current rules (after a fix): those now valid
     /// are staged and loaded (idempotent: a second run loads nothing new).
     Reprocess,
+    /// Acknowledge a failure scenario for `minutes` (0 lifts it): shown, marked, but not
+    /// counted in health or the next action meanwhile. Held by the running instance.
+    Snooze {
+        scenario: crate::failures::Scenario,
+        minutes: u32,
+    },
     /// Rerun the tasks of a batch run that have not succeeded.
     Retry {
         run_id: String,
@@ -121,6 +127,7 @@ impl Command {
             Command::Lifecycle { .. } => "lifecycle",
             Command::Quarantine { .. } => "quarantine",
             Command::Reprocess => "reprocess",
+            Command::Snooze { .. } => "snooze",
         }
     }
 }

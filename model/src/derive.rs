@@ -43,6 +43,11 @@ pub struct Deriver {
 }
 
 impl Deriver {
+    /// Acknowledge a scenario for a while (`Command::Snooze`).
+    pub fn snooze(&mut self, scenario: Scenario, until: Option<DateTime<Utc>>) {
+        self.tracker.snooze(scenario, until);
+    }
+
     pub fn new(rules: Vec<AlertRule>) -> Deriver {
         Deriver {
             tracker: Tracker::new(),
@@ -66,6 +71,10 @@ impl Deriver {
         snapshot.metrics = metrics;
         snapshot.health = health(snapshot);
         snapshot.next_action = next_action(snapshot);
+        // A lapsed snooze is not shown.
+        for f in &mut snapshot.failures {
+            f.snoozed_until = f.snoozed_until.filter(|t| *t > now);
+        }
         changes
     }
 }
@@ -108,7 +117,9 @@ pub fn next_action(snap: &Snapshot) -> Option<String> {
     ];
     for scenario in RANK {
         if let Some(f) = snap.failures.iter().find(|f| {
-            f.scenario == scenario && !f.expected && f.state == FailureState::NeedsOperator
+            f.scenario == scenario
+                && !f.discounted(snap.generated_at)
+                && f.state == FailureState::NeedsOperator
         }) {
             return Some(format!(
                 "{}: {}",
@@ -135,7 +146,8 @@ pub fn next_action(snap: &Snapshot) -> Option<String> {
 /// Overall health: the worst of the last cycle and the failure table, leaving out what the
 /// configuration makes normal.
 pub fn health(snap: &Snapshot) -> Health {
-    let counted = || snap.failures.iter().filter(|f| !f.expected);
+    let now = snap.generated_at;
+    let counted = || snap.failures.iter().filter(|f| !f.discounted(now));
     // A failed batch run stays the operator's until it is retried (batch runs are hourly: the
     // stream cycles in between succeed).
     let failed_run = snap
@@ -232,6 +244,7 @@ impl Tracker {
                     operator: None,
                     transitions: Vec::new(),
                     expected: false,
+                    snoozed_until: None,
                 })
                 .collect(),
             duplicates_seen: 0,
@@ -243,6 +256,11 @@ impl Tracker {
 
     pub fn rows(&self) -> Vec<FailureRow> {
         self.rows.clone()
+    }
+
+    /// Acknowledge a scenario until `until` (None: lift it). Shown, marked, not counted.
+    pub fn snooze(&mut self, scenario: Scenario, until: Option<DateTime<Utc>>) {
+        self.rows[scenario as usize].snoozed_until = until;
     }
 
     /// The state changes since the last call, oldest first.
@@ -949,6 +967,49 @@ mod tests {
             .next_action
             .unwrap()
             .starts_with("cycle 9 failed: stream: disk full"));
+    }
+
+    /// A snoozed scenario is shown, marked, but neither turns health red nor ranks as the
+    /// next action until the snooze lapses.
+    #[test]
+    fn a_snoozed_scenario_does_not_count_until_it_lapses() {
+        let mut d = Deriver::new(Vec::new());
+        let t0 = Utc::now();
+        let mut s = snapshot(t0);
+        let late = Signals {
+            late_events: 3,
+            late_pending_days: vec![NaiveDate::from_ymd_opt(2026, 11, 20).unwrap()],
+            ..Default::default()
+        };
+        d.derive(&mut s, &late);
+        assert_eq!(s.health, Health::NeedsAttention);
+        assert!(s.next_action.is_some());
+        d.snooze(
+            Scenario::LateEvents,
+            Some(t0 + chrono::Duration::minutes(60)),
+        );
+        d.derive(&mut s, &late);
+        assert_eq!(s.health, Health::Healthy, "{:?}", s.failures);
+        assert_eq!(s.next_action, None);
+        let row = &s.failures[Scenario::LateEvents as usize];
+        assert_eq!(row.state, NeedsOperator, "still shown as it is");
+        assert!(row.snoozed_until.is_some());
+        // An hour and a minute later it counts again, and the lapsed snooze is not shown.
+        s.generated_at = t0 + chrono::Duration::minutes(61);
+        d.derive(&mut s, &late);
+        assert_eq!(s.health, Health::NeedsAttention);
+        assert_eq!(
+            s.failures[Scenario::LateEvents as usize].snoozed_until,
+            None
+        );
+        assert_eq!(
+            "Late Events".parse::<Scenario>(),
+            Result::Ok(Scenario::LateEvents)
+        );
+        assert!("refunds"
+            .parse::<Scenario>()
+            .unwrap_err()
+            .contains("late events"));
     }
 
     /// Cost growth names the biggest driver, and does not send the operator to prune when

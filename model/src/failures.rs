@@ -18,6 +18,22 @@ pub enum Scenario {
     CostGrowth,
 }
 
+impl std::str::FromStr for Scenario {
+    type Err = String;
+
+    /// A scenario by its table name ("late events") or its JSON name.
+    fn from_str(s: &str) -> Result<Scenario, String> {
+        let wanted = s.trim().to_lowercase().replace(['_', '-'], " ");
+        Scenario::ALL
+            .into_iter()
+            .find(|sc| sc.label().to_lowercase() == wanted)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Scenario::ALL.iter().map(|s| s.label()).collect();
+                format!("no scenario {s:?}; the scenarios are {}", names.join(", "))
+            })
+    }
+}
+
 impl Scenario {
     pub const ALL: [Scenario; 5] = [
         Scenario::ApiDown,
@@ -115,4 +131,15 @@ pub struct FailureRow {
     /// shown, but not counted against health.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub expected: bool,
+    /// An operator acknowledged it (`snooze`): until then it is shown, marked, but does not
+    /// count against health or rank as the next action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snoozed_until: Option<DateTime<Utc>>,
+}
+
+impl FailureRow {
+    /// Shown but not counted: the configuration makes it normal, or an operator snoozed it.
+    pub fn discounted(&self, now: DateTime<Utc>) -> bool {
+        self.expected || self.snoozed_until.is_some_and(|t| t > now)
+    }
 }

@@ -120,6 +120,18 @@ impl CommandOutcome {
             Report::Metrics(_) => "metrics".into(),
             Report::Trends(days) => format!("{} day(s) of figures", days.len()),
             Report::Categories(c) => format!("{} categor(ies)", c.len()),
+            Report::Snoozed {
+                scenario,
+                until: Some(t),
+            } => format!(
+                "{} snoozed until {}: shown, not counted in health",
+                scenario.label(),
+                t.format("%H:%M:%S UTC")
+            ),
+            Report::Snoozed {
+                scenario,
+                until: None,
+            } => format!("{} counts in health again", scenario.label()),
             Report::Quarantine(q) => format!(
                 "quarantine: {} record(s) in {} object(s)",
                 q.records, q.objects

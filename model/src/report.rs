@@ -35,6 +35,11 @@ pub enum Report {
     Prune(PruneReport),
     Lifecycle(LifecyclePlan),
     Quarantine(QuarantineReport),
+    /// A scenario acknowledged until this time (None: the snooze was lifted).
+    Snoozed {
+        scenario: crate::failures::Scenario,
+        until: Option<chrono::DateTime<chrono::Utc>>,
+    },
     Reprocess(ReprocessReport),
 }
 

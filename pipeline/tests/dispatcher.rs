@@ -37,6 +37,11 @@ fn mutating() -> Vec<Command> {
         },
         Command::Prune { dry_run: false },
         Command::Lifecycle { apply: true },
+        Command::Reprocess,
+        Command::Snooze {
+            scenario: ecom_pipeline::failures::Scenario::LateEvents,
+            minutes: 60,
+        },
     ]
 }
 
@@ -77,10 +82,14 @@ async fn read_only_refuses_and_audits_every_mutating_command() {
             | Command::Backfill { .. }
             | Command::Retry { .. }
             | Command::Prune { dry_run: false }
-            | Command::Lifecycle { apply: true } => assert!(c.is_mutating()),
+            | Command::Lifecycle { apply: true }
+            | Command::Reprocess
+            | Command::Snooze { .. } => assert!(c.is_mutating()),
             Command::Refresh
             | Command::Metrics
             | Command::Trends { .. }
+            | Command::CategoryTrends { .. }
+            | Command::Quarantine { .. }
             | Command::Verify
             | Command::Cost
             | Command::Prune { dry_run: true }
@@ -194,4 +203,31 @@ async fn a_writable_instance_audits_to_the_ops_schema() {
         said[1].starts_with("backfill 2026-11-01..2026-11-02: "),
         "{said:?}"
     );
+}
+
+/// A snooze is carried out by the instance, shown in its snapshot and audited; 0 lifts it.
+#[tokio::test]
+async fn a_snooze_is_shown_and_audited() {
+    use ecom_pipeline::failures::Scenario;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let mut p = open(&dir, false).await;
+    let snooze = |minutes| Command::Snooze {
+        scenario: Scenario::LateEvents,
+        minutes,
+    };
+    let o = p.dispatch(snooze(30), &origin(false)).await;
+    assert!(
+        o.ok && o.summary().contains("late events snoozed until"),
+        "{o:?}"
+    );
+    let row = |p: &Pipeline| p.snapshot().failures[Scenario::LateEvents as usize].clone();
+    assert!(row(&p).snoozed_until.is_some());
+    assert!(p.dispatch(snooze(0), &origin(false)).await.ok);
+    assert_eq!(row(&p).snoozed_until, None);
+    let actions: Vec<String> = audit::recent(&dir, 10)
+        .into_iter()
+        .map(|r| format!("{} {}", r.action, r.outcome))
+        .collect();
+    assert_eq!(actions, ["snooze ok", "snooze ok"]);
 }

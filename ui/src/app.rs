@@ -264,6 +264,7 @@ impl App {
             KeyCode::Char('p') => return self.open_replay(snap),
             KeyCode::Char('R') => return self.open_retry(snap),
             KeyCode::Char('c') => return self.open_cycle(snap),
+            KeyCode::Char('a') if self.tab == Tab::Failures => return self.open_snooze(snap),
             _ => return Effect::None,
         }
         self.clamp(snap);
@@ -479,6 +480,55 @@ impl App {
                 "quarantine, load), then refresh the CURATED models.".into(),
             ],
             Command::RunCycle,
+        )));
+        Effect::Redraw
+    }
+
+    /// `a` on a failure: acknowledge it for an hour (or lift the snooze), after a confirmation.
+    fn open_snooze(&mut self, snap: &Snapshot) -> Effect {
+        if let Some(e) = self.refuse_read_only(snap) {
+            return e;
+        }
+        let rows: Vec<_> = snap
+            .failures
+            .iter()
+            .filter(|f| self.matches(f.scenario.label()))
+            .collect();
+        let Some(f) = rows.get(self.selected()) else {
+            return Effect::None;
+        };
+        let now = self.now(snap);
+        let (title, lines, minutes) = if f.snoozed_until.is_some_and(|t| t > now) {
+            (
+                "Lift the snooze",
+                vec![format!(
+                    "{} counts in health and the next action again.",
+                    f.scenario.label()
+                )],
+                0,
+            )
+        } else {
+            (
+                "Snooze",
+                vec![
+                    format!(
+                        "Acknowledge {} for 60 minutes: it stays in the table, marked snoozed,",
+                        f.scenario.label()
+                    ),
+                    "but does not turn health red or rank as the next action meanwhile.".into(),
+                    "The pipeline keeps handling it; the audit trail records who snoozed it."
+                        .into(),
+                ],
+                60,
+            )
+        };
+        self.popup = Some(Popup::Confirm(Confirm::new(
+            title,
+            lines,
+            Command::Snooze {
+                scenario: f.scenario,
+                minutes,
+            },
         )));
         Effect::Redraw
     }

@@ -138,6 +138,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("l", "Runs: the selected run's log lines"),
     ("s", "sort: shards by lag/throttles, runs failed first"),
     ("f", "Logs: pause / follow"),
+    ("a", "Failures: snooze the selected for 1 h (again: lift)"),
     ("r", "refresh the pipeline's statistics now"),
     ("+ / -", "redraw faster / slower"),
     ("b", "backfill a date range"),
@@ -160,7 +161,7 @@ fn centred(area: Rect, w: u16, h: u16) -> Rect {
 }
 
 /// Keys that start actions, hidden from the help when actions are disabled.
-const ACTION_KEYS: [&str; 4] = ["b", "p", "R", "c"];
+const ACTION_KEYS: [&str; 5] = ["b", "p", "R", "c", "a"];
 
 /// Rows `lines` take wrapped into `width` columns.
 fn wrapped_height(lines: &[Line], width: u16) -> u16 {

@@ -386,3 +386,50 @@ fn tables_sort_and_the_log_pauses() {
     assert_eq!(app.log_lines(&snap).len(), before + 1);
     assert!(render(&app, &snap, 160, 48).contains("arrived after the pause"));
 }
+
+/// `a` on a failure asks to snooze it for an hour (a mutating, audited command); on a snoozed
+/// one, to lift it; read-only offers neither.
+#[test]
+fn a_failure_can_be_snoozed_after_a_confirmation() {
+    use ecom_model::command::Command;
+    use ecom_model::failures::Scenario;
+    let mut snap = fixture::snapshot(4, 8);
+    let mut app = App::new(false, true, false);
+    app.on_key(key('4'), &snap);
+    app.on_key(key('j'), &snap);
+    app.on_key(key('j'), &snap);
+    assert_eq!(app.on_key(key('a'), &snap), Effect::Redraw);
+    let screen = render(&app, &snap, 80, 24);
+    assert!(
+        screen.contains("Acknowledge late events for 60 minutes"),
+        "{screen}"
+    );
+    app.on_key(code(KeyCode::Tab), &snap);
+    let e = app.on_key(code(KeyCode::Enter), &snap);
+    assert_eq!(
+        e,
+        Effect::Dispatch(Command::Snooze {
+            scenario: Scenario::LateEvents,
+            minutes: 60
+        })
+    );
+    app.finished(true, "late events snoozed".into());
+    snap.failures[Scenario::LateEvents as usize].snoozed_until =
+        Some(fixture::now() + chrono::Duration::minutes(60));
+    let screen = render(&app, &snap, 80, 24);
+    insta::assert_snapshot!("failures_snoozed_80x24", screen);
+    assert!(screen.contains("snoozed until 13:00"), "{screen}");
+    app.on_key(key('a'), &snap);
+    app.on_key(code(KeyCode::Tab), &snap);
+    assert_eq!(
+        app.on_key(code(KeyCode::Enter), &snap),
+        Effect::Dispatch(Command::Snooze {
+            scenario: Scenario::LateEvents,
+            minutes: 0
+        })
+    );
+    let mut ro = App::new(true, true, false);
+    ro.on_key(key('4'), &snap);
+    ro.on_key(key('a'), &snap);
+    assert!(ro.popup.is_none());
+}

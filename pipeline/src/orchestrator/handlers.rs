@@ -73,6 +73,12 @@ impl Pipeline {
             | Command::IngestFile { .. }
             | Command::Reprocess
             | Command::Replay { .. }) => self.warehouse_command(c).await,
+            Command::Snooze { scenario, minutes } => {
+                let until = (minutes > 0)
+                    .then(|| Utc::now() + chrono::Duration::minutes(i64::from(minutes)));
+                self.deriver.snooze(scenario, until);
+                CommandOutcome::done(Report::Snoozed { scenario, until })
+            }
             Command::Quarantine { reason, limit } => {
                 match crate::quarantine::read(self.store.as_ref(), reason.as_deref(), limit).await {
                     Ok(q) => CommandOutcome::done(Report::Quarantine(q)),

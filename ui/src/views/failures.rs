@@ -32,9 +32,10 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, snap: &Snapshot, theme: &T
         .iter()
         .map(|f| {
             let st = theme.failure(f.state);
+            let snoozed = f.snoozed_until.filter(|t| *t > app.now(snap));
             let mut cells = vec![
                 Cell::from(f.scenario.label()),
-                Cell::from(f.state.label()).style(st),
+                Cell::from(f.state.label()).style(if snoozed.is_some() { theme.dim() } else { st }),
                 Cell::from(fmt::count(f.count)),
                 Cell::from(fmt::age(f.last_seen, app.now(snap))),
             ];
@@ -45,12 +46,15 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, snap: &Snapshot, theme: &T
                     Cell::from(f.recovery.clone()),
                 ]);
             } else {
-                cells.push(Cell::from(
-                    f.operator
-                        .clone()
-                        .or_else(|| f.detail.clone())
-                        .unwrap_or_default(),
-                ));
+                let text = f
+                    .operator
+                    .clone()
+                    .or_else(|| f.detail.clone())
+                    .unwrap_or_default();
+                cells.push(Cell::from(match snoozed {
+                    Some(t) => format!("snoozed until {} · {text}", t.format("%H:%M")),
+                    None => text,
+                }));
             }
             Row::new(cells)
         })
@@ -124,6 +128,16 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, snap: &Snapshot, theme: &T
                     Some(op) => format!("operator: {op}"),
                     None => "operator: nothing to do".into(),
                 }),
+                Line::styled(
+                    match f.snoozed_until {
+                        Some(t) if t > app.now(snap) => format!(
+                            "snoozed until {}: not counted in health (a lifts it)",
+                            t.format("%H:%M:%S")
+                        ),
+                        _ => "a snoozes it for an hour (audited)".into(),
+                    },
+                    theme.dim(),
+                ),
             ]
         }
         None => vec![Line::raw("no scenario matches the filter")],

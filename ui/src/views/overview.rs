@@ -175,7 +175,19 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, snap: &Snapshot, theme: &T
             // Full words: the state never depends on colour alone.
             Span::styled(f.state.label(), st),
             // What the configuration makes normal is shown, not counted (see `health`).
-            Span::styled(if f.expected { " (expected)" } else { "" }, theme.dim()),
+            Span::styled(
+                if f.expected {
+                    " (expected)".to_string()
+                } else {
+                    match f.snoozed_until {
+                        Some(t) if t > app.now(snap) => {
+                            format!(" (snoozed until {})", t.format("%H:%M"))
+                        }
+                        _ => String::new(),
+                    }
+                },
+                theme.dim(),
+            ),
         ]));
     }
     if let Some(c) = &snap.last_cycle {
