@@ -133,6 +133,12 @@ pub async fn command(
     );
     let data_dir = config.data_dir.clone();
     let origin = ecom_pipeline::command::current_origin("cli", read_only);
+    // A spinner on a terminal while long work runs; cleared before the outcome prints.
+    let progress = crate::progress::Progress::start(&command, matches!(output, Output::Text), &log);
+    let report_outcome = |outcome: &CommandOutcome, output: Output, detail_only: bool| {
+        drop(progress);
+        report_outcome(outcome, output, detail_only)
+    };
     if read_only {
         // Never the lock: to the writer, or on a read-only look at the data dir.
         let outcome = crate::observe::command(&config, command, origin, log).await?;

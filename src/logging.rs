@@ -43,7 +43,7 @@ pub fn init(
         Sink::Stderr => {
             let ansi = !no_color && std::io::stderr().is_terminal();
             let layer = tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
+                .with_writer(|| SuspendingStderr)
                 .with_ansi(ansi);
             match format {
                 LogFormat::Json => layer.json().boxed(),
@@ -76,6 +76,19 @@ pub fn init(
         .try_init()
         .context("installing the log subscriber")?;
     Ok(guard)
+}
+
+/// stderr, written with any progress spinner cleared around the line (`progress::suspend`).
+struct SuspendingStderr;
+
+impl std::io::Write for SuspendingStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        crate::progress::suspend(|| std::io::stderr().write(buf))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
 }
 
 /// Copies each event into the pipeline's log ring.

@@ -7,6 +7,7 @@ mod dashboard;
 mod headless;
 mod logging;
 mod observe;
+mod progress;
 mod render;
 
 use std::process::ExitCode;

@@ -346,3 +346,32 @@ fn an_attached_dashboard_says_disconnected_and_reconnects() {
     t.wait_for("EXITED=0", 30);
     stop_service(service);
 }
+
+/// Long CLI work on a terminal shows a spinner with the elapsed time and the command (it took
+/// ~13 s in silence for 1M events); the outcome replaces it when done.
+#[test]
+fn long_cli_work_shows_progress_on_a_terminal() {
+    let Some(t) = Tmux::start("progress") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = data_dir(&tmp);
+    // Enough events to take a few seconds in a debug build.
+    let file = tmp.path().join("events.ndjson");
+    let now = chrono::Utc::now();
+    let body: String = (0..60_000)
+        .map(|i| {
+            format!(
+                "{{\"event_id\":\"e{i}\",\"user_id\":1,\"product_id\":2,\"event_type\":\"product_view\",\"event_time\":\"{}\",\"session_id\":\"s{}\"}}\n",
+                (now - chrono::Duration::seconds(60)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                i % 500
+            )
+        })
+        .collect();
+    std::fs::write(&file, body).unwrap();
+    launch(&t, &dir, &format!("ingest events {}", file.display()));
+    t.wait_for("ingest_file:", 60);
+    let s = t.wait_for("EXITED=0", 120);
+    assert!(s.contains("ingested 60000 lines"), "{s}");
+    assert!(!s.contains("ingest_file:"), "the spinner is cleared:\n{s}");
+}

@@ -36,6 +36,12 @@ impl LogBuffer {
         ring.pushed += 1;
     }
 
+    /// The newest line, for a progress display.
+    pub fn last(&self) -> Option<LogLine> {
+        let ring = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        ring.lines.back().cloned()
+    }
+
     pub(super) fn read(&self) -> (u64, Vec<LogLine>) {
         let ring = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         (ring.pushed, ring.lines.iter().cloned().collect())
