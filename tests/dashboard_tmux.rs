@@ -6,6 +6,9 @@
 //! Needs tmux; `scripts/test.sh` installs it and sets ECOMOPS_REQUIRE_TMUX, without which a
 //! machine lacking tmux skips these tests with a message.
 
+#[path = "../pipeline/tests/support/fakestore_server.rs"]
+mod fakestore_server;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -374,4 +377,54 @@ fn long_cli_work_shows_progress_on_a_terminal() {
     let s = t.wait_for("EXITED=0", 120);
     assert!(s.contains("ingested 60000 lines"), "{s}");
     assert!(!s.contains("ingest_file:"), "the spinner is cleared:\n{s}");
+}
+
+/// A failed batch run stays the Overview's next action while the stream cycles after it
+/// succeed, until it is retried (R in Runs); then the Overview says there is nothing to do.
+#[test]
+fn a_failed_batch_run_is_the_next_action_until_retried() {
+    let Some(t) = Tmux::start("failedrun") else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = rt.block_on(fakestore_server::FakeStoreServer::start(
+        ecom_pipeline::batch::synthetic::SyntheticSource::new(42, 1),
+    ));
+    server.set_down(true);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = data_dir(&tmp);
+    let config = tmp.path().join("ecomops.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[batch]\nsource = \"fakestore\"\n[batch.fakestore]\nbase_url = \"{}\"\n\
+             request_timeout_ms = 300\n[batch.retry]\nbase_delay_ms = 5\nmax_delay_ms = 20\n\
+             max_attempts = 2\n[stream.generator]\nlate_rate = 0.0\n",
+            server.url()
+        ),
+    )
+    .unwrap();
+    launch(&t, &dir, &format!("--config {}", config.display()));
+    t.wait_for("NEXT: batch run", 120);
+    // The stream's next cycles succeed; the failed run is still what to do.
+    t.wait_for("cycle 2 ok", 60);
+    assert!(t.screen().contains("NEXT: batch run"), "{}", t.screen());
+    server.set_down(false);
+    t.keys(&["6"]);
+    t.wait_for("Batch runs (", 10);
+    t.keys(&["R"]);
+    t.wait_for("[ Cancel ]", 10);
+    t.keys(&["Tab"]);
+    t.wait_for("[ Confirm ]", 10);
+    t.keys(&["Enter"]);
+    t.wait_for("succeeded", 60);
+    t.keys(&["1"]);
+    t.wait_gone("NEXT: batch run", 30);
+    t.wait_for("nothing to do", 30);
+    t.keys(&["q"]);
+    t.wait_for("quitting stops ingestion", 10);
+    t.keys(&["Tab"]);
+    t.wait_for("[ Confirm ]", 10);
+    t.keys(&["Enter"]);
+    t.wait_for("EXITED=0", 60);
 }
