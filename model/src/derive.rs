@@ -299,6 +299,10 @@ impl Tracker {
             }
         };
         let quiet = !self.started;
+        // Still happening: seen now, not only when the state last changed.
+        if path.last().is_some_and(|s| !s.at_rest()) {
+            self.rows[i].last_seen = Some(now);
+        }
         for &state in path {
             let row = &mut self.rows[i];
             if row.state == state {
@@ -1010,6 +1014,25 @@ mod tests {
             .parse::<Scenario>()
             .unwrap_err()
             .contains("late events"));
+    }
+
+    /// "last seen" is when the condition was last observed, not when its state last changed.
+    #[test]
+    fn last_seen_follows_a_condition_that_persists() {
+        let mut t = Tracker::new();
+        let t0 = Utc::now();
+        let late = Signals {
+            late_events: 1,
+            late_pending_days: vec![NaiveDate::from_ymd_opt(2026, 11, 20).unwrap()],
+            ..Default::default()
+        };
+        t.observe(&late, t0);
+        let later = t0 + chrono::Duration::minutes(9);
+        t.observe(&late, later);
+        let row = &t.rows[Scenario::LateEvents as usize];
+        assert_eq!(row.state, NeedsOperator);
+        assert_eq!(row.last_seen, Some(later));
+        assert_eq!(row.count, 1, "one episode");
     }
 
     /// Cost growth names the biggest driver, and does not send the operator to prune when
