@@ -55,6 +55,9 @@ pub struct QuarantineReport {
     pub by_reason: Vec<ReasonCount>,
     /// The newest records (by object time, then position), newest first.
     pub recent: Vec<QuarantinedRecord>,
+    /// The late buffer beside it: event days waiting for a backfill, with their events.
+    #[serde(default)]
+    pub late_pending: Vec<(chrono::NaiveDate, u64)>,
 }
 
 /// Records refused for one field of one entity.

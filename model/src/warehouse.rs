@@ -23,6 +23,13 @@ pub struct DayFigures {
     pub revenue_cents: i64,
     pub avg_order_value_cents: Option<f64>,
     pub sessions: i64,
+    /// Sessions reaching each funnel step that day (purchased below).
+    #[serde(default)]
+    pub viewed: i64,
+    #[serde(default)]
+    pub carted: i64,
+    #[serde(default)]
+    pub checked_out: i64,
     pub purchased: i64,
     /// purchased / sessions, when there were sessions.
     pub conversion_rate: Option<f64>,

@@ -13,6 +13,7 @@ pub use ecom_model::history::{History, SAMPLES};
 pub struct Recorder {
     last: Option<(std::time::Instant, BTreeMap<String, u64>)>,
     shard_rates: BTreeMap<String, VecDeque<u64>>,
+    shard_lag_ms: BTreeMap<String, VecDeque<u64>>,
     revenue: VecDeque<i64>,
     aov: VecDeque<i64>,
     conversion: VecDeque<i64>,
@@ -45,6 +46,12 @@ impl Recorder {
                 }
             }
             self.last = Some((now, committed));
+            for sh in &s.shards {
+                push(
+                    self.shard_lag_ms.entry(sh.shard.clone()).or_default(),
+                    sh.lag_ms,
+                );
+            }
         }
         if let Some(m) = wh.and_then(|w| w.metrics.as_ref()) {
             push(&mut self.revenue, m.revenue_cents);
@@ -64,6 +71,11 @@ impl Recorder {
         History {
             shard_rates: self
                 .shard_rates
+                .iter()
+                .map(|(k, v)| (k.clone(), v.iter().copied().collect()))
+                .collect(),
+            shard_lag_ms: self
+                .shard_lag_ms
                 .iter()
                 .map(|(k, v)| (k.clone(), v.iter().copied().collect()))
                 .collect(),

@@ -143,6 +143,21 @@ async fn late_events_wait_for_the_named_backfill() {
     };
     let buffered = late_objects(tmp.path());
     assert!(buffered > 0);
+    // The records view lists the days waiting, with their late events.
+    let o = p
+        .dispatch(
+            Command::Quarantine {
+                reason: None,
+                limit: 1,
+            },
+            &origin(),
+        )
+        .await;
+    let Some(ecom_pipeline::command::Report::Quarantine(q)) = &o.report else {
+        panic!("{o:?}")
+    };
+    assert_eq!(q.late_pending.first().map(|(d, _)| *d), Some(from), "{q:?}");
+    assert!(q.late_pending.iter().all(|(_, n)| *n > 0), "{q:?}");
     // Never pruned before it is loaded.
     let o = p
         .dispatch(Command::Prune { dry_run: false }, &origin())

@@ -217,6 +217,17 @@ pub fn quarantine_lines(q: &QuarantineReport) -> Vec<String> {
             ));
         }
     }
+    if !q.late_pending.is_empty() {
+        lines.push(String::new());
+        let events: u64 = q.late_pending.iter().map(|(_, n)| n).sum();
+        lines.push(format!(
+            "late buffer: {events} event(s) on {} day(s) waiting for a backfill (b):",
+            q.late_pending.len()
+        ));
+        for (day, n) in &q.late_pending {
+            lines.push(format!("  {day}  {n} event(s)"));
+        }
+    }
     for r in &q.recent {
         lines.push(String::new());
         lines.push(format!(

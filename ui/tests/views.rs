@@ -313,11 +313,13 @@ fn enter_opens_the_selected_row_and_the_quarantine() {
             record: r#"{"event_id":"e-77","event_time":"2026-11-20T10:00:00Z"}"#.into(),
             written: None,
         }],
+        late_pending: vec![(fixture::now().date_naive(), 12)],
     };
     app.answered(&Report::Quarantine(q));
     let screen = render(&app, &snap, 80, 24);
     insta::assert_snapshot!("quarantine_80x24", screen);
     assert!(screen.contains("e-77") && screen.contains("ahead of its arrival"));
+    assert!(screen.contains("12 event(s) on 1 day(s) waiting for a backfill"));
     // Scrolling moves the text; Esc closes.
     app.on_key(key('j'), &snap);
     assert_ne!(render(&app, &snap, 80, 24), screen);

@@ -81,7 +81,17 @@ impl Pipeline {
             }
             Command::Quarantine { reason, limit } => {
                 match crate::quarantine::read(self.store.as_ref(), reason.as_deref(), limit).await {
-                    Ok(q) => CommandOutcome::done(Report::Quarantine(q)),
+                    Ok(mut q) => {
+                        if let Some(wh) = &self.warehouse {
+                            match warehouse::late_index::pending_counts(wh.as_ref()).await {
+                                Ok(days) => q.late_pending = days,
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "could not read the late index")
+                                }
+                            }
+                        }
+                        CommandOutcome::done(Report::Quarantine(q))
+                    }
                     Err(e) => CommandOutcome::failed(e.to_string()),
                 }
             }

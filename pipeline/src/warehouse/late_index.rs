@@ -149,6 +149,23 @@ pub async fn pending(wh: &dyn Warehouse) -> Result<Vec<NaiveDate>> {
     Ok(first_column(rows).filter_map(|s| day(&s)).collect())
 }
 
+/// Event days waiting for a backfill, with their late events.
+pub async fn pending_counts(wh: &dyn Warehouse) -> Result<Vec<(NaiveDate, u64)>> {
+    let rows = wh
+        .query(
+            "SELECT CAST(day AS VARCHAR), CAST(SUM(events) AS BIGINT) FROM ops.late_objects \
+             WHERE backfilled_at IS NULL GROUP BY day ORDER BY day",
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| {
+            let d = day(r.first()?.as_deref()?)?;
+            Some((d, super::int(r.get(1)).max(0) as u64))
+        })
+        .collect())
+}
+
 /// The late objects holding events of `from..=to`.
 pub async fn objects_for(
     wh: &dyn Warehouse,

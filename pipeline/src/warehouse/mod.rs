@@ -363,6 +363,9 @@ pub async fn trends(
                 revenue_cents: 0,
                 avg_order_value_cents: None,
                 sessions: 0,
+                viewed: 0,
+                carted: 0,
+                checked_out: 0,
                 purchased: 0,
                 conversion_rate: None,
             };
@@ -402,6 +405,17 @@ pub async fn trends(
             f.sessions = sessions;
             f.purchased = purchased;
             f.conversion_rate = (sessions > 0).then(|| purchased as f64 / sessions as f64);
+        }
+    }
+    for (day, viewed, carted) in sums("daily_funnel", "viewed", "carted").await? {
+        if let Some(f) = days.get_mut(&day) {
+            f.viewed = viewed;
+            f.carted = carted;
+        }
+    }
+    for (day, checked_out, _) in sums("daily_funnel", "checked_out", "purchased").await? {
+        if let Some(f) = days.get_mut(&day) {
+            f.checked_out = checked_out;
         }
     }
     Ok(days.into_values().collect())

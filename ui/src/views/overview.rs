@@ -150,7 +150,10 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, snap: &Snapshot, theme: &T
         )),
     }
     frame.render_widget(
-        Paragraph::new(lines).block(Block::bordered().title(" Metrics ")),
+        Paragraph::new(lines).block(Block::bordered().title(format!(
+            " Metrics (trend: last {} refreshes; per day: 8) ",
+            h.revenue_cents.len()
+        ))),
         metrics,
     );
 

@@ -26,6 +26,16 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, snap: &Snapshot, theme: &T
         .map(|(s, _, idle)| (s.as_str(), *idle))
         .collect();
     let spark_w = (area.width as usize).saturating_sub(72).clamp(4, 40);
+    // Wide: records/s and lag over time side by side; the header says how many samples.
+    let lag_w = if spark_w >= 20 { spark_w / 2 } else { 0 };
+    let spark_w = spark_w - lag_w;
+    let samples = snap
+        .history
+        .shard_rates
+        .values()
+        .map(Vec::len)
+        .max()
+        .unwrap_or(0);
     let shards = app.shards(snap);
     let rows: Vec<Row> = shards
         .iter()
@@ -70,6 +80,16 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, snap: &Snapshot, theme: &T
                     }),
                     spark_w,
                 )),
+                Cell::from(fmt::sparkline(
+                    &snap
+                        .history
+                        .shard_lag_ms
+                        .get(&s.shard)
+                        .map_or(Vec::new(), |r| {
+                            r.iter().map(|v| (*v).min(i64::MAX as u64) as i64).collect()
+                        }),
+                    lag_w,
+                )),
                 // Only Kinesis throttles; the local log has nothing to count.
                 Cell::from(if st.backend == "kinesis" {
                     fmt::count(s.read_throttles)
@@ -101,7 +121,8 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, snap: &Snapshot, theme: &T
             "lag rec",
             "lag time",
             "rec/s",
-            "rate",
+            &format!("rate, last {samples}"),
+            &format!("lag, last {samples}"),
             "thr",
             "state",
         ],
@@ -114,6 +135,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, snap: &Snapshot, theme: &T
             Constraint::Length(8),
             Constraint::Length(7),
             Constraint::Length(spark_w as u16),
+            Constraint::Length(lag_w as u16),
             Constraint::Length(3),
             Constraint::Length(6),
         ],

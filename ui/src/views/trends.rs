@@ -21,8 +21,15 @@ struct Series {
     texts: Vec<String>,
 }
 
-fn series(days: &[DayFigures]) -> [Series; 4] {
+fn series(days: &[DayFigures]) -> [Series; 6] {
     let pct = |d: &DayFigures| d.conversion_rate.unwrap_or(0.0) * 100.0;
+    let cart_to_buy = |d: &DayFigures| {
+        if d.carted > 0 {
+            d.purchased as f64 * 100.0 / d.carted as f64
+        } else {
+            0.0
+        }
+    };
     [
         Series {
             name: "Revenue",
@@ -47,6 +54,28 @@ fn series(days: &[DayFigures]) -> [Series; 4] {
             name: "Sessions",
             values: days.iter().map(|d| d.sessions.max(0) as u64).collect(),
             texts: days.iter().map(|d| d.sessions.to_string()).collect(),
+        },
+        Series {
+            name: "Avg order value",
+            values: days
+                .iter()
+                .map(|d| d.avg_order_value_cents.unwrap_or(0.0).max(0.0) as u64)
+                .collect(),
+            texts: days
+                .iter()
+                .map(|d| short_money(d.avg_order_value_cents.unwrap_or(0.0) as i64))
+                .collect(),
+        },
+        Series {
+            name: "Cart to purchase %",
+            values: days
+                .iter()
+                .map(|d| (cart_to_buy(d) * 10.0).round() as u64)
+                .collect(),
+            texts: days
+                .iter()
+                .map(|d| format!("{:.0}", cart_to_buy(d)))
+                .collect(),
         },
     ]
 }
@@ -75,7 +104,18 @@ pub fn draw(frame: &mut Frame, area: Rect, _app: &App, snap: &Snapshot, theme: &
         );
         return;
     }
-    let [summary, grid] = Layout::vertical([Constraint::Length(4), Constraint::Min(4)]).areas(area);
+    // Tall: the funnel per day as a table under the charts.
+    let funnel_h = if area.height >= 40 {
+        days.len() as u16 + 3
+    } else {
+        0
+    };
+    let [summary, grid, funnel] = Layout::vertical([
+        Constraint::Length(4),
+        Constraint::Min(4),
+        Constraint::Length(funnel_h),
+    ])
+    .areas(area);
     frame.render_widget(
         Paragraph::new(today_vs_yesterday(days)).block(Block::bordered().title(format!(
             " Per day from the warehouse, last {TREND_DAYS} days ({} .. {}) ",
@@ -84,15 +124,90 @@ pub fn draw(frame: &mut Frame, area: Rect, _app: &App, snap: &Snapshot, theme: &
         ))),
         summary,
     );
+    // Two charts a row at 80 columns, three when there is room for 14 bars each.
+    let per_row: u32 = if area.width >= 120 { 3 } else { 2 };
     let [top, bottom] =
         Layout::vertical([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(grid);
-    let [a, b] =
-        Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(top);
-    let [c, d] =
-        Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(bottom);
-    for (s, cell) in series(days).iter().zip([a, b, c, d]) {
-        chart(frame, cell, s, days, theme);
+    let cols = |r: Rect| {
+        Layout::horizontal(vec![Constraint::Ratio(1, per_row); per_row as usize]).split(r)
+    };
+    let cells: Vec<Rect> = cols(top)
+        .iter()
+        .chain(cols(bottom).iter())
+        .copied()
+        .collect();
+    // Narrow: revenue, orders, conversion, sessions; wide adds AOV and cart to purchase.
+    let all = series(days);
+    let order: &[usize] = if per_row == 3 {
+        &[0, 1, 4, 2, 3, 5]
+    } else {
+        &[0, 1, 2, 3]
+    };
+    for (i, cell) in order.iter().zip(cells) {
+        chart(frame, cell, &all[*i], days, theme);
     }
+    if funnel_h > 0 {
+        funnel_table(frame, funnel, days, theme);
+    }
+}
+
+/// Sessions reaching each step of the funnel per day, and the drop-off at each step.
+fn funnel_table(frame: &mut Frame, area: Rect, days: &[DayFigures], theme: &Theme) {
+    let pct = |a: i64, b: i64| {
+        if b > 0 {
+            format!("{:.1}%", (1.0 - a as f64 / b as f64) * 100.0)
+        } else {
+            "-".into()
+        }
+    };
+    let rows: Vec<ratatui::widgets::Row> = days
+        .iter()
+        .rev()
+        .map(|d| {
+            ratatui::widgets::Row::new(vec![
+                d.day.to_string(),
+                fmt::count(d.sessions.max(0) as u64),
+                fmt::count(d.viewed.max(0) as u64),
+                fmt::count(d.carted.max(0) as u64),
+                fmt::count(d.checked_out.max(0) as u64),
+                fmt::count(d.purchased.max(0) as u64),
+                pct(d.carted, d.viewed),
+                pct(d.checked_out, d.carted),
+                pct(d.purchased, d.checked_out),
+            ])
+        })
+        .collect();
+    super::table(
+        frame,
+        area,
+        " Funnel per day, newest first (sessions reaching each step; drop-off between steps) "
+            .into(),
+        &[
+            "day",
+            "sessions",
+            "viewed",
+            "carted",
+            "checkout",
+            "purchased",
+            "view>cart",
+            "cart>checkout",
+            "checkout>buy",
+        ],
+        rows,
+        &[
+            Constraint::Length(11),
+            Constraint::Length(9),
+            Constraint::Length(9),
+            Constraint::Length(9),
+            Constraint::Length(9),
+            Constraint::Length(10),
+            Constraint::Length(10),
+            Constraint::Length(14),
+            Constraint::Length(13),
+        ],
+        None,
+        theme,
+    );
 }
 
 fn chart(frame: &mut Frame, area: Rect, s: &Series, days: &[DayFigures], theme: &Theme) {
