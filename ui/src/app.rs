@@ -95,6 +95,8 @@ pub struct App {
     pub sort: [usize; 8],
     /// The log view is paused at this time (`f`): new lines wait until it follows again.
     pub log_paused_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The log view wraps long messages over several lines (`w`).
+    pub log_wrap: bool,
     /// The wall clock for ages and countdowns, advanced by the caller's redraw tick; `None`
     /// uses the snapshot's own time (tests, `status`).
     pub clock: Option<chrono::DateTime<chrono::Utc>>,
@@ -117,6 +119,7 @@ impl App {
             disconnected_since: None,
             sort: [0; 8],
             log_paused_at: None,
+            log_wrap: false,
             clock: None,
         }
     }
@@ -239,6 +242,7 @@ impl App {
                     format!("sorted by {}", self.sort_name().unwrap_or("-")),
                 ));
             }
+            KeyCode::Char('w') if self.tab == Tab::Logs => self.log_wrap = !self.log_wrap,
             KeyCode::Char('f') if self.tab == Tab::Logs => {
                 self.log_paused_at = match self.log_paused_at {
                     Some(_) => None,
@@ -306,11 +310,14 @@ impl App {
         match self.tab {
             Tab::Overview | Tab::Costs | Tab::Trends => 0,
             Tab::Stream | Tab::Watermarks => self.shards(snap).len(),
-            Tab::Failures => snap
-                .failures
-                .iter()
-                .filter(|f| self.matches(f.scenario.label()))
-                .count(),
+            // The scenarios, then the alerts under them (one selection moves through both).
+            Tab::Failures => {
+                snap.failures
+                    .iter()
+                    .filter(|f| self.matches(f.scenario.label()))
+                    .count()
+                    + self.alerts(snap).len()
+            }
             Tab::Runs => self.runs(snap).len(),
             Tab::Logs => self.log_lines(snap).len(),
         }
@@ -354,6 +361,18 @@ impl App {
             // Stable: newest first within each group.
             v.sort_by_key(|r| r.status != RunStatus::Failed);
         }
+        v
+    }
+
+    /// Alert rules passing the filter, firing first, then pending, then quiet: what is cut at
+    /// a small height is what is quiet.
+    pub fn alerts<'a>(&self, snap: &'a Snapshot) -> Vec<&'a ecom_model::alerts::AlertState> {
+        let mut v: Vec<_> = snap
+            .alerts
+            .iter()
+            .filter(|a| self.matches(&a.name))
+            .collect();
+        v.sort_by_key(|a| (!a.firing, a.pending_since.is_none()));
         v
     }
 

@@ -93,6 +93,29 @@ pub fn of_selection(app: &App, snap: &Snapshot) -> Option<Detail> {
                     if *idle { " (idle)" } else { "" }
                 ));
             }
+            // The sparklines' windows, with their ranges.
+            let range = |v: Option<&Vec<u64>>, show: &dyn Fn(u64) -> String| match v {
+                Some(v) if !v.is_empty() => format!(
+                    "last {} samples: min {}, max {}, now {}",
+                    v.len(),
+                    show(*v.iter().min().unwrap_or(&0)),
+                    show(*v.iter().max().unwrap_or(&0)),
+                    show(*v.last().unwrap_or(&0))
+                ),
+                _ => "no samples yet".into(),
+            };
+            lines.push(format!(
+                "rate           {}",
+                range(snap.history.shard_rates.get(&s.shard), &|v| format!(
+                    "{v} rec/s"
+                ))
+            ));
+            lines.push(format!(
+                "lag over time  {}",
+                range(snap.history.shard_lag_ms.get(&s.shard), &|v| {
+                    ecom_model::metrics::display("lag", v as f64, "Milliseconds")
+                })
+            ));
             lines.push(String::new());
             lines.push("p replays this shard (from a sequence number or a time).".into());
             Some(Detail::new(&format!("Shard {}", s.shard), lines))
@@ -103,7 +126,9 @@ pub fn of_selection(app: &App, snap: &Snapshot) -> Option<Detail> {
                 .iter()
                 .filter(|f| app.matches(f.scenario.label()))
                 .collect();
-            let f = *rows.get(i)?;
+            let Some(f) = rows.get(i).copied() else {
+                return alert(app, snap, i - rows.len());
+            };
             let mut lines = vec![
                 format!(
                     "state          {}{}",
@@ -196,6 +221,41 @@ pub fn of_selection(app: &App, snap: &Snapshot) -> Option<Detail> {
             ))
         }
     }
+}
+
+/// An alert rule, whole: its condition, the value now in its unit, since when.
+fn alert(app: &App, snap: &Snapshot, i: usize) -> Option<Detail> {
+    let a = *app.alerts(snap).get(i)?;
+    let state = if a.firing {
+        "FIRING"
+    } else if a.pending_since.is_some() {
+        "pending: the condition holds, not yet for the rule's duration"
+    } else {
+        "quiet: the condition does not hold"
+    };
+    Some(Detail::new(
+        &format!("Alert {}", a.name),
+        vec![
+            format!("state          {state}"),
+            format!(
+                "severity       {}",
+                format!("{:?}", a.severity).to_lowercase()
+            ),
+            format!("condition      {}", a.condition),
+            format!(
+                "value now      {}",
+                a.value.map_or("-".into(), |v| {
+                    ecom_model::metrics::display(&a.metric, v, &a.unit)
+                })
+            ),
+            format!("holding since  {}", time(a.pending_since)),
+            format!("firing since   {}", time(a.firing_since)),
+            String::new(),
+            "Rules are [[alerts]] in the config; with CloudWatch on, each is also an alarm on \
+             the metric's maximum (alarm_actions notify)."
+                .into(),
+        ],
+    ))
 }
 
 /// The quarantine's records view: counts per entity and field, then the newest records whole.

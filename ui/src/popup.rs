@@ -137,8 +137,8 @@ pub const KEYS: &[(&str, &str)] = &[
     ("Q", "the quarantine: refused records, by reason"),
     ("l", "Runs: the selected run's log lines"),
     ("s", "sort: shards by lag/throttles, runs failed first"),
-    ("f", "Logs: pause / follow"),
-    ("a", "Failures: snooze the selected for 1 h (again: lift)"),
+    ("f / w", "Logs: pause or follow / wrap long lines"),
+    ("a", "Failures: snooze for an hour / lift"),
     ("r", "refresh the pipeline's statistics now"),
     ("+ / -", "redraw faster / slower"),
     ("b", "backfill a date range"),
@@ -189,9 +189,9 @@ pub fn draw(frame: &mut Frame, popup: &Popup, actions_disabled: bool, theme: &Th
             lines.push(Line::raw(""));
             lines.push(Line::styled(
                 if actions_disabled {
-                    "Read-only: the action keys (b, p, R, c) are off."
+                    "Read-only: the action keys (b, p, R, c, a) are off."
                 } else {
-                    "Read-only mode (--read-only) turns off b, p, R and c."
+                    "Read-only mode (--read-only) turns off b, p, R, c and a."
                 },
                 theme.dim(),
             ));

@@ -435,3 +435,49 @@ fn a_failure_can_be_snoozed_after_a_confirmation() {
     ro.on_key(key('a'), &snap);
     assert!(ro.popup.is_none());
 }
+
+/// Every row that opens, opened at both sizes: a shard (with its sparklines' windows and
+/// ranges), a run, a failure, an alert (selected under the scenarios), a log line; and the log
+/// wrapping its long lines (`w`).
+#[test]
+fn every_detail_at_both_sizes_and_the_log_wraps() {
+    let mut snap = fixture::snapshot(4, 8);
+    for (w, h) in [(80, 24), (160, 48)] {
+        for (tab, downs, name) in [
+            ('2', 1, "shard"),
+            ('6', 2, "run"),
+            ('4', 2, "failure"),
+            ('4', 5, "alert"),
+            ('7', 0, "log"),
+        ] {
+            let mut app = App::new(false, true, false);
+            app.on_key(key(tab), &snap);
+            for _ in 0..downs {
+                app.on_key(key('j'), &snap);
+            }
+            assert_eq!(
+                app.on_key(code(KeyCode::Enter), &snap),
+                Effect::Redraw,
+                "{name}"
+            );
+            let screen = render(&app, &snap, w, h);
+            insta::assert_snapshot!(format!("detail_{name}_{w}x{h}"), screen);
+            match name {
+                "shard" => assert!(screen.contains("last 60 samples: min"), "{screen}"),
+                "alert" => assert!(screen.contains("Alert ") && screen.contains("condition")),
+                _ => {}
+            }
+        }
+    }
+    let mut long = snap.recent_log.last().unwrap().clone();
+    long.time += chrono::Duration::seconds(1);
+    long.message = format!("a long message {} THE END", "word ".repeat(40));
+    snap.recent_log.push(long);
+    let mut app = App::new(false, true, false);
+    app.on_key(key('7'), &snap);
+    assert!(!render(&app, &snap, 80, 24).contains("THE END"));
+    app.on_key(key('w'), &snap);
+    let screen = render(&app, &snap, 80, 24);
+    insta::assert_snapshot!("logs_wrapped_80x24", screen);
+    assert!(screen.contains("THE END"), "{screen}");
+}

@@ -105,9 +105,11 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, snap: &Snapshot, theme: &T
         &header,
         rows,
         &widths,
-        Some(app.selected()),
+        (app.selected() < rows_data.len()).then(|| app.selected()),
         theme,
     );
+    let alert_sel = app.selected().checked_sub(rows_data.len());
+    let ordered = app.alerts(snap);
     let lines = match rows_data.get(app.selected()) {
         Some(f) => {
             let path: Vec<&str> = f.transitions.iter().map(|(_, s)| s.label()).collect();
@@ -140,7 +142,26 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, snap: &Snapshot, theme: &T
                 ),
             ]
         }
-        None => vec![Line::raw("no scenario matches the filter")],
+        None => match alert_sel.and_then(|i| ordered.get(i)) {
+            Some(a) => vec![
+                Line::styled(format!("alert {}: {}", a.name, a.condition), theme.title()),
+                Line::raw(format!(
+                    "now {}; {}",
+                    a.value.map_or("-".into(), |v| {
+                        ecom_model::metrics::display(&a.metric, v, &a.unit)
+                    }),
+                    if a.firing {
+                        "FIRING"
+                    } else if a.pending_since.is_some() {
+                        "pending (the condition holds, not yet for long enough)"
+                    } else {
+                        "quiet"
+                    }
+                )),
+                Line::styled("Enter: the rule and its times", theme.dim()),
+            ],
+            None => vec![Line::raw("no scenario matches the filter")],
+        },
     };
     frame.render_widget(
         Paragraph::new(lines)
@@ -148,9 +169,6 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, snap: &Snapshot, theme: &T
             .block(Block::bordered().title(" Selected ")),
         detail,
     );
-    // Firing first, then pending: what is cut at a small height is what is quiet.
-    let mut ordered: Vec<&ecom_model::alerts::AlertState> = snap.alerts.iter().collect();
-    ordered.sort_by_key(|a| (!a.firing, a.pending_since.is_none()));
     let rows: Vec<Row> = ordered
         .iter()
         .map(|a| {
@@ -189,7 +207,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, snap: &Snapshot, theme: &T
             Constraint::Length(10),
             Constraint::Min(0),
         ],
-        None,
+        alert_sel,
         theme,
     );
 }

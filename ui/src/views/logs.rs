@@ -22,6 +22,10 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, snap: &Snapshot, theme: &T
     // Newest first: what just happened is what on-call looks for.
     let lines: Vec<&LogLine> = app.log_lines(snap);
     let visible = logs.height.saturating_sub(3) as usize;
+    // The message column's width: the rest after time, level, target and the spacing.
+    let msg_w = (logs.width as usize)
+        .saturating_sub(2 + 8 + 5 + 24 + 3)
+        .max(10);
     let sel = app.selected().min(lines.len().saturating_sub(1));
     let first = sel.saturating_sub(visible.saturating_sub(1));
     let rows: Vec<Row> = lines
@@ -35,12 +39,26 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, snap: &Snapshot, theme: &T
                 "DEBUG" | "TRACE" => theme.dim(),
                 _ => theme.normal(),
             };
+            let (message, height) = if app.log_wrap {
+                // At most six lines a message; Enter shows the rest.
+                let chars: Vec<char> = l.message.chars().collect();
+                let parts: Vec<String> = chars
+                    .chunks(msg_w)
+                    .take(6)
+                    .map(|c| c.iter().collect())
+                    .collect();
+                let n = parts.len().max(1) as u16;
+                (ratatui::text::Text::from(parts.join("\n")), n)
+            } else {
+                (ratatui::text::Text::from(l.message.clone()), 1)
+            };
             Row::new(vec![
                 Cell::from(l.time.format("%H:%M:%S").to_string()),
                 Cell::from(l.level.clone()).style(st),
                 Cell::from(l.target.clone()),
-                Cell::from(l.message.clone()),
+                Cell::from(message),
             ])
+            .height(height)
         })
         .collect();
     super::table(
@@ -54,7 +72,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, snap: &Snapshot, theme: &T
                 snap.recent_log.len()
             ),
             None => format!(
-                " Log, newest first, following ({} of {} lines; / filters, f pauses) ",
+                " Log, newest first, following ({} of {} lines; / filters, f pauses, w wraps) ",
                 lines.len(),
                 snap.recent_log.len()
             ),

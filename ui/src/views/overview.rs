@@ -103,35 +103,54 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, snap: &Snapshot, theme: &T
     let mut lines = Vec::new();
     match snap.warehouse.as_ref().and_then(|w| w.metrics.as_ref()) {
         Some(m) => {
-            let metric = |name: &str, value: String, series: &[i64]| {
-                Line::from(vec![
-                    Span::styled(format!("{name:<15}"), theme.title()),
-                    Span::raw(format!("{value:>11} ")),
-                    Span::styled(fmt::trendline(series, spark_w), theme.key()),
-                    Span::raw(format!(" {}", fmt::trend(series))),
-                ])
-            };
+            // Wide enough: each trend line with its range over the window.
+            let ranged = metrics.width >= 90;
+            let metric =
+                |name: &str, value: String, series: &[i64], show: &dyn Fn(i64) -> String| {
+                    let mut spans = vec![
+                        Span::styled(format!("{name:<15}"), theme.title()),
+                        Span::raw(format!("{value:>11} ")),
+                        Span::styled(fmt::trendline(series, spark_w), theme.key()),
+                        Span::raw(format!(" {}", fmt::trend(series))),
+                    ];
+                    if let (true, Some(lo), Some(hi)) =
+                        (ranged, series.iter().min(), series.iter().max())
+                    {
+                        spans.push(Span::styled(
+                            format!("  min {} max {}", show(*lo), show(*hi)),
+                            theme.dim(),
+                        ));
+                    }
+                    Line::from(spans)
+                };
+            let money = |c: i64| fmt::cents(c);
+            let bp = |b: i64| format!("{:.2}%", b as f64 / 100.0);
+            let count = |n: i64| fmt::count(n.max(0) as u64);
             lines.push(metric(
                 "revenue",
                 fmt::cents(m.revenue_cents),
                 &h.revenue_cents,
+                &money,
             ));
             lines.push(metric(
                 "avg order value",
                 m.avg_order_value_cents
                     .map_or("-".into(), |v| fmt::cents(v.round() as i64)),
                 &h.avg_order_value_cents,
+                &money,
             ));
             lines.push(metric(
                 "conversion",
                 m.conversion_rate
                     .map_or("-".into(), |v| format!("{:.2}%", v * 100.0)),
                 &h.conversion_bp,
+                &bp,
             ));
             lines.push(metric(
                 "orders",
                 fmt::count(m.orders.max(0) as u64),
                 &h.orders,
+                &count,
             ));
             lines.push(Line::raw(""));
             lines.push(Line::styled("funnel drop-off", theme.title()));
