@@ -341,7 +341,9 @@ mod tests {
         BufReader::new(read).read_line(&mut line).await.unwrap();
         let r: Response = serde_json::from_str(&line).unwrap();
         assert!(
-            matches!(&r, Response::Error { message } if message.contains("protocol 1")),
+            matches!(&r, Response::Error { message }
+                if message.contains(&format!("protocol {}", ecom_model::PROTOCOL_VERSION))
+                    && message.contains("the client 0")),
             "{r:?}"
         );
         serving.await.unwrap().unwrap();
