@@ -318,6 +318,7 @@ fn enter_opens_the_selected_row_and_the_quarantine() {
     app.answered(&Report::Quarantine(q));
     let screen = render(&app, &snap, 80, 24);
     insta::assert_snapshot!("quarantine_80x24", screen);
+    insta::assert_snapshot!("quarantine_160x48", render(&app, &snap, 160, 48));
     assert!(screen.contains("e-77") && screen.contains("ahead of its arrival"));
     assert!(screen.contains("12 event(s) on 1 day(s) waiting for a backfill"));
     // Scrolling moves the text; Esc closes.
@@ -335,6 +336,7 @@ fn a_disconnected_dashboard_says_so_first() {
     app.disconnected_since = Some(fixture::now());
     let screen = render(&app, &snap, 80, 24);
     insta::assert_snapshot!("disconnected_80x24", screen);
+    insta::assert_snapshot!("disconnected_160x48", render(&app, &snap, 160, 48));
     assert!(screen
         .lines()
         .next()
@@ -420,6 +422,7 @@ fn a_failure_can_be_snoozed_after_a_confirmation() {
         Some(fixture::now() + chrono::Duration::minutes(60));
     let screen = render(&app, &snap, 80, 24);
     insta::assert_snapshot!("failures_snoozed_80x24", screen);
+    insta::assert_snapshot!("failures_snoozed_160x48", render(&app, &snap, 160, 48));
     assert!(screen.contains("snoozed until 13:00"), "{screen}");
     app.on_key(key('a'), &snap);
     app.on_key(code(KeyCode::Tab), &snap);
@@ -479,5 +482,6 @@ fn every_detail_at_both_sizes_and_the_log_wraps() {
     app.on_key(key('w'), &snap);
     let screen = render(&app, &snap, 80, 24);
     insta::assert_snapshot!("logs_wrapped_80x24", screen);
+    insta::assert_snapshot!("logs_wrapped_160x48", render(&app, &snap, 160, 48));
     assert!(screen.contains("THE END"), "{screen}");
 }
