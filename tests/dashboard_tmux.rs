@@ -160,7 +160,7 @@ fn every_view_help_backfill_and_a_restored_terminal() {
         "dashboard owns the alternate screen"
     );
     for (key, marker) in [
-        ("2", "Shards (4, backend local)"),
+        ("2", "Shards (4, backend local"),
         ("3", "Per shard"),
         ("4", "Failure table"),
         ("5", "Metrics registry ("),
