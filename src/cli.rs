@@ -182,7 +182,7 @@ pub enum Cmd {
     /// Show what the quarantine holds: records refused per entity and field, and the newest
     /// records with their reasons.
     #[command(
-        after_help = "Examples:\n  ecomops quarantine\n  ecomops quarantine --reason event_time --limit 5\n  ecomops quarantine --json | jq '.report.by_reason'"
+        after_help = "Examples:\n  ecomops quarantine\n  ecomops quarantine --reason event_time --limit 5\n  ecomops quarantine --json | jq '.detail.by_reason'"
     )]
     Quarantine {
         /// Only records whose field or reason contains this (case-insensitive).

@@ -242,8 +242,12 @@ async fn ui_loop(
     let mut terminal =
         Terminal::new(CrosstermBackend::new(std::io::stdout())).context("opening the terminal")?;
     let mut events = spawn_reader();
-    let (done_tx, mut done_rx) =
-        mpsc::channel::<(bool, String, Option<ecom_model::report::Report>)>(8);
+    let (done_tx, mut done_rx) = mpsc::channel::<(
+        &'static str,
+        bool,
+        String,
+        Option<ecom_model::report::Report>,
+    )>(8);
     let mut tick = tokio::time::interval(Duration::from_millis(app.refresh_ms));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Who we are is looked up once (a passwd lookup may go to the network), not per key.
@@ -307,8 +311,8 @@ async fn ui_loop(
                 app.disconnected_since = since;
                 dirty = true;
             }
-            Some((ok, message, report)) = done_rx.recv() => {
-                app.finished(ok, message);
+            Some((name, ok, message, report)) = done_rx.recv() => {
+                app.finished_command(name, ok, message);
                 if let Some(r) = &report {
                     app.answered(r);
                 }
@@ -335,7 +339,12 @@ fn handle_key(
     key: KeyEvent,
     snap: &Snapshot,
     source: &Arc<Source>,
-    done: &mpsc::Sender<(bool, String, Option<ecom_model::report::Report>)>,
+    done: &mpsc::Sender<(
+        &'static str,
+        bool,
+        String,
+        Option<ecom_model::report::Report>,
+    )>,
     origin: &Origin,
 ) -> Step {
     match app.on_key(key, snap) {
@@ -348,6 +357,7 @@ fn handle_key(
             let done = done.clone();
             let origin = origin.clone();
             tokio::spawn(async move {
+                let name = command.name();
                 let outcome = source.send(command, origin).await;
                 // Every key gets its answer in the status line, `r` included.
                 let mut said = crate::render::summary(&outcome);
@@ -356,7 +366,7 @@ fn handle_key(
                 {
                     said = format!("refreshed at {}", chrono::Local::now().format("%H:%M:%S"));
                 }
-                let _ = done.send((outcome.ok, said, outcome.report)).await;
+                let _ = done.send((name, outcome.ok, said, outcome.report)).await;
             });
             Step::Redraw
         }

@@ -129,7 +129,7 @@ pub async fn command(
     // `metrics --json` and `cost --json` print the figures themselves, for jq and dashboards.
     let detail_only = matches!(
         command,
-        Command::Metrics | Command::Cost | Command::Trends { .. }
+        Command::Metrics | Command::Cost | Command::Trends { .. } | Command::CategoryTrends { .. }
     );
     let data_dir = config.data_dir.clone();
     let origin = ecom_pipeline::command::current_origin("cli", read_only);

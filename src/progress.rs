@@ -67,7 +67,7 @@ impl Progress {
         let ticker = tokio::spawn(async move {
             loop {
                 if let Some(l) = log.last() {
-                    b.set_message(l.message);
+                    b.set_message(l.message.lines().next().unwrap_or_default().to_string());
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }

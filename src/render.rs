@@ -323,9 +323,17 @@ pub fn status_text(s: &Snapshot) -> String {
         .iter()
         .filter(|f| !f.state.at_rest())
         .map(|f| {
-            // What the configuration makes normal is shown, marked, as the Overview does.
-            let expected = if f.expected { " (expected)" } else { "" };
-            format!("{} {}{expected}", f.scenario, f.state.label())
+            // What the configuration makes normal, or an operator snoozed, is shown, marked, as
+            // the Overview does.
+            let mark = if f.expected {
+                " (expected)".to_string()
+            } else {
+                match f.snoozed_until.filter(|t| *t > s.generated_at) {
+                    Some(t) => format!(" (snoozed until {})", t.format("%H:%M UTC")),
+                    None => String::new(),
+                }
+            };
+            format!("{} {}{mark}", f.scenario, f.state.label())
         })
         .collect();
     let _ = writeln!(

@@ -79,6 +79,13 @@ impl Deriver {
     }
 }
 
+/// The API-down row is snoozed: its failed run is acknowledged with it.
+fn api_down_snoozed(snap: &Snapshot) -> bool {
+    snap.failures
+        .iter()
+        .any(|f| f.scenario == Scenario::ApiDown && f.discounted(snap.generated_at) && !f.expected)
+}
+
 /// What the operator should do first, in one line, or None when nothing needs them: a failed
 /// cycle, then a failed batch run (it waits for a retry), then the failure rows that need the
 /// operator (the worst scenario first: data damage, the source, money, late data), then firing
@@ -95,18 +102,28 @@ pub fn next_action(snap: &Snapshot) -> Option<String> {
         .batch
         .runs
         .first()
-        .filter(|r| r.status == RunStatus::Failed)
+        .filter(|r| r.status == RunStatus::Failed && !api_down_snoozed(snap))
     {
         let cause = run
             .tasks
             .iter()
             .find_map(|t| t.error.as_ref().map(|e| format!("{}: {e}", t.name.name())))
             .unwrap_or_else(|| "a task failed".into());
-        return Some(format!(
-            "batch run {} failed ({cause}) — nothing retries it before the next scheduled run: \
-             ecomops retry {} (R in Runs)",
-            run.run_id, run.run_id
-        ));
+        // While the API is still down a retry would fail the same way.
+        let api_down = snap.batch.api.down;
+        return Some(if api_down {
+            format!(
+                "batch run {} failed ({cause}) and the API is still down — once it answers: \
+                 ecomops retry {} (R in Runs)",
+                run.run_id, run.run_id
+            )
+        } else {
+            format!(
+                "batch run {} failed ({cause}) — nothing retries it before the next scheduled \
+                 run: ecomops retry {} (R in Runs)",
+                run.run_id, run.run_id
+            )
+        });
     }
     const RANK: [Scenario; 5] = [
         Scenario::PartialWrite,
@@ -149,21 +166,24 @@ pub fn health(snap: &Snapshot) -> Health {
     let now = snap.generated_at;
     let counted = || snap.failures.iter().filter(|f| !f.discounted(now));
     // A failed batch run stays the operator's until it is retried (batch runs are hourly: the
-    // stream cycles in between succeed).
+    // stream cycles in between succeed), unless the API-down row it belongs to is snoozed.
     let failed_run = snap
         .batch
         .runs
         .first()
-        .is_some_and(|r| r.status == RunStatus::Failed);
+        .is_some_and(|r| r.status == RunStatus::Failed)
+        && !api_down_snoozed(snap);
     let failing = snap.last_cycle.as_ref().is_some_and(|c| !c.ok)
         || failed_run
         || counted().any(|f| f.state == FailureState::NeedsOperator);
-    let degraded = counted().any(|f| {
-        matches!(
-            f.state,
-            FailureState::Detected | FailureState::Mitigating | FailureState::Recovering
-        )
-    });
+    // A firing alert is the operator's news too: never "healthy" beside it.
+    let degraded = snap.alerts.iter().any(|a| a.firing)
+        || counted().any(|f| {
+            matches!(
+                f.state,
+                FailureState::Detected | FailureState::Mitigating | FailureState::Recovering
+            )
+        });
     if failing {
         Health::NeedsAttention
     } else if degraded {
@@ -320,6 +340,10 @@ impl Tracker {
                 row.last_seen = Some(now);
             }
             let from = row.state;
+            if state.at_rest() {
+                // A snooze covers its episode, not the next one.
+                row.snoozed_until = None;
+            }
             push(row, now, state);
             self.changes.push(Change::Failure {
                 scenario,
@@ -350,7 +374,10 @@ impl Tracker {
             if !self.rows[api as usize].state.at_rest() {
                 self.rows[api as usize].operator =
                     Some(format!("ecomops retry {run}  (R on the run in Runs)"));
+                // The API answers again: "last seen" stays when it was last seen down.
+                let seen = self.rows[api as usize].last_seen;
                 self.go(api, now, &[NeedsOperator]);
+                self.rows[api as usize].last_seen = seen;
             }
         } else if !self.rows[api as usize].state.at_rest() {
             self.rows[api as usize].operator = None;
@@ -435,13 +462,13 @@ impl Tracker {
             // Pruning only helps when storage is what costs: say so when it saves nothing.
             let prune = if s.saving_usd >= 0.01 {
                 format!(
-                    "ecomops prune saves ${:.2}/month (loaded objects past retention, backfilled \
-                     late objects; on S3 `ecomops lifecycle --apply` moves older objects to \
-                     cheaper classes)",
+                    "retention saves ${:.2}/month: ecomops prune (loaded objects past \
+                     retention, backfilled late objects) and, on S3, `ecomops lifecycle \
+                     --apply` (older objects to cheaper classes)",
                     s.saving_usd
                 )
             } else {
-                "pruning saves nothing now: reduce that service's capacity".into()
+                "retention saves nothing now: reduce that service's capacity".into()
             };
             self.rows[cost as usize].operator = Some(format!(
                 "{driver}{prune}; or shorten [lifecycle] retention / raise cost.budget_usd_month"
@@ -1057,7 +1084,7 @@ mod tests {
             op.contains("redshift serverless RPU-hours ($350.00/month)"),
             "{op}"
         );
-        assert!(op.contains("pruning saves nothing"), "{op}");
+        assert!(op.contains("retention saves nothing"), "{op}");
         assert!(s.next_action.unwrap().starts_with("cost growth"));
     }
 

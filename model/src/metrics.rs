@@ -20,19 +20,20 @@ pub fn display(name: &str, value: f64, unit: &str) -> String {
     if !value.is_finite() {
         return value.to_string();
     }
-    let secs = |s: f64| {
-        if s < 1.0 {
-            format!("{:.0} ms", s * 1000.0)
-        } else if s < 60.0 {
-            format!("{s:.1} s")
-        } else if s < 3600.0 {
-            format!("{}m {:02}s", (s / 60.0) as u64, (s % 60.0) as u64)
+    let secs = |v: f64| {
+        let sign = if v < 0.0 { "-" } else { "" };
+        let s = v.abs();
+        // The unit is chosen on the rounded value: 999.7 ms is "1.0 s", not "1000 ms".
+        if (s * 1000.0).round() < 1000.0 {
+            format!("{sign}{:.0} ms", s * 1000.0)
+        } else if (s * 10.0).round() < 600.0 {
+            format!("{sign}{s:.1} s")
+        } else if s.round() < 3600.0 {
+            let r = s.round() as u64;
+            format!("{sign}{}m {:02}s", r / 60, r % 60)
         } else {
-            format!(
-                "{}h {:02}m",
-                (s / 3600.0) as u64,
-                ((s % 3600.0) / 60.0) as u64
-            )
+            let m = (s / 60.0).round() as u64;
+            format!("{sign}{}h {:02}m", m / 60, m % 60)
         }
     };
     match unit {
@@ -126,6 +127,9 @@ mod tests {
         assert_eq!(display("shard_lag_ms", 850.0, "Milliseconds"), "850 ms");
         assert_eq!(display("shard_lag_ms", 12_300.0, "Milliseconds"), "12.3 s");
         assert_eq!(display("x", 245.0, "Seconds"), "4m 05s");
+        assert_eq!(display("x", -90.0, "Seconds"), "-1m 30s");
+        assert_eq!(display("x", 0.9997, "Seconds"), "1.0 s");
+        assert_eq!(display("x", 59.97, "Seconds"), "1m 00s");
         assert_eq!(
             display("zone_bytes", 3.5 * 1024.0 * 1024.0, "Bytes"),
             "3.5 MiB"

@@ -93,8 +93,9 @@ pub async fn prune(
             r.deleted_bytes += doomed.iter().map(|o| o.size).sum::<u64>();
             let doomed: Vec<String> = doomed.into_iter().map(|o| o.key).collect();
             if !dry_run && !doomed.is_empty() {
-                w.execute_tx(schema::pruned_sql(zone_name(zone), &doomed, now))
-                    .await?;
+                let mut sql = schema::pruned_sql(zone_name(zone), &doomed, now);
+                sql.extend(late_index::forget_sql(&doomed));
+                w.execute_tx(sql).await?;
                 for key in &doomed {
                     store.delete(key).await?;
                 }

@@ -228,7 +228,8 @@ async fn the_stream_scenario_holds_on_kinesis_with_a_restart_and_a_reshard() {
         .all(|s| s.lag_estimated && s.lag_records == 0));
 }
 
-/// GetRecords refused for throughput is counted per shard and retried; the lag in records is
+/// GetRecords refused for throughput is counted per shard and retried (a transient 5xx is
+/// retried too, not counted); the lag in records is
 /// MillisBehindLatest times the arrival rate of the records read (Kinesis has no count).
 #[tokio::test]
 async fn throttles_are_counted_per_shard_and_lag_in_records_is_estimated() {
@@ -269,6 +270,11 @@ async fn throttles_are_counted_per_shard_and_lag_in_records_is_estimated() {
     // 11 records 10 ms apart (a rate of one per 10 ms), 1,000 ms behind the tip.
     let records = mock!(aws_sdk_kinesis::Client::get_records)
         .sequence()
+        // A transient service error first: retried, not counted as a throttle.
+        .http_status(
+            500,
+            Some(r#"{"__type":"InternalFailure","message":"try again"}"#.into()),
+        )
         .http_status(
             400,
             Some(

@@ -73,7 +73,17 @@ async fn quarantined_records_are_shown_by_reason_and_reprocessed_once_after_a_fi
         event("ahead-1", 240, "purchase"),
         event("refund-1", -40, "refund"),
     ];
-    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let mut body = (lines.join("\n") + "\n").into_bytes();
+    // Not UTF-8: quarantined, and kept only as a lossy copy, which is never loaded.
+    body.extend_from_slice(
+        event("bytes-1", -30, "product_view")
+            .replace("bytes-1", "bytes-\u{1}")
+            .as_bytes(),
+    );
+    let at = body.len() - body.iter().rev().position(|b| *b == 1).unwrap() - 1;
+    body[at] = 0xff;
+    body.push(b'\n');
+    std::fs::write(&file, body).unwrap();
     let o = p
         .dispatch(Command::IngestFile { path: file }, &origin())
         .await;
@@ -90,14 +100,14 @@ async fn quarantined_records_are_shown_by_reason_and_reprocessed_once_after_a_fi
         )
         .await;
     let q = quarantine(&o);
-    assert_eq!(q.records, 3, "{q:?}");
+    assert_eq!(q.records, 4, "{q:?}");
     let fields: Vec<&str> = q.by_reason.iter().map(|r| r.field.as_str()).collect();
     assert!(
         fields.contains(&"event_time") && fields.contains(&"event_type"),
         "{q:?}"
     );
     assert!(q.by_reason.iter().all(|r| r.entity == "events"));
-    assert_eq!(q.recent.len(), 3);
+    assert_eq!(q.recent.len(), 4);
     assert!(q.recent.iter().any(|r| r.record.contains("broken")));
 
     let o = p
@@ -124,7 +134,7 @@ async fn quarantined_records_are_shown_by_reason_and_reprocessed_once_after_a_fi
         };
         assert_eq!(
             (r.examined, r.accepted, r.still_refused),
-            (3, 1, 2),
+            (4, 1, 3),
             "round {round}: {r:?}"
         );
         assert_eq!(staged_events(&p).await, 3, "round {round}");

@@ -258,3 +258,83 @@ async fn with_copy_a_load_is_one_batch_copying_from_s3() {
         .unwrap()
         .contains("$['order_time']"));
 }
+
+/// A load larger than a batch reuses the warehouse's Data API session from load to load; when
+/// the service has closed it (idle past its keep-alive, or 24 h), the load's first call fails
+/// on it and the load goes on in a new session instead of failing.
+#[tokio::test]
+async fn a_closed_session_is_replaced_and_the_load_goes_on() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let closed = Arc::new(AtomicBool::new(false));
+    let started = Arc::new(AtomicUsize::new(0));
+    let (c, s) = (closed.clone(), started.clone());
+    let refuse = mock!(Client::batch_execute_statement)
+        .match_requests(move |r| r.session_id().is_some() && c.swap(false, Ordering::SeqCst))
+        .sequence()
+        .http_status(
+            400,
+            Some(r#"{"__type":"ValidationException","message":"Session is not available"}"#.into()),
+        )
+        .build();
+    let ok = mock!(Client::batch_execute_statement)
+        .match_requests(move |r| {
+            if r.session_keep_alive_seconds().is_some() {
+                s.fetch_add(1, Ordering::SeqCst);
+            }
+            true
+        })
+        .then_output(|| {
+            BatchExecuteStatementOutput::builder()
+                .id("b-1")
+                .session_id("8d7e2a8c-1b2c-4d5e-9f00-0123456789ab")
+                .build()
+        });
+    let polls = mock!(Client::describe_statement)
+        .then_output(|| describe(StatusString::Finished, None, true));
+    let submit = mock!(Client::execute_statement)
+        .then_output(|| ExecuteStatementOutput::builder().id("s-1").build());
+    let count = mock!(Client::get_statement_result).then_output(|| {
+        GetStatementResultOutput::builder()
+            .records(vec![Field::LongValue(0)])
+            .build()
+            .unwrap()
+    });
+    let wh = warehouse(&[&refuse, &ok, &polls, &submit, &count], 5);
+    // 6,000 orders: over a hundred INSERTs, so more than one Data API call.
+    let file = |name: &str, first: i64| {
+        let body: String = (first..first + 6_000)
+            .map(|i| {
+                format!(
+                    "{{\"order_id\":{i},\"user_id\":1,\"order_time\":\"2026-03-01T10:00:00Z\",\
+                     \"order_status\":\"placed\",\"order_total_cents\":100,\"item_count\":1}}\n"
+                )
+            })
+            .collect();
+        ecom_pipeline::warehouse::StagedFile {
+            key: format!("staging/orders/{name}.ndjson"),
+            entity: "orders".into(),
+            sha256: ecom_pipeline::store::sha256_hex(body.as_bytes()),
+            body: bytes::Bytes::from(body),
+            source: "test".into(),
+            checkpoint: None,
+        }
+    };
+    wh.load(&file("a", 1)).await.unwrap();
+    assert_eq!(
+        started.load(Ordering::SeqCst),
+        1,
+        "one session for the first load"
+    );
+    closed.store(true, Ordering::SeqCst);
+    wh.load(&file("b", 10_000)).await.unwrap();
+    assert!(
+        !closed.load(Ordering::SeqCst),
+        "the reused session was refused once"
+    );
+    assert_eq!(
+        started.load(Ordering::SeqCst),
+        2,
+        "and a new one carried the load"
+    );
+}

@@ -161,8 +161,25 @@ impl App {
         self.message = Some((ok, message));
     }
 
+    /// The answer to the command named `name`: clears "still running" only if it was that one
+    /// (a `Q` or `r` answered meanwhile leaves a running backfill's guard in place).
+    pub fn finished_command(&mut self, name: &str, ok: bool, message: String) {
+        if self.pending.as_deref() == Some(name) {
+            self.pending = None;
+        }
+        self.message = Some((ok, message));
+    }
+
     /// An answer with a report to show: the quarantine's records open in a popup.
     pub fn answered(&mut self, report: &ecom_model::report::Report) {
+        if self.popup.is_some() {
+            // Never over a form being filled or a confirmation: Q again shows it.
+            self.message = Some((
+                true,
+                "the quarantine's records are ready: Q shows them".into(),
+            ));
+            return;
+        }
         if let ecom_model::report::Report::Quarantine(q) = report {
             self.popup = Some(Popup::Detail(Detail::new(
                 "Quarantine (newest first)",
@@ -555,7 +572,9 @@ impl App {
     fn on_popup_key(&mut self, popup: Popup, key: KeyEvent, ctrl_c: bool) -> Effect {
         match popup {
             Popup::Detail(mut d) => {
-                let last = d.lines.len().saturating_sub(1) as u16;
+                // An upper bound (wrapped rows can be many per line); the draw clamps it.
+                let last = (d.lines.iter().map(|l| l.len() / 20 + 1).sum::<usize>())
+                    .min(u16::MAX as usize) as u16;
                 match key.code {
                     _ if ctrl_c => return self.quit(),
                     KeyCode::Esc | KeyCode::Enter | KeyCode::Char('q') => return Effect::Redraw,
@@ -564,6 +583,7 @@ impl App {
                     KeyCode::PageDown => d.scroll = (d.scroll + 10).min(last),
                     KeyCode::PageUp => d.scroll = d.scroll.saturating_sub(10),
                     KeyCode::Char('g') | KeyCode::Home => d.scroll = 0,
+                    KeyCode::Char('G') | KeyCode::End => d.scroll = last,
                     _ => {}
                 }
                 self.popup = Some(Popup::Detail(d));

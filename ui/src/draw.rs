@@ -167,7 +167,7 @@ fn status_line<'a>(app: &'a App, disabled: bool, theme: &Theme) -> Line<'a> {
         Tab::Overview => ("Enter quarantine", "b backfill  c cycle"),
         Tab::Stream => ("Enter shard", "p replay"),
         Tab::Watermarks => ("Enter shard", "b backfill"),
-        Tab::Failures => ("Enter history", "a snooze  R retry failed run"),
+        Tab::Failures => ("Enter history", "a snooze  R retry run"),
         Tab::Costs => ("", "c cycle"),
         Tab::Runs => ("Enter run  l its logs", "R retry"),
         Tab::Logs => ("Enter line", ""),
@@ -175,7 +175,7 @@ fn status_line<'a>(app: &'a App, disabled: bool, theme: &Theme) -> Line<'a> {
     };
     let mut keys = vec![view];
     if disabled {
-        keys.push("(read-only: no actions)");
+        keys.push("(read-only)");
     } else {
         keys.push(actions);
     }

@@ -242,11 +242,16 @@ pub fn draw(frame: &mut Frame, popup: &Popup, actions_disabled: bool, theme: &Th
                 "j/k PgDn/PgUp scroll · Esc, Enter or q closes",
                 theme.dim(),
             ));
+            // The scroll is clamped here, on the wrapped height: the last screenful is the end.
+            let rows = wrapped_height(&lines, r.width.saturating_sub(2));
+            let scroll = d
+                .scroll
+                .min(rows.saturating_sub(r.height.saturating_sub(2)));
             frame.render_widget(Clear, r);
             frame.render_widget(
                 Paragraph::new(lines)
                     .wrap(Wrap { trim: false })
-                    .scroll((d.scroll, 0))
+                    .scroll((scroll, 0))
                     .block(Block::bordered().title(format!(" {} ", d.title))),
                 r,
             );

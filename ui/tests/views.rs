@@ -321,11 +321,40 @@ fn enter_opens_the_selected_row_and_the_quarantine() {
     insta::assert_snapshot!("quarantine_160x48", render(&app, &snap, 160, 48));
     assert!(screen.contains("e-77") && screen.contains("ahead of its arrival"));
     assert!(screen.contains("12 event(s) on 1 day(s) waiting for a backfill"));
-    // Scrolling moves the text; Esc closes.
+    // It fits: nothing to scroll. Esc closes.
     app.on_key(key('j'), &snap);
-    assert_ne!(render(&app, &snap, 80, 24), screen);
+    assert_eq!(render(&app, &snap, 80, 24), screen);
     app.on_key(code(KeyCode::Esc), &snap);
     assert!(app.popup.is_none());
+    // Fifty records: j scrolls, G reaches the very last one, g the top again.
+    let many = QuarantineReport {
+        objects: 50,
+        records: 50,
+        recent: (0..50)
+            .map(|i| QuarantinedRecord {
+                key: format!("quarantine/stream/events/shard=shard-0000/seg-{i}.ndjson"),
+                entity: "events".into(),
+                field: "event_type".into(),
+                reason: "unknown event type \"refund\"".into(),
+                record: format!("{{\"event_id\":\"r-{i:02}\"}}"),
+                written: None,
+            })
+            .collect(),
+        ..QuarantineReport::default()
+    };
+    app.answered(&Report::Quarantine(many));
+    let top = render(&app, &snap, 80, 24);
+    assert!(top.contains("r-00") && !top.contains("r-49"));
+    app.on_key(key('j'), &snap);
+    assert_ne!(render(&app, &snap, 80, 24), top);
+    app.on_key(key('G'), &snap);
+    let end = render(&app, &snap, 80, 24);
+    assert!(
+        end.contains("r-49") && end.contains("Esc, Enter or q closes"),
+        "{end}"
+    );
+    app.on_key(key('g'), &snap);
+    assert_eq!(render(&app, &snap, 80, 24), top);
 }
 
 /// Attached and the instance gone: the header leads with DISCONNECTED and the time.

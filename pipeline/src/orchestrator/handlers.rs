@@ -16,8 +16,10 @@ impl Pipeline {
     pub(super) async fn carry_out(&mut self, command: Command) -> CommandOutcome {
         let outcome = match command {
             Command::Refresh => {
-                // Asked for: recount from a listing, not from this process's writes.
+                // Asked for: recount from a listing, not from this process's writes, and read
+                // the daily figures again.
                 self.zone_tally.expire();
+                self.trends = None;
                 self.refresh_zones().await;
                 CommandOutcome::done(Report::Refreshed)
             }

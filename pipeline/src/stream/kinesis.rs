@@ -63,12 +63,14 @@ struct ShardInfo {
     closed: bool,
 }
 
-/// A shard's recent arrival rate, from the records read: gaps between consecutive arrivals
-/// and the time they span, halved at each read so the rate follows the producer.
+/// A shard's recent arrival rate, from the records read: records and the arrival time they
+/// span, measured from the previous read's last record (so time between reads counts), halved
+/// at each read so the rate follows the producer.
 #[derive(Debug, Default, Clone, Copy)]
 struct Rate {
-    gaps: f64,
+    records: f64,
     span_ms: f64,
+    last_ms: Option<i64>,
 }
 
 impl Rate {
@@ -76,17 +78,23 @@ impl Rate {
         let (Some(first), Some(last)) = (records.first(), records.last()) else {
             return;
         };
-        self.gaps = self.gaps / 2.0 + (records.len() - 1) as f64;
-        self.span_ms = self.span_ms / 2.0 + (last.arrival_ms - first.arrival_ms).max(0) as f64;
+        let (n, from) = match self.last_ms {
+            Some(prev) => (records.len(), prev),
+            None => (records.len() - 1, first.arrival_ms),
+        };
+        self.records = self.records / 2.0 + n as f64;
+        self.span_ms = self.span_ms / 2.0 + (last.arrival_ms - from).max(0) as f64;
+        self.last_ms = Some(last.arrival_ms);
     }
 
-    /// Records in `ms` of the stream at this rate; records that arrived in one millisecond
-    /// count as a rate of one per millisecond.
+    /// Records in `ms` of the stream at this rate, at most one a millisecond (a shard takes
+    /// 1,000 records a second: a burst within one millisecond is not the shard's rate).
     fn records_in(&self, ms: u64) -> u64 {
-        if self.gaps <= 0.0 {
+        if self.records <= 0.0 {
             return 0;
         }
-        (ms as f64 * self.gaps / self.span_ms.max(1.0)).round() as u64
+        let per_ms = (self.records / self.span_ms.max(1.0)).min(1.0);
+        (ms as f64 * per_ms).round() as u64
     }
 }
 
@@ -383,6 +391,8 @@ impl KinesisLog {
             },
         };
         let mut empty_polls = 0;
+        // Transient failures retried here (the SDK's retries are off for GetRecords).
+        let mut transient = 0u32;
         let mut renewed = false;
         loop {
             self.pace(shard).await;
@@ -428,6 +438,25 @@ impl KinesisLog {
                             .entry(shard.to_string())
                             .or_default() += 1;
                         tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                    // What the SDK's standard retries covered: the service's 5xx and
+                    // internal failures, KMS throttling, timeouts and lost connections.
+                    let retryable = matches!(
+                        e,
+                        aws_sdk_kinesis::error::SdkError::DispatchFailure(_)
+                            | aws_sdk_kinesis::error::SdkError::TimeoutError(_)
+                            | aws_sdk_kinesis::error::SdkError::ResponseError(_)
+                    ) || e
+                        .raw_response()
+                        .is_some_and(|r| r.status().is_server_error())
+                        || svc.is_some_and(|s| {
+                            s.is_kms_throttling_exception()
+                                || s.meta().code() == Some("InternalFailure")
+                        });
+                    if retryable && transient < 3 {
+                        transient += 1;
+                        tokio::time::sleep(Duration::from_millis(100 << transient)).await;
                         continue;
                     }
                     return Err(aws_err(
@@ -594,7 +623,16 @@ mod tests {
         // A burst within one millisecond counts as one record per millisecond at least.
         let mut burst = Rate::default();
         burst.observe(&recs(0, 50, 0));
-        assert_eq!(burst.records_in(10), 490);
+        assert_eq!(
+            burst.records_in(10),
+            10,
+            "at most a shard's 1,000 records a second"
+        );
+        // Time between reads counts: 10 records, then 10 more a second later.
+        let mut slow = Rate::default();
+        slow.observe(&recs(0, 10, 1));
+        slow.observe(&recs(1_000, 10, 1));
+        assert!(slow.records_in(1_000) < 50, "{}", slow.records_in(1_000));
     }
 
     #[test]

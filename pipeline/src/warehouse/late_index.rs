@@ -166,7 +166,23 @@ pub async fn pending_counts(wh: &dyn Warehouse) -> Result<Vec<(NaiveDate, u64)>>
         .collect())
 }
 
-/// The late objects holding events of `from..=to`.
+/// Forget pruned late objects (in the prune's own transaction).
+pub fn forget_sql(keys: &[String]) -> Vec<String> {
+    keys.chunks(200)
+        .map(|chunk| {
+            let list: Vec<String> = chunk
+                .iter()
+                .map(|k| literal(&Cell::Text(k.clone())))
+                .collect();
+            format!(
+                "DELETE FROM ops.late_objects WHERE object_key IN ({})",
+                list.join(", ")
+            )
+        })
+        .collect()
+}
+
+/// The late objects holding events of `from..=to` not yet backfilled.
 pub async fn objects_for(
     wh: &dyn Warehouse,
     from: NaiveDate,
@@ -175,7 +191,7 @@ pub async fn objects_for(
     let rows = wh
         .query(&format!(
             "SELECT DISTINCT object_key FROM ops.late_objects WHERE day >= DATE '{from}' AND \
-             day <= DATE '{to}' ORDER BY 1"
+             day <= DATE '{to}' AND backfilled_at IS NULL ORDER BY 1"
         ))
         .await?;
     Ok(first_column(rows).collect())

@@ -33,6 +33,23 @@ const ROWS_PER_INSERT: usize = 100;
 /// 500 sessions per cluster or workgroup and at most 24 hours).
 const SESSION_KEEP_ALIVE_SECS: i32 = 600;
 
+/// A Data API session this warehouse reuses, and when it was started and last used: it closes
+/// after `SESSION_KEEP_ALIVE_SECS` idle and after 24 hours whatever happens.
+#[derive(Debug)]
+struct Session {
+    id: String,
+    started: Instant,
+    used: Instant,
+}
+
+impl Session {
+    /// Close enough to either limit that a new one is safer than a failed call.
+    fn stale(&self) -> bool {
+        self.used.elapsed() >= Duration::from_secs(SESSION_KEEP_ALIVE_SECS as u64 - 60)
+            || self.started.elapsed() >= Duration::from_secs(23 * 3600)
+    }
+}
+
 /// The Data API calls of a load or a long transaction: the `fill` statements first (they only
 /// touch the session's temporary tables), then the whole of `tx` in the last call, which is the
 /// one transaction that changes anything lasting. No call has more than `MAX_BATCH` statements.
@@ -107,7 +124,7 @@ pub struct RedshiftWarehouse {
     copy: Option<CopyFrom>,
     /// The Data API session that multi-call loads reuse (one at a time: a session runs one
     /// statement at a time, and its temporary tables are the loads' scratch).
-    session: std::sync::Arc<tokio::sync::Mutex<Option<String>>>,
+    session: std::sync::Arc<tokio::sync::Mutex<Option<Session>>>,
 }
 
 fn aws(operation: &'static str, e: impl ProvideErrorMetadata + std::fmt::Display) -> Error {
@@ -198,8 +215,20 @@ impl RedshiftWarehouse {
             return Ok(());
         }
         let mut session = self.session.lock().await;
-        for sqls in calls {
-            if let Err(e) = self.session_batch(&mut session, sqls).await {
+        if session.as_ref().is_some_and(Session::stale) {
+            *session = None;
+        }
+        let reused = session.is_some();
+        let first = calls.first().cloned().unwrap_or_default();
+        for (i, sqls) in calls.into_iter().enumerate() {
+            let mut result = self.session_batch(&mut session, sqls.clone()).await;
+            if i == 0 && reused && result.is_err() {
+                // The reused session may have been closed by the service; the first call only
+                // (re)creates the temporary scratch, so it is safe to run again on a new one.
+                *session = None;
+                result = self.session_batch(&mut session, first.clone()).await;
+            }
+            if let Err(e) = result {
                 *session = None;
                 return Err(e);
             }
@@ -207,12 +236,12 @@ impl RedshiftWarehouse {
         Ok(())
     }
 
-    async fn session_batch(&self, session: &mut Option<String>, sqls: Vec<String>) -> Result<()> {
+    async fn session_batch(&self, session: &mut Option<Session>, sqls: Vec<String>) -> Result<()> {
         let req = self.client.batch_execute_statement().set_sqls(Some(sqls));
         // In a session the statement goes by its id alone, as the documented example
         // (`--session-id`) does; the connection settings are the session's.
-        let req = match session.as_deref() {
-            Some(id) => req.session_id(id),
+        let req = match session.as_ref() {
+            Some(s) => req.session_id(&s.id),
             None => addressed!(
                 self,
                 req.session_keep_alive_seconds(SESSION_KEEP_ALIVE_SECS)
@@ -223,12 +252,20 @@ impl RedshiftWarehouse {
             .await
             .map_err(|e| aws("BatchExecuteStatement", e))?;
         if session.is_none() {
-            *session = Some(out.session_id().map(str::to_string).ok_or_else(|| {
+            let id = out.session_id().map(str::to_string).ok_or_else(|| {
                 Error::Warehouse("the Data API started no session (no SessionId returned)".into())
-            })?);
+            })?;
+            *session = Some(Session {
+                id,
+                started: Instant::now(),
+                used: Instant::now(),
+            });
         }
-        self.wait(out.id().unwrap_or_default()).await?;
-        Ok(())
+        let waited = self.wait(out.id().unwrap_or_default()).await;
+        if let Some(s) = session.as_mut() {
+            s.used = Instant::now();
+        }
+        waited.map(|_| ())
     }
 
     /// Run one statement; returns its id and whether it has a result set.

@@ -361,7 +361,17 @@ async fn stream_accounting(
         }
         let (mut late_lines, mut late_body) = object_lines(store, &late_key).await?;
         if late_body.is_none() && pruned.contains(&late_key) {
-            // Pruned once backfilled: its events are in the backfill objects made from it.
+            // Pruned once backfilled: its events are in the backfill objects made from it,
+            // unless retention took those too (then, as for quarantine below, uncountable).
+            let rest = late_key
+                .strip_prefix(super::late_index::PREFIX)
+                .unwrap_or_default();
+            if pruned.iter().any(|k| {
+                k.starts_with(super::late_index::BACKFILL_PREFIX)
+                    && k.ends_with(&format!("/{rest}"))
+            }) {
+                continue;
+            }
             (late_lines, late_body) = backfilled_late(store, &late_key, &mut backfills).await?;
         }
         let (bad_lines, bad_body) = object_lines(store, &bad_key).await?;

@@ -125,7 +125,7 @@ pub fn draw(frame: &mut Frame, area: Rect, _app: &App, snap: &Snapshot, theme: &
         summary,
     );
     // Two charts a row at 80 columns, three when there is room for 14 bars each.
-    let per_row: u32 = if area.width >= 120 { 3 } else { 2 };
+    let per_row: u32 = if area.width >= 132 { 3 } else { 2 };
     let [top, bottom] =
         Layout::vertical([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(grid);
     let cols = |r: Rect| {
@@ -231,10 +231,15 @@ fn chart(frame: &mut Frame, area: Rect, s: &Series, days: &[DayFigures], theme: 
         .iter()
         .zip(&s.values)
         .zip(&s.texts)
-        .map(|((d, v), t)| {
-            let bar = Bar::default()
-                .value(*v)
-                .label(Line::raw(d.day.format("%d").to_string()));
+        .enumerate()
+        .map(|(i, ((d, v), t))| {
+            // Touching bars: every other day labelled, so the digits do not run together.
+            let label = if gap == 0 && i % 2 == 1 {
+                String::new()
+            } else {
+                d.day.format("%d").to_string()
+            };
+            let bar = Bar::default().value(*v).label(Line::raw(label));
             // A value's text only where it fits over its bar.
             if (t.chars().count() as u16) <= width {
                 bar.text_value(t.clone())
