@@ -253,23 +253,7 @@ fn an_attached_dashboard_quits_and_the_instance_keeps_running() {
     };
     let tmp = tempfile::tempdir().unwrap();
     let dir = data_dir(&tmp);
-    let mut service = Command::new(bin())
-        .args(["--no-ui", "--data-dir"])
-        .arg(&dir)
-        .current_dir(tmp.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while !dir.join("control.sock").exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "no control socket"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let mut service = start_service(&dir, tmp.path());
     launch(&t, &dir, "--read-only");
     t.wait_for("ATTACHED", 60);
     t.wait_for("READ-ONLY", 10);
@@ -292,11 +276,7 @@ fn an_attached_dashboard_quits_and_the_instance_keeps_running() {
     assert!(out.status.success());
     let snap: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(snap["instance"]["mode"], "headless");
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(service.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    );
-    let _ = service.wait();
+    stop_service(service);
 }
 
 fn start_service(dir: &Path, cwd: &Path) -> std::process::Child {

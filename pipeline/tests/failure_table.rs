@@ -3,44 +3,26 @@
 //! recovered after the named command).
 
 mod support {
+    pub mod engine;
     pub mod fakestore_server;
 }
 
 use std::path::Path;
 
 use ecom_pipeline::batch::synthetic::SyntheticSource;
-use ecom_pipeline::command::{Command, Origin};
+use ecom_pipeline::command::Command;
 use ecom_pipeline::config::{BatchSource, Config, CostConfig, RetryConfig};
 use ecom_pipeline::failures::{FailureRow, FailureState};
-use ecom_pipeline::orchestrator::{LogBuffer, Pipeline, PipelineOptions};
-use ecom_pipeline::snapshot::RunMode;
+use ecom_pipeline::orchestrator::Pipeline;
+use support::engine::{open, origin};
 use support::fakestore_server::FakeStoreServer;
 use FailureState::*;
-
-fn origin() -> Origin {
-    Origin {
-        user: "test".into(),
-        ssh_connection: None,
-        via: "test".into(),
-        read_only: false,
-    }
-}
 
 fn base(dir: &Path) -> Config {
     Config {
         data_dir: dir.to_path_buf(),
         ..Config::default()
     }
-}
-
-async fn open(config: Config) -> Pipeline {
-    let options = PipelineOptions {
-        mode: RunMode::Oneshot,
-        read_only: false,
-        schedule: false,
-        log: LogBuffer::default(),
-    };
-    Pipeline::open(config, options).await.unwrap()
 }
 
 fn row(p: &Pipeline, scenario: &str) -> FailureRow {

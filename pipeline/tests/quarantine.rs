@@ -6,17 +6,13 @@ use std::path::Path;
 
 use ecom_pipeline::command::{Command, CommandOutcome, Origin, Report};
 use ecom_pipeline::config::Config;
-use ecom_pipeline::orchestrator::{LogBuffer, Pipeline, PipelineOptions};
-use ecom_pipeline::snapshot::RunMode;
+use ecom_pipeline::orchestrator::Pipeline;
 
-fn origin() -> Origin {
-    Origin {
-        user: "test".into(),
-        ssh_connection: None,
-        via: "test".into(),
-        read_only: false,
-    }
+mod support {
+    pub mod engine;
 }
+
+use support::engine::origin;
 
 async fn open(dir: &Path, skew_secs: u64) -> Pipeline {
     let mut config = Config {
@@ -24,13 +20,7 @@ async fn open(dir: &Path, skew_secs: u64) -> Pipeline {
         ..Config::default()
     };
     config.stream.watermark.max_future_skew_secs = skew_secs;
-    let options = PipelineOptions {
-        mode: RunMode::Oneshot,
-        read_only: false,
-        schedule: false,
-        log: LogBuffer::default(),
-    };
-    Pipeline::open(config, options).await.unwrap()
+    support::engine::open(config).await
 }
 
 fn event(id: &str, ahead_secs: i64, event_type: &str) -> String {

@@ -3,20 +3,15 @@
 //! changes nothing (issue "warehouse load at stream speed": the load path may batch segments,
 //! this holds it to the same result).
 
-use ecom_pipeline::command::{Command, Origin};
+use ecom_pipeline::command::Command;
 use ecom_pipeline::config::Config;
-use ecom_pipeline::orchestrator::{LogBuffer, Pipeline, PipelineOptions};
-use ecom_pipeline::snapshot::RunMode;
 use ecom_pipeline::warehouse::TextRows;
 
-fn origin() -> Origin {
-    Origin {
-        user: "test".into(),
-        ssh_connection: None,
-        via: "test".into(),
-        read_only: false,
-    }
+mod support {
+    pub mod engine;
 }
+
+use support::engine::{open, origin};
 
 /// 400 events over a quarter of an hour with resends (the same event_id again), disorder within the
 /// allowed lateness, a few events far behind (late), and a malformed line.
@@ -71,13 +66,7 @@ async fn tables_after_ingesting(file: &std::path::Path, segment_records: u32) ->
     };
     config.stream.segment_records = segment_records;
     config.stream.generator.enabled = false;
-    let options = PipelineOptions {
-        mode: RunMode::Oneshot,
-        read_only: false,
-        schedule: false,
-        log: LogBuffer::default(),
-    };
-    let mut p = Pipeline::open(config, options).await.unwrap();
+    let mut p = open(config).await;
     let mut read = Vec::new();
     for round in 0..2 {
         let o = p
