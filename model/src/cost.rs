@@ -144,3 +144,75 @@ pub struct CostReport {
     pub zone_bytes: BTreeMap<String, u64>,
     pub usage: Usage,
 }
+
+/// Whether a service's cost is held against the budget: it is billed on AWS here, or every
+/// service is with `cost.budget_covers_local` (capacity planning before a move).
+pub fn held_against_budget(
+    on_aws: &BTreeMap<String, bool>,
+    service: &str,
+    covers_local: bool,
+) -> bool {
+    covers_local || on_aws.get(service).copied().unwrap_or(false)
+}
+
+impl CostReport {
+    /// The priced line held against the budget with the largest projection: the cost
+    /// driver to name (a local service is never the one to cut).
+    pub fn biggest_held(&self, covers_local: bool) -> Option<&CostLine> {
+        self.lines
+            .iter()
+            .filter(|l| held_against_budget(&self.on_aws, &l.service, covers_local))
+            .filter(|l| l.projected_usd > 0.0)
+            .max_by(|a, b| a.projected_usd.total_cmp(&b.projected_usd))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(service: &str, usd: f64) -> CostLine {
+        CostLine {
+            service: service.into(),
+            item: "x".into(),
+            quantity: 1.0,
+            unit: "u".into(),
+            unit_price_usd: usd,
+            month_to_date_usd: usd,
+            projected_usd: usd,
+        }
+    }
+
+    /// The driver named is the largest line the budget is held against: with S3 on AWS and
+    /// a local warehouse, S3 — not the larger Redshift estimate of the local warehouse.
+    #[test]
+    fn the_biggest_line_held_against_the_budget() {
+        let mut on_aws = BTreeMap::new();
+        on_aws.insert("s3".to_string(), true);
+        on_aws.insert("redshift".to_string(), false);
+        assert!(held_against_budget(&on_aws, "s3", false));
+        assert!(!held_against_budget(&on_aws, "redshift", false));
+        assert!(held_against_budget(&on_aws, "redshift", true));
+        let now = Utc::now();
+        let report = CostReport {
+            prices_as_of: "2026-11-01".into(),
+            month: "2026-11".into(),
+            generated_at: now,
+            hours_tracked: 1.0,
+            hours_in_month: 720.0,
+            on_aws,
+            lines: vec![line("s3", 3.0), line("redshift", 300.0)],
+            month_to_date_usd: 303.0,
+            projected_usd: 303.0,
+            projected_on_aws_usd: 3.0,
+            budget_usd: 1.0,
+            over_budget: true,
+            saving: Saving::default(),
+            zone_bytes: BTreeMap::new(),
+            usage: Usage::new(now),
+        };
+        let pick = |covers| report.biggest_held(covers).map(|l| l.service.as_str());
+        assert_eq!(pick(false), Some("s3"));
+        assert_eq!(pick(true), Some("redshift"));
+    }
+}

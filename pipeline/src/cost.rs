@@ -383,7 +383,11 @@ pub fn estimate(
     let billed = lines
         .iter()
         .filter(|l| {
-            prices.budget_covers_local || setup.on_aws.get(&l.service).copied().unwrap_or(false)
+            ecom_model::cost::held_against_budget(
+                &setup.on_aws,
+                &l.service,
+                prices.budget_covers_local,
+            )
         })
         .fold(0.0, |a, l| a + l.projected_usd);
     CostReport {

@@ -116,15 +116,9 @@ impl Pipeline {
             projected_usd: self.cost.as_ref().map_or(0.0, |c| c.projected_on_aws_usd),
             budget_usd: self.config.cost.budget_usd_month,
             saving_usd: self.cost.as_ref().map_or(0.0, |c| c.saving.usd_month),
-            // Among the lines held against the budget (billed on AWS, or all with
-            // cost.budget_covers_local): a local service is never the driver to cut.
+            // Among the lines held against the budget: a local service is never the driver.
             biggest_cost: self.cost.as_ref().and_then(|c| {
-                let covers_local = self.config.cost.budget_covers_local;
-                c.lines
-                    .iter()
-                    .filter(|l| covers_local || c.on_aws.get(&l.service).copied().unwrap_or(false))
-                    .max_by(|a, b| a.projected_usd.total_cmp(&b.projected_usd))
-                    .filter(|l| l.projected_usd > 0.0)
+                c.biggest_held(self.config.cost.budget_covers_local)
                     .map(|l| (format!("{} {}", l.service, l.item), l.projected_usd))
             }),
         }
