@@ -70,10 +70,10 @@ pub fn of_selection(app: &App, snap: &Snapshot) -> Option<Detail> {
                     s.checkpoint.map_or("-".into(), |v| v.to_string())
                 ),
                 format!(
-                    "lag            {}{} records, {} ms",
+                    "lag            {}{} records, {} behind the tip",
                     if s.lag_estimated { "≈" } else { "" },
                     s.lag_records,
-                    s.lag_ms
+                    ecom_model::metrics::display("lag", s.lag_ms as f64, "Milliseconds")
                 ),
                 format!("read throttles {}", s.read_throttles),
                 format!(

@@ -84,9 +84,9 @@ fn series(days: &[DayFigures]) -> [Series; 6] {
 fn short_money(cents: i64) -> String {
     let dollars = cents as f64 / 100.0;
     if dollars.abs() >= 10_000.0 {
-        format!("{:.0}k", dollars / 1000.0)
+        format!("${:.0}k", dollars / 1000.0)
     } else {
-        format!("{dollars:.0}")
+        format!("${dollars:.0}")
     }
 }
 
