@@ -155,12 +155,6 @@ impl App {
         self.filter.is_empty() || text.to_lowercase().contains(&self.filter.to_lowercase())
     }
 
-    /// The outcome of a dispatched action arrived.
-    pub fn finished(&mut self, ok: bool, message: String) {
-        self.pending = None;
-        self.message = Some((ok, message));
-    }
-
     /// The answer to the command named `name`: clears "still running" only if it was that one
     /// (a `Q` or `r` answered meanwhile leaves a running backfill's guard in place).
     pub fn finished_command(&mut self, name: &str, ok: bool, message: String) {

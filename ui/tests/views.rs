@@ -446,7 +446,7 @@ fn a_failure_can_be_snoozed_after_a_confirmation() {
             minutes: 60
         })
     );
-    app.finished(true, "late events snoozed".into());
+    app.finished_command("snooze", true, "late events snoozed".into());
     snap.failures[Scenario::LateEvents as usize].snoozed_until =
         Some(fixture::now() + chrono::Duration::minutes(60));
     let screen = render(&app, &snap, 80, 24);

@@ -56,6 +56,7 @@ impl Pipeline {
                 }
             }
             self.refresh_quality(wh.as_ref(), now).await;
+            self.refresh_trends(wh.as_ref(), now).await;
         }
         match self
             .stream
@@ -91,6 +92,12 @@ impl Pipeline {
         if let Some(s) = &mut self.warehouse_status {
             s.quality = self.quality.as_ref().map(|(_, q)| q.clone());
         }
+    }
+
+    /// The Trends view's days, read again when a statistics interval has passed (or after
+    /// `r`, which clears them).
+    async fn refresh_trends(&mut self, wh: &dyn warehouse::Warehouse, now: chrono::DateTime<Utc>) {
+        let every = std::time::Duration::from_secs(self.config.runtime.stats_interval_secs);
         if self
             .trends
             .as_ref()
