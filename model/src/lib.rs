@@ -19,6 +19,7 @@ pub mod protocol;
 pub mod report;
 pub mod snapshot;
 pub mod stream;
+pub mod units;
 pub mod warehouse;
 pub mod zone;
 

@@ -40,34 +40,13 @@ pub fn display(name: &str, value: f64, unit: &str) -> String {
         "Milliseconds" => secs(value / 1000.0),
         "Seconds" => secs(value),
         "Bytes" => {
-            let units = ["B", "KiB", "MiB", "GiB", "TiB"];
-            let mut v = value;
-            let mut i = 0;
-            while v.abs() >= 1024.0 && i + 1 < units.len() {
-                v /= 1024.0;
-                i += 1;
-            }
-            if i == 0 {
-                format!("{v:.0} B")
-            } else {
-                format!("{v:.1} {}", units[i])
-            }
+            let sign = if value < 0.0 { "-" } else { "" };
+            format!("{sign}{}", crate::units::bytes(value.abs().round() as u64))
         }
         _ if name.ends_with("_usd") => format!("${value:.2}"),
         "Count" if value.fract() == 0.0 && value.abs() < 1e15 => {
-            let digits = (value.abs() as u64).to_string();
-            let mut out = String::new();
-            for (i, ch) in digits.chars().enumerate() {
-                if i > 0 && (digits.len() - i).is_multiple_of(3) {
-                    out.push(',');
-                }
-                out.push(ch);
-            }
-            if value < 0.0 {
-                format!("-{out}")
-            } else {
-                out
-            }
+            let sign = if value < 0.0 { "-" } else { "" };
+            format!("{sign}{}", crate::units::thousands(value.abs() as u64))
         }
         _ => format!("{}", (value * 1000.0).round() / 1000.0),
     }

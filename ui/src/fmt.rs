@@ -2,20 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
+pub use ecom_model::units::bytes;
 
 /// "42s", "5m", "3h", "2d".
 pub fn span_secs(secs: i64) -> String {
@@ -51,16 +38,9 @@ pub fn cents(c: i64) -> String {
     format!("{sign}${}.{:02}", count(c / 100), c % 100)
 }
 
+/// 1234567 as "1,234,567".
 pub fn count(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, ch) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(ch);
-    }
-    out
+    ecom_model::units::thousands(n)
 }
 
 const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
