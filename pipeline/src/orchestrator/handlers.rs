@@ -273,6 +273,15 @@ impl Pipeline {
             return CommandOutcome::failed(format!("backfill: {from} is after {to}"));
         }
         let (f, t) = (from, to);
+        // The index is complete once per process (objects from before it, or from a run
+        // without a warehouse); load_late then reads it alone.
+        if let Err(e) = self
+            .late_index
+            .ensure(self.store.as_ref(), wh.as_ref())
+            .await
+        {
+            return CommandOutcome::failed(e.to_string());
+        }
         let late = match self
             .stream
             .load_late(self.store.as_ref(), wh.as_ref(), f, t)

@@ -230,7 +230,7 @@ impl StreamRunner {
     }
 
     /// Load the late-buffered events whose day is in `from..=to`: each late object holding
-    /// such days (from the index, `warehouse::late_index`) has its events in range made a
+    /// such days (from the index, `warehouse::late_index`, which the caller has completed) has its events in range made a
     /// STAGING object and MERGEd (idempotent: a second backfill loads the same bytes, which the
     /// ledger skips), then those days of it are marked backfilled. Returns the events loaded.
     pub async fn load_late(
@@ -240,7 +240,6 @@ impl StreamRunner {
         from: NaiveDate,
         to: NaiveDate,
     ) -> Result<u64> {
-        late_index::reindex(store, wh).await?;
         let mut loaded = 0;
         for late_key in late_index::objects_for(wh, from, to).await? {
             let body = match store.get(&late_key).await {

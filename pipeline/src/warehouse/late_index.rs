@@ -216,15 +216,21 @@ pub struct LateIndex {
 }
 
 impl LateIndex {
+    /// Index what the index lacks, once per process.
+    pub async fn ensure(&mut self, store: &dyn ObjectStore, wh: &dyn Warehouse) -> Result<()> {
+        if !self.reindexed {
+            reindex(store, wh).await?;
+            self.reindexed = true;
+        }
+        Ok(())
+    }
+
     pub async fn pending(
         &mut self,
         store: &dyn ObjectStore,
         wh: &dyn Warehouse,
     ) -> Result<Vec<NaiveDate>> {
-        if !self.reindexed {
-            reindex(store, wh).await?;
-            self.reindexed = true;
-        }
+        self.ensure(store, wh).await?;
         pending(wh).await
     }
 }
