@@ -281,7 +281,7 @@ pub fn quarantine_lines(q: &QuarantineReport) -> Vec<String> {
         lines.push(String::new());
         let events: u64 = q.late_pending.iter().map(|(_, n)| n).sum();
         lines.push(format!(
-            "late buffer: {events} event(s) on {} day(s) waiting for a backfill (b):",
+            "late buffer: {events} event(s) on {} day(s) waiting for a backfill (ecomops backfill, b):",
             q.late_pending.len()
         ));
         for (day, n) in &q.late_pending {
