@@ -398,6 +398,8 @@ fn a_failed_batch_run_is_the_next_action_until_retried() {
     t.wait_for("[ Confirm ]", 10);
     t.keys(&["Enter"]);
     t.wait_for("succeeded", 60);
+    // The run shows as succeeded from the snapshot before the retry's own answer arrives.
+    t.wait_gone("retry running", 60);
     t.keys(&["1"]);
     t.wait_gone("NEXT: batch run", 30);
     t.wait_for("nothing to do", 30);

@@ -166,6 +166,9 @@ impl App {
 
     /// An answer with a report to show: the quarantine's records open in a popup.
     pub fn answered(&mut self, report: &ecom_model::report::Report) {
+        let ecom_model::report::Report::Quarantine(q) = report else {
+            return;
+        };
         if self.popup.is_some() {
             // Never over a form being filled or a confirmation: Q again shows it.
             self.message = Some((
@@ -174,12 +177,10 @@ impl App {
             ));
             return;
         }
-        if let ecom_model::report::Report::Quarantine(q) = report {
-            self.popup = Some(Popup::Detail(Detail::new(
-                "Quarantine (newest first)",
-                crate::detail::quarantine_lines(q),
-            )));
-        }
+        self.popup = Some(Popup::Detail(Detail::new(
+            "Quarantine (newest first)",
+            crate::detail::quarantine_lines(q),
+        )));
     }
 
     pub fn on_key(&mut self, key: KeyEvent, snap: &Snapshot) -> Effect {
