@@ -342,6 +342,11 @@ pub struct StreamConfig {
     /// Segments one cycle drains at most, one per shard in turn (0: until every shard is
     /// empty). A backlog then drains over several cycles, with commands answered in between.
     pub max_segments_per_cycle: u32,
+    /// Segments loaded into the warehouse in one transaction (their ledger rows, counts and
+    /// checkpoints with them, all or nothing). More amortise a transaction's fixed cost over
+    /// more rows; a failure then redoes more. DuckDB only: Redshift loads one segment a
+    /// transaction.
+    pub segments_per_commit: u32,
     /// The local log's files.
     pub local: LocalLogConfig,
     /// The event generator that feeds the stream in the dashboard, `--no-ui` and `stream run`.
@@ -361,6 +366,7 @@ impl Default for StreamConfig {
             shards: 4,
             segment_records: 10_000,
             max_segments_per_cycle: 100,
+            segments_per_commit: 8,
             local: LocalLogConfig::default(),
             generator: GeneratorConfig::default(),
             dedup: DedupConfig::default(),
@@ -932,7 +938,7 @@ impl Config {
         let g = &self.stream.generator;
         let w = &self.stream.watermark;
         let sla = self.warehouse.quality.freshness_sla_secs;
-        let counts: [(&str, u64, u64, u64); 28] = [
+        let counts: [(&str, u64, u64, u64); 29] = [
             // A year: beyond that nothing is fresh or stale any more.
             (
                 "warehouse.quality.freshness_sla_secs.products",
@@ -1037,6 +1043,12 @@ impl Config {
                 self.stream.max_segments_per_cycle.into(),
                 0,
                 1_000_000,
+            ),
+            (
+                "stream.segments_per_commit",
+                self.stream.segments_per_commit.into(),
+                1,
+                1_000,
             ),
             (
                 "stream.dedup.window_secs",

@@ -166,6 +166,12 @@ impl Warehouse for MeteredWarehouse {
     fn load<'a>(&'a self, file: &'a StagedFile) -> BoxFuture<'a, Result<LoadOutcome>> {
         Box::pin(self.timed(self.inner.load(file)))
     }
+    fn files_per_load(&self) -> usize {
+        self.inner.files_per_load()
+    }
+    fn load_group(&self, files: Vec<StagedFile>) -> BoxFuture<'_, Result<Vec<LoadOutcome>>> {
+        Box::pin(self.timed(self.inner.load_group(files)))
+    }
     fn execute_tx(&self, statements: Vec<String>) -> BoxFuture<'_, Result<()>> {
         Box::pin(self.timed(self.inner.execute_tx(statements)))
     }

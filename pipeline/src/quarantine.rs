@@ -173,6 +173,7 @@ pub async fn reprocess(
             body,
             source: "reprocess".into(),
             checkpoint: None,
+            rows: None,
         })
         .await?;
         report.staged.push(key);

@@ -94,6 +94,7 @@ fn file(entity: &str, key: &str, body: &str) -> StagedFile {
         body: Bytes::from(body.to_string()),
         source: "test".into(),
         checkpoint: None,
+        rows: None,
     }
 }
 
@@ -310,6 +311,15 @@ impl Warehouse for Counting {
         file: &'a StagedFile,
     ) -> futures::future::BoxFuture<'a, ecom_pipeline::Result<warehouse::LoadOutcome>> {
         self.inner.load(file)
+    }
+    fn files_per_load(&self) -> usize {
+        self.inner.files_per_load()
+    }
+    fn load_group(
+        &self,
+        files: Vec<StagedFile>,
+    ) -> futures::future::BoxFuture<'_, ecom_pipeline::Result<Vec<warehouse::LoadOutcome>>> {
+        self.inner.load_group(files)
     }
     fn execute_tx(
         &self,

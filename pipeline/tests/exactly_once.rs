@@ -438,6 +438,7 @@ async fn a_resent_event_stays_put_and_a_moved_order_dirties_both_days() {
         )),
         source: "test".into(),
         checkpoint: None,
+        rows: None,
     };
     wh.load(&order("staging/orders/a.ndjson", now - Duration::days(5)))
         .await
@@ -486,7 +487,8 @@ async fn a_history_file_is_one_micro_batch() {
 /// next cycle of another process, against the watermarks it began with; then they advance.
 #[tokio::test]
 async fn a_file_cut_short_goes_on_against_the_same_watermarks() {
-    let rig = Rig::new(1, 50).await;
+    // One segment a transaction, so a failure can fall right after the first commit.
+    let rig = Rig::with(1, 50, |c| c.stream.segments_per_commit = 1).await;
     let now = Utc::now();
     let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(5);
     let lines: Vec<String> = (0..150)
@@ -929,4 +931,37 @@ async fn ingestion_time_is_the_arrival_time_not_the_producers() {
             .any(|r| r["ingestion_time"] == "1999-01-01T00:00:00Z"),
         "RAW keeps what the producer sent: {raw:?}"
     );
+}
+
+/// Several segments a transaction: a write that fails while the next group is staged (its load
+/// of the group before runs meanwhile) leaves exactly the groups that committed, whole; the
+/// next cycle loads the rest once, with the same counts, and checkpoints only move forward.
+#[tokio::test]
+async fn a_failure_while_the_next_group_stages_keeps_whole_groups() {
+    let rig = Rig::with(2, 10, |c| c.stream.segments_per_commit = 4).await;
+    let mut p = rig.process().await;
+    let lines = run("g", 100, Utc::now() - secs(3600));
+    // The file's RAW object, four segments' RAW and STAGING objects, the first group's state,
+    // then one more segment: the sixth segment write fails, mid-group.
+    rig.faults.fail_after_writes(Some(12));
+    assert!(rig.ingest(&mut p, &lines).await.is_err());
+    rig.faults.fail_after_writes(None);
+    assert_eq!(
+        rig.totals().await,
+        [40, 40, 0, 0, 0],
+        "the first group, whole"
+    );
+    let first = rig
+        .count("SELECT CAST(SUM(sequence_number) AS BIGINT) FROM ops.checkpoints")
+        .await;
+
+    rig.cycle(&mut p).await.unwrap();
+    assert_eq!(rig.totals().await, [100, 100, 0, 0, 0]);
+    assert_eq!(rig.count("SELECT COUNT(*) FROM staging.events").await, 100);
+    assert!(
+        rig.count("SELECT CAST(SUM(sequence_number) AS BIGINT) FROM ops.checkpoints")
+            .await
+            > first
+    );
+    assert_clean(&rig.verify().await);
 }

@@ -165,6 +165,7 @@ async fn staging_files() -> Vec<StagedFile> {
                 body,
                 source: "synthetic".into(),
                 checkpoint: None,
+                rows: None,
             });
         }
     }
@@ -217,6 +218,7 @@ async fn staging_files() -> Vec<StagedFile> {
             state_generation: Some(8),
             late_days: Default::default(),
         }),
+        rows: None,
     });
     // A product whose description alone is over 100 KB as a literal (each backslash is
     // written as CHR(92)).
@@ -233,6 +235,7 @@ async fn staging_files() -> Vec<StagedFile> {
         body: bytes::Bytes::from(long),
         source: "synthetic".into(),
         checkpoint: None,
+        rows: None,
     });
     files.push(StagedFile {
         key: "staging/events/dt=2026-11-20/seg-1-3.ndjson".into(),
@@ -253,6 +256,7 @@ async fn staging_files() -> Vec<StagedFile> {
             state_generation: Some(7),
             late_days: Default::default(),
         }),
+        rows: None,
     });
     files
 }

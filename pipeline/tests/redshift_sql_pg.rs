@@ -458,6 +458,7 @@ async fn a_load_larger_than_a_batch_fills_over_a_session_without_copy() {
             state_generation: Some(1),
             late_days: Default::default(),
         }),
+        rows: None,
     };
     let files = [
         file(

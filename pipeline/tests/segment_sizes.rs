@@ -58,13 +58,18 @@ const TABLES: [&str; 4] = [
      CAST(SUM(quarantined) AS BIGINT) FROM ops.segments",
 ];
 
-async fn tables_after_ingesting(file: &std::path::Path, segment_records: u32) -> Vec<TextRows> {
+async fn tables_after_ingesting(
+    file: &std::path::Path,
+    segment_records: u32,
+    segments_per_commit: u32,
+) -> Vec<TextRows> {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config {
         data_dir: dir.path().to_path_buf(),
         ..Config::default()
     };
     config.stream.segment_records = segment_records;
+    config.stream.segments_per_commit = segments_per_commit;
     config.stream.generator.enabled = false;
     let mut p = open(config).await;
     let mut read = Vec::new();
@@ -77,7 +82,10 @@ async fn tables_after_ingesting(file: &std::path::Path, segment_records: u32) ->
                 &origin(),
             )
             .await;
-        assert!(o.ok, "segments of {segment_records}, round {round}: {o:?}");
+        assert!(
+            o.ok,
+            "segments of {segment_records} ({segments_per_commit} a transaction), round {round}: {o:?}"
+        );
         let wh = p.warehouse().unwrap().clone();
         let mut tables = Vec::new();
         for sql in TABLES {
@@ -96,19 +104,23 @@ async fn any_segment_size_and_the_same_file_twice_give_the_same_tables() {
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("events.ndjson");
     std::fs::write(&file, workload()).unwrap();
-    let reference = tables_after_ingesting(&file, 10_000).await;
+    let reference = tables_after_ingesting(&file, 10_000, 1).await;
     // Every distinct id once (a file is judged against the watermarks from before it, so
     // none of it is late; the resends are duplicates, the broken line quarantined).
     assert_eq!(reference[0].len(), 400);
     let counts = &reference[3][0];
     assert_eq!(counts[2].as_deref(), Some("5"), "duplicates: {counts:?}");
     assert_eq!(counts[4].as_deref(), Some("1"), "quarantined: {counts:?}");
-    // Down to three records a segment (each segment is a load: the smallest sizes are slow
-    // in a debug build).
-    for size in [3, 17, 128] {
-        let got = tables_after_ingesting(&file, size).await;
+    // Down to three records a segment, one to all of them a transaction (the smallest sizes
+    // one a transaction are slow in a debug build).
+    for (size, per_commit) in [(3, 1000), (5, 3), (17, 1), (128, 8)] {
+        let got = tables_after_ingesting(&file, size, per_commit).await;
         for (i, (a, b)) in reference.iter().zip(&got).enumerate() {
-            assert_eq!(a, b, "segments of {size}: {}", TABLES[i]);
+            assert_eq!(
+                a, b,
+                "segments of {size}, {per_commit} a transaction: {}",
+                TABLES[i]
+            );
         }
     }
 }

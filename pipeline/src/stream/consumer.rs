@@ -222,6 +222,8 @@ struct StateSettings {
     lateness_ms: u64,
     idle_ms: u64,
     max_future_skew_ms: i64,
+    /// Segments loaded in one warehouse transaction (`stream.segments_per_commit`).
+    segments_per_commit: usize,
 }
 
 /// The first bytes of a stream-state object, and its format version.
@@ -253,6 +255,69 @@ struct Committed {
     generation: u64,
     bytes: Bytes,
     frozen: bool,
+}
+
+/// Segments staged together, and the last sequence number of each shard among them (its
+/// retry cut if their load fails).
+#[derive(Debug)]
+struct Group {
+    segments: Vec<Pending>,
+    cuts: BTreeMap<String, u64>,
+}
+
+/// A group whose load was sent: what its commit makes live.
+#[derive(Debug)]
+struct Prepared {
+    generation: u64,
+    state: Option<Bytes>,
+    counts: Vec<SegmentCounts>,
+    cuts: BTreeMap<String, u64>,
+    started: std::time::Instant,
+}
+
+/// Where a drain is: the checkpoints as staged so far, the rounds, the segments read.
+struct Reader {
+    checkpoints: BTreeMap<String, u64>,
+    rounds: Rounds,
+    segment_records: usize,
+    max_segments: Option<usize>,
+    segments: usize,
+}
+
+/// Shards in rounds: each round visits the shards that still had records in the last.
+#[derive(Debug)]
+struct Rounds {
+    active: std::collections::VecDeque<String>,
+    still: Vec<String>,
+}
+
+impl Rounds {
+    fn new(shards: Vec<String>) -> Rounds {
+        Rounds {
+            active: shards.into(),
+            still: Vec::new(),
+        }
+    }
+
+    /// The next shard to read, starting the next round when this one is done.
+    fn next(&mut self) -> Option<String> {
+        if self.active.is_empty() {
+            self.active = std::mem::take(&mut self.still).into();
+        }
+        self.active.pop_front()
+    }
+
+    /// `shard` had records: it is visited again next round.
+    fn keep(&mut self, shard: String) {
+        self.still.push(shard);
+    }
+}
+
+/// A segment judged and written to the zones, waiting for its group's load.
+#[derive(Debug)]
+struct Pending {
+    file: StagedFile,
+    counts: SegmentCounts,
 }
 
 /// Dedup and watermark state, carried from segment to segment and committed with each load.
@@ -348,6 +413,7 @@ impl Processor {
             idle_ms: w.idle_timeout_secs.saturating_mul(1000),
             max_future_skew_ms: i64::try_from(w.max_future_skew_secs.saturating_mul(1000))
                 .unwrap_or(i64::MAX),
+            segments_per_commit: usize::try_from(cfg.segments_per_commit).unwrap_or(1),
         };
         let (dedup, watermarks) = settings.empty();
         Processor {
@@ -495,23 +561,31 @@ impl Processor {
         records: &[Record],
         commit: bool,
     ) -> Result<SegmentCounts> {
-        let result = self.try_segment(store, wh, shard, records, commit).await;
+        let result = async {
+            match self.stage(store, shard, records, commit).await? {
+                Some(p) => self.commit_group(store, wh, vec![p], commit).await,
+                None => Ok(SegmentCounts::default()),
+            }
+        }
+        .await;
         if result.is_err() {
             self.rollback();
         }
         result
     }
 
-    async fn try_segment(
+    /// Judge a segment's records and write its RAW, STAGING, late and quarantine objects; its
+    /// load (and, with `commit`, its checkpoint and counts) waits for `commit_group`. The
+    /// judgement moves the tentative state, which only a commit makes the committed one.
+    async fn stage(
         &mut self,
         store: &dyn ObjectStore,
-        wh: Option<&dyn Warehouse>,
         shard: &str,
         records: &[Record],
         commit: bool,
-    ) -> Result<SegmentCounts> {
+    ) -> Result<Option<Pending>> {
         let (Some(first), Some(last)) = (records.first(), records.last()) else {
-            return Ok(SegmentCounts::default());
+            return Ok(None);
         };
         let raw_key = zones::raw_segment_key(shard, first.seq, last.seq);
         let mut raw = Vec::with_capacity(records.iter().map(|r| r.data.len() + 1).sum());
@@ -550,6 +624,12 @@ impl Processor {
             write_event(e, &mut out);
         }
         let body = Bytes::from(out);
+        // The load takes the typed rows instead of parsing the STAGING body back.
+        let rows: Vec<Vec<warehouse::Cell>> = staged
+            .into_iter()
+            .enumerate()
+            .map(|(n, e)| warehouse::event_row(e, &staging_key, n))
+            .collect();
         // STAGING, late and quarantine objects are independent: write them together.
         let late_key = zones::late_key_for(&raw_key).ok_or_else(missing)?;
         let bad_key = zones::quarantine_key_for(&raw_key, "events").ok_or_else(missing)?;
@@ -581,53 +661,137 @@ impl Processor {
         if bad_put?.is_some() {
             tracing::warn!(shard, count = bad.len(), key = %bad_key, "stream records quarantined");
         }
-        // The state after this segment, written under the next generation; it becomes the
-        // committed state only with the load below.
-        let state = commit.then(|| self.encode_state());
-        let generation = self.committed.as_ref().map_or(1, |c| c.generation + 1);
-        if let Some(wh) = wh {
-            let stream_commit = match &state {
-                Some(bytes) => {
-                    store
-                        .put(&zones::stream_state_key(generation), bytes.clone())
-                        .await?;
-                    Some(StreamCommit {
-                        shard: shard.to_string(),
-                        raw_key: raw_key.clone(),
-                        first_seq: first.seq,
-                        last_seq: last.seq,
-                        counts,
-                        state_generation: Some(generation),
-                        late_days: late.iter().fold(Default::default(), |mut m, e| {
-                            *m.entry(e.event_time.date_naive()).or_insert(0) += 1;
-                            m
-                        }),
-                    })
-                }
-                None => None,
-            };
-            let file = StagedFile {
+        let checkpoint = commit.then(|| StreamCommit {
+            shard: shard.to_string(),
+            raw_key: raw_key.clone(),
+            first_seq: first.seq,
+            last_seq: last.seq,
+            counts,
+            // The group's last segment carries the state (`commit_group`).
+            state_generation: None,
+            late_days: late.iter().fold(Default::default(), |mut m, e| {
+                *m.entry(e.event_time.date_naive()).or_insert(0) += 1;
+                m
+            }),
+        });
+        Ok(Some(Pending {
+            file: StagedFile {
                 sha256: sha256_hex(&body),
                 key: staging_key,
                 entity: "events".into(),
                 body,
                 source: "stream".into(),
-                checkpoint: stream_commit.clone(),
-            };
-            let outcome = wh.load(&file).await?;
-            if let (true, Some(c)) = (outcome.skipped, &stream_commit) {
-                // The same bytes were loaded before (an empty STAGING object, or a replay):
-                // the checkpoint, counts and state still commit, on their own.
-                wh.execute_tx(warehouse::schema::stream_commit_sql(c))
-                    .await?;
+                checkpoint,
+                rows: Some(std::sync::Arc::new(rows)),
+            },
+            counts,
+        }))
+    }
+
+    /// Load staged segments in one warehouse transaction; with `commit`, their checkpoints and
+    /// counts, and the state after the last of them. The caller rolls back on an error.
+    async fn commit_group(
+        &mut self,
+        store: &dyn ObjectStore,
+        wh: Option<&dyn Warehouse>,
+        group: Vec<Pending>,
+        commit: bool,
+    ) -> Result<SegmentCounts> {
+        let mut group = Group {
+            segments: group,
+            cuts: BTreeMap::new(),
+        };
+        let Some(wh) = wh else {
+            let state = commit.then(|| self.encode_state());
+            let generation = self.next_generation();
+            if let Some(bytes) = state {
+                self.adopt(store, generation, bytes, false).await;
             }
+            return Ok(self.count(&group.segments));
+        };
+        let (files, prepared) = self.prepare(store, &mut group, commit).await?;
+        let loaded = wh.load_group(files).await;
+        self.finish(store, prepared, loaded).await
+    }
+
+    /// The generation the next group's state is written under.
+    fn next_generation(&self) -> u64 {
+        self.committed.as_ref().map_or(1, |c| c.generation + 1)
+    }
+
+    /// A group's files, and with `commit` the state after its last segment, written under its
+    /// generation (live only once the load commits and names it).
+    async fn prepare(
+        &mut self,
+        store: &dyn ObjectStore,
+        group: &mut Group,
+        commit: bool,
+    ) -> Result<(Vec<StagedFile>, Prepared)> {
+        let generation = self.next_generation();
+        let state = if commit {
+            let bytes = self.encode_state();
+            store
+                .put(&zones::stream_state_key(generation), bytes.clone())
+                .await?;
+            if let Some(c) = group
+                .segments
+                .last_mut()
+                .and_then(|p| p.file.checkpoint.as_mut())
+            {
+                c.state_generation = Some(generation);
+            }
+            Some(bytes)
+        } else {
+            None
+        };
+        let files = group.segments.iter().map(|p| p.file.clone()).collect();
+        let counts = group.segments.iter().map(|p| p.counts).collect();
+        Ok((
+            files,
+            Prepared {
+                generation,
+                state,
+                counts,
+                cuts: std::mem::take(&mut group.cuts),
+                started: std::time::Instant::now(),
+            },
+        ))
+    }
+
+    /// A group's load came back: on success its state becomes the committed one and its
+    /// counts are added.
+    async fn finish(
+        &mut self,
+        store: &dyn ObjectStore,
+        p: Prepared,
+        loaded: Result<Vec<warehouse::LoadOutcome>>,
+    ) -> Result<SegmentCounts> {
+        loaded?;
+        tracing::debug!(
+            segments = p.counts.len(),
+            ms = p.started.elapsed().as_millis() as u64,
+            "segments loaded"
+        );
+        if let Some(bytes) = p.state {
+            self.adopt(store, p.generation, bytes, true).await;
         }
-        if let Some(bytes) = state {
-            self.adopt(store, generation, bytes, wh.is_some()).await;
+        let mut total = SegmentCounts::default();
+        for c in &p.counts {
+            total.add(c);
+            self.totals.add(c);
+            self.segments += 1;
         }
-        self.totals.add(&counts);
-        self.segments += 1;
-        Ok(counts)
+        Ok(total)
+    }
+
+    fn count(&mut self, segments: &[Pending]) -> SegmentCounts {
+        let mut total = SegmentCounts::default();
+        for p in segments {
+            total.add(&p.counts);
+            self.totals.add(&p.counts);
+            self.segments += 1;
+        }
+        total
     }
 
     /// Read every shard from its checkpoint to the end of the log, segment by segment.
@@ -645,6 +809,12 @@ impl Processor {
     /// others; with `max_segments`, stop after that many segments (the rest waits for the next
     /// call, and the engine serves commands in between). Per-shard dedup and lateness make the
     /// order across shards irrelevant to how a record is judged.
+    ///
+    /// Segments are loaded in groups of `stream.segments_per_commit`, one transaction each,
+    /// and the next group is read, judged and written to the zones while the warehouse loads
+    /// the one before (the two cores overlap); groups still commit one after another. A
+    /// failure anywhere rolls the state back to the last committed group and cuts every shard
+    /// staged since where its staged segments ended, so the retry writes the same objects.
     pub async fn drain_some(
         &mut self,
         log: &dyn StreamLog,
@@ -653,47 +823,83 @@ impl Processor {
         segment_records: usize,
         max_segments: Option<usize>,
     ) -> Result<SegmentCounts> {
-        let mut checkpoints = match wh {
-            Some(w) => {
-                self.restore(store, w).await?;
-                checkpoints(w).await?
-            }
-            None => BTreeMap::new(),
+        let mut read = Reader {
+            checkpoints: match wh {
+                Some(w) => {
+                    self.restore(store, w).await?;
+                    checkpoints(w).await?
+                }
+                None => BTreeMap::new(),
+            },
+            rounds: Rounds::new(log.shards()),
+            segment_records: segment_records.max(1),
+            max_segments,
+            segments: 0,
         };
+        let per_commit = wh.map_or(1, |w| {
+            self.settings
+                .segments_per_commit
+                .min(w.files_per_load())
+                .max(1)
+        });
         let mut total = SegmentCounts::default();
-        let mut active = log.shards();
-        let mut segments = 0;
-        'rounds: while !active.is_empty() {
-            let mut still = Vec::with_capacity(active.len());
-            for shard in active {
-                if max_segments.is_some_and(|m| segments >= m) {
-                    break 'rounds;
+        let mut in_flight: Option<(
+            futures::future::BoxFuture<'_, Result<Vec<warehouse::LoadOutcome>>>,
+            Prepared,
+        )> = None;
+        loop {
+            let (loaded, staged) = match in_flight.take() {
+                Some((load, prepared)) => {
+                    let (loaded, staged) =
+                        futures::join!(load, self.stage_group(log, store, &mut read, per_commit));
+                    (Some((loaded, prepared)), staged)
                 }
-                let after = checkpoints.get(&shard).copied();
-                let mut records = log.read(&shard, after, segment_records.max(1)).await?;
-                if let Some(&cut) = self.retry_cut.get(&shard) {
-                    if after.is_none_or(|a| a < cut) {
-                        records.retain(|r| r.seq <= cut);
-                    }
-                }
-                let Some(last) = records.last().map(|r| r.seq) else {
-                    continue;
-                };
-                match self.segment(store, wh, &shard, &records, true).await {
+                None => (
+                    None,
+                    self.stage_group(log, store, &mut read, per_commit).await,
+                ),
+            };
+            let mut cuts = BTreeMap::new();
+            if let Some((loaded, prepared)) = loaded {
+                cuts.extend(prepared.cuts.clone());
+                match self.finish(store, prepared, loaded).await {
                     Ok(c) => {
-                        self.retry_cut.remove(&shard);
+                        // The committed segments pass their shards' retry cuts.
+                        self.retry_cut
+                            .retain(|s, cut| cuts.get(s).is_none_or(|&last| last < *cut));
+                        cuts.clear();
                         total.add(&c);
                     }
                     Err(e) => {
-                        self.retry_cut.insert(shard.clone(), last);
-                        return Err(e);
+                        cuts.extend(match staged {
+                            Ok(g) => g.cuts,
+                            Err((c, _)) => c,
+                        });
+                        return Err(self.fail(cuts, e));
                     }
                 }
-                segments += 1;
-                checkpoints.insert(shard.clone(), last);
-                still.push(shard);
             }
-            active = still;
+            let mut group = match staged {
+                Ok(g) => g,
+                Err((g, e)) => {
+                    cuts.extend(g);
+                    return Err(self.fail(cuts, e));
+                }
+            };
+            if group.segments.is_empty() {
+                break;
+            }
+            let Some(wh) = wh else {
+                // No warehouse: the state is adopted as committed as it stands.
+                let c = self.commit_group(store, None, group.segments, true).await;
+                total.add(&c?);
+                continue;
+            };
+            // The load before this one has committed: this group's state follows it.
+            match self.prepare(store, &mut group, true).await {
+                Ok((files, prepared)) => in_flight = Some((wh.load_group(files), prepared)),
+                Err(e) => return Err(self.fail(std::mem::take(&mut group.cuts), e)),
+            }
         }
         match wh {
             Some(w) if self.watermarks.is_frozen() => self.end_micro_batch(store, w).await?,
@@ -706,6 +912,60 @@ impl Processor {
             .await?;
         }
         Ok(total)
+    }
+
+    /// Nothing staged since the last commit is committed: its shards are cut where their
+    /// staged segments ended, and the state returns to the committed one.
+    fn fail(&mut self, cuts: BTreeMap<String, u64>, e: Error) -> Error {
+        self.retry_cut.extend(cuts);
+        self.rollback();
+        e
+    }
+
+    /// Read, judge and write to the zones up to `per_commit` segments, in rounds. An empty
+    /// group: every shard is drained (or `max_segments` reached). On an error, the shards
+    /// staged so far with their last sequence numbers.
+    async fn stage_group(
+        &mut self,
+        log: &dyn StreamLog,
+        store: &dyn ObjectStore,
+        read: &mut Reader,
+        per_commit: usize,
+    ) -> std::result::Result<Group, (BTreeMap<String, u64>, Error)> {
+        let mut group = Group {
+            segments: Vec::new(),
+            cuts: BTreeMap::new(),
+        };
+        while group.segments.len() < per_commit {
+            if read.max_segments.is_some_and(|m| read.segments >= m) {
+                break;
+            }
+            let Some(shard) = read.rounds.next() else {
+                break;
+            };
+            let after = read.checkpoints.get(&shard).copied();
+            let mut records = match log.read(&shard, after, read.segment_records).await {
+                Ok(r) => r,
+                Err(e) => return Err((group.cuts, e)),
+            };
+            if let Some(&cut) = self.retry_cut.get(&shard) {
+                if after.is_none_or(|a| a < cut) {
+                    records.retain(|r| r.seq <= cut);
+                }
+            }
+            let Some(last) = records.last().map(|r| r.seq) else {
+                continue;
+            };
+            group.cuts.insert(shard.clone(), last);
+            match self.stage(store, &shard, &records, true).await {
+                Ok(p) => group.segments.extend(p),
+                Err(e) => return Err((group.cuts, e)),
+            }
+            read.segments += 1;
+            read.checkpoints.insert(shard.clone(), last);
+            read.rounds.keep(shard);
+        }
+        Ok(group)
     }
 
     /// Drain a bounded input (a file just fed to the log) as one micro-batch: every record is
@@ -1003,6 +1263,7 @@ pub async fn replay(
                     body,
                     source: "replay".into(),
                     checkpoint: None,
+                    rows: None,
                 })
                 .await?;
             if outcome.skipped {
@@ -1090,7 +1351,21 @@ mod tests {
             write_event(&e, &mut out);
             prop_assert_eq!(out.last(), Some(&b'\n'));
             let back: Event = serde_json::from_slice(&out).unwrap();
-            prop_assert_eq!(back, e);
+            prop_assert_eq!(&back, &e);
+
+            // The typed rows a segment hands its load are the rows its STAGING body parses to
+            // (a staged event always has its arrival as `ingestion_time`).
+            if e.ingestion_time.is_none() {
+                return Ok(());
+            }
+            let key = "staging/events/shard=s/1-2.ndjson";
+            let twice = [out.clone(), out].concat();
+            let parsed = warehouse::parse_rows(&warehouse::schema::EVENTS, key, &twice).unwrap();
+            let typed = vec![
+                warehouse::event_row(e.clone(), key, 0),
+                warehouse::event_row(e, key, 1),
+            ];
+            prop_assert_eq!(parsed, typed);
         }
     }
 }

@@ -270,6 +270,7 @@ impl StreamRunner {
                         body,
                         source: "late".into(),
                         checkpoint: None,
+                        rows: None,
                     })
                     .await?;
                 loaded += outcome.rows;

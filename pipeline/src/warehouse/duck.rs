@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use duckdb::types::{TimeUnit, Value};
+use duckdb::types::{TimeUnit, ToSqlOutput, Value, ValueRef};
 use duckdb::{AccessMode, Connection};
 use futures::future::BoxFuture;
 
@@ -167,32 +167,144 @@ impl DuckWarehouse {
         }
         let entry = file.ledger_entry(rows.len());
         let (before, after) = schema::load_sql(Dialect::DuckDb, &spec, &entry);
-        let run = |sql: &str| {
-            tx.execute_batch(sql)
-                .map_err(|e| Error::Warehouse(format!("{e} in: {sql}")))
-        };
-        for sql in &before {
-            run(sql)?;
-        }
-        {
-            // The appender is DuckDB's bulk path: far faster than INSERT ... VALUES.
-            let table = spec.scratch(Dialect::DuckDb);
-            let name = table.trim_start_matches("ops.");
-            let mut app = tx.appender_to_db(name, "ops").map_err(db)?;
-            for row in &rows {
-                app.append_row(duckdb::appender_params_from_iter(
-                    row.iter().map(cell_value),
-                ))
-                .map_err(db)?;
-            }
-            app.flush().map_err(db)?;
-        }
-        for sql in &after {
-            run(sql)?;
-        }
+        run_all(&tx, &before)?;
+        append(&tx, &spec, rows.iter())?;
+        run_all(&tx, &after)?;
         tx.commit().map_err(db)?;
         Ok(file.outcome(rows.len(), false))
     }
+
+    /// Several files of one entity in one transaction: one scratch table holds every file's
+    /// rows (ordinals offset by the file's place, so "first copy" and "last copy" keep their
+    /// meaning across files), one MERGE, then the ledger rows and stream commits of all.
+    pub fn load_group_blocking(
+        conn: &mut Connection,
+        files: &[StagedFile],
+    ) -> Result<Vec<LoadOutcome>> {
+        let parsed = files
+            .iter()
+            .map(StagedFile::parse)
+            .collect::<Result<Vec<_>>>()?;
+        let Some((spec, _)) = parsed.first() else {
+            return Ok(Vec::new());
+        };
+        if let Some(f) = files.iter().find(|f| f.entity != spec.entity) {
+            return Err(Error::Invalid(format!(
+                "{}: a group load takes one entity ({}), not {}",
+                f.key, spec.entity, f.entity
+            )));
+        }
+        let tx = conn.transaction().map_err(db)?;
+        let hashes: Vec<String> = files
+            .iter()
+            .map(|f| schema::literal(&super::Cell::Text(f.sha256.clone())))
+            .collect();
+        let mut seen: std::collections::HashSet<String> = {
+            let mut stmt = tx
+                .prepare(&format!(
+                    "SELECT sha256 FROM ops.ledger WHERE sha256 IN ({})",
+                    hashes.join(", ")
+                ))
+                .map_err(db)?;
+            let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(db)?;
+            rows.collect::<std::result::Result<_, _>>().map_err(db)?
+        };
+        // A second copy of the same bytes in the group is skipped as a later load would be.
+        let load: Vec<bool> = files
+            .iter()
+            .map(|f| seen.insert(f.sha256.clone()))
+            .collect();
+        let outcomes: Vec<LoadOutcome> = files
+            .iter()
+            .zip(&parsed)
+            .zip(&load)
+            .map(|((f, (_, rows)), &l)| f.outcome(if l { rows.len() } else { 0 }, !l))
+            .collect();
+        let entries: Vec<schema::LedgerEntry<'_>> = files
+            .iter()
+            .zip(&parsed)
+            .zip(&load)
+            .filter(|(_, &l)| l)
+            .map(|((f, (_, rows)), _)| f.ledger_entry(rows.len()))
+            .collect();
+        let t0 = std::time::Instant::now();
+        let mut phases = [0u128; 3];
+        if let Some(first) = entries.first() {
+            let (before, after) = schema::rows_sql(Dialect::DuckDb, spec, first.loaded_at);
+            run_all(&tx, &before)?;
+            // The file's place in the high bits of the ordinal, its line in the low.
+            let rows = parsed
+                .iter()
+                .zip(&load)
+                .enumerate()
+                .filter(|(_, (_, &l))| l)
+                .flat_map(|(i, ((_, rows), _))| rows.iter().map(move |r| (i, r)));
+            append_offset(&tx, spec, rows)?;
+            phases[0] = t0.elapsed().as_millis();
+            run_all(&tx, &after)?;
+            phases[1] = t0.elapsed().as_millis();
+        }
+        let commits: Vec<&crate::ledger::StreamCommit> =
+            files.iter().filter_map(|f| f.checkpoint.as_ref()).collect();
+        run_all(&tx, &schema::group_commit_sql(&entries, &commits))?;
+        phases[2] = t0.elapsed().as_millis();
+        tx.commit().map_err(db)?;
+        tracing::debug!(
+            files = files.len(),
+            append_ms = phases[0] as u64,
+            merge_ms = (phases[1].saturating_sub(phases[0])) as u64,
+            ledger_ms = (phases[2].saturating_sub(phases[1])) as u64,
+            commit_ms = (t0.elapsed().as_millis().saturating_sub(phases[2])) as u64,
+            "group load"
+        );
+        Ok(outcomes)
+    }
+}
+
+fn run_all(tx: &duckdb::Transaction<'_>, statements: &[String]) -> Result<()> {
+    for sql in statements {
+        tx.execute_batch(sql)
+            .map_err(|e| Error::Warehouse(format!("{e} in: {sql}")))?;
+    }
+    Ok(())
+}
+
+/// Fill the scratch table of `spec` with `rows`. The appender is DuckDB's bulk path: far
+/// faster than INSERT ... VALUES.
+fn append<'r>(
+    tx: &duckdb::Transaction<'_>,
+    spec: &schema::TableSpec,
+    rows: impl Iterator<Item = &'r Vec<Cell>>,
+) -> Result<()> {
+    append_offset(tx, spec, rows.map(|r| (0, r)))
+}
+
+/// `append`, each row's ordinal (its last cell) offset by its file's place `i` (`i << 32`).
+fn append_offset<'r>(
+    tx: &duckdb::Transaction<'_>,
+    spec: &schema::TableSpec,
+    rows: impl Iterator<Item = (usize, &'r Vec<Cell>)>,
+) -> Result<()> {
+    let table = spec.scratch(Dialect::DuckDb);
+    let name = table.trim_start_matches("temp.main.");
+    let mut app = tx
+        .appender_to_catalog_and_db(name, "temp", "main")
+        .map_err(db)?;
+    for (i, row) in rows {
+        let n = row.len();
+        // Text is passed borrowed: no copy of a string per cell.
+        app.append_row(duckdb::appender_params_from_iter(
+            row.iter().enumerate().map(|(j, c)| match c {
+                Cell::Int(v) if j + 1 == n && i > 0 => {
+                    ToSqlOutput::Owned(Value::BigInt(((i as i64) << 32) + v))
+                }
+                Cell::Text(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
+                c => ToSqlOutput::Owned(cell_value(c)),
+            }),
+        ))
+        .map_err(db)?;
+    }
+    app.flush().map_err(db)
 }
 
 impl Warehouse for DuckWarehouse {
@@ -207,6 +319,16 @@ impl Warehouse for DuckWarehouse {
     fn load<'a>(&'a self, file: &'a StagedFile) -> BoxFuture<'a, Result<LoadOutcome>> {
         let file = file.clone();
         Box::pin(self.with(move |conn| DuckWarehouse::load_blocking(conn, &file)))
+    }
+
+    /// Stream segments are grouped: a transaction's statements and commit cost more than
+    /// thousands of rows.
+    fn files_per_load(&self) -> usize {
+        usize::MAX
+    }
+
+    fn load_group(&self, files: Vec<StagedFile>) -> BoxFuture<'_, Result<Vec<LoadOutcome>>> {
+        Box::pin(self.with(move |conn| DuckWarehouse::load_group_blocking(conn, &files)))
     }
 
     fn execute_tx(&self, statements: Vec<String>) -> BoxFuture<'_, Result<()>> {
@@ -252,6 +374,7 @@ mod tests {
             body: bytes::Bytes::from(body.to_string()),
             source: "test".into(),
             checkpoint: None,
+            rows: None,
         }
     }
 

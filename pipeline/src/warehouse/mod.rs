@@ -51,18 +51,25 @@ pub struct StagedFile {
     /// For stream segments: the checkpoint, counts and state generation committed with the
     /// load.
     pub checkpoint: Option<crate::ledger::StreamCommit>,
+    /// The body's scratch-table rows when its writer has them typed already (the stream's
+    /// segments): the load takes them instead of parsing the body again. They are exactly
+    /// `parse_rows` of the body (`event_row` is tested against it).
+    pub rows: Option<Arc<Vec<Vec<Cell>>>>,
 }
 
 impl StagedFile {
     /// The file's warehouse table and its scratch-table rows.
-    pub fn parse(&self) -> Result<(TableSpec, Vec<Vec<Cell>>)> {
+    pub fn parse(&self) -> Result<(TableSpec, Arc<Vec<Vec<Cell>>>)> {
         let spec = schema::spec(&self.entity).ok_or_else(|| {
             Error::Invalid(format!(
                 "{}: no warehouse table for {}",
                 self.key, self.entity
             ))
         })?;
-        let rows = parse_rows(&spec, &self.key, &self.body)?;
+        let rows = match &self.rows {
+            Some(rows) => rows.clone(),
+            None => Arc::new(parse_rows(&spec, &self.key, &self.body)?),
+        };
         Ok((spec, rows))
     }
 
@@ -113,11 +120,43 @@ pub trait Warehouse: Send + Sync {
     /// Load one STAGING file, idempotently, in one transaction with its ledger row.
     fn load<'a>(&'a self, file: &'a StagedFile) -> BoxFuture<'a, Result<LoadOutcome>>;
 
+    /// How many files one `load_group` transaction takes (1: one file a transaction).
+    fn files_per_load(&self) -> usize;
+
+    /// Load several STAGING files of one entity in one transaction, with their ledger rows and
+    /// their stream commits (checkpoints, counts, state): all or nothing. A file already in the
+    /// ledger (or a second copy of the same bytes in the group) is skipped, its stream commit
+    /// still committed. At most `files_per_load` files (`load_single` for a backend of one).
+    fn load_group(&self, files: Vec<StagedFile>) -> BoxFuture<'_, Result<Vec<LoadOutcome>>>;
+
     /// Run statements in one transaction.
     fn execute_tx(&self, statements: Vec<String>) -> BoxFuture<'_, Result<()>>;
 
     /// Rows of a query, every cell as text.
     fn query<'a>(&'a self, sql: &'a str) -> BoxFuture<'a, Result<TextRows>>;
+}
+
+/// `load_group` for a backend that loads one file a transaction: the file, then its stream
+/// commit on its own when the file was loaded before (an empty STAGING object, or a replay).
+pub async fn load_single(wh: &dyn Warehouse, files: &[StagedFile]) -> Result<Vec<LoadOutcome>> {
+    match files {
+        [] => Ok(Vec::new()),
+        [file] => {
+            let outcome = wh.load(file).await?;
+            if let (true, Some(c)) = (outcome.skipped, &file.checkpoint) {
+                wh.execute_tx(schema::stream_commit_sql(c)).await?;
+            }
+            Ok(vec![outcome])
+        }
+        _ => Err(Error::Unsupported {
+            key: "warehouse.backend".into(),
+            message: format!(
+                "{} loads one file a transaction, not {}",
+                wh.backend(),
+                files.len()
+            ),
+        }),
+    }
 }
 
 /// Open the configured warehouse (creating schemas and tables). `read_only` opens an existing
@@ -209,6 +248,24 @@ pub fn parse_rows(spec: &TableSpec, key: &str, body: &[u8]) -> Result<Vec<Vec<Ce
         rows.push(row);
     }
     Ok(rows)
+}
+
+/// An event's scratch-table row, as `parse_rows` reads its STAGING line (`write_event`): the
+/// events table's fields in order, then the source key and the line's ordinal `n`.
+pub fn event_row(e: crate::domain::Event, key: &str, n: usize) -> Vec<Cell> {
+    let time = |t: Option<DateTime<Utc>>| t.map_or(Cell::Null, Cell::Time);
+    vec![
+        Cell::Text(e.event_id),
+        Cell::Int(e.user_id),
+        Cell::Int(e.product_id),
+        Cell::Text(e.event_type.as_str().to_string()),
+        Cell::Time(e.event_time),
+        time(e.ingestion_time),
+        Cell::Text(e.session_id),
+        time(e.producer_time),
+        Cell::Text(key.to_string()),
+        Cell::Int(n as i64),
+    ]
 }
 
 /// Days waiting for a model refresh.

@@ -113,12 +113,12 @@ impl TableSpec {
         format!("staging.{}", self.entity)
     }
 
-    /// The scratch table a load fills before its MERGE. On Redshift a temporary table: it
-    /// lives in the load's own session (one Data API batch), so two loaders never share one.
-    /// DuckDB has one writer per file.
+    /// The scratch table a load fills before its MERGE, temporary on both: on Redshift it lives
+    /// in the load's own session (one Data API batch), so two loaders never share one; on
+    /// DuckDB it stays in memory, out of the write-ahead log and the file.
     pub fn scratch(&self, d: Dialect) -> String {
         match d {
-            Dialect::DuckDb => format!("ops.load_{}", self.entity),
+            Dialect::DuckDb => format!("temp.main.load_{}", self.entity),
             Dialect::Redshift => format!("load_{}", self.entity),
         }
     }
@@ -362,14 +362,10 @@ pub fn ddl(d: Dialect) -> Vec<String> {
 
 /// (Re)create the scratch table of `spec`, empty.
 pub fn scratch_ddl(d: Dialect, spec: &TableSpec) -> Vec<String> {
-    let create = match d {
-        Dialect::DuckDb => "CREATE TABLE",
-        Dialect::Redshift => "CREATE TEMP TABLE",
-    };
     vec![
         format!("DROP TABLE IF EXISTS {}", spec.scratch(d)),
         format!(
-            "{create} {} ({}, {ORDINAL} BIGINT NOT NULL)",
+            "CREATE TEMP TABLE {} ({}, {ORDINAL} BIGINT NOT NULL)",
             spec.scratch(d),
             scratch_defs(d, spec, None)
         ),
@@ -568,51 +564,11 @@ pub struct LedgerEntry<'a> {
     pub checkpoint: Option<&'a crate::ledger::StreamCommit>,
 }
 
-/// Move a shard's committed checkpoint (delete + insert: portable, no upsert needed).
-pub fn checkpoint_sql(shard: &str, seq: u64) -> Vec<String> {
-    use super::Cell;
-    let shard = literal(&Cell::Text(shard.to_string()));
-    vec![
-        format!("DELETE FROM ops.checkpoints WHERE shard = {shard}"),
-        format!(
-            "INSERT INTO ops.checkpoints (shard, sequence_number, committed_at) VALUES ({shard}, {seq}, {})",
-            literal(&Cell::Time(chrono::Utc::now()))
-        ),
-    ]
-}
-
-/// What a stream segment commits with its load: the checkpoint, the segment's counts, and the
-/// stream-state generation (delete + insert each: portable, no upsert needed).
+/// What a stream segment commits with its load: the checkpoint, the segment's counts, the
+/// stream-state generation and its late days (delete + insert each: portable, no upsert
+/// needed). A group of one.
 pub fn stream_commit_sql(c: &crate::ledger::StreamCommit) -> Vec<String> {
-    use super::Cell;
-    let mut out = checkpoint_sql(&c.shard, c.last_seq);
-    let now = literal(&Cell::Time(chrono::Utc::now()));
-    let key = literal(&Cell::Text(c.raw_key.clone()));
-    let n = &c.counts;
-    out.push(format!("DELETE FROM ops.segments WHERE raw_key = {key}"));
-    out.push(format!(
-        "INSERT INTO ops.segments (raw_key, shard, first_seq, last_seq, records, staged, duplicates, \
-         late, quarantined, committed_at) VALUES ({key}, {}, {}, {}, {}, {}, {}, {}, {}, {now})",
-        literal(&Cell::Text(c.shard.clone())),
-        c.first_seq,
-        c.last_seq,
-        n.records,
-        n.staged,
-        n.duplicates,
-        n.late,
-        n.quarantined
-    ));
-    if let Some(g) = c.state_generation {
-        out.extend(stream_state_sql(g));
-    }
-    if let Some(late_key) = crate::zones::late_key_for(&c.raw_key) {
-        out.extend(super::late_index::index_sql(
-            &late_key,
-            &c.late_days,
-            chrono::Utc::now(),
-        ));
-    }
-    out
+    group_commit_sql(&[], &[c])
 }
 
 /// Point `ops.stream_state` at generation `g` of the stream-state object.
@@ -664,29 +620,136 @@ pub fn ledger_check(sha256: &str) -> String {
 /// scratch table dropped, and the ledger row.
 pub fn load_sql(d: Dialect, spec: &TableSpec, e: &LedgerEntry<'_>) -> (Vec<String>, Vec<String>) {
     use super::Cell;
-    let before = scratch_ddl(d, spec);
-    // The days a row moves away from, read before the MERGE moves it.
-    let mut after: Vec<String> = mark_dirty_moved(d, spec).into_iter().collect();
-    after.extend(merge(d, spec, e.loaded_at));
-    after.extend(soft_delete(d, spec));
-    after.extend(mark_dirty(d, spec));
-    after.push(format!("DROP TABLE {}", spec.scratch(d)));
+    let (before, mut after) = rows_sql(d, spec, e.loaded_at);
     let key = literal(&Cell::Text(e.key.to_string()));
     after.push(format!("DELETE FROM ops.ledger WHERE object_key = {key}"));
     after.push(format!(
-        "INSERT INTO ops.ledger (object_key, zone, entity, sha256, bytes, row_count, source, status, \
-         loaded_at) VALUES ({key}, 'staging', {}, {}, {}, {}, {}, 'loaded', {})",
+        "INSERT INTO ops.ledger ({LEDGER_COLUMNS}) VALUES {}",
+        ledger_values(e)
+    ));
+    if let Some(c) = e.checkpoint {
+        after.extend(stream_commit_sql(c));
+    }
+    (before, after)
+}
+
+/// The statements that move a load's rows, around filling the scratch table: `(before,
+/// after)`. Before: a fresh scratch table. After: the MERGE, the dirty days, the scratch table
+/// dropped (no ledger row: `load_sql` or `group_commit_sql` adds it).
+pub fn rows_sql(
+    d: Dialect,
+    spec: &TableSpec,
+    loaded_at: chrono::DateTime<chrono::Utc>,
+) -> (Vec<String>, Vec<String>) {
+    let before = scratch_ddl(d, spec);
+    // The days a row moves away from, read before the MERGE moves it.
+    let mut after: Vec<String> = mark_dirty_moved(d, spec).into_iter().collect();
+    after.extend(merge(d, spec, loaded_at));
+    after.extend(soft_delete(d, spec));
+    after.extend(mark_dirty(d, spec));
+    after.push(format!("DROP TABLE {}", spec.scratch(d)));
+    (before, after)
+}
+
+/// The ledger row of a load, as a VALUES tuple of `ops.ledger`'s columns in `LEDGER_COLUMNS`.
+fn ledger_values(e: &LedgerEntry<'_>) -> String {
+    use super::Cell;
+    format!(
+        "({}, 'staging', {}, {}, {}, {}, {}, 'loaded', {})",
+        literal(&Cell::Text(e.key.to_string())),
         literal(&Cell::Text(e.entity.to_string())),
         literal(&Cell::Text(e.sha256.to_string())),
         e.bytes,
         e.rows,
         literal(&Cell::Text(e.source.to_string())),
         literal(&Cell::Time(e.loaded_at)),
-    ));
-    if let Some(c) = e.checkpoint {
-        after.extend(stream_commit_sql(c));
+    )
+}
+
+const LEDGER_COLUMNS: &str =
+    "object_key, zone, entity, sha256, bytes, row_count, source, status, loaded_at";
+
+/// What a group of loads commits besides the rows (DuckDB, several stream segments in one
+/// transaction): the ledger rows of the files `loaded`, and of every segment in `commits` (in
+/// stream order) its counts, its late days, per shard the last checkpoint, and the stream
+/// state of the last segment that names one. Multi-row statements: a group costs rows, not
+/// statements per segment.
+pub fn group_commit_sql(
+    loaded: &[LedgerEntry<'_>],
+    commits: &[&crate::ledger::StreamCommit],
+) -> Vec<String> {
+    use super::Cell;
+    let text = |s: &str| literal(&Cell::Text(s.to_string()));
+    let list = |keys: &mut dyn Iterator<Item = String>| keys.collect::<Vec<_>>().join(", ");
+    let mut out = Vec::new();
+    if !loaded.is_empty() {
+        out.push(format!(
+            "DELETE FROM ops.ledger WHERE object_key IN ({})",
+            list(&mut loaded.iter().map(|e| text(e.key)))
+        ));
+        out.push(format!(
+            "INSERT INTO ops.ledger ({LEDGER_COLUMNS}) VALUES {}",
+            list(&mut loaded.iter().map(ledger_values))
+        ));
     }
-    (before, after)
+    if commits.is_empty() {
+        return out;
+    }
+    let at = &literal(&Cell::Time(chrono::Utc::now()));
+    // The last segment of a shard in the group carries its checkpoint.
+    let last: std::collections::BTreeMap<&str, u64> = commits
+        .iter()
+        .map(|c| (c.shard.as_str(), c.last_seq))
+        .collect();
+    out.push(format!(
+        "DELETE FROM ops.checkpoints WHERE shard IN ({})",
+        list(&mut last.keys().map(|s| text(s)))
+    ));
+    out.push(format!(
+        "INSERT INTO ops.checkpoints (shard, sequence_number, committed_at) VALUES {}",
+        list(
+            &mut last
+                .iter()
+                .map(|(s, seq)| format!("({}, {seq}, {at})", text(s)))
+        )
+    ));
+    out.push(format!(
+        "DELETE FROM ops.segments WHERE raw_key IN ({})",
+        list(&mut commits.iter().map(|c| text(&c.raw_key)))
+    ));
+    out.push(format!(
+        "INSERT INTO ops.segments (raw_key, shard, first_seq, last_seq, records, staged, duplicates, \
+         late, quarantined, committed_at) VALUES {}",
+        list(&mut commits.iter().map(|c| {
+            let n = &c.counts;
+            format!(
+                "({}, {}, {}, {}, {}, {}, {}, {}, {}, {at})",
+                text(&c.raw_key),
+                text(&c.shard),
+                c.first_seq,
+                c.last_seq,
+                n.records,
+                n.staged,
+                n.duplicates,
+                n.late,
+                n.quarantined
+            )
+        }))
+    ));
+    if let Some(g) = commits.iter().rev().find_map(|c| c.state_generation) {
+        out.extend(stream_state_sql(g));
+    }
+    // Late segments are rare: a pair of statements each.
+    for c in commits {
+        if let Some(late_key) = crate::zones::late_key_for(&c.raw_key) {
+            out.extend(super::late_index::index_sql(
+                &late_key,
+                &c.late_days,
+                chrono::Utc::now(),
+            ));
+        }
+    }
+    out
 }
 
 /// A column's value from the source row `s` of a load at `loaded_at` (`prefix` qualifies the

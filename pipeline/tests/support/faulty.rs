@@ -200,6 +200,21 @@ impl Warehouse for FaultyWarehouse {
             }
         })
     }
+    fn files_per_load(&self) -> usize {
+        self.inner.files_per_load()
+    }
+    fn load_group(&self, files: Vec<StagedFile>) -> BoxFuture<'_, Result<Vec<LoadOutcome>>> {
+        Box::pin(async move {
+            match self.faults.roll() {
+                Some(0) => Err(Self::refused("group load")),
+                Some(_) => {
+                    self.inner.load_group(files).await?;
+                    Err(Self::refused("reply (after commit)"))
+                }
+                None => self.inner.load_group(files).await,
+            }
+        })
+    }
     fn execute_tx(&self, statements: Vec<String>) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
             match self.faults.roll() {

@@ -139,6 +139,17 @@ impl Warehouse for PgWarehouse {
         Dialect::Redshift
     }
 
+    fn files_per_load(&self) -> usize {
+        1
+    }
+
+    fn load_group(
+        &self,
+        files: Vec<StagedFile>,
+    ) -> BoxFuture<'_, ecom_pipeline::Result<Vec<LoadOutcome>>> {
+        Box::pin(async move { ecom_pipeline::warehouse::load_single(self, &files).await })
+    }
+
     fn load<'a>(
         &'a self,
         file: &'a StagedFile,
