@@ -17,8 +17,10 @@ use ecom_pipeline::warehouse::{table_rows, StagedFile, Warehouse};
 
 fn base_sql(base: u64) -> Vec<String> {
     vec![format!(
-        "INSERT INTO staging.orders SELECT i, (i % 50000) + 1, TIMESTAMP '2026-01-01' + \
-         to_seconds(i % 86400), 'placed', (i % 997) * 150, 1, 'base' FROM range(1, {}) t(i)",
+        "INSERT INTO staging.orders (order_id, user_id, order_time, order_status, \
+         order_total_cents, item_count, source_key) SELECT i, (i % 50000) + 1, \
+         TIMESTAMP '2026-01-01' + to_seconds(i % 86400), 'placed', (i % 997) * 150, 1, 'base' \
+         FROM range(1, {}) t(i)",
         base + 1
     )]
 }
@@ -84,10 +86,11 @@ pub async fn merge(base: u64, rows: u64) -> anyhow::Result<()> {
             "MERGE INTO staging.orders AS t USING ops.src AS s ON t.order_id = s.order_id \
              WHEN MATCHED THEN UPDATE SET user_id = s.user_id, order_time = s.order_time, \
              order_status = s.order_status, order_total_cents = s.order_total_cents, \
-             item_count = s.item_count, source_key = s.source_key WHEN NOT MATCHED THEN INSERT \
-             (order_id, user_id, order_time, order_status, order_total_cents, item_count, source_key) \
-             VALUES (s.order_id, s.user_id, s.order_time, s.order_status, s.order_total_cents, \
-             s.item_count, s.source_key)"
+             item_count = s.item_count, created_at = s.order_time, source_key = s.source_key \
+             WHEN NOT MATCHED THEN INSERT (order_id, user_id, order_time, order_status, \
+             order_total_cents, item_count, created_at, source_key) VALUES (s.order_id, \
+             s.user_id, s.order_time, s.order_status, s.order_total_cents, s.item_count, \
+             s.order_time, s.source_key)"
                 .into(),
         ])
         .await?;

@@ -620,7 +620,7 @@ pub fn ledger_check(sha256: &str) -> String {
 /// scratch table dropped, and the ledger row.
 pub fn load_sql(d: Dialect, spec: &TableSpec, e: &LedgerEntry<'_>) -> (Vec<String>, Vec<String>) {
     use super::Cell;
-    let (before, mut after) = rows_sql(d, spec, e.loaded_at);
+    let (before, mut after) = rows_sql(d, spec, e.loaded_at, false);
     let key = literal(&Cell::Text(e.key.to_string()));
     after.push(format!("DELETE FROM ops.ledger WHERE object_key = {key}"));
     after.push(format!(
@@ -636,15 +636,18 @@ pub fn load_sql(d: Dialect, spec: &TableSpec, e: &LedgerEntry<'_>) -> (Vec<Strin
 /// The statements that move a load's rows, around filling the scratch table: `(before,
 /// after)`. Before: a fresh scratch table. After: the MERGE, the dirty days, the scratch table
 /// dropped (no ledger row: `load_sql` or `group_commit_sql` adds it).
+/// `distinct`: the scratch rows' keys are known to be distinct (DuckDB only), so the MERGE
+/// reads the scratch table itself instead of a deduplicating window over it.
 pub fn rows_sql(
     d: Dialect,
     spec: &TableSpec,
     loaded_at: chrono::DateTime<chrono::Utc>,
+    distinct: bool,
 ) -> (Vec<String>, Vec<String>) {
     let before = scratch_ddl(d, spec);
     // The days a row moves away from, read before the MERGE moves it.
     let mut after: Vec<String> = mark_dirty_moved(d, spec).into_iter().collect();
-    after.extend(merge(d, spec, loaded_at));
+    after.extend(merge_from(d, spec, loaded_at, distinct));
     after.extend(soft_delete(d, spec));
     after.extend(mark_dirty(d, spec));
     after.push(format!("DROP TABLE {}", spec.scratch(d)));
@@ -774,6 +777,18 @@ pub fn merge(
     spec: &TableSpec,
     loaded_at: chrono::DateTime<chrono::Utc>,
 ) -> Vec<String> {
+    merge_from(d, spec, loaded_at, false)
+}
+
+/// `merge`; with `distinct` (DuckDB, the scratch keys known distinct) the scratch table is
+/// the source as it is: no window to run.
+fn merge_from(
+    d: Dialect,
+    spec: &TableSpec,
+    loaded_at: chrono::DateTime<chrono::Utc>,
+    distinct: bool,
+) -> Vec<String> {
+    let distinct = distinct && d == Dialect::DuckDb;
     let mut fields: Vec<&str> = spec.fields().map(|c| c.name).collect();
     fields.push(SOURCE_KEY);
     let fields = fields.join(", ");
@@ -834,6 +849,13 @@ pub fn merge(
             .map(|c| value(c, "d."))
             .collect::<Vec<_>>()
             .join(", ");
+        if distinct {
+            return vec![format!(
+                "INSERT INTO {table} ({list}) SELECT {select} FROM {scratch} AS d{conflict}",
+                table = spec.table(),
+                scratch = spec.scratch(d),
+            )];
+        }
         return vec![format!(
             "INSERT INTO {table} ({list}) SELECT {select} FROM (SELECT {fields}, ROW_NUMBER() \
              OVER (PARTITION BY {key} ORDER BY {ORDINAL}) AS rn FROM {scratch}) AS d WHERE rn = 1\
@@ -842,12 +864,16 @@ pub fn merge(
             scratch = spec.scratch(d),
         )];
     }
-    let dedup = format!(
-        "SELECT {fields} FROM (SELECT {fields}, ROW_NUMBER() OVER (PARTITION BY {key} ORDER BY \
-         {ORDINAL} DESC) AS rn FROM {scratch}) AS d WHERE rn = 1",
-        key = spec.key.join(", "),
-        scratch = spec.scratch(d),
-    );
+    let dedup = if distinct {
+        format!("SELECT {fields} FROM {}", spec.scratch(d))
+    } else {
+        format!(
+            "SELECT {fields} FROM (SELECT {fields}, ROW_NUMBER() OVER (PARTITION BY {key} ORDER BY \
+             {ORDINAL} DESC) AS rn FROM {scratch}) AS d WHERE rn = 1",
+            key = spec.key.join(", "),
+            scratch = spec.scratch(d),
+        )
+    };
     match d {
         Dialect::DuckDb => vec![format!(
             "MERGE INTO {table} AS t USING ({dedup}) AS s ON {on} WHEN MATCHED THEN UPDATE SET \
