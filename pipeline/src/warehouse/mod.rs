@@ -217,9 +217,68 @@ pub async fn open(
 /// and the line's ordinal). STAGING is our own typed output: a line that does not fit is
 /// corruption, reported with its line number.
 pub fn parse_rows(spec: &TableSpec, key: &str, body: &[u8]) -> Result<Vec<Vec<Cell>>> {
+    // A large body is parsed in parts, one per core, cut at line ends: line numbers (the
+    // ordinals) carry on from part to part.
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    if body.len() < PARALLEL_PARSE_BYTES || cores < 2 {
+        return parse_lines(spec, key, body, 0);
+    }
+    let mut parts = Vec::with_capacity(cores);
+    let mut rest = body;
+    let mut first_line = 0;
+    for i in (1..=cores).rev() {
+        let cut = if i == 1 {
+            rest.len()
+        } else {
+            let want = rest.len() / i;
+            rest[want..]
+                .iter()
+                .position(|b| *b == b'\n')
+                .map_or(rest.len(), |p| want + p + 1)
+        };
+        let (part, tail) = rest.split_at(cut);
+        parts.push((part, first_line));
+        first_line += part.iter().filter(|b| **b == b'\n').count();
+        rest = tail;
+    }
+    let parsed: Vec<Result<Vec<Vec<Cell>>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = parts
+            .into_iter()
+            .map(|(part, first)| scope.spawn(move || parse_lines(spec, key, part, first)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(Error::Other(format!("{key}: a parse thread panicked")))
+                })
+            })
+            .collect()
+    });
+    let mut rows = Vec::new();
+    for part in parsed {
+        rows.extend(part?);
+    }
+    Ok(rows)
+}
+
+/// Below this a body is parsed on one thread (a thread costs more than it saves).
+const PARALLEL_PARSE_BYTES: usize = 1 << 20;
+
+/// `parse_rows` of `body`, whose first line is line `first_line` (0-based) of its file.
+fn parse_lines(
+    spec: &TableSpec,
+    key: &str,
+    body: &[u8],
+    first_line: usize,
+) -> Result<Vec<Vec<Cell>>> {
     let fields: Vec<&schema::Column> = spec.fields().collect();
     let mut rows = Vec::with_capacity(body.len() / 128);
-    for (n, line) in body.split(|b| *b == b'\n').enumerate() {
+    for (n, line) in body
+        .split(|b| *b == b'\n')
+        .enumerate()
+        .map(|(n, l)| (n + first_line, l))
+    {
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
@@ -664,6 +723,32 @@ mod tests {
             rows.push(row);
         }
         Ok(rows)
+    }
+
+    #[test]
+    fn a_large_body_parses_in_parts_to_the_same_rows_and_line_numbers() {
+        let line = |i: usize| {
+            format!(
+                r#"{{"order_id":{i},"user_id":1,"order_time":"2026-03-01T10:00:00Z","order_status":"placed","order_total_cents":{i},"item_count":1}}"#
+            )
+        };
+        // Over the threshold, with blank lines in it; then a bad line far into the body.
+        let mut lines: Vec<String> = (0..20_000).map(line).collect();
+        lines.insert(7_000, String::new());
+        let body = lines.join("\n") + "\n";
+        assert!(body.len() > PARALLEL_PARSE_BYTES);
+        let spec = schema::ORDERS;
+        let whole = parse_lines(&spec, "k", body.as_bytes(), 0).unwrap();
+        assert_eq!(parse_rows(&spec, "k", body.as_bytes()).unwrap(), whole);
+        assert_eq!(
+            whole[7_000].last(),
+            Some(&Cell::Int(7_001)),
+            "the blank line counts"
+        );
+        lines[15_000] = "{\"order_id\":\"x\"}".into();
+        let body = lines.join("\n");
+        let err = parse_rows(&spec, "k", body.as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("k line 15001:"), "{err}");
     }
 
     #[test]
