@@ -59,6 +59,11 @@ pub async fn open_log_as(config: &Config, read_only: bool) -> Result<Arc<dyn Str
     }
 }
 
+/// A spawned task's result (a panic or cancellation is an error like any other).
+fn joined<T>(r: std::result::Result<Result<T>, tokio::task::JoinError>) -> Result<T> {
+    r.map_err(|e| Error::Other(format!("stream task failed: {e}")))?
+}
+
 /// A partition key for a raw record: its session_id when it has one (so a session stays in
 /// order on one shard), else the record's hash.
 fn partition_key(line: &[u8]) -> String {
@@ -176,9 +181,12 @@ impl StreamRunner {
         }
         // Log first, RAW last: a crash in between feeds the file again on the rerun, which
         // dedup and the MERGE absorb; the other order could lose it.
+        let started = std::time::Instant::now();
         let mut lines = 0;
         let mut batch = Vec::new();
         let mut oversized = Vec::new();
+        // One append at a time, in order, while the next batch's partition keys are read.
+        let mut appending: Option<tokio::task::JoinHandle<Result<()>>> = None;
         for (n, line) in body.split(|b| *b == b'\n').enumerate() {
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
@@ -203,12 +211,25 @@ impl StreamRunner {
             }
             batch.push((key, body.slice_ref(line)));
             if batch.len() == 10_000 {
-                self.log.put(std::mem::take(&mut batch)).await?;
+                // The batch before is appended first: a failed append stops the feed there.
+                if let Some(previous) = appending.take() {
+                    joined(previous.await)?;
+                }
+                let (log, records) = (self.log.clone(), std::mem::take(&mut batch));
+                appending = Some(tokio::spawn(async move { log.put(records).await }));
             }
+        }
+        if let Some(previous) = appending {
+            joined(previous.await)?;
         }
         if !batch.is_empty() {
             self.log.put(batch).await?;
         }
+        tracing::debug!(
+            lines,
+            ms = started.elapsed().as_millis() as u64,
+            "file appended to the log"
+        );
         if !oversized.is_empty() {
             let bad_key = zones::quarantine_key_for(&raw_key, "events")
                 .ok_or_else(|| Error::Other(format!("no quarantine key for {raw_key}")))?;
@@ -218,6 +239,10 @@ impl StreamRunner {
                 .await?;
         }
         store.put_if_absent(&raw_key, body).await?;
+        tracing::debug!(
+            ms = started.elapsed().as_millis() as u64,
+            "file landed in RAW"
+        );
         let drained = self.drain(store, wh, true).await?;
         Ok(IngestReport {
             path: Default::default(),
