@@ -530,7 +530,8 @@ impl Default for KinesisConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WarehouseConfig {
-    /// `duckdb` (one file in the data dir, the default) or `redshift` (through the Data API).
+    /// `duckdb` (one file in the data dir, the default), `redshift` (through the Data API) or
+    /// `postgres` (a PostgreSQL database several instances can share; the Redshift SQL).
     pub backend: WarehouseBackend,
     /// Days before each dirty day that a model refresh also recomputes (late data lands there).
     pub lookback_days: u32,
@@ -538,6 +539,8 @@ pub struct WarehouseConfig {
     pub duckdb: DuckDbConfig,
     /// Amazon Redshift through the Data API.
     pub redshift: RedshiftConfig,
+    /// PostgreSQL.
+    pub postgres: PostgresConfig,
     /// Data-quality checks (`verify`, the snapshot and its metrics).
     pub quality: QualityConfig,
 }
@@ -549,6 +552,7 @@ impl Default for WarehouseConfig {
             lookback_days: 2,
             duckdb: DuckDbConfig::default(),
             redshift: RedshiftConfig::default(),
+            postgres: PostgresConfig::default(),
             quality: QualityConfig::default(),
         }
     }
@@ -605,6 +609,7 @@ impl FreshnessSla {
 pub enum WarehouseBackend {
     Duckdb,
     Redshift,
+    Postgres,
 }
 
 /// The embedded DuckDB warehouse.
@@ -613,6 +618,18 @@ pub enum WarehouseBackend {
 pub struct DuckDbConfig {
     /// Database file; empty means `<data_dir>/warehouse.duckdb`.
     pub path: Option<PathBuf>,
+}
+
+/// A PostgreSQL warehouse, shared by several instances: the Redshift statements run on it, each
+/// load one transaction with its own temporary scratch table.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PostgresConfig {
+    /// A libpq key=value connection string without the password, e.g.
+    /// `host=10.0.0.5 port=5432 user=ecomops dbname=analytics` (no TLS: a private network).
+    pub connection: String,
+    /// The environment variable that holds the password (never in the file); unset: none.
+    pub password_env: Option<String>,
 }
 
 /// Redshift through the Data API. Either `workgroup_name` (Serverless) or
@@ -916,6 +933,24 @@ impl Config {
                 return Err(bad(
                     "warehouse.redshift.copy_iam_role",
                     "COPY reads STAGING from S3: set store.backend = \"s3\"",
+                ));
+            }
+        }
+        if self.warehouse.backend == WarehouseBackend::Postgres {
+            let pg = &self.warehouse.postgres;
+            if pg.connection.trim().is_empty() {
+                return Err(bad(
+                    "warehouse.postgres.connection",
+                    "required when warehouse.backend = \"postgres\"",
+                ));
+            }
+            if let Err(e) = pg.connection.parse::<tokio_postgres::Config>() {
+                return Err(bad("warehouse.postgres.connection", &e.to_string()));
+            }
+            if pg.connection.contains("password") {
+                return Err(bad(
+                    "warehouse.postgres.connection",
+                    "no password in the file: name its variable in password_env",
                 ));
             }
         }

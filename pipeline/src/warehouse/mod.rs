@@ -9,6 +9,7 @@ pub mod duck;
 pub mod late_index;
 pub mod migrate;
 pub mod models;
+pub mod postgres;
 pub mod quality;
 pub mod redshift;
 pub mod schema;
@@ -191,6 +192,14 @@ pub async fn open(
                 }
                 Err(e) => Err(e),
             }
+        }
+        WarehouseBackend::Postgres => {
+            let wh = postgres::PostgresWarehouse::connect(&config.warehouse.postgres).await?;
+            if !read_only {
+                wh.tx(schema::ddl(schema::Dialect::Redshift)).await?;
+                migrate::migrate(&wh, schema::Dialect::Redshift).await?;
+            }
+            Ok(Some(Arc::new(wh)))
         }
         WarehouseBackend::Redshift => {
             let rs = &config.warehouse.redshift;

@@ -55,6 +55,14 @@ pub async fn fresh_db_with(name: &str, conforming: bool) -> Option<Client> {
     Some(client)
 }
 
+/// A fresh database's connection string (for `warehouse.postgres.connection`), or None when no
+/// server is configured.
+pub async fn fresh_dsn(name: &str) -> Option<String> {
+    fresh_db_with(name, true).await?;
+    let base = std::env::var("ECOMOPS_TEST_PG").ok()?;
+    Some(format!("{base} dbname=t_{name}_{}", std::process::id()))
+}
+
 pub struct PgWarehouse(pub Client);
 
 fn pg(e: tokio_postgres::Error, sql: &str) -> Error {
