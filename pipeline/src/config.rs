@@ -531,7 +531,7 @@ impl Default for KinesisConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct WarehouseConfig {
     /// `duckdb` (one file in the data dir, the default), `redshift` (through the Data API) or
-    /// `postgres` (a PostgreSQL database several instances can share; the Redshift SQL).
+    /// `postgres` (a PostgreSQL database, one writing instance at a time; the Redshift SQL).
     pub backend: WarehouseBackend,
     /// Days before each dirty day that a model refresh also recomputes (late data lands there).
     pub lookback_days: u32,
@@ -620,8 +620,8 @@ pub struct DuckDbConfig {
     pub path: Option<PathBuf>,
 }
 
-/// A PostgreSQL warehouse, shared by several instances: the Redshift statements run on it, each
-/// load one transaction with its own temporary scratch table.
+/// A PostgreSQL warehouse: the Redshift statements run on it, each load one transaction with its
+/// own temporary scratch table; one writing instance at a time (an advisory lock), readers any.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PostgresConfig {

@@ -965,3 +965,132 @@ async fn a_failure_while_the_next_group_stages_keeps_whole_groups() {
     );
     assert_clean(&rig.verify().await);
 }
+
+/// A live log that grows while a drain reads it: after the first read of its shard, ten more
+/// records arrive (as from a producer), once.
+struct GrowingLog {
+    inner: ecom_pipeline::stream::local::LocalLog,
+    more: std::sync::Mutex<Option<Vec<(String, Bytes)>>>,
+}
+
+impl ecom_pipeline::stream::StreamLog for GrowingLog {
+    fn backend(&self) -> &'static str {
+        "growing"
+    }
+    fn shards(&self) -> Vec<String> {
+        self.inner.shards()
+    }
+    fn put(
+        &self,
+        records: Vec<(String, Bytes)>,
+    ) -> futures::future::BoxFuture<'_, ecom_pipeline::Result<()>> {
+        self.inner.put(records)
+    }
+    fn read<'a>(
+        &'a self,
+        shard: &'a str,
+        after: Option<u64>,
+        max: usize,
+    ) -> futures::future::BoxFuture<'a, ecom_pipeline::Result<Vec<ecom_pipeline::stream::Record>>>
+    {
+        Box::pin(async move {
+            let page = self.inner.read(shard, after, max).await?;
+            let more = self.more.lock().unwrap().take();
+            if let Some(more) = more {
+                self.inner.put(more).await?;
+            }
+            Ok(page)
+        })
+    }
+    fn latest_seq<'a>(
+        &'a self,
+        shard: &'a str,
+    ) -> futures::future::BoxFuture<'a, ecom_pipeline::Result<Option<u64>>> {
+        self.inner.latest_seq(shard)
+    }
+}
+
+/// Review repro: a short read at a shard's tail, then records arriving during the same drain,
+/// gave two staged segments of one shard (5 records, then 10) in two groups; the first
+/// group's load failed and only the last boundary was kept as the retry cut, so the retry cut
+/// the shard 1-10 and 11-15, leaving the first RAW objects beside differently cut ones. Every
+/// boundary is kept now: the retry writes the same two segments.
+#[tokio::test]
+async fn a_retry_cuts_every_staged_segment_where_it_was_cut() {
+    use ecom_pipeline::stream::consumer::Processor;
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::open(dir.path().join("store")).unwrap();
+    let faults = Faults::new(11);
+    let duck: Arc<dyn Warehouse> = Arc::new(DuckWarehouse::in_memory().unwrap());
+    let wh = FaultyWarehouse {
+        inner: duck.clone(),
+        faults: faults.clone(),
+    };
+    let local = ecom_pipeline::stream::local::LocalLog::open(
+        dir.path().join("log"),
+        1,
+        1 << 20,
+        std::time::Duration::from_secs(3600),
+        false,
+    )
+    .unwrap();
+    let now = Utc::now();
+    let line = |i: usize| {
+        let e = serde_json::json!({"event_id": format!("g{i}"), "user_id": 1, "product_id": 2,
+            "event_type": "product_view", "event_time": now.to_rfc3339(), "session_id": "s"});
+        ("s".to_string(), Bytes::from(e.to_string()))
+    };
+    use ecom_pipeline::stream::StreamLog;
+    local.put((0..5).map(line).collect()).await.unwrap();
+    let log = GrowingLog {
+        inner: local,
+        more: std::sync::Mutex::new(Some((5..15).map(line).collect())),
+    };
+    let mut config = Config::default();
+    config.stream.shards = 1;
+    config.stream.segments_per_commit = 1;
+    let mut p = Processor::new(&config.stream);
+    // Every load refused: the first group fails while the second is staged.
+    faults.set_warehouse_rate(1.0);
+    assert!(p
+        .drain_some(&log, &store, Some(&wh as &dyn Warehouse), 10, None)
+        .await
+        .is_err());
+    let keys = |store: &LocalStore| {
+        let store = store.clone();
+        async move {
+            let mut k: Vec<String> = store
+                .list("raw/stream/events/")
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|m| m.key)
+                .collect();
+            k.sort();
+            k
+        }
+    };
+    let before = keys(&store).await;
+    assert_eq!(before.len(), 2, "two segments staged: {before:?}");
+    faults.set_warehouse_rate(0.0);
+    let c = p
+        .drain_some(&log, &store, Some(&wh as &dyn Warehouse), 10, None)
+        .await
+        .unwrap();
+    assert_eq!(c.records, 15);
+    assert_eq!(
+        keys(&store).await,
+        before,
+        "the retry cut the same segments"
+    );
+    assert_eq!(
+        warehouse::table_rows(duck.as_ref(), "staging.events")
+            .await
+            .unwrap(),
+        15
+    );
+    warehouse::refresh_models(duck.as_ref(), &store, 2)
+        .await
+        .unwrap();
+    assert_clean(&verify(&store, duck.as_ref()).await.unwrap());
+}

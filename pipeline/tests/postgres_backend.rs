@@ -63,7 +63,28 @@ fn config(data: &std::path::Path, store: &std::path::Path) -> Config {
 }
 
 async fn ingest_batch_verify(c: Config, file: &std::path::Path) -> Vec<TextRows> {
-    let mut p = open(c).await;
+    use ecom_pipeline::orchestrator::{LogBuffer, Pipeline, PipelineOptions};
+    // The writer before may still be closing its connection (and with it the writer lock).
+    let mut opened = None;
+    for _ in 0..50 {
+        let options = PipelineOptions {
+            mode: ecom_pipeline::snapshot::RunMode::Oneshot,
+            read_only: false,
+            schedule: false,
+            log: LogBuffer::default(),
+        };
+        match Pipeline::open(c.clone(), options).await {
+            Ok(p) => {
+                opened = Some(p);
+                break;
+            }
+            Err(e) if e.to_string().contains("another ecomops instance") => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let mut p = opened.expect("the writer lock was never released");
     let o = p
         .dispatch(
             Command::IngestFile {
@@ -205,4 +226,50 @@ fn the_config_names_what_postgres_needs() {
     )
     .unwrap();
     assert_eq!(ok.warehouse.backend, WarehouseBackend::Postgres);
+}
+
+/// Review repro: two writers on one database would overwrite each other's checkpoints and
+/// stream state (named by shard alone). The second writer is refused while the first runs; a
+/// reader is not; once the first stops, the second may write.
+#[tokio::test]
+async fn a_second_writer_on_the_database_is_refused_while_the_first_runs() {
+    use ecom_pipeline::orchestrator::{LogBuffer, Pipeline, PipelineOptions};
+    use ecom_pipeline::snapshot::RunMode;
+    let Some(dsn) = support::pg::fresh_dsn("writers").await else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let with = |dir: &str| {
+        let mut c = config(&tmp.path().join(dir), &tmp.path().join("store"));
+        c.warehouse.backend = WarehouseBackend::Postgres;
+        c.warehouse.postgres.connection = dsn.clone();
+        c
+    };
+    let options = |read_only| PipelineOptions {
+        mode: RunMode::Oneshot,
+        read_only,
+        schedule: false,
+        log: LogBuffer::default(),
+    };
+    let first = open(with("a")).await;
+    let err = Pipeline::open(with("b"), options(false))
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string().contains("another ecomops instance writes"),
+        "{err}"
+    );
+    assert!(Pipeline::open(with("c"), options(true)).await.is_ok());
+    drop(first);
+    // The lock goes with the first writer's connection (closed in the background).
+    let mut opened = None;
+    for _ in 0..50 {
+        if let Ok(p) = Pipeline::open(with("b"), options(false)).await {
+            opened = Some(p);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(opened.is_some(), "the second writer could not take over");
 }

@@ -257,12 +257,16 @@ struct Committed {
     frozen: bool,
 }
 
-/// Segments staged together, and the last sequence number of each shard among them (its
-/// retry cut if their load fails).
+/// Per shard, where staged segments ended (last sequence numbers): every boundary, so a retry
+/// cuts each segment again where it was cut, short reads included.
+type Cuts = BTreeMap<String, std::collections::BTreeSet<u64>>;
+
+/// Segments staged together, and where each shard's segments among them ended (their retry
+/// cuts if their load fails).
 #[derive(Debug)]
 struct Group {
     segments: Vec<Pending>,
-    cuts: BTreeMap<String, u64>,
+    cuts: Cuts,
 }
 
 /// A group whose load was sent: what its commit makes live.
@@ -271,7 +275,7 @@ struct Prepared {
     generation: u64,
     state: Option<Bytes>,
     counts: Vec<SegmentCounts>,
-    cuts: BTreeMap<String, u64>,
+    cuts: Cuts,
     started: std::time::Instant,
 }
 
@@ -332,10 +336,10 @@ pub struct Processor {
     committed: Option<Committed>,
     /// Whether the committed state has been read from the warehouse and store.
     restored: bool,
-    /// Per shard, the last sequence number of a segment that failed: its retry is cut at the
-    /// same record, so the RAW and STAGING objects it wrote are written again, not left beside
-    /// a differently cut copy.
-    retry_cut: BTreeMap<String, u64>,
+    /// Per shard, where segments staged but not committed ended: a retry cuts at the same
+    /// records, so the RAW and STAGING objects they wrote are written again, not left beside
+    /// differently cut copies. A cut is dropped once a commit passes it.
+    retry_cut: Cuts,
 }
 
 /// A record judged by the rules that do not depend on the stream's state: its shape and types,
@@ -859,31 +863,28 @@ impl Processor {
                     self.stage_group(log, store, &mut read, per_commit).await,
                 ),
             };
-            let mut cuts = BTreeMap::new();
             if let Some((loaded, prepared)) = loaded {
-                cuts.extend(prepared.cuts.clone());
+                let committed = prepared.cuts.clone();
                 match self.finish(store, prepared, loaded).await {
                     Ok(c) => {
-                        // The committed segments pass their shards' retry cuts.
-                        self.retry_cut
-                            .retain(|s, cut| cuts.get(s).is_none_or(|&last| last < *cut));
-                        cuts.clear();
+                        self.passed(&committed);
                         total.add(&c);
                     }
                     Err(e) => {
-                        cuts.extend(match staged {
+                        self.fail(committed);
+                        self.fail(match staged {
                             Ok(g) => g.cuts,
                             Err((c, _)) => c,
                         });
-                        return Err(self.fail(cuts, e));
+                        return Err(e);
                     }
                 }
             }
             let mut group = match staged {
                 Ok(g) => g,
-                Err((g, e)) => {
-                    cuts.extend(g);
-                    return Err(self.fail(cuts, e));
+                Err((cuts, e)) => {
+                    self.fail(cuts);
+                    return Err(e);
                 }
             };
             if group.segments.is_empty() {
@@ -891,14 +892,26 @@ impl Processor {
             }
             let Some(wh) = wh else {
                 // No warehouse: the state is adopted as committed as it stands.
-                let c = self.commit_group(store, None, group.segments, true).await;
-                total.add(&c?);
+                let cuts = std::mem::take(&mut group.cuts);
+                match self.commit_group(store, None, group.segments, true).await {
+                    Ok(c) => {
+                        self.passed(&cuts);
+                        total.add(&c);
+                    }
+                    Err(e) => {
+                        self.fail(cuts);
+                        return Err(e);
+                    }
+                }
                 continue;
             };
             // The load before this one has committed: this group's state follows it.
             match self.prepare(store, &mut group, true).await {
                 Ok((files, prepared)) => in_flight = Some((wh.load_group(files), prepared)),
-                Err(e) => return Err(self.fail(std::mem::take(&mut group.cuts), e)),
+                Err(e) => {
+                    self.fail(std::mem::take(&mut group.cuts));
+                    return Err(e);
+                }
             }
         }
         match wh {
@@ -914,12 +927,27 @@ impl Processor {
         Ok(total)
     }
 
-    /// Nothing staged since the last commit is committed: its shards are cut where their
-    /// staged segments ended, and the state returns to the committed one.
-    fn fail(&mut self, cuts: BTreeMap<String, u64>, e: Error) -> Error {
-        self.retry_cut.extend(cuts);
+    /// Nothing staged since the last commit is committed: its shards keep every boundary of
+    /// their staged segments as retry cuts (added to any left by an earlier failure), and the
+    /// state returns to the committed one.
+    fn fail(&mut self, cuts: Cuts) {
+        for (shard, ends) in cuts {
+            self.retry_cut.entry(shard).or_default().extend(ends);
+        }
         self.rollback();
-        e
+    }
+
+    /// Committed segments pass their shards' retry cuts up to where they ended.
+    fn passed(&mut self, committed: &Cuts) {
+        for (shard, ends) in committed {
+            let Some(&last) = ends.last() else { continue };
+            if let Some(cuts) = self.retry_cut.get_mut(shard) {
+                cuts.retain(|&c| c > last);
+                if cuts.is_empty() {
+                    self.retry_cut.remove(shard);
+                }
+            }
+        }
     }
 
     /// Read, judge and write to the zones up to `per_commit` segments, in rounds. An empty
@@ -931,7 +959,7 @@ impl Processor {
         store: &dyn ObjectStore,
         read: &mut Reader,
         per_commit: usize,
-    ) -> std::result::Result<Group, (BTreeMap<String, u64>, Error)> {
+    ) -> std::result::Result<Group, (Cuts, Error)> {
         let mut group = Group {
             segments: Vec::new(),
             cuts: BTreeMap::new(),
@@ -948,15 +976,18 @@ impl Processor {
                 Ok(r) => r,
                 Err(e) => return Err((group.cuts, e)),
             };
-            if let Some(&cut) = self.retry_cut.get(&shard) {
-                if after.is_none_or(|a| a < cut) {
-                    records.retain(|r| r.seq <= cut);
-                }
+            // The first cut past where this read starts ends the segment where it ended before.
+            let cut = self
+                .retry_cut
+                .get(&shard)
+                .and_then(|c| c.iter().find(|&&c| after.is_none_or(|a| a < c)).copied());
+            if let Some(cut) = cut {
+                records.retain(|r| r.seq <= cut);
             }
             let Some(last) = records.last().map(|r| r.seq) else {
                 continue;
             };
-            group.cuts.insert(shard.clone(), last);
+            group.cuts.entry(shard.clone()).or_default().insert(last);
             match self.stage(store, &shard, &records, true).await {
                 Ok(p) => group.segments.extend(p),
                 Err(e) => return Err((group.cuts, e)),

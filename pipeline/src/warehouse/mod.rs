@@ -194,7 +194,8 @@ pub async fn open(
             }
         }
         WarehouseBackend::Postgres => {
-            let wh = postgres::PostgresWarehouse::connect(&config.warehouse.postgres).await?;
+            let wh = postgres::PostgresWarehouse::connect(&config.warehouse.postgres, !read_only)
+                .await?;
             if !read_only {
                 wh.tx(schema::ddl(schema::Dialect::Redshift)).await?;
                 migrate::migrate(&wh, schema::Dialect::Redshift).await?;
@@ -403,13 +404,22 @@ fn parse_time(s: &str) -> Option<DateTime<Utc>> {
 /// An event's scratch-table row, as `parse_rows` reads its STAGING line (`write_event`): the
 /// events table's fields in order, then the source key and the line's ordinal `n`.
 pub fn event_row(e: crate::domain::Event, key: &str, n: usize) -> Vec<Cell> {
-    let time = |t: Option<DateTime<Utc>>| t.map_or(Cell::Null, Cell::Time);
+    // As `write_time` writes it: a leap second's fraction stops at .999999 of its second.
+    let staged = |t: DateTime<Utc>| {
+        use chrono::Timelike;
+        if t.nanosecond() >= 1_000_000_000 {
+            t.with_nanosecond(999_999_000).unwrap_or(t)
+        } else {
+            t
+        }
+    };
+    let time = |t: Option<DateTime<Utc>>| t.map(staged).map_or(Cell::Null, Cell::Time);
     vec![
         Cell::Text(e.event_id),
         Cell::Int(e.user_id),
         Cell::Int(e.product_id),
         Cell::Text(e.event_type.as_str().to_string()),
-        Cell::Time(e.event_time),
+        Cell::Time(staged(e.event_time)),
         time(e.ingestion_time),
         Cell::Text(e.session_id),
         time(e.producer_time),

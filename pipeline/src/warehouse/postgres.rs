@@ -1,9 +1,14 @@
 //! PostgreSQL as the warehouse several instances share (`warehouse.backend = "postgres"`): the
 //! Redshift statements (`Dialect::Redshift`, which the tests already run on PostgreSQL 15), each
-//! load one transaction of this instance's connection with its own temporary scratch table, so
-//! two instances loading at once never share one. One connection per instance, behind a lock:
-//! a transaction's statements never interleave with another task's; a closed connection is
-//! opened again on the next call.
+//! load one transaction of this instance's connection with its own temporary scratch table and
+//! its ledger check inside it. One connection per instance, behind a lock: a transaction's
+//! statements never interleave with another task's; a closed connection is opened again on the
+//! next call.
+//!
+//! One writer per database: checkpoints, the stream state and segment keys are named by shard
+//! alone, so two instances each reading their own stream would overwrite each other's. A writer
+//! holds a session advisory lock (`WRITER_LOCK`) and a second is refused, until stream leases
+//! (shards owned per instance) exist.
 
 use futures::future::BoxFuture;
 use tokio::sync::Mutex;
@@ -14,12 +19,17 @@ use super::{LoadOutcome, StagedFile, TextRows, Warehouse};
 use crate::config::PostgresConfig;
 use crate::error::{Error, Result};
 
+/// The advisory lock key a writing instance holds for its session ("ecomops" in ASCII).
+const WRITER_LOCK: i64 = 0x0065_636f_6d6f_7073;
+
 /// Rows a scratch INSERT carries at most (it is also cut by bytes: `scratch_inserts`).
 const ROWS_PER_INSERT: usize = 1000;
 
 pub struct PostgresWarehouse {
     config: tokio_postgres::Config,
     client: Mutex<Option<Client>>,
+    /// A writer: each connection takes the writer lock first.
+    writer: bool,
 }
 
 impl std::fmt::Debug for PostgresWarehouse {
@@ -38,8 +48,8 @@ fn pg(e: &tokio_postgres::Error, sql: &str) -> Error {
 }
 
 impl PostgresWarehouse {
-    /// Connect (the password from `password_env`, when set).
-    pub async fn connect(cfg: &PostgresConfig) -> Result<PostgresWarehouse> {
+    /// Connect (the password from `password_env`, when set); a writer takes the writer lock.
+    pub async fn connect(cfg: &PostgresConfig, writer: bool) -> Result<PostgresWarehouse> {
         let mut config: tokio_postgres::Config =
             cfg.connection.parse().map_err(|e| Error::Config {
                 path: "warehouse.postgres.connection".into(),
@@ -55,6 +65,7 @@ impl PostgresWarehouse {
         let wh = PostgresWarehouse {
             config,
             client: Mutex::new(None),
+            writer,
         };
         // Fail at start when the database cannot be reached, not at the first load.
         wh.rows("SELECT 1").await?;
@@ -72,6 +83,23 @@ impl PostgresWarehouse {
                 tracing::warn!(error = %e, "PostgreSQL connection closed");
             }
         });
+        if self.writer {
+            let sql = format!("SELECT pg_try_advisory_lock({WRITER_LOCK})");
+            let got = client
+                .simple_query(&sql)
+                .await
+                .map_err(|e| pg(&e, &sql))?
+                .into_iter()
+                .any(|m| matches!(m, SimpleQueryMessage::Row(r) if r.get(0) == Some("t")));
+            if !got {
+                return Err(Error::Warehouse(
+                    "another ecomops instance writes to this PostgreSQL database: one writer \
+                     per database until stream leases exist (checkpoints and the stream state \
+                     are named by shard alone)"
+                        .into(),
+                ));
+            }
+        }
         Ok(client)
     }
 
@@ -112,11 +140,30 @@ impl PostgresWarehouse {
 
     /// `statements` in one transaction, rolled back on the first failure.
     pub async fn tx(&self, statements: Vec<String>) -> Result<()> {
+        self.tx_unless(None, statements).await.map(|_| ())
+    }
+
+    /// `tx`, unless `loaded` (a `SELECT COUNT(*)`, run first in the same transaction) counts
+    /// more than zero: then nothing is written and the answer is false.
+    async fn tx_unless(&self, loaded: Option<String>, statements: Vec<String>) -> Result<bool> {
         self.with(move |c| {
             Box::pin(async move {
-                c.batch_execute("BEGIN")
+                // A transaction left open by a call dropped midway ends here.
+                c.batch_execute("ROLLBACK; BEGIN")
                     .await
                     .map_err(|e| pg(&e, "BEGIN"))?;
+                if let Some(check) = &loaded {
+                    let seen = c.simple_query(check).await.map_err(|e| pg(&e, check))?;
+                    let before = seen.iter().any(|m| {
+                        matches!(m, SimpleQueryMessage::Row(r) if r.get(0).is_some_and(|n| n != "0"))
+                    });
+                    if before {
+                        c.batch_execute("ROLLBACK")
+                            .await
+                            .map_err(|e| pg(&e, "ROLLBACK"))?;
+                        return Ok(false);
+                    }
+                }
                 for s in &statements {
                     if let Err(e) = c.batch_execute(s).await {
                         // A connection that broke mid-transaction rolls back on its own.
@@ -126,7 +173,8 @@ impl PostgresWarehouse {
                 }
                 c.batch_execute("COMMIT")
                     .await
-                    .map_err(|e| pg(&e, "COMMIT"))
+                    .map_err(|e| pg(&e, "COMMIT"))?;
+                Ok(true)
             })
         })
         .await
@@ -154,18 +202,16 @@ impl Warehouse for PostgresWarehouse {
     /// commit) in one transaction; the scratch table is temporary, this connection's own.
     fn load<'a>(&'a self, file: &'a StagedFile) -> BoxFuture<'a, Result<LoadOutcome>> {
         Box::pin(async move {
-            let seen = self.rows(&schema::ledger_check(&file.sha256)).await?;
-            if super::int(seen.first().and_then(|r| r.first())) > 0 {
-                return Ok(file.outcome(0, true));
-            }
             let (spec, rows) = file.parse()?;
             let entry = file.ledger_entry(rows.len());
             let (before, after) = schema::load_sql(Dialect::Redshift, &spec, &entry);
             let mut statements = before;
             statements.extend(schema::scratch_inserts(&spec, &rows, ROWS_PER_INSERT));
             statements.extend(after);
-            self.tx(statements).await?;
-            Ok(file.outcome(rows.len(), false))
+            // The ledger check in the loading transaction: nothing commits in between.
+            let check = schema::ledger_check(&file.sha256);
+            let loaded = self.tx_unless(Some(check), statements).await?;
+            Ok(file.outcome(if loaded { rows.len() } else { 0 }, !loaded))
         })
     }
 
