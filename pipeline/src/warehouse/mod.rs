@@ -745,6 +745,29 @@ mod tests {
     }
 
     #[test]
+    fn a_leap_second_loads_as_staging_writes_it() {
+        use chrono::TimeZone;
+        let leap = chrono::NaiveDate::from_ymd_opt(2016, 12, 31)
+            .and_then(|d| d.and_hms_micro_opt(23, 59, 59, 1_500_000))
+            .map(|t| Utc.from_utc_datetime(&t))
+            .unwrap();
+        let e = crate::domain::Event {
+            event_id: "leap".into(),
+            user_id: 1,
+            product_id: 2,
+            event_type: crate::domain::EventType::Purchase,
+            event_time: leap,
+            ingestion_time: Some(leap),
+            session_id: "s".into(),
+            producer_time: None,
+        };
+        let mut line = Vec::new();
+        crate::stream::consumer::write_event(&e, &mut line);
+        let parsed = parse_rows(&schema::EVENTS, "k", &line).unwrap();
+        assert_eq!(parsed, vec![event_row(e, "k", 0)]);
+    }
+
+    #[test]
     fn a_large_body_parses_in_parts_to_the_same_rows_and_line_numbers() {
         let line = |i: usize| {
             format!(
