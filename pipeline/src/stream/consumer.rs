@@ -711,7 +711,7 @@ impl Processor {
             if let Some(bytes) = state {
                 self.adopt(store, generation, bytes, false).await;
             }
-            return Ok(self.count(&group.segments));
+            return Ok(self.count(group.segments.iter().map(|p| &p.counts)));
         };
         let (files, prepared) = self.prepare(store, &mut group, commit).await?;
         let loaded = wh.load_group(files).await;
@@ -779,20 +779,15 @@ impl Processor {
         if let Some(bytes) = p.state {
             self.adopt(store, p.generation, bytes, true).await;
         }
-        let mut total = SegmentCounts::default();
-        for c in &p.counts {
-            total.add(c);
-            self.totals.add(c);
-            self.segments += 1;
-        }
-        Ok(total)
+        Ok(self.count(p.counts.iter()))
     }
 
-    fn count(&mut self, segments: &[Pending]) -> SegmentCounts {
+    /// Add committed segments' counts to the running totals; their sum.
+    fn count<'c>(&mut self, segments: impl Iterator<Item = &'c SegmentCounts>) -> SegmentCounts {
         let mut total = SegmentCounts::default();
-        for p in segments {
-            total.add(&p.counts);
-            self.totals.add(&p.counts);
+        for c in segments {
+            total.add(c);
+            self.totals.add(c);
             self.segments += 1;
         }
         total
@@ -871,11 +866,15 @@ impl Processor {
                         total.add(&c);
                     }
                     Err(e) => {
-                        self.fail(committed);
-                        self.fail(match staged {
+                        let mut cuts = committed;
+                        let staged_cuts = match staged {
                             Ok(g) => g.cuts,
                             Err((c, _)) => c,
-                        });
+                        };
+                        for (shard, ends) in staged_cuts {
+                            cuts.entry(shard).or_default().extend(ends);
+                        }
+                        self.fail(cuts);
                         return Err(e);
                     }
                 }

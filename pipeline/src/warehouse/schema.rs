@@ -698,7 +698,8 @@ pub fn group_commit_sql(
     if commits.is_empty() {
         return out;
     }
-    let at = &literal(&Cell::Time(chrono::Utc::now()));
+    let now = chrono::Utc::now();
+    let at = &literal(&Cell::Time(now));
     // The last segment of a shard in the group carries its checkpoint.
     let last: std::collections::BTreeMap<&str, u64> = commits
         .iter()
@@ -745,11 +746,7 @@ pub fn group_commit_sql(
     // Late segments are rare: a pair of statements each.
     for c in commits {
         if let Some(late_key) = crate::zones::late_key_for(&c.raw_key) {
-            out.extend(super::late_index::index_sql(
-                &late_key,
-                &c.late_days,
-                chrono::Utc::now(),
-            ));
+            out.extend(super::late_index::index_sql(&late_key, &c.late_days, now));
         }
     }
     out
