@@ -223,6 +223,11 @@ pub struct Signals {
     pub saving_usd: f64,
     /// The cost line with the largest projection: (service and item, USD per month).
     pub biggest_cost: Option<(String, f64)>,
+    /// Instances share the stream by shard leases (the lost-lease row is shown).
+    pub leases: bool,
+    /// Leases this instance lost to another since it started, and the last (shard, when).
+    pub leases_lost: u64,
+    pub last_lost: Option<(String, DateTime<Utc>)>,
 }
 
 #[derive(Debug, Clone)]
@@ -230,6 +235,9 @@ pub struct Tracker {
     rows: Vec<FailureRow>,
     duplicates_seen: u64,
     late_seen: u64,
+    lost_seen: u64,
+    /// The lost-lease row is shown (instances share the stream by leases).
+    leases: bool,
     /// The first observation (at process start) logs at debug only.
     started: bool,
     /// State changes since the last `take_changes`.
@@ -269,13 +277,19 @@ impl Tracker {
                 .collect(),
             duplicates_seen: 0,
             late_seen: 0,
+            lost_seen: 0,
+            leases: false,
             started: false,
             changes: Vec::new(),
         }
     }
 
     pub fn rows(&self) -> Vec<FailureRow> {
-        self.rows.clone()
+        self.rows
+            .iter()
+            .filter(|r| self.leases || r.scenario != Scenario::LostLease)
+            .cloned()
+            .collect()
     }
 
     /// Acknowledge a scenario until `until` (None: lift it). Shown, marked, not counted.
@@ -477,6 +491,23 @@ impl Tracker {
         } else if !self.rows[cost as usize].state.at_rest() {
             self.rows[cost as usize].operator = None;
             self.go(cost, now, &[Recovering, Recovered]);
+        }
+
+        // Lost lease: the fence refuses the old owner's loads and the new owner resumes from
+        // the committed checkpoint and state: handled without the operator, in one step.
+        self.leases = s.leases;
+        let lost = Scenario::LostLease;
+        if s.leases_lost > self.lost_seen {
+            self.lost_seen = s.leases_lost;
+            if let Some((shard, at)) = &s.last_lost {
+                self.rows[lost as usize].detail = Some(format!(
+                    "{shard} taken by another instance at {} ({} lost since start): loads \
+                     under the old lease are refused, the new owner goes on from the checkpoint",
+                    at.format("%H:%M:%S UTC"),
+                    s.leases_lost
+                ));
+            }
+            self.go(lost, now, &[Detected, Mitigating, Recovering, Recovered]);
         }
         self.started = true;
     }
@@ -741,6 +772,51 @@ mod tests {
             .iter()
             .map(|(_, s)| *s)
             .collect()
+    }
+
+    #[test]
+    fn a_lost_lease_is_shown_only_under_leases_and_recovers_without_the_operator() {
+        let mut t = Tracker::new();
+        let now = Utc::now();
+        t.observe(&Signals::default(), now);
+        assert!(t.rows().iter().all(|r| r.scenario != Scenario::LostLease));
+        assert_eq!(t.rows().len(), 5);
+        let leased = Signals {
+            leases: true,
+            ..Default::default()
+        };
+        t.observe(&leased, now);
+        let row = |t: &Tracker| {
+            t.rows()
+                .into_iter()
+                .find(|r| r.scenario == Scenario::LostLease)
+                .unwrap()
+        };
+        assert_eq!(row(&t).state, Ok);
+        t.observe(
+            &Signals {
+                leases_lost: 1,
+                last_lost: Some(("shardId-000000000003".into(), now)),
+                ..leased.clone()
+            },
+            now,
+        );
+        let r = row(&t);
+        assert_eq!(
+            states(&t, Scenario::LostLease),
+            vec![Detected, Mitigating, Recovering, Recovered]
+        );
+        assert!(r.detail.unwrap().contains("shardId-000000000003"));
+        assert!(r.operator.is_none());
+        // The same count again is no new episode.
+        t.observe(
+            &Signals {
+                leases_lost: 1,
+                ..leased
+            },
+            now,
+        );
+        assert_eq!(states(&t, Scenario::LostLease).len(), 4);
     }
 
     #[test]

@@ -3,7 +3,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-/// The five failure scenarios of the platform's failure table, in table order.
+/// The failure scenarios of the platform's failure table, in table order: the design's five,
+/// then a lost shard lease (shown only where instances share a stream by leases).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Scenario {
     #[serde(rename = "API down")]
@@ -16,6 +17,9 @@ pub enum Scenario {
     PartialWrite,
     #[serde(rename = "cost growth")]
     CostGrowth,
+    /// Under shard leases only: another instance took a shard this one held.
+    #[serde(rename = "lost lease")]
+    LostLease,
 }
 
 impl std::str::FromStr for Scenario {
@@ -35,12 +39,13 @@ impl std::str::FromStr for Scenario {
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 5] = [
+    pub const ALL: [Scenario; 6] = [
         Scenario::ApiDown,
         Scenario::DuplicateFile,
         Scenario::LateEvents,
         Scenario::PartialWrite,
         Scenario::CostGrowth,
+        Scenario::LostLease,
     ];
 
     /// The name the failure table shows (and the JSON carries).
@@ -51,6 +56,7 @@ impl Scenario {
             Scenario::LateEvents => "late events",
             Scenario::PartialWrite => "partial write",
             Scenario::CostGrowth => "cost growth",
+            Scenario::LostLease => "lost lease",
         }
     }
 
@@ -70,6 +76,11 @@ impl Scenario {
             ),
             Scenario::PartialWrite => ("checksum mismatch", "atomic write", "replay from source"),
             Scenario::CostGrowth => ("projected cost over budget", "lifecycle rules", "pruning"),
+            Scenario::LostLease => (
+                "lease counter moved by another instance",
+                "fencing: the old owner's loads refused",
+                "the new owner resumes from the checkpoint",
+            ),
         }
     }
 }

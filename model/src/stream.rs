@@ -81,4 +81,72 @@ pub struct StreamStatus {
     pub dedup: DedupStats,
     pub watermarks: WatermarkStatus,
     pub shards: Vec<ShardStatus>,
+    /// With shard leases: this instance, its shards, and the fleet as the lease table says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetStatus>,
+}
+
+/// One shard lease, as the lease table says and this instance watched it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseRow {
+    pub shard: String,
+    /// None: free.
+    pub owner: Option<String>,
+    /// Bumped by every write (renewals included).
+    pub counter: u64,
+    /// Since the owner last wrote it, by the owner's clock, ms.
+    pub age_ms: i64,
+    /// Its counter stood still for a lease period: the owner stopped (it is taken next).
+    pub expired: bool,
+    /// A closed shard read to its end.
+    pub finished: bool,
+    /// The shard's committed checkpoint in the shared warehouse, when read.
+    #[serde(default)]
+    pub checkpoint: Option<u64>,
+}
+
+/// A lease this instance lost to another (a steal, or a renewal that came too late).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LostLease {
+    pub shard: String,
+    pub at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The fleet on one stream, as one instance sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetStatus {
+    /// This instance's name in the lease table.
+    pub worker: String,
+    pub table: String,
+    pub leases: Vec<LeaseRow>,
+    /// Leases this instance lost since it started.
+    pub lost: u64,
+    pub last_lost: Option<LostLease>,
+}
+
+impl FleetStatus {
+    /// The instances holding a live lease, with their shards (this one first).
+    pub fn instances(&self) -> Vec<(String, Vec<String>)> {
+        let mut by: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        if !self.worker.is_empty() {
+            by.entry(self.worker.clone()).or_default();
+        }
+        for l in &self.leases {
+            if let Some(o) = &l.owner {
+                by.entry(o.clone()).or_default().push(l.shard.clone());
+            }
+        }
+        let mut out: Vec<(String, Vec<String>)> = by.into_iter().collect();
+        out.sort_by_key(|(w, _)| *w != self.worker);
+        out
+    }
+
+    /// The shards this instance owns.
+    pub fn owned(&self) -> Vec<String> {
+        self.leases
+            .iter()
+            .filter(|l| l.owner.as_deref() == Some(self.worker.as_str()))
+            .map(|l| l.shard.clone())
+            .collect()
+    }
 }

@@ -511,6 +511,45 @@ pub struct KinesisConfig {
     pub max_put_attempts: u32,
     /// First backoff after a throttled PutRecords, doubling per attempt (capped at 5 s).
     pub put_backoff_base_ms: u64,
+    /// Shard leases in DynamoDB, for several instances on one stream (off: this instance reads
+    /// every shard).
+    pub leases: LeaseConfig,
+}
+
+/// Shard leases (the Kinesis Client Library's scheme): one DynamoDB item per shard naming its
+/// owner and a counter the owner bumps to renew; every write is conditional on the counter
+/// read. Each instance renews its own, takes leases whose counter stood still for a lease
+/// period, and balances toward an even share. The counter at which a shard was taken fences the
+/// warehouse: a load carrying an older one is refused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LeaseConfig {
+    /// Use leases. Needs a warehouse the instances share (`postgres` or `redshift`).
+    pub enabled: bool,
+    /// The lease table, created (on-demand billing) when missing.
+    pub table: String,
+    /// This instance's name in the table; unset: `<hostname>-<pid>-<start ms>`, new at every
+    /// start (a restarted instance takes its shards back like any other).
+    pub worker_id: Option<String>,
+    /// A lease whose counter has not moved for this long is expired and may be taken.
+    pub lease_secs: u64,
+    /// How often leases are renewed and the table read (at most a third of `lease_secs`).
+    pub renew_secs: u64,
+    /// DynamoDB endpoint override (moto, DynamoDB Local); unset: the stream's `endpoint_url`.
+    pub endpoint_url: Option<String>,
+}
+
+impl Default for LeaseConfig {
+    fn default() -> Self {
+        LeaseConfig {
+            enabled: false,
+            table: "ecomops-leases".into(),
+            worker_id: None,
+            lease_secs: 30,
+            renew_secs: 5,
+            endpoint_url: None,
+        }
+    }
 }
 
 impl Default for KinesisConfig {
@@ -522,6 +561,7 @@ impl Default for KinesisConfig {
             list_shards_interval_secs: 60,
             max_put_attempts: 8,
             put_backoff_base_ms: 100,
+            leases: LeaseConfig::default(),
         }
     }
 }
@@ -531,7 +571,8 @@ impl Default for KinesisConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct WarehouseConfig {
     /// `duckdb` (one file in the data dir, the default), `redshift` (through the Data API) or
-    /// `postgres` (a PostgreSQL database, one writing instance at a time; the Redshift SQL).
+    /// `postgres` (a PostgreSQL database: one writing instance, or every instance of a fleet
+    /// under `stream.kinesis.leases`; the Redshift SQL).
     pub backend: WarehouseBackend,
     /// Days before each dirty day that a model refresh also recomputes (late data lands there).
     pub lookback_days: u32,
@@ -954,6 +995,59 @@ impl Config {
                 ));
             }
         }
+        let leases = &self.stream.kinesis.leases;
+        if leases.enabled {
+            if self.stream.backend != StreamBackend::Kinesis {
+                return Err(bad(
+                    "stream.kinesis.leases.enabled",
+                    "leases share a Kinesis stream: set stream.backend = \"kinesis\"",
+                ));
+            }
+            if self.warehouse.backend == WarehouseBackend::Duckdb {
+                return Err(bad(
+                    "stream.kinesis.leases.enabled",
+                    "every instance writes one warehouse: DuckDB is one file of one process; \
+                     set warehouse.backend = \"postgres\" or \"redshift\"",
+                ));
+            }
+            if self.store.backend != StoreBackend::S3 {
+                return Err(bad(
+                    "stream.kinesis.leases.enabled",
+                    "a shard's zones and state move with its lease: set store.backend = \"s3\"",
+                ));
+            }
+            if leases.table.trim().len() < 3 || leases.table.len() > 255 {
+                // https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/HowItWorks.NamingRulesDataTypes.html
+                return Err(bad(
+                    "stream.kinesis.leases.table",
+                    "a DynamoDB table name of 3 to 255 characters",
+                ));
+            }
+            if leases.lease_secs < 3 || leases.lease_secs > 3600 {
+                return Err(bad(
+                    "stream.kinesis.leases.lease_secs",
+                    "must be between 3 and 3600",
+                ));
+            }
+            if leases.renew_secs == 0 || leases.renew_secs.saturating_mul(3) > leases.lease_secs {
+                return Err(bad(
+                    "stream.kinesis.leases.renew_secs",
+                    "must be at least 1 and at most a third of lease_secs",
+                ));
+            }
+            if leases.worker_id.as_ref().is_some_and(|w| {
+                w.is_empty()
+                    || w.len() > 128
+                    || !w
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            }) {
+                return Err(bad(
+                    "stream.kinesis.leases.worker_id",
+                    "1 to 128 of A-Z a-z 0-9 - _ .",
+                ));
+            }
+        }
         let actions = &self.telemetry.cloudwatch.alarm_actions;
         if actions.len() > 5 || actions.iter().any(|a| !a.starts_with("arn:")) {
             return Err(bad(
@@ -1315,6 +1409,46 @@ mod tests {
         ] {
             let err = Config::from_toml(toml, "c.toml").unwrap_err().to_string();
             assert!(err.contains(key), "{toml}: {err}");
+        }
+    }
+
+    #[test]
+    fn leases_need_kinesis_s3_and_a_shared_warehouse() {
+        let ok = "[store]\nbackend = \"s3\"\n[store.s3]\nbucket = \"b\"\n\
+                  [stream]\nbackend = \"kinesis\"\n[stream.kinesis.leases]\nenabled = true\n\
+                  [warehouse]\nbackend = \"postgres\"\n[warehouse.postgres]\nconnection = \"host=h\"\n";
+        Config::from_toml(ok, "c.toml").unwrap();
+        for (broken, why) in [
+            (
+                ok.replace("backend = \"postgres\"", "backend = \"duckdb\""),
+                "DuckDB",
+            ),
+            (
+                ok.replace("backend = \"kinesis\"", "backend = \"local\""),
+                "kinesis",
+            ),
+            (ok.replace("backend = \"s3\"", "backend = \"local\""), "s3"),
+            (
+                ok.replace("enabled = true", "enabled = true\nrenew_secs = 20"),
+                "renew_secs",
+            ),
+            (
+                ok.replace("enabled = true", "enabled = true\nlease_secs = 1"),
+                "lease_secs",
+            ),
+            (
+                ok.replace("enabled = true", "enabled = true\nworker_id = \"a b\""),
+                "worker_id",
+            ),
+            (
+                ok.replace("enabled = true", "enabled = true\ntable = \"x\""),
+                "table",
+            ),
+        ] {
+            let err = Config::from_toml(&broken, "c.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(why), "{broken}: {err}");
         }
     }
 

@@ -178,6 +178,9 @@ impl Warehouse for MeteredWarehouse {
     fn query<'a>(&'a self, sql: &'a str) -> BoxFuture<'a, Result<TextRows>> {
         Box::pin(self.timed(self.inner.query(sql)))
     }
+    fn hold_shared(&self, hold: bool) -> BoxFuture<'_, Result<()>> {
+        self.inner.hold_shared(hold)
+    }
 }
 
 pub fn usage_path(data_dir: &Path) -> PathBuf {

@@ -250,6 +250,16 @@ impl ShardWindows {
         first
     }
 
+    /// `shard`'s window, taken out (a leased shard moving between instances).
+    pub fn take_shard(&mut self, shard: &str) -> Option<Dedup> {
+        self.shards.remove(shard)
+    }
+
+    /// Put a shard's window in (replacing any).
+    pub fn put_shard(&mut self, shard: &str, d: Dedup) {
+        self.shards.insert(shard.to_string(), d);
+    }
+
     /// Counters summed over the shards.
     pub fn stats(&self) -> DedupStats {
         self.shards

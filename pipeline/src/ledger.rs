@@ -4,6 +4,16 @@
 
 pub use ecom_model::stream::SegmentCounts;
 
+/// A commit under shard leases: every shard the instance owns, with the token (the lease
+/// counter it was taken at) it must still be registered under in `ops.shard_owners`, and the
+/// state object that now holds those shards' dedup windows and watermarks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FenceCommit {
+    pub owner: String,
+    pub state_key: String,
+    pub tokens: std::collections::BTreeMap<String, u64>,
+}
+
 /// What a stream segment commits together with its STAGING load.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamCommit {
@@ -16,6 +26,9 @@ pub struct StreamCommit {
     /// The stream-state object written for this segment (`state/stream/gen-<n>.bin`): it
     /// becomes the live state only if this transaction commits.
     pub state_generation: Option<u64>,
+    /// With shard leases: the fence the group's last segment commits under (instead of
+    /// `state_generation`).
+    pub fence: Option<FenceCommit>,
     /// The segment's late events per event day: indexed (`ops.late_objects`) with the commit.
     pub late_days: std::collections::BTreeMap<chrono::NaiveDate, u64>,
 }

@@ -149,6 +149,19 @@ impl Watermarks {
         }
     }
 
+    /// `shard`'s mark, taken out (a leased shard moving between instances).
+    pub fn take_shard(&mut self, shard: &str) -> Option<ShardMark> {
+        if let Some(f) = self.frozen.as_mut() {
+            f.remove(shard);
+        }
+        self.shards.remove(shard)
+    }
+
+    /// Put a shard's mark in (replacing any).
+    pub fn put_shard(&mut self, shard: &str, m: ShardMark) {
+        self.shards.insert(shard.to_string(), m);
+    }
+
     /// The global watermark at arrival time `now_ms`: None until some shard has data.
     pub fn global(&self, now_ms: i64) -> Option<i64> {
         let active = self

@@ -55,6 +55,12 @@ pub fn stream_state_key(generation: u64) -> String {
     format!("state/stream/gen-{generation:020}.bin")
 }
 
+/// A leased instance's stream-state object: its run (worker and start) keeps two runs of
+/// one worker name apart, since shards still point at objects of an earlier run.
+pub fn fleet_state_key(run: &str, generation: u64) -> String {
+    format!("state/stream/fleet/{run}/gen-{generation:020}.bin")
+}
+
 /// The STAGING key derived from a RAW key: same partition and name, `.ndjson`.
 /// `raw/<source>/<entity>/<rest>` becomes `staging/<entity>/<rest>`.
 pub fn staging_key_for(raw_key: &str, entity: &str) -> Option<String> {

@@ -31,6 +31,7 @@ fn config(stream: &str, endpoint: Option<String>) -> KinesisConfig {
         list_shards_interval_secs: 1,
         max_put_attempts: 4,
         put_backoff_base_ms: 1,
+        ..KinesisConfig::default()
     }
 }
 

@@ -216,6 +216,7 @@ async fn staging_files() -> Vec<StagedFile> {
                 ..SegmentCounts::default()
             },
             state_generation: Some(8),
+            fence: None,
             late_days: Default::default(),
         }),
         rows: None,
@@ -254,6 +255,7 @@ async fn staging_files() -> Vec<StagedFile> {
                 ..SegmentCounts::default()
             },
             state_generation: Some(7),
+            fence: None,
             late_days: Default::default(),
         }),
         rows: None,

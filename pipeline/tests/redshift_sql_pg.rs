@@ -71,6 +71,7 @@ async fn pg_load(pg: &Client, key: &str, entity: &str, body: &[u8]) -> bool {
             ..SegmentCounts::default()
         },
         state_generation: Some(body.len() as u64),
+        fence: None,
         // The late index's rows commit with it too.
         late_days: [(NaiveDate::from_ymd_opt(2026, 3, 1).unwrap(), 2)].into(),
     });
@@ -262,7 +263,7 @@ async fn same_tables_as_duckdb(pg: &Client) {
     let status = processor.status(&log, None).await.unwrap();
     tx(
         pg,
-        &ecom_pipeline::stream::consumer::watermarks_sql(&status.watermarks),
+        &ecom_pipeline::stream::consumer::watermarks_sql(&status.watermarks, None),
     )
     .await;
     let record = ecom_pipeline::audit::Record {
@@ -456,6 +457,7 @@ async fn a_load_larger_than_a_batch_fills_over_a_session_without_copy() {
                 ..SegmentCounts::default()
             },
             state_generation: Some(1),
+            fence: None,
             late_days: Default::default(),
         }),
         rows: None,

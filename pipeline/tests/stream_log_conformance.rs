@@ -219,6 +219,7 @@ async fn kinesis_conforms() {
         list_shards_interval_secs: 1,
         max_put_attempts: 4,
         put_backoff_base_ms: 1,
+        ..KinesisConfig::default()
     };
     let log = KinesisLog::connect(&cfg).await.unwrap();
     suite(&log).await;

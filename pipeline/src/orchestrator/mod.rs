@@ -373,6 +373,7 @@ impl Pipeline {
                 }
             }
         }
+        self.stream.stop_leases().await;
         tracing::info!("pipeline stopped");
     }
 }

@@ -122,13 +122,19 @@ impl Pipeline {
             .collect();
         let records = self.stream_status.as_ref().map_or(0, |s| s.totals.records);
         // The open shards the log has (Kinesis: ListShards, after any reshard; a closed parent
-        // is no longer billed), not the config's.
+        // is no longer billed), not the config's. Under leases the shards this instance owns
+        // (none is a real answer): the fleet's figures add up to each shard hour once.
         let shards = self
             .stream_status
             .as_ref()
-            .map(|s| s.shards.iter().filter(|x| !x.closed).count() as u32)
-            .filter(|n| *n > 0)
-            .unwrap_or(self.config.stream.shards);
+            .map(|s| {
+                (
+                    s.shards.iter().filter(|x| !x.closed).count() as u32,
+                    s.fleet.is_some(),
+                )
+            })
+            .filter(|(n, fleet)| *n > 0 || *fleet)
+            .map_or(self.config.stream.shards, |(n, _)| n);
         self.usage.observe(
             now,
             self.meter.read(),

@@ -121,6 +121,18 @@ impl Pipeline {
                 c.biggest_held(self.config.cost.budget_covers_local)
                     .map(|l| (format!("{} {}", l.service, l.item), l.projected_usd))
             }),
+            leases: self.config.stream.kinesis.leases.enabled,
+            leases_lost: self
+                .stream_status
+                .as_ref()
+                .and_then(|s| s.fleet.as_ref())
+                .map_or(0, |f| f.lost),
+            last_lost: self
+                .stream_status
+                .as_ref()
+                .and_then(|s| s.fleet.as_ref())
+                .and_then(|f| f.last_lost.as_ref())
+                .map(|l| (l.shard.clone(), l.at)),
         }
     }
 }

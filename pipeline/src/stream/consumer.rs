@@ -340,6 +340,21 @@ pub struct Processor {
     /// records, so the RAW and STAGING objects they wrote are written again, not left beside
     /// differently cut copies. A cut is dropped once a commit passes it.
     retry_cut: Cuts,
+    /// With shard leases: this instance and the shards it owns.
+    fleet: Option<Fleet>,
+}
+
+/// A leased instance's side of the state: each shard's dedup window and watermark live in the
+/// state object its `ops.shard_owners` row names, so a shard moves between instances with them.
+#[derive(Debug)]
+struct Fleet {
+    worker: String,
+    /// Unique to this process: names its state objects (never another run's).
+    run: String,
+    /// Owned shards and the token (lease counter) each was taken at.
+    owned: BTreeMap<String, u64>,
+    /// A shard went since the last commit: the object it still points at is kept.
+    keep_previous: bool,
 }
 
 /// A record judged by the rules that do not depend on the stream's state: its shape and types,
@@ -429,6 +444,157 @@ impl Processor {
             committed: None,
             restored: false,
             retry_cut: BTreeMap::new(),
+            fleet: None,
+        }
+    }
+
+    /// Judge only the shards a lease gives this instance (`own`), keeping each shard's state
+    /// where its next owner finds it.
+    pub fn lease_mode(&mut self, worker: &str) {
+        self.fleet = Some(Fleet {
+            worker: worker.to_string(),
+            run: format!("{worker}-{}", crate::clock::now_ms().max(0)),
+            owned: BTreeMap::new(),
+            keep_previous: false,
+        });
+    }
+
+    /// The shards owned now, with their tokens (None: no leases, every shard).
+    pub fn owned(&self) -> Option<&BTreeMap<String, u64>> {
+        self.fleet.as_ref().map(|f| &f.owned)
+    }
+
+    /// Own exactly `owned` (shard -> token) from the next drain: a shard taken is registered
+    /// in the warehouse under its token first (older tokens are refused from then on: fencing),
+    /// then its state is read where its last owner committed it; a shard gone is forgotten.
+    /// The segments an earlier owner wrote past the checkpoint and never committed (it died)
+    /// become retry cuts, so they are cut and written again the same, not left beside
+    /// differently cut copies. The shards that could not be registered (a newer take won) are
+    /// returned and not owned.
+    pub async fn own(
+        &mut self,
+        store: &dyn ObjectStore,
+        wh: &dyn Warehouse,
+        owned: &BTreeMap<String, u64>,
+    ) -> Result<Vec<String>> {
+        let Some(mut f) = self.fleet.take() else {
+            return Ok(Vec::new());
+        };
+        let mut changed = false;
+        let gone: Vec<String> = f
+            .owned
+            .keys()
+            .filter(|s| !owned.contains_key(*s))
+            .cloned()
+            .collect();
+        for s in gone {
+            f.owned.remove(&s);
+            self.dedup.take_shard(&s);
+            self.watermarks.take_shard(&s);
+            self.retry_cut.remove(&s);
+            f.keep_previous = true;
+            changed = true;
+        }
+        let mut refused = Vec::new();
+        for (s, token) in owned {
+            if f.owned.get(s) == Some(token) {
+                continue;
+            }
+            let sql = warehouse::schema::fence_take_sql(s, &f.worker, *token);
+            match wh.execute_tx(sql).await {
+                Ok(()) => {
+                    f.owned.insert(s.clone(), *token);
+                    let cuts = match uncommitted_cuts(store, wh, s).await {
+                        Ok(c) => c,
+                        Err(e) => {
+                            self.fleet = Some(f);
+                            return Err(e);
+                        }
+                    };
+                    if cuts.is_empty() {
+                        self.retry_cut.remove(s);
+                    } else {
+                        self.retry_cut.insert(s.clone(), cuts);
+                    }
+                    changed = true;
+                }
+                Err(e) if e.to_string().contains(warehouse::schema::FENCED) => {
+                    tracing::warn!(shard = %s, token, error = %e, "shard take refused");
+                    refused.push(s.clone());
+                }
+                Err(e) => {
+                    self.fleet = Some(f);
+                    return Err(e);
+                }
+            }
+        }
+        if changed {
+            self.restored = false;
+        }
+        self.fleet = Some(f);
+        Ok(refused)
+    }
+
+    /// Under leases: every owned shard's dedup window and watermark, from the state object
+    /// its `ops.shard_owners` row names (a shard never committed starts empty).
+    async fn restore_fleet(&mut self, store: &dyn ObjectStore, wh: &dyn Warehouse) -> Result<()> {
+        let Some(f) = self.fleet.as_ref() else {
+            return Ok(());
+        };
+        let rows = wh
+            .query(&format!(
+                "SELECT shard, state_key FROM ops.shard_owners WHERE owner = {}",
+                warehouse::schema::literal(&warehouse::Cell::Text(f.worker.clone()))
+            ))
+            .await?;
+        let (mut dedup, mut marks) = self.settings.empty();
+        let mut objects: BTreeMap<String, Option<(ShardWindows, Watermarks)>> = BTreeMap::new();
+        for row in rows {
+            let (Some(Some(shard)), Some(Some(key))) = (row.first(), row.get(1)) else {
+                continue;
+            };
+            if !f.owned.contains_key(shard) {
+                continue;
+            }
+            if !objects.contains_key(key) {
+                let state = match store.get(key).await {
+                    Ok(bytes) => self.settings.decode(&bytes),
+                    Err(e @ (Error::NotFound(_) | Error::ChecksumMismatch { .. })) => {
+                        tracing::error!(key = %key, shard = %shard, error = %e,
+                            "a shard's committed stream state is unreadable: its dedup window and \
+                             watermark start empty");
+                        None
+                    }
+                    Err(e) => return Err(e),
+                };
+                objects.insert(key.clone(), state);
+            }
+            if let Some(Some((d, m))) = objects.get_mut(key) {
+                if let Some(w) = d.take_shard(shard) {
+                    dedup.put_shard(shard, w);
+                }
+                if let Some(mark) = m.take_shard(shard) {
+                    marks.put_shard(shard, mark);
+                }
+            }
+        }
+        self.dedup = dedup;
+        self.watermarks = marks;
+        let generation = self.committed.as_ref().map_or(0, |c| c.generation);
+        self.committed = Some(Committed {
+            generation,
+            bytes: self.encode_state(),
+            frozen: false,
+        });
+        self.restored = true;
+        Ok(())
+    }
+
+    /// Where the state of `generation` is written.
+    fn state_key(&self, generation: u64) -> String {
+        match &self.fleet {
+            Some(f) => zones::fleet_state_key(&f.run, generation),
+            None => zones::stream_state_key(generation),
         }
     }
 
@@ -460,6 +626,9 @@ impl Processor {
     pub async fn restore(&mut self, store: &dyn ObjectStore, wh: &dyn Warehouse) -> Result<()> {
         if self.restored {
             return Ok(());
+        }
+        if self.fleet.is_some() {
+            return self.restore_fleet(store, wh).await;
         }
         let rows = wh
             .query(&format!(
@@ -673,6 +842,7 @@ impl Processor {
             counts,
             // The group's last segment carries the state (`commit_group`).
             state_generation: None,
+            fence: None,
             late_days: late.iter().fold(Default::default(), |mut m, e| {
                 *m.entry(e.event_time.date_naive()).or_insert(0) += 1;
                 m
@@ -734,15 +904,23 @@ impl Processor {
         let generation = self.next_generation();
         let state = if commit {
             let bytes = self.encode_state();
-            store
-                .put(&zones::stream_state_key(generation), bytes.clone())
-                .await?;
+            let key = self.state_key(generation);
+            store.put(&key, bytes.clone()).await?;
             if let Some(c) = group
                 .segments
                 .last_mut()
                 .and_then(|p| p.file.checkpoint.as_mut())
             {
-                c.state_generation = Some(generation);
+                match &self.fleet {
+                    Some(f) => {
+                        c.fence = Some(crate::ledger::FenceCommit {
+                            owner: f.worker.clone(),
+                            state_key: key,
+                            tokens: f.owned.clone(),
+                        })
+                    }
+                    None => c.state_generation = Some(generation),
+                }
             }
             Some(bytes)
         } else {
@@ -830,7 +1008,14 @@ impl Processor {
                 }
                 None => BTreeMap::new(),
             },
-            rounds: Rounds::new(log.shards()),
+            rounds: Rounds::new(match &self.fleet {
+                Some(f) => log
+                    .shards()
+                    .into_iter()
+                    .filter(|s| f.owned.contains_key(s))
+                    .collect(),
+                None => log.shards(),
+            }),
             segment_records: segment_records.max(1),
             max_segments,
             segments: 0,
@@ -920,6 +1105,7 @@ impl Processor {
         if let (Some(wh), true) = (wh, total.records > 0) {
             wh.execute_tx(watermarks_sql(
                 &self.watermarks.status(crate::clock::now_ms()),
+                self.owned(),
             ))
             .await?;
         }
@@ -1012,7 +1198,9 @@ impl Processor {
         }
         // A batch cut short by a failure is still frozen in the committed state: it goes on
         // against the watermarks it began with.
-        if !self.watermarks.is_frozen() {
+        // Under leases a file's records are every instance's: each judges its shards as a
+        // stream (no batch spans the fleet).
+        if !self.watermarks.is_frozen() && self.fleet.is_none() {
             self.watermarks.freeze();
         }
         self.drain(log, store, wh, segment_records).await
@@ -1058,15 +1246,24 @@ impl Processor {
             bytes,
             frozen: self.watermarks.is_frozen(),
         });
+        // Under leases a shard let go may still point at the previous object until its new
+        // owner commits: that one is kept (and left: a rebalance leaves one small object).
+        let keep = self
+            .fleet
+            .as_mut()
+            .is_some_and(|f| std::mem::take(&mut f.keep_previous));
         if let (
             true,
+            false,
             Some(Committed {
                 generation: old, ..
             }),
-        ) = (persisted, previous)
+        ) = (persisted, keep, previous)
         {
-            if let Err(e) = store.delete(&zones::stream_state_key(old)).await {
-                tracing::warn!(error = %e, generation = old, "old stream state not deleted");
+            if old > 0 || self.fleet.is_none() {
+                if let Err(e) = store.delete(&self.state_key(old)).await {
+                    tracing::warn!(error = %e, generation = old, "old stream state not deleted");
+                }
             }
         }
     }
@@ -1081,7 +1278,14 @@ impl Processor {
             None => BTreeMap::new(),
         };
         let mut shards = Vec::new();
-        for shard in log.shards() {
+        let owned = self.owned();
+        // Under leases the shards of the other instances are theirs to report (the fleet view
+        // has every lease).
+        for shard in log
+            .shards()
+            .into_iter()
+            .filter(|s| owned.is_none_or(|o| o.contains_key(s)))
+        {
             let latest = log.latest_seq(&shard).await?;
             let checkpoint = cps.get(&shard).copied();
             // Kinesis says how far behind it is; the local log is measured.
@@ -1123,9 +1327,42 @@ impl Processor {
             totals: self.totals,
             segments: self.segments,
             dedup: self.dedup.stats(),
-            watermarks: self.watermarks.status(crate::clock::now_ms()),
+            watermarks: match (&self.fleet, wh) {
+                (Some(_), Some(w)) => self.fleet_watermarks(w).await?,
+                _ => self.watermarks.status(crate::clock::now_ms()),
+            },
             shards,
+            fleet: None,
         })
+    }
+
+    /// Under leases: every shard's watermark as its owner last wrote it to `ops.watermarks`,
+    /// and the global one over them all (the minimum over shards not idle), whoever owns them.
+    async fn fleet_watermarks(&self, wh: &dyn Warehouse) -> Result<WatermarkStatus> {
+        let mut w = self.watermarks.status(crate::clock::now_ms());
+        w.shards = wh
+            .query("SELECT shard, CAST(watermark AS VARCHAR(40)), CAST(idle AS BIGINT) FROM ops.watermarks")
+            .await?
+            .into_iter()
+            .filter_map(|r| {
+                let shard = r.first().cloned().flatten()?;
+                let text = r.get(1).cloned().flatten()?;
+                let t = chrono::NaiveDateTime::parse_from_str(&text, "%Y-%m-%d %H:%M:%S%.f")
+                    .ok()?
+                    .and_utc();
+                let idle = r.get(2).cloned().flatten().is_some_and(|i| i != "0");
+                Some((shard, t.timestamp_millis(), idle))
+            })
+            .collect();
+        w.shards.sort();
+        let active = w
+            .shards
+            .iter()
+            .filter(|(_, _, idle)| !idle)
+            .map(|(_, m, _)| *m)
+            .min();
+        w.global_ms = active.or_else(|| w.shards.iter().map(|(_, m, _)| *m).max());
+        Ok(w)
     }
 
     pub fn dedup(&self) -> &ShardWindows {
@@ -1318,12 +1555,23 @@ fn segment_range(key: &str) -> Option<(u64, u64)> {
     Some((a.parse().ok()?, b.parse().ok()?))
 }
 
-/// Replace `ops.watermarks` with the current per-shard watermarks.
-pub fn watermarks_sql(w: &WatermarkStatus) -> Vec<String> {
+/// Replace `ops.watermarks` with the current per-shard watermarks: all of them, or under
+/// leases the rows of the shards `owned` (the other instances write theirs).
+pub fn watermarks_sql(w: &WatermarkStatus, owned: Option<&BTreeMap<String, u64>>) -> Vec<String> {
     use crate::warehouse::schema::literal;
     use crate::warehouse::Cell;
     let now = literal(&Cell::Time(Utc::now()));
-    let mut out = vec!["DELETE FROM ops.watermarks".to_string()];
+    let mut out = vec![match owned {
+        None => "DELETE FROM ops.watermarks".to_string(),
+        Some(o) if o.is_empty() => return Vec::new(),
+        Some(o) => format!(
+            "DELETE FROM ops.watermarks WHERE shard IN ({})",
+            o.keys()
+                .map(|s| literal(&Cell::Text(s.clone())))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }];
     for (shard, ms, idle) in &w.shards {
         let Some(t) = DateTime::<Utc>::from_timestamp_millis(*ms) else {
             continue;
@@ -1336,6 +1584,24 @@ pub fn watermarks_sql(w: &WatermarkStatus) -> Vec<String> {
         ));
     }
     out
+}
+
+/// Where `shard`'s RAW segments past its committed checkpoint end: segments written by an
+/// owner that never committed them.
+async fn uncommitted_cuts(
+    store: &dyn ObjectStore,
+    wh: &dyn Warehouse,
+    shard: &str,
+) -> Result<std::collections::BTreeSet<u64>> {
+    let checkpoint = checkpoints(wh).await?.get(shard).copied();
+    Ok(store
+        .list(&format!("raw/stream/events/shard={shard}/"))
+        .await?
+        .iter()
+        .filter_map(|m| segment_range(&m.key))
+        .filter(|(first, _)| checkpoint.is_none_or(|c| *first > c))
+        .map(|(_, last)| last)
+        .collect())
 }
 
 /// Committed checkpoints by shard.

@@ -347,7 +347,8 @@ impl KinesisLog {
             .insert(shard.to_string(), Instant::now());
     }
 
-    async fn read_shard(&self, shard: &str, after: Option<u64>, max: usize) -> Result<Vec<Record>> {
+    /// ListShards again when `list_shards_interval_secs` has passed (a reshard is seen).
+    async fn refresh_if_due(&self) -> Result<()> {
         let due = self
             .lock()
             .listed_at
@@ -355,6 +356,11 @@ impl KinesisLog {
         if due {
             self.refresh_shards().await?;
         }
+        Ok(())
+    }
+
+    async fn read_shard(&self, shard: &str, after: Option<u64>, max: usize) -> Result<Vec<Record>> {
+        self.refresh_if_due().await?;
         {
             let st = self.lock();
             let info = st.shards.iter().find(|s| s.id == shard);
@@ -532,6 +538,29 @@ impl StreamLog for KinesisLog {
 
     fn shards(&self) -> Vec<String> {
         self.lock().shards.iter().map(|s| s.id.clone()).collect()
+    }
+
+    fn finished(&self, shard: &str) -> bool {
+        self.lock().finished.contains(shard)
+    }
+
+    fn mark_finished(&self, shard: &str) {
+        self.lock().finished.insert(shard.to_string());
+    }
+
+    fn shard_refs(&self) -> BoxFuture<'_, Result<Vec<super::leases::ShardRef>>> {
+        Box::pin(async move {
+            self.refresh_if_due().await?;
+            Ok(self
+                .lock()
+                .shards
+                .iter()
+                .map(|s| super::leases::ShardRef {
+                    id: s.id.clone(),
+                    parents: s.parents.clone(),
+                })
+                .collect())
+        })
     }
 
     fn put(&self, records: Vec<(String, Bytes)>) -> BoxFuture<'_, Result<()>> {

@@ -3,6 +3,7 @@
 
 pub mod consumer;
 pub mod kinesis;
+pub mod leases;
 pub mod local;
 pub mod runner;
 
@@ -64,6 +65,29 @@ pub trait StreamLog: Send + Sync {
     /// Whether the shard is closed (a reshard's parent): still read to its end, not billed.
     fn closed(&self, _shard: &str) -> bool {
         false
+    }
+
+    /// Whether this process read the closed shard to its end.
+    fn finished(&self, _shard: &str) -> bool {
+        false
+    }
+
+    /// Another instance read the closed shard to its end (its lease says so): its children
+    /// may be read here.
+    fn mark_finished(&self, _shard: &str) {}
+
+    /// The shards with their parents, listed afresh when the listing is due (lease
+    /// assignment waits for parents).
+    fn shard_refs(&self) -> BoxFuture<'_, Result<Vec<leases::ShardRef>>> {
+        let refs = self
+            .shards()
+            .into_iter()
+            .map(|id| leases::ShardRef {
+                id,
+                parents: Vec::new(),
+            })
+            .collect();
+        Box::pin(async move { Ok(refs) })
     }
 }
 

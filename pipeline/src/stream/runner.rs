@@ -32,6 +32,10 @@ pub struct StreamRunner {
     /// A cycle's drain budget (None: until empty).
     max_segments: Option<usize>,
     lookback_days: u32,
+    /// Shard leases, when several instances share the stream: taken at the first drain (a
+    /// command that never drains, `verify` say, never joins the fleet).
+    leases: Option<super::leases::LeaseHandle>,
+    lease_config: Option<crate::config::KinesisConfig>,
 }
 
 /// Open the configured log.
@@ -95,7 +99,41 @@ impl StreamRunner {
                 n => Some(n as usize),
             },
             lookback_days: config.warehouse.lookback_days,
+            leases: None,
+            lease_config: (generate && config.stream.kinesis.leases.enabled)
+                .then(|| config.stream.kinesis.clone()),
         }
+    }
+
+    /// Take part in the stream's shard leases (`stream.kinesis.leases`): from now on each drain
+    /// reads only the shards this instance holds.
+    async fn start_leases(&mut self) -> Result<()> {
+        // Kept until the leases start: a drain never reads every shard because a start failed.
+        let Some(k) = self.lease_config.clone() else {
+            return Ok(());
+        };
+        let handle = super::leases::LeaseHandle::start(
+            &k.leases,
+            k.endpoint_url.as_deref(),
+            self.log.clone(),
+        )
+        .await?;
+        self.lease_config = None;
+        self.processor.lease_mode(&handle.status().worker);
+        self.leases = Some(handle);
+        Ok(())
+    }
+
+    /// Hand the leases back (a stopping instance), so the others take its shards at once.
+    pub async fn stop_leases(&mut self) {
+        if let Some(h) = self.leases.take() {
+            h.stop().await;
+        }
+    }
+
+    /// The fleet as this instance sees it, when it holds leases.
+    pub fn fleet(&self) -> Option<super::leases::FleetStatus> {
+        self.leases.as_ref().map(|h| h.status())
     }
 
     pub fn log(&self) -> &Arc<dyn StreamLog> {
@@ -136,6 +174,13 @@ impl StreamRunner {
         wh: Option<&dyn Warehouse>,
         micro_batch: bool,
     ) -> Result<String> {
+        if self.lease_config.is_some() {
+            self.start_leases().await?;
+        }
+        if let (Some(h), Some(w)) = (&self.leases, wh) {
+            let owned = h.owned();
+            self.processor.own(store, w, &owned).await?;
+        }
         let (log, n) = (self.log.as_ref(), self.segment_records);
         let c = if micro_batch {
             self.processor.drain_micro_batch(log, store, wh, n).await?
@@ -145,6 +190,12 @@ impl StreamRunner {
                 .drain_some(log, store, wh, n, self.max_segments)
                 .await?
         };
+        if let (Some(h), Some(owned)) = (&self.leases, self.processor.owned()) {
+            // A closed parent read to its end: its lease is finished, its children are next.
+            for shard in owned.keys().filter(|s| log.finished(s)) {
+                h.finish(shard).await?;
+            }
+        }
         if let Some(wh) = wh {
             warehouse::refresh_models(wh, store, self.lookback_days).await?;
         }
@@ -362,6 +413,16 @@ impl StreamRunner {
                 tracing::debug!(error = %e, "no committed stream state to show");
             }
         }
-        self.processor.status(self.log.as_ref(), wh).await
+        let mut status = self.processor.status(self.log.as_ref(), wh).await?;
+        if let Some(mut fleet) = self.fleet() {
+            if let Some(w) = wh {
+                let cps = consumer::checkpoints(w).await?;
+                for l in &mut fleet.leases {
+                    l.checkpoint = cps.get(&l.shard).copied();
+                }
+            }
+            status.fleet = Some(fleet);
+        }
+        Ok(status)
     }
 }

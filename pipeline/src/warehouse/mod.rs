@@ -135,6 +135,27 @@ pub trait Warehouse: Send + Sync {
 
     /// Rows of a query, every cell as text.
     fn query<'a>(&'a self, sql: &'a str) -> BoxFuture<'a, Result<TextRows>>;
+
+    /// Hold (`true`) or let go the lock the instances sharing this warehouse take before
+    /// shared writes, across several calls (the CURATED publication reads, writes files, then
+    /// commits: two instances interleaved would delete each other's files). A no-op where one
+    /// instance writes.
+    fn hold_shared(&self, _hold: bool) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// The CURATED publication, one instance at a time.
+async fn publish(
+    wh: &dyn Warehouse,
+    store: &dyn crate::store::ObjectStore,
+) -> Result<curated_files::Published> {
+    wh.hold_shared(true).await?;
+    let published = curated_files::publish(wh, store).await;
+    let released = wh.hold_shared(false).await;
+    let published = published?;
+    released?;
+    Ok(published)
 }
 
 /// `load_group` for a backend that loads one file a transaction: the file, then its stream
@@ -194,8 +215,13 @@ pub async fn open(
             }
         }
         WarehouseBackend::Postgres => {
-            let wh = postgres::PostgresWarehouse::connect(&config.warehouse.postgres, !read_only)
-                .await?;
+            let writer = match (read_only, config.stream.kinesis.leases.enabled) {
+                (true, _) => postgres::Writer::Reader,
+                (false, false) => postgres::Writer::Alone,
+                (false, true) => postgres::Writer::Fleet,
+            };
+            let wh =
+                postgres::PostgresWarehouse::connect(&config.warehouse.postgres, writer).await?;
             if !read_only {
                 wh.tx(schema::ddl(schema::Dialect::Redshift)).await?;
                 migrate::migrate(&wh, schema::Dialect::Redshift).await?;
@@ -459,7 +485,7 @@ pub async fn refresh_models(
 ) -> Result<RefreshReport> {
     let dirty = dirty_days(wh).await?;
     if dirty.is_empty() {
-        let files = curated_files::publish(wh, store).await?.files;
+        let files = publish(wh, store).await?.files;
         return Ok(RefreshReport {
             curated_files: files,
             ..RefreshReport::default()
@@ -468,7 +494,7 @@ pub async fn refresh_models(
     let days = models::refresh_days(&dirty, lookback);
     wh.execute_tx(models::refresh_sql(wh.dialect(), &days))
         .await?;
-    let files = curated_files::publish(wh, store).await?.files;
+    let files = publish(wh, store).await?.files;
     tracing::info!(
         dirty = dirty.len(),
         recomputed = days.len(),
@@ -496,7 +522,7 @@ pub async fn backfill(
     let days: BTreeSet<NaiveDate> = from.iter_days().take_while(|d| *d <= to).collect();
     wh.execute_tx(models::refresh_sql(wh.dialect(), &days))
         .await?;
-    let files = curated_files::publish(wh, store).await?.files;
+    let files = publish(wh, store).await?.files;
     Ok(RefreshReport {
         dirty_days: 0,
         recomputed_days: days.len(),

@@ -5,10 +5,13 @@
 //! statements never interleave with another task's; a closed connection is opened again on the
 //! next call.
 //!
-//! One writer per database: checkpoints, the stream state and segment keys are named by shard
-//! alone, so two instances each reading their own stream would overwrite each other's. A writer
-//! holds a session advisory lock (`WRITER_LOCK`) and a second is refused, until stream leases
-//! (shards owned per instance) exist.
+//! Without shard leases, one writer per database: checkpoints, the stream state and segment keys
+//! are named by shard alone, so two instances each reading the whole stream would overwrite each
+//! other's. Such a writer holds a session advisory lock (`WRITER_LOCK`) and a second is refused.
+//! With leases (`stream.kinesis.leases`) every instance writes, each its own shards (fenced by
+//! `ops.shard_owners`); what they share (dirty days, the ledger, the models, DDL) is written
+//! under a transaction advisory lock (`FLEET_LOCK`), so two instances never race on a day's
+//! row: the scratch fills, the bulk of a load, still run side by side.
 
 use futures::future::BoxFuture;
 use tokio::sync::Mutex;
@@ -21,6 +24,10 @@ use crate::error::{Error, Result};
 
 /// The advisory lock key a writing instance holds for its session ("ecomops" in ASCII).
 const WRITER_LOCK: i64 = 0x0065_636f_6d6f_7073;
+/// The lock a fleet's instances take before shared writes ("ecomflt" in ASCII).
+const FLEET_LOCK: i64 = 0x0065_636f_6d66_6c74;
+/// Taken first in the shared part of a fleet's transaction; released at its commit or rollback.
+const FLEET_LOCK_SQL: &str = "SELECT pg_advisory_xact_lock(28538302875724916)";
 
 /// Rows a scratch INSERT carries at most (it is also cut by bytes: `scratch_inserts`).
 const ROWS_PER_INSERT: usize = 1000;
@@ -28,8 +35,20 @@ const ROWS_PER_INSERT: usize = 1000;
 pub struct PostgresWarehouse {
     config: tokio_postgres::Config,
     client: Mutex<Option<Client>>,
-    /// A writer: each connection takes the writer lock first.
-    writer: bool,
+    /// A writer: each connection takes the writer lock first (alone) or writes under the
+    /// fleet lock (leases).
+    writer: Writer,
+}
+
+/// How this instance writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Writer {
+    /// Reads only.
+    Reader,
+    /// The only writer (the session lock refuses a second).
+    Alone,
+    /// One of a fleet sharing the stream by leases.
+    Fleet,
 }
 
 impl std::fmt::Debug for PostgresWarehouse {
@@ -49,7 +68,7 @@ fn pg(e: &tokio_postgres::Error, sql: &str) -> Error {
 
 impl PostgresWarehouse {
     /// Connect (the password from `password_env`, when set); a writer takes the writer lock.
-    pub async fn connect(cfg: &PostgresConfig, writer: bool) -> Result<PostgresWarehouse> {
+    pub async fn connect(cfg: &PostgresConfig, writer: Writer) -> Result<PostgresWarehouse> {
         let mut config: tokio_postgres::Config =
             cfg.connection.parse().map_err(|e| Error::Config {
                 path: "warehouse.postgres.connection".into(),
@@ -83,7 +102,7 @@ impl PostgresWarehouse {
                 tracing::warn!(error = %e, "PostgreSQL connection closed");
             }
         });
-        if self.writer {
+        if self.writer == Writer::Alone {
             let sql = format!("SELECT pg_try_advisory_lock({WRITER_LOCK})");
             let got = client
                 .simple_query(&sql)
@@ -94,8 +113,8 @@ impl PostgresWarehouse {
             if !got {
                 return Err(Error::Warehouse(
                     "another ecomops instance writes to this PostgreSQL database: one writer \
-                     per database until stream leases exist (checkpoints and the stream state \
-                     are named by shard alone)"
+                     per database unless every writer shares the stream by leases \
+                     (stream.kinesis.leases.enabled = true)"
                         .into(),
                 ));
             }
@@ -139,7 +158,10 @@ impl PostgresWarehouse {
     }
 
     /// `statements` in one transaction, rolled back on the first failure.
-    pub async fn tx(&self, statements: Vec<String>) -> Result<()> {
+    pub async fn tx(&self, mut statements: Vec<String>) -> Result<()> {
+        if self.writer == Writer::Fleet {
+            statements.insert(0, FLEET_LOCK_SQL.into());
+        }
         self.tx_unless(None, statements).await.map(|_| ())
     }
 
@@ -207,6 +229,11 @@ impl Warehouse for PostgresWarehouse {
             let (before, after) = schema::load_sql(Dialect::Redshift, &spec, &entry);
             let mut statements = before;
             statements.extend(schema::scratch_inserts(&spec, &rows, ROWS_PER_INSERT));
+            // A fleet fills its scratch tables side by side; the MERGE and what it shares with
+            // the others (dirty days, ledger, fence) one instance at a time.
+            if self.writer == Writer::Fleet {
+                statements.push(FLEET_LOCK_SQL.into());
+            }
             statements.extend(after);
             // The ledger check in the loading transaction: nothing commits in between.
             let check = schema::ledger_check(&file.sha256);
@@ -221,5 +248,36 @@ impl Warehouse for PostgresWarehouse {
 
     fn query<'a>(&'a self, sql: &'a str) -> BoxFuture<'a, Result<TextRows>> {
         Box::pin(self.rows(sql))
+    }
+
+    /// The fleet lock as a session lock (the same key, so it also excludes the others'
+    /// shared transactions); a connection that dies lets it go.
+    fn hold_shared(&self, hold: bool) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            if self.writer != Writer::Fleet {
+                return Ok(());
+            }
+            let f = if hold {
+                "pg_advisory_lock"
+            } else {
+                "pg_advisory_unlock"
+            };
+            self.rows(&format!("SELECT {f}({FLEET_LOCK})"))
+                .await
+                .map(|_| ())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_transaction_lock_is_the_fleet_lock() {
+        assert_eq!(
+            FLEET_LOCK_SQL,
+            format!("SELECT pg_advisory_xact_lock({FLEET_LOCK})")
+        );
     }
 }

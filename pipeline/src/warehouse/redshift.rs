@@ -455,6 +455,7 @@ mod tests {
             last_seq: 2,
             counts: SegmentCounts::default(),
             state_generation: Some(1),
+            fence: None,
             late_days: Default::default(),
         };
         for spec in &schema::TABLES {

@@ -356,6 +356,18 @@ pub fn ddl(d: Dialect) -> Vec<String> {
         "CREATE TABLE IF NOT EXISTS ops.watermarks (shard {text} NOT NULL, watermark TIMESTAMP NOT NULL, \
          idle BIGINT NOT NULL, updated_at TIMESTAMP NOT NULL)"
     ));
+    // Shard leases (`stream::leases`): per shard the instance that took it last and its
+    // fencing token, and the state object its dedup window and watermark are in.
+    out.push(format!(
+        "CREATE TABLE IF NOT EXISTS ops.shard_owners (shard {text} NOT NULL PRIMARY KEY, \
+         owner {text} NOT NULL, token BIGINT NOT NULL, state_key {text}, taken_at TIMESTAMP NOT NULL, \
+         committed_at TIMESTAMP)"
+    ));
+    // Every take, in order: the proof that a shard had one owner at a time.
+    out.push(format!(
+        "CREATE TABLE IF NOT EXISTS ops.lease_history (shard {text} NOT NULL, owner {text} NOT NULL, \
+         token BIGINT NOT NULL, taken_at TIMESTAMP NOT NULL)"
+    ));
     out.extend(super::models::ddl(d));
     out
 }
@@ -583,6 +595,88 @@ pub fn stream_state_sql(g: u64) -> Vec<String> {
     ]
 }
 
+/// What a statement that must stop its transaction says: the error text carries it (a cast of
+/// this text to a number fails in DuckDB, PostgreSQL and Redshift alike).
+pub const FENCED: &str = "lease lost";
+
+/// A statement that fails, aborting its transaction, unless `condition` holds.
+fn assert_sql(condition: &str, why: &str) -> String {
+    let why = literal(&super::Cell::Text(format!("{FENCED}: {why}")));
+    format!("SELECT CAST(CASE WHEN {condition} THEN '0' ELSE {why} END AS BIGINT)")
+}
+
+/// Register `owner`'s take of `shard` at `token`: the shard's row moves to the newer token
+/// (its state key kept), the take is recorded, and the transaction fails if a token as new or
+/// newer is already registered (a stale take). Loads under an older token fail from here on.
+pub fn fence_take_sql(shard: &str, owner: &str, token: u64) -> Vec<String> {
+    use super::Cell;
+    let text = |s: &str| literal(&Cell::Text(s.to_string()));
+    let (sh, ow) = (text(shard), text(owner));
+    let now = literal(&Cell::Time(chrono::Utc::now()));
+    vec![
+        format!(
+            "UPDATE ops.shard_owners SET owner = {ow}, token = {token}, taken_at = {now} \
+             WHERE shard = {sh} AND token < {token}"
+        ),
+        format!(
+            "INSERT INTO ops.shard_owners (shard, owner, token, state_key, taken_at, committed_at) \
+             SELECT {sh}, {ow}, {token}, NULL, {now}, NULL \
+             WHERE NOT EXISTS (SELECT 1 FROM ops.shard_owners WHERE shard = {sh})"
+        ),
+        assert_sql(
+            &format!(
+                "EXISTS (SELECT 1 FROM ops.shard_owners WHERE shard = {sh} AND token = {token} \
+                 AND owner = {ow})"
+            ),
+            &format!("shard {shard} is registered under a newer lease than {token}"),
+        ),
+        format!(
+            "INSERT INTO ops.lease_history (shard, owner, token, taken_at) VALUES ({sh}, {ow}, {token}, {now})"
+        ),
+    ]
+}
+
+/// A leased commit's fence: every owned shard's row still under its token moves to the new
+/// state object, and the transaction fails unless all of them did (another instance took one:
+/// its token is newer). The UPDATE locks the rows, so a take waits for this commit or this
+/// commit sees the take.
+pub fn fence_commit_sql(
+    f: &crate::ledger::FenceCommit,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Vec<String> {
+    use super::Cell;
+    let text = |s: &str| literal(&Cell::Text(s.to_string()));
+    if f.tokens.is_empty() {
+        return Vec::new();
+    }
+    let owned = f
+        .tokens
+        .iter()
+        .map(|(s, t)| format!("(shard = {} AND token = {t})", text(s)))
+        .collect::<Vec<_>>()
+        .join(" OR ");
+    let key = text(&f.state_key);
+    let shards = f.tokens.keys().cloned().collect::<Vec<_>>().join(", ");
+    vec![
+        format!(
+            "UPDATE ops.shard_owners SET state_key = {key}, committed_at = {} \
+             WHERE owner = {} AND ({owned})",
+            literal(&Cell::Time(now)),
+            text(&f.owner)
+        ),
+        assert_sql(
+            &format!(
+                "(SELECT COUNT(*) FROM ops.shard_owners WHERE state_key = {key}) = {}",
+                f.tokens.len()
+            ),
+            &format!(
+                "another instance took one of shards {shards} from {}: this load is refused",
+                f.owner
+            ),
+        ),
+    ]
+}
+
 /// The one row of `ops.stream_state`.
 pub const STREAM_STATE: &str = "stream";
 
@@ -742,6 +836,9 @@ pub fn group_commit_sql(
     ));
     if let Some(g) = commits.iter().rev().find_map(|c| c.state_generation) {
         out.extend(stream_state_sql(g));
+    }
+    if let Some(f) = commits.iter().rev().find_map(|c| c.fence.as_ref()) {
+        out.extend(fence_commit_sql(f, now));
     }
     // Late segments are rare: a pair of statements each.
     for c in commits {

@@ -230,4 +230,7 @@ impl Warehouse for FaultyWarehouse {
     fn query<'a>(&'a self, sql: &'a str) -> BoxFuture<'a, Result<TextRows>> {
         self.inner.query(sql)
     }
+    fn hold_shared(&self, hold: bool) -> BoxFuture<'_, Result<()>> {
+        self.inner.hold_shared(hold)
+    }
 }

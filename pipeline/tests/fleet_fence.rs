@@ -1,0 +1,154 @@
+//! Fencing (issue "When one machine is not enough"): an instance that lost a shard's lease (it
+//! paused, another took the shard at a newer lease counter) can never commit that shard again,
+//! and the instance that took it carries on from the shard's committed checkpoint and state.
+//! Two consumers in lease mode on one local log and one real PostgreSQL 15 (the warehouse
+//! backend itself, as a fleet member writes it).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use ecom_pipeline::config::{Config, StreamConfig};
+use ecom_pipeline::store::ObjectStore;
+use ecom_pipeline::stream::consumer::Processor;
+use ecom_pipeline::stream::local::LocalLog;
+use ecom_pipeline::stream::StreamLog;
+use ecom_pipeline::warehouse::postgres::{PostgresWarehouse, Writer};
+use ecom_pipeline::warehouse::{schema, Warehouse};
+
+mod support {
+    pub mod pg;
+}
+
+fn event(i: u64) -> (String, Bytes) {
+    let t =
+        chrono::Utc::now() - chrono::Duration::minutes(30) + chrono::Duration::seconds(i as i64);
+    let line = serde_json::json!({
+        "event_id": format!("f{i:05}"),
+        "user_id": 1 + i % 9,
+        "product_id": 1 + i % 5,
+        "event_type": "product_view",
+        "event_time": t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "session_id": format!("s{}", i % 3),
+    });
+    ("k".to_string(), Bytes::from(line.to_string()))
+}
+
+async fn count(wh: &dyn Warehouse, sql: &str) -> i64 {
+    wh.query(sql).await.unwrap()[0][0]
+        .as_deref()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fenced_out_instance_cannot_commit_and_the_new_owner_goes_on() {
+    let Some(dsn) = support::pg::fresh_dsn("fleet_fence").await else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = Config::default();
+    cfg.warehouse.postgres.connection = dsn;
+    let connect = || async {
+        let wh = PostgresWarehouse::connect(&cfg.warehouse.postgres, Writer::Fleet)
+            .await
+            .unwrap();
+        wh.tx(schema::ddl(schema::Dialect::Redshift)).await.unwrap();
+        wh
+    };
+    let (wh_a, wh_b) = (connect().await, connect().await);
+    let store: Arc<dyn ObjectStore> =
+        Arc::new(ecom_pipeline::store::LocalStore::open(tmp.path().join("store")).unwrap());
+    let log = LocalLog::open(
+        tmp.path().join("log"),
+        1,
+        1 << 20,
+        std::time::Duration::from_secs(3600),
+        false,
+    )
+    .unwrap();
+    let shard = log.shards()[0].clone();
+    log.put((0..30).map(event).collect()).await.unwrap();
+
+    let stream = StreamConfig::default();
+    let mut a = Processor::new(&stream);
+    a.lease_mode("a");
+    let mut b = Processor::new(&stream);
+    b.lease_mode("b");
+
+    // A takes the shard at counter 1 and commits the first 30 records.
+    let owned = |token: u64| BTreeMap::from([(shard.clone(), token)]);
+    assert!(a
+        .own(store.as_ref(), &wh_a, &owned(1))
+        .await
+        .unwrap()
+        .is_empty());
+    let c = a
+        .drain(&log, store.as_ref(), Some(&wh_a), 10)
+        .await
+        .unwrap();
+    assert_eq!(c.staged, 30);
+
+    // A pauses; B takes the shard at counter 5 (A's lease expired).
+    assert!(b
+        .own(store.as_ref(), &wh_b, &owned(5))
+        .await
+        .unwrap()
+        .is_empty());
+    // More records, and their resends: A wakes and tries to commit under its old token.
+    log.put((30..60).chain(20..40).map(event).collect())
+        .await
+        .unwrap();
+    let refused = a.drain(&log, store.as_ref(), Some(&wh_a), 10).await;
+    let err = refused
+        .expect_err("a fenced-out instance committed")
+        .to_string();
+    assert!(err.contains("lease lost"), "{err}");
+    assert_eq!(
+        count(&wh_a, "SELECT COUNT(*) FROM staging.events").await,
+        30,
+        "the refused load left rows"
+    );
+    // A take under an older token than the registered one is refused too.
+    assert_eq!(
+        a.own(store.as_ref(), &wh_a, &owned(3)).await.unwrap(),
+        vec![shard.clone()]
+    );
+
+    // B goes on from A's checkpoint with A's dedup window: the resends of the first 30 are
+    // duplicates, not staged again.
+    let c = b
+        .drain(&log, store.as_ref(), Some(&wh_b), 10)
+        .await
+        .unwrap();
+    assert_eq!((c.records, c.staged, c.duplicates), (50, 30, 20), "{c:?}");
+    assert_eq!(
+        count(&wh_b, "SELECT COUNT(*) FROM staging.events").await,
+        60
+    );
+    assert_eq!(
+        count(
+            &wh_b,
+            "SELECT CAST(SUM(records) AS BIGINT) FROM ops.segments"
+        )
+        .await,
+        80,
+        "every record committed exactly once"
+    );
+    // The takes, in order, with their tokens.
+    let history = wh_b
+        .query(
+            "SELECT owner, CAST(token AS BIGINT) FROM ops.lease_history ORDER BY taken_at, token",
+        )
+        .await
+        .unwrap();
+    let history: Vec<(String, String)> = history
+        .into_iter()
+        .map(|r| (r[0].clone().unwrap(), r[1].clone().unwrap()))
+        .collect();
+    assert_eq!(
+        history,
+        vec![("a".to_string(), "1".to_string()), ("b".into(), "5".into())]
+    );
+}
