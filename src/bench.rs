@@ -508,3 +508,137 @@ pub async fn store(objects: u64, endpoint: String) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// `bench fleet`: events/s of 1, 2, 4 ... instances sharing an 8-shard stream by leases.
+pub async fn fleet(
+    counts: &[u32],
+    events: u64,
+    endpoint: &str,
+    postgres: &str,
+) -> anyhow::Result<()> {
+    use ecom_pipeline::stream::StreamLog;
+    use ecom_pipeline::warehouse::postgres::{PostgresWarehouse, Writer};
+    anyhow::ensure!(
+        endpoint.contains("127.0.0.1") || endpoint.contains("localhost"),
+        "the benchmark only talks to a loopback endpoint"
+    );
+    let exe = std::env::current_exe().context("finding this binary")?;
+    let dir = tempfile_dir()?;
+    let pg = |dsn: &str| ecom_pipeline::config::PostgresConfig {
+        connection: dsn.to_string(),
+        ..Default::default()
+    };
+    let admin = PostgresWarehouse::connect(&pg(postgres), Writer::Reader).await?;
+    println!(
+        "fleet bench ({}): {events} records on 8 Kinesis shards (moto at {endpoint}), \
+         PostgreSQL warehouse, leases in DynamoDB",
+        build_profile()
+    );
+    const TYPES: [&str; 4] = ["product_view", "add_to_cart", "checkout", "purchase"];
+    let t0 = chrono::Utc::now() - chrono::Duration::hours(1);
+    let lines: Vec<(String, bytes::Bytes)> = (0..events)
+        .map(|i| {
+            let line = serde_json::json!({
+                "event_id": format!("fb{i:09}"),
+                "user_id": 1 + i % 97,
+                "product_id": 1 + i % 31,
+                "event_type": TYPES[(i % 4) as usize],
+                "event_time": (t0 + chrono::Duration::milliseconds(i as i64 * 3))
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                "session_id": format!("s{}", i / 7),
+            });
+            (format!("s{}", i / 7), bytes::Bytes::from(line.to_string()))
+        })
+        .collect();
+    for &k in counts {
+        let name = format!("bench-fleet-{}-{k}", std::process::id());
+        let db = name.replace('-', "_");
+        admin
+            .query(&format!("DROP DATABASE IF EXISTS {db}"))
+            .await?;
+        admin.query(&format!("CREATE DATABASE {db}")).await?;
+        let dsn = format!("{postgres} dbname={db}");
+        let cfg_path = dir.join(format!("{name}.toml"));
+        std::fs::write(
+            &cfg_path,
+            format!(
+                "[runtime]\ncycle_interval_secs = 1\n[batch]\ninterval_secs = 86400\n\
+                 [store]\nbackend = \"s3\"\n[store.s3]\nbucket = \"{name}\"\n\
+                 region = \"us-east-1\"\nendpoint_url = \"{endpoint}\"\nforce_path_style = true\n\
+                 [stream]\nbackend = \"kinesis\"\nsegment_records = 5000\n\
+                 [stream.generator]\nenabled = false\n\
+                 [stream.kinesis]\nstream_name = \"{name}\"\nregion = \"us-east-1\"\n\
+                 endpoint_url = \"{endpoint}\"\n\
+                 [stream.kinesis.leases]\nenabled = true\ntable = \"{name}\"\n\
+                 lease_secs = 9\nrenew_secs = 1\n\
+                 [warehouse]\nbackend = \"postgres\"\n[warehouse.postgres]\nconnection = \"{dsn}\"\n"
+            ),
+        )?;
+        let config = ecom_pipeline::config::Config::load(Some(&cfg_path))?;
+        ecom_pipeline::store::s3_client(&config.store.s3)
+            .await
+            .create_bucket()
+            .bucket(&name)
+            .send()
+            .await?;
+        ecom_pipeline::stream::kinesis::client(&config.stream.kinesis)
+            .await
+            .create_stream()
+            .stream_name(&name)
+            .shard_count(8)
+            .send()
+            .await?;
+        let log =
+            ecom_pipeline::stream::kinesis::KinesisLog::connect(&config.stream.kinesis).await?;
+        log.put(lines.clone()).await?;
+        let t = Instant::now();
+        let mut children = Vec::new();
+        for i in 0..k {
+            children.push(
+                std::process::Command::new(&exe)
+                    .arg("--config")
+                    .arg(&cfg_path)
+                    .arg("--data-dir")
+                    .arg(dir.join(format!("{name}-w{i}")))
+                    .arg("--no-ui")
+                    .env("RUST_LOG", "warn")
+                    .stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::fs::File::create(dir.join(format!("{name}-w{i}.log")))?)
+                    .spawn()?,
+            );
+        }
+        let wh = PostgresWarehouse::connect(&pg(&dsn), Writer::Reader).await?;
+        let done = loop {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            let n = wh
+                .query("SELECT CAST(COALESCE(SUM(records), 0) AS BIGINT) FROM ops.segments")
+                .await
+                .ok()
+                .and_then(|r| r.first()?.first()?.as_deref()?.parse::<u64>().ok())
+                .unwrap_or(0);
+            if n >= events {
+                break t.elapsed().as_secs_f64();
+            }
+            if t.elapsed().as_secs() > 1800 {
+                anyhow::bail!("{k} instances: only {n} of {events} records after 30 minutes");
+            }
+        };
+        for c in &children {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        for mut c in children {
+            let _ = c.wait();
+        }
+        println!(
+            "  {k} instance{}: {done:.1} s = {:.0} events/s (from start, leases and batch pull included)",
+            if k == 1 { "" } else { "s" },
+            events as f64 / done
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}

@@ -210,6 +210,17 @@ pub enum Cmd {
     /// change): those that pass are staged and loaded; a second run loads nothing new.
     #[command(after_help = "Example:\n  ecomops reprocess")]
     Reprocess,
+    /// Show the stream's shard leases (several instances on one Kinesis stream): each
+    /// instance and its shards, each lease's owner, counter, age and committed checkpoint, and
+    /// who holds an expired one.
+    #[command(
+        after_help = "Examples:\n  ecomops leases\n  ecomops leases --json | jq '.leases[] | select(.expired)'"
+    )]
+    Leases {
+        /// Print the fleet as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the difference between the S3 bucket's lifecycle rules and [lifecycle]; --apply sets them.
     #[command(after_help = "Examples:\n  ecomops lifecycle\n  ecomops lifecycle --apply")]
     Lifecycle {
@@ -226,6 +237,7 @@ impl Cmd {
         matches!(
             self,
             Cmd::Status { .. }
+                | Cmd::Leases { .. }
                 | Cmd::Metrics { .. }
                 | Cmd::Cost { .. }
                 | Cmd::Quarantine { .. }
@@ -371,6 +383,25 @@ pub enum BenchCmd {
         /// Frames drawn per view.
         #[arg(long, default_value_t = 200)]
         frames: u32,
+    },
+    /// Several instances on one Kinesis stream (leases): for each count, a fresh 8-shard
+    /// stream holding EVENTS records, that many `--no-ui` instances started together, timed
+    /// until the shared PostgreSQL warehouse has committed every record.
+    #[command(
+        after_help = "Example:\n  ecomops bench fleet --endpoint http://127.0.0.1:5123 --postgres \"host=127.0.0.1 port=5432 user=postgres dbname=postgres\""
+    )]
+    Fleet {
+        /// Instance counts to run, one after another.
+        #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
+        instances: Vec<u32>,
+        #[arg(long, default_value_t = 100_000)]
+        events: u64,
+        /// The AWS endpoint (a loopback moto server: Kinesis, DynamoDB, S3).
+        #[arg(long)]
+        endpoint: String,
+        /// A PostgreSQL connection allowed to create databases (one per run).
+        #[arg(long)]
+        postgres: String,
     },
 }
 

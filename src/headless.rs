@@ -285,3 +285,22 @@ pub async fn status(config: Config, json: bool, log: LogBuffer) -> anyhow::Resul
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// `ecomops leases [--json]`: the lease table and the shared warehouse's checkpoints, read
+/// directly (no instance needed; nothing written).
+pub async fn leases(config: Config, json: bool) -> anyhow::Result<ExitCode> {
+    if !config.stream.kinesis.leases.enabled {
+        eprintln!(
+            "ecomops: shard leases are off (stream.kinesis.leases.enabled = false): this \
+             instance reads every shard itself"
+        );
+        return Ok(ExitCode::from(2));
+    }
+    let fleet = ecom_pipeline::stream::leases::look(&config).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&fleet)?);
+    } else {
+        print!("{}", render::fleet_text(&fleet));
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -127,6 +127,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         None if cli.no_ui => headless::run(config, cli.once, cli.output, read_only, logs).await,
         None => dashboard::run(config, read_only, no_color, logs).await,
         Some(Cmd::Status { json }) => headless::status(config, json, logs).await,
+        Some(Cmd::Leases { json }) => headless::leases(config, json).await,
         Some(Cmd::Batch(BatchCmd::Run {
             task,
             only,
@@ -163,6 +164,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)))
                 .ok_or_else(|| Usage(format!("--size must be COLSxROWS, got {size:?}")))?;
             bench::frame(shards, runs, w, h, frames)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Cmd::Bench(BenchCmd::Fleet {
+            instances,
+            events,
+            endpoint,
+            postgres,
+        })) => {
+            bench::fleet(&instances, events, &endpoint, &postgres).await?;
             Ok(ExitCode::SUCCESS)
         }
         Some(Cmd::Bench(BenchCmd::Store { objects, endpoint })) => {

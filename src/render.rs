@@ -424,6 +424,9 @@ pub fn status_text(s: &Snapshot) -> String {
                 sh.lag_records
             );
         }
+        if let Some(f) = &st.fleet {
+            out.push_str(&fleet_text(f));
+        }
     }
     match &s.last_cycle {
         Some(c) => {
@@ -432,6 +435,65 @@ pub fn status_text(s: &Snapshot) -> String {
         None => {
             let _ = writeln!(out, "cycles: {}", s.cycles);
         }
+    }
+    out
+}
+
+/// The fleet on one stream (`ecomops leases`, and status under leases): the instances with
+/// the shards each holds, then one line per lease.
+pub fn fleet_text(f: &ecom_model::stream::FleetStatus) -> String {
+    let mut out = String::new();
+    let instances = f.instances();
+    let live = instances.iter().filter(|(_, s)| !s.is_empty()).count();
+    let _ = writeln!(
+        out,
+        "fleet: lease table {}, {} shards, {live} instance{} holding leases{}",
+        f.table,
+        f.leases.len(),
+        if live == 1 { "" } else { "s" },
+        match &f.last_lost {
+            Some(l) => format!(
+                "; this instance lost {} lease{} (last {} at {})",
+                f.lost,
+                if f.lost == 1 { "" } else { "s" },
+                l.shard,
+                l.at.format("%H:%M:%S UTC")
+            ),
+            None => String::new(),
+        }
+    );
+    for (worker, shards) in &instances {
+        let me = if *worker == f.worker {
+            " (this instance)"
+        } else {
+            ""
+        };
+        let _ = writeln!(out, "  {worker}{me}: {}", shards.join(", "));
+    }
+    let _ = writeln!(
+        out,
+        "  {:<22} {:<28} {:>8} {:>8} {:>22}  state",
+        "shard", "owner", "counter", "age", "checkpoint"
+    );
+    for l in &f.leases {
+        let state = if l.finished {
+            "finished"
+        } else if l.owner.is_none() {
+            "free"
+        } else if l.expired {
+            "EXPIRED (owner stopped renewing)"
+        } else {
+            "held"
+        };
+        let _ = writeln!(
+            out,
+            "  {:<22} {:<28} {:>8} {:>7.1}s {:>22}  {state}",
+            l.shard,
+            l.owner.as_deref().unwrap_or("-"),
+            l.counter,
+            l.age_ms as f64 / 1000.0,
+            l.checkpoint.map_or_else(|| "-".into(), |c| c.to_string()),
+        );
     }
     out
 }

@@ -514,3 +514,42 @@ fn every_detail_at_both_sizes_and_the_log_wraps() {
     insta::assert_snapshot!("logs_wrapped_160x48", render(&app, &snap, 160, 48));
     assert!(screen.contains("THE END"), "{screen}");
 }
+
+/// Under shard leases the Stream view has a Fleet panel: every lease's owner (this instance's
+/// marked "held here"), counter, age, committed checkpoint, lag where read here, an expired
+/// lease named as such; the failure table gains its lost-lease row.
+#[test]
+fn the_fleet_panel_under_leases() {
+    use ecom_model::stream::{FleetStatus, LeaseRow, LostLease};
+    let mut snap = fixture::snapshot(6, 8);
+    let generated = snap.generated_at;
+    let stream = snap.stream.as_mut().unwrap();
+    let shards: Vec<String> = stream.shards.iter().map(|s| s.shard.clone()).collect();
+    let owners = ["w1", "w1", "w2", "w2", "w3", "w3"];
+    stream.fleet = Some(FleetStatus {
+        worker: "w1".into(),
+        table: "ecomops-leases".into(),
+        leases: shards
+            .iter()
+            .zip(owners.iter().chain(std::iter::repeat(&"w3")))
+            .enumerate()
+            .map(|(i, (s, o))| LeaseRow {
+                shard: s.clone(),
+                owner: (i != 5).then(|| o.to_string()),
+                counter: 40 + i as u64,
+                age_ms: if *o == "w3" { 45_000 } else { 1_200 },
+                expired: *o == "w3" && i != 5,
+                finished: false,
+                checkpoint: Some(1_000 * i as u64),
+            })
+            .collect(),
+        lost: 1,
+        last_lost: Some(LostLease {
+            shard: shards[2].clone(),
+            at: generated,
+        }),
+    });
+    let mut app = App::new(false, true, false);
+    app.tab = Tab::Stream;
+    insta::assert_snapshot!("stream_fleet_160x48", render(&app, &snap, 160, 48));
+}

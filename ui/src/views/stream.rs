@@ -11,7 +11,18 @@ use crate::fmt;
 use crate::theme::Theme;
 
 pub fn draw(frame: &mut Frame, area: Rect, app: &App, snap: &Snapshot, theme: &Theme) {
-    let [table, totals] = Layout::vertical([Constraint::Min(3), Constraint::Length(5)]).areas(area);
+    // Under shard leases the fleet has a panel of its own: instances, leases, lag per shard.
+    let fleet_rows = snap
+        .stream
+        .as_ref()
+        .and_then(|s| s.fleet.as_ref())
+        .map_or(0, |f| f.leases.len() as u16 + 3);
+    let [table, fleet, totals] = Layout::vertical([
+        Constraint::Min(3),
+        Constraint::Length(fleet_rows.min(area.height / 2)),
+        Constraint::Length(5),
+    ])
+    .areas(area);
     let Some(st) = &snap.stream else {
         frame.render_widget(
             Paragraph::new("no stream status yet").block(Block::bordered().title(" Shards ")),
@@ -142,6 +153,9 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, snap: &Snapshot, theme: &T
         Some(app.selected()),
         theme,
     );
+    if let Some(f) = &st.fleet {
+        draw_fleet(frame, fleet, f, st, theme);
+    }
     let t = &st.totals;
     let d = &st.dedup;
     let lines = vec![
@@ -170,5 +184,91 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, snap: &Snapshot, theme: &T
     frame.render_widget(
         Paragraph::new(lines).block(Block::bordered().title(" Totals ")),
         totals,
+    );
+}
+
+/// The Fleet panel: each lease's owner (this instance marked), counter, age, checkpoint and lag
+/// where this instance reads it; an expired lease in red (its owner stopped renewing).
+fn draw_fleet(
+    frame: &mut Frame,
+    area: Rect,
+    f: &ecom_model::stream::FleetStatus,
+    st: &ecom_model::stream::StreamStatus,
+    theme: &Theme,
+) {
+    let lag: std::collections::BTreeMap<&str, u64> = st
+        .shards
+        .iter()
+        .map(|s| (s.shard.as_str(), s.lag_ms))
+        .collect();
+    let rows: Vec<Row> = f
+        .leases
+        .iter()
+        .map(|l| {
+            let mine = l.owner.as_deref() == Some(f.worker.as_str());
+            let (state, style) = if l.finished {
+                ("finished", theme.normal())
+            } else if l.owner.is_none() {
+                ("free", theme.warn())
+            } else if l.expired {
+                ("expired", theme.bad())
+            } else if mine {
+                ("held here", theme.ok())
+            } else {
+                ("held", theme.normal())
+            };
+            Row::new(vec![
+                Cell::from(l.shard.clone()),
+                Cell::from(l.owner.clone().unwrap_or_else(|| "-".into())),
+                Cell::from(l.counter.to_string()),
+                Cell::from(format!("{:.1}s", l.age_ms as f64 / 1000.0)),
+                Cell::from(l.checkpoint.map_or("-".into(), |c| c.to_string())),
+                Cell::from(lag.get(l.shard.as_str()).map_or("-".into(), |ms| {
+                    ecom_model::metrics::display("shard_lag_ms", *ms as f64, "Milliseconds")
+                })),
+                Cell::from(state).style(style),
+            ])
+        })
+        .collect();
+    let live = f.instances().iter().filter(|(_, s)| !s.is_empty()).count();
+    let lost = match &f.last_lost {
+        Some(l) => format!(
+            "; lost {} (last {} at {})",
+            f.lost,
+            l.shard,
+            l.at.format("%H:%M:%S")
+        ),
+        None => String::new(),
+    };
+    super::table(
+        frame,
+        area,
+        format!(
+            " Fleet: {live} instances on {}; this one {} holds {}{lost} ",
+            f.table,
+            f.worker,
+            f.owned().len()
+        ),
+        &[
+            "shard",
+            "owner",
+            "counter",
+            "age",
+            "committed",
+            "lag",
+            "state",
+        ],
+        rows,
+        &[
+            Constraint::Length(22),
+            Constraint::Length(24),
+            Constraint::Length(8),
+            Constraint::Length(7),
+            Constraint::Length(20),
+            Constraint::Length(8),
+            Constraint::Length(9),
+        ],
+        None,
+        theme,
     );
 }
