@@ -57,7 +57,10 @@ fn start(root: &Path, cfg: &Path, worker: &str) -> Child {
         .arg("--data-dir")
         .arg(root.join(worker))
         .arg("--no-ui")
-        .env("RUST_LOG", "info")
+        .env(
+            "RUST_LOG",
+            std::env::var("ECOMOPS_FLEET_LOG").unwrap_or_else(|_| "info".into()),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)
@@ -116,8 +119,11 @@ async fn four_instances_one_killed_share_a_stream_exactly_once() {
     let Some(dsn) = support::pg::fresh_dsn("fleet").await else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
+    let mut tmp = tempfile::tempdir().unwrap();
+    // ECOMOPS_FLEET_KEEP=1 keeps the instances' data dirs and logs for a look afterwards.
+    tmp.disable_cleanup(std::env::var_os("ECOMOPS_FLEET_KEEP").is_some());
     let root = tmp.path();
+    eprintln!("fleet test files in {}", root.display());
     let id = std::process::id();
     let cfgs: BTreeMap<&str, PathBuf> = ["w1", "w2", "w3", "w4"]
         .into_iter()

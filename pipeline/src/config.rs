@@ -524,7 +524,7 @@ pub struct KinesisConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LeaseConfig {
-    /// Use leases. Needs a warehouse the instances share (`postgres` or `redshift`).
+    /// Use leases. Needs Kinesis, the S3 store and a warehouse the instances share (`postgres`).
     pub enabled: bool,
     /// The lease table, created (on-demand billing) when missing.
     pub table: String,
@@ -1003,12 +1003,25 @@ impl Config {
                     "leases share a Kinesis stream: set stream.backend = \"kinesis\"",
                 ));
             }
-            if self.warehouse.backend == WarehouseBackend::Duckdb {
-                return Err(bad(
-                    "stream.kinesis.leases.enabled",
-                    "every instance writes one warehouse: DuckDB is one file of one process; \
-                     set warehouse.backend = \"postgres\" or \"redshift\"",
-                ));
+            match self.warehouse.backend {
+                WarehouseBackend::Postgres => {}
+                WarehouseBackend::Duckdb => {
+                    return Err(bad(
+                        "stream.kinesis.leases.enabled",
+                        "every instance writes one warehouse: DuckDB is one file of one \
+                         process; set warehouse.backend = \"postgres\"",
+                    ))
+                }
+                // The fleet's shared writes (dirty days, the CURATED files) are serialised
+                // by a PostgreSQL advisory lock, which Redshift has no counterpart for yet.
+                WarehouseBackend::Redshift => {
+                    return Err(Error::Unsupported {
+                        key: "stream.kinesis.leases.enabled".into(),
+                        message: "a fleet on Redshift is not built yet (its shared writes need \
+                                  a lock Redshift lacks): use warehouse.backend = \"postgres\""
+                            .into(),
+                    })
+                }
             }
             if self.store.backend != StoreBackend::S3 {
                 return Err(bad(
@@ -1418,7 +1431,12 @@ mod tests {
                   [stream]\nbackend = \"kinesis\"\n[stream.kinesis.leases]\nenabled = true\n\
                   [warehouse]\nbackend = \"postgres\"\n[warehouse.postgres]\nconnection = \"host=h\"\n";
         Config::from_toml(ok, "c.toml").unwrap();
+        let redshift = ok.replace(
+            "backend = \"postgres\"\n[warehouse.postgres]\nconnection = \"host=h\"",
+            "backend = \"redshift\"\n[warehouse.redshift]\nworkgroup_name = \"wg\"",
+        );
         for (broken, why) in [
+            (redshift, "Redshift"),
             (
                 ok.replace("backend = \"postgres\"", "backend = \"duckdb\""),
                 "DuckDB",

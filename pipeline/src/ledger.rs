@@ -12,6 +12,9 @@ pub struct FenceCommit {
     pub owner: String,
     pub state_key: String,
     pub tokens: std::collections::BTreeMap<String, u64>,
+    /// The shards whose segments this load commits: the load fails unless each is still
+    /// registered under its token (a shard lost meanwhile fails only loads of its own).
+    pub committing: std::collections::BTreeSet<String>,
 }
 
 /// What a stream segment commits together with its STAGING load.

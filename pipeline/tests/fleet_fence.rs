@@ -113,7 +113,8 @@ async fn a_fenced_out_instance_cannot_commit_and_the_new_owner_goes_on() {
     // A take under an older token than the registered one is refused too.
     assert_eq!(
         a.own(store.as_ref(), &wh_a, &owned(3)).await.unwrap(),
-        vec![shard.clone()]
+        vec![(shard.clone(), 5)],
+        "refused, with the newer token registered"
     );
 
     // B goes on from A's checkpoint with A's dedup window: the resends of the first 30 are
@@ -151,4 +152,39 @@ async fn a_fenced_out_instance_cannot_commit_and_the_new_owner_goes_on() {
         history,
         vec![("a".to_string(), "1".to_string()), ("b".into(), "5".into())]
     );
+}
+
+/// Fleet members share the writer lock a lone writer (leases off) holds alone: any number of
+/// the first write together, never beside the second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_without_leases_never_writes_beside_a_fleet() {
+    let Some(dsn) = support::pg::fresh_dsn("fleet_lock").await else {
+        return;
+    };
+    let mut cfg = Config::default();
+    cfg.warehouse.postgres.connection = dsn;
+    let pg = &cfg.warehouse.postgres;
+    let a = PostgresWarehouse::connect(pg, Writer::Fleet).await.unwrap();
+    let b = PostgresWarehouse::connect(pg, Writer::Fleet).await.unwrap();
+    let alone = PostgresWarehouse::connect(pg, Writer::Alone).await;
+    let err = alone.expect_err("a lone writer beside a fleet").to_string();
+    assert!(err.contains("leases"), "{err}");
+    drop((a, b));
+    // The fleet gone (its sessions closed), the lone writer gets in, and a fleet is refused.
+    let mut alone = None;
+    for _ in 0..50 {
+        match PostgresWarehouse::connect(pg, Writer::Alone).await {
+            Ok(w) => {
+                alone = Some(w);
+                break;
+            }
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
+    }
+    assert!(alone.is_some(), "the lone writer never got the lock");
+    let err = PostgresWarehouse::connect(pg, Writer::Fleet)
+        .await
+        .expect_err("a fleet member beside a lone writer")
+        .to_string();
+    assert!(err.contains("without stream leases"), "{err}");
 }

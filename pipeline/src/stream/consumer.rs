@@ -353,8 +353,9 @@ struct Fleet {
     run: String,
     /// Owned shards and the token (lease counter) each was taken at.
     owned: BTreeMap<String, u64>,
-    /// A shard went since the last commit: the object it still points at is kept.
-    keep_previous: bool,
+    /// State objects this instance superseded: deleted once no shard's row names them (a
+    /// shard taken from this instance names one until its new owner commits).
+    stale: Vec<String>,
 }
 
 /// A record judged by the rules that do not depend on the stream's state: its shape and types,
@@ -455,7 +456,7 @@ impl Processor {
             worker: worker.to_string(),
             run: format!("{worker}-{}", crate::clock::now_ms().max(0)),
             owned: BTreeMap::new(),
-            keep_previous: false,
+            stale: Vec::new(),
         });
     }
 
@@ -469,118 +470,174 @@ impl Processor {
     /// then its state is read where its last owner committed it; a shard gone is forgotten.
     /// The segments an earlier owner wrote past the checkpoint and never committed (it died)
     /// become retry cuts, so they are cut and written again the same, not left beside
-    /// differently cut copies. The shards that could not be registered (a newer take won) are
-    /// returned and not owned.
+    /// differently cut copies. Returns the shards whose take was refused, each with the newer
+    /// token registered for it (not owned: the lease counter is behind the warehouse's).
     pub async fn own(
         &mut self,
         store: &dyn ObjectStore,
         wh: &dyn Warehouse,
         owned: &BTreeMap<String, u64>,
-    ) -> Result<Vec<String>> {
+    ) -> Result<Vec<(String, u64)>> {
         let Some(mut f) = self.fleet.take() else {
             return Ok(Vec::new());
         };
-        let mut changed = false;
         let gone: Vec<String> = f
             .owned
             .keys()
             .filter(|s| !owned.contains_key(*s))
             .cloned()
             .collect();
-        for s in gone {
-            f.owned.remove(&s);
-            self.dedup.take_shard(&s);
-            self.watermarks.take_shard(&s);
-            self.retry_cut.remove(&s);
-            f.keep_previous = true;
-            changed = true;
-        }
-        let mut refused = Vec::new();
-        for (s, token) in owned {
-            if f.owned.get(s) == Some(token) {
-                continue;
-            }
-            let sql = warehouse::schema::fence_take_sql(s, &f.worker, *token);
-            match wh.execute_tx(sql).await {
-                Ok(()) => {
-                    f.owned.insert(s.clone(), *token);
-                    let cuts = match uncommitted_cuts(store, wh, s).await {
-                        Ok(c) => c,
-                        Err(e) => {
-                            self.fleet = Some(f);
-                            return Err(e);
-                        }
-                    };
-                    if cuts.is_empty() {
-                        self.retry_cut.remove(s);
-                    } else {
-                        self.retry_cut.insert(s.clone(), cuts);
-                    }
-                    changed = true;
-                }
-                Err(e) if e.to_string().contains(warehouse::schema::FENCED) => {
-                    tracing::warn!(shard = %s, token, error = %e, "shard take refused");
-                    refused.push(s.clone());
-                }
-                Err(e) => {
-                    self.fleet = Some(f);
-                    return Err(e);
-                }
-            }
-        }
-        if changed {
+        let taken: Vec<(String, u64)> = owned
+            .iter()
+            .filter(|(s, t)| f.owned.get(*s) != Some(*t))
+            .map(|(s, t)| (s.clone(), *t))
+            .collect();
+        if !gone.is_empty() || !taken.is_empty() {
+            // Whatever happens below, the next drain reads the state of what it owns afresh.
             self.restored = false;
         }
+        for s in gone {
+            f.owned.remove(&s);
+            self.forget(&s);
+        }
+        let mut refused = Vec::new();
+        let result = async {
+            for (s, token) in taken {
+                f.owned.remove(&s);
+                let sql = warehouse::schema::fence_take_sql(&s, &f.worker, token);
+                match wh.execute_tx(sql).await {
+                    Ok(()) => {}
+                    Err(e) if e.to_string().contains(warehouse::schema::FENCED) => {
+                        let newer = registered_token(wh, &s).await?.unwrap_or(token);
+                        tracing::warn!(shard = %s, token, registered = newer, "shard take refused: a newer lease is registered");
+                        refused.push((s, newer));
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
+                let cuts = uncommitted_cuts(store, wh, &s).await?;
+                if cuts.is_empty() {
+                    self.retry_cut.remove(&s);
+                } else {
+                    self.retry_cut.insert(s.clone(), cuts);
+                }
+                f.owned.insert(s, token);
+            }
+            Ok(())
+        }
+        .await;
         self.fleet = Some(f);
-        Ok(refused)
+        result.map(|()| refused)
+    }
+
+    /// A shard no longer this instance's: its state and cuts go.
+    fn forget(&mut self, shard: &str) {
+        self.dedup.take_shard(shard);
+        self.watermarks.take_shard(shard);
+        self.retry_cut.remove(shard);
     }
 
     /// Under leases: every owned shard's dedup window and watermark, from the state object
-    /// its `ops.shard_owners` row names (a shard never committed starts empty).
+    /// its `ops.shard_owners` row names (a shard never committed under leases starts from the
+    /// single-instance state, if there was one, else empty). A shard whose row names another
+    /// owner or token was taken meanwhile: it is not owned any more, and not read.
     async fn restore_fleet(&mut self, store: &dyn ObjectStore, wh: &dyn Warehouse) -> Result<()> {
-        let Some(f) = self.fleet.as_ref() else {
+        let Some(mut f) = self.fleet.take() else {
             return Ok(());
         };
+        let restored = self.read_fleet_state(store, wh, &mut f).await;
+        self.fleet = Some(f);
+        restored
+    }
+
+    async fn read_fleet_state(
+        &mut self,
+        store: &dyn ObjectStore,
+        wh: &dyn Warehouse,
+        f: &mut Fleet,
+    ) -> Result<()> {
         let rows = wh
-            .query(&format!(
-                "SELECT shard, state_key FROM ops.shard_owners WHERE owner = {}",
-                warehouse::schema::literal(&warehouse::Cell::Text(f.worker.clone()))
-            ))
+            .query("SELECT shard, owner, CAST(token AS BIGINT), state_key FROM ops.shard_owners")
             .await?;
-        let (mut dedup, mut marks) = self.settings.empty();
-        let mut objects: BTreeMap<String, Option<(ShardWindows, Watermarks)>> = BTreeMap::new();
+        let mut keys: BTreeMap<String, Option<String>> = BTreeMap::new();
         for row in rows {
-            let (Some(Some(shard)), Some(Some(key))) = (row.first(), row.get(1)) else {
+            let (Some(Some(shard)), Some(Some(owner)), Some(Some(token))) =
+                (row.first(), row.get(1), row.get(2))
+            else {
                 continue;
             };
-            if !f.owned.contains_key(shard) {
-                continue;
+            let mine = f.owned.get(shard).map(u64::to_string).as_deref() == Some(token.as_str())
+                && *owner == f.worker;
+            if mine {
+                keys.insert(shard.clone(), row.get(3).cloned().flatten());
             }
-            if !objects.contains_key(key) {
-                let state = match store.get(key).await {
+        }
+        let lost: Vec<String> = f
+            .owned
+            .keys()
+            .filter(|s| !keys.contains_key(*s))
+            .cloned()
+            .collect();
+        for s in lost {
+            tracing::warn!(shard = %s, "shard registered to another lease: not read here");
+            f.owned.remove(&s);
+        }
+        let (mut dedup, mut marks) = self.settings.empty();
+        let mut objects: BTreeMap<String, Option<(ShardWindows, Watermarks)>> = BTreeMap::new();
+        let mut generation = self.committed.as_ref().map_or(0, |c| c.generation);
+        for (shard, key) in keys {
+            // Never committed under leases: the single-instance state, where there is one.
+            let key = match key {
+                Some(k) => k,
+                None => match legacy_state_key(wh).await? {
+                    Some(k) => k,
+                    None => continue,
+                },
+            };
+            // An object of this run names a generation that committed (perhaps with a reply
+            // that never came): the next one is written past it, never over it.
+            if let Some(g) = key
+                .strip_prefix(&format!("state/stream/fleet/{}/gen-", f.run))
+                .and_then(|g| g.strip_suffix(".bin"))
+                .and_then(|g| g.parse::<u64>().ok())
+            {
+                generation = generation.max(g);
+            }
+            if !objects.contains_key(&key) {
+                let state = match store.get(&key).await {
                     Ok(bytes) => self.settings.decode(&bytes),
-                    Err(e @ (Error::NotFound(_) | Error::ChecksumMismatch { .. })) => {
-                        tracing::error!(key = %key, shard = %shard, error = %e,
-                            "a shard's committed stream state is unreadable: its dedup window and \
-                             watermark start empty");
-                        None
-                    }
+                    Err(Error::NotFound(_) | Error::ChecksumMismatch { .. }) => None,
                     Err(e) => return Err(e),
                 };
                 objects.insert(key.clone(), state);
             }
-            if let Some(Some((d, m))) = objects.get_mut(key) {
-                if let Some(w) = d.take_shard(shard) {
-                    dedup.put_shard(shard, w);
+            match objects.get_mut(&key) {
+                Some(Some((d, m))) => {
+                    let window = d.take_shard(&shard);
+                    let mark = m.take_shard(&shard);
+                    tracing::debug!(
+                        shard = %shard,
+                        key = %key,
+                        ids = window.as_ref().map_or(0, |w| w.stats().tracked),
+                        "shard state restored"
+                    );
+                    if let Some(w) = window {
+                        dedup.put_shard(&shard, w);
+                    }
+                    if let Some(mark) = mark {
+                        marks.put_shard(&shard, mark);
+                    }
                 }
-                if let Some(mark) = m.take_shard(shard) {
-                    marks.put_shard(shard, mark);
-                }
+                _ => tracing::error!(
+                    shard = %shard,
+                    key = %key,
+                    "a shard's committed stream state is unreadable: its dedup window and \
+                     watermark start empty"
+                ),
             }
         }
         self.dedup = dedup;
         self.watermarks = marks;
-        let generation = self.committed.as_ref().map_or(0, |c| c.generation);
         self.committed = Some(Committed {
             generation,
             bytes: self.encode_state(),
@@ -789,6 +846,15 @@ impl Processor {
         counts.staged = staged.len() as u64;
         counts.late = late.len() as u64;
         counts.quarantined = bad.len() as u64;
+        tracing::debug!(
+            shard,
+            first = first.seq,
+            last = last.seq,
+            staged = counts.staged,
+            duplicates = counts.duplicates,
+            late = counts.late,
+            "segment judged"
+        );
 
         let missing = || Error::Other(format!("no zone key derivable from {raw_key}"));
         let staging_key = zones::staging_key_for(&raw_key, "events").ok_or_else(missing)?;
@@ -917,10 +983,26 @@ impl Processor {
                             owner: f.worker.clone(),
                             state_key: key,
                             tokens: f.owned.clone(),
+                            committing: Default::default(),
                         })
                     }
                     None => c.state_generation = Some(generation),
                 }
+            }
+            // The shards whose segments this load commits: each must still be this
+            // instance's (the others only have their state pointer moved where still owned).
+            let shards: std::collections::BTreeSet<String> = group
+                .segments
+                .iter()
+                .filter_map(|p| p.file.checkpoint.as_ref().map(|c| c.shard.clone()))
+                .collect();
+            if let Some(fence) = group
+                .segments
+                .last_mut()
+                .and_then(|p| p.file.checkpoint.as_mut())
+                .and_then(|c| c.fence.as_mut())
+            {
+                fence.committing = shards;
             }
             Some(bytes)
         } else {
@@ -1102,6 +1184,9 @@ impl Processor {
             Some(w) if self.watermarks.is_frozen() => self.end_micro_batch(store, w).await?,
             _ => self.watermarks.thaw(),
         }
+        if let Some(w) = wh {
+            self.sweep(store, w).await?;
+        }
         if let (Some(wh), true) = (wh, total.records > 0) {
             wh.execute_tx(watermarks_sql(
                 &self.watermarks.status(crate::clock::now_ms()),
@@ -1246,26 +1331,54 @@ impl Processor {
             bytes,
             frozen: self.watermarks.is_frozen(),
         });
-        // Under leases a shard let go may still point at the previous object until its new
-        // owner commits: that one is kept (and left: a rebalance leaves one small object).
-        let keep = self
-            .fleet
-            .as_mut()
-            .is_some_and(|f| std::mem::take(&mut f.keep_previous));
-        if let (
-            true,
-            false,
-            Some(Committed {
-                generation: old, ..
-            }),
-        ) = (persisted, keep, previous)
-        {
-            if old > 0 || self.fleet.is_none() {
-                if let Err(e) = store.delete(&self.state_key(old)).await {
-                    tracing::warn!(error = %e, generation = old, "old stream state not deleted");
+        let Some(Committed {
+            generation: old, ..
+        }) = previous.filter(|_| persisted)
+        else {
+            return;
+        };
+        // Under leases a shard taken from this instance still names the previous object until
+        // its new owner commits: deleted later, once nothing names it (`sweep`).
+        let key = self.state_key(old);
+        if let Some(f) = self.fleet.as_mut() {
+            if old > 0 {
+                f.stale.push(key);
+            }
+            return;
+        }
+        if let Err(e) = store.delete(&key).await {
+            tracing::warn!(error = %e, generation = old, "old stream state not deleted");
+        }
+    }
+
+    /// Under leases: delete the superseded state objects no shard's row names any more.
+    async fn sweep(&mut self, store: &dyn ObjectStore, wh: &dyn Warehouse) -> Result<()> {
+        let Some(f) = self.fleet.as_mut() else {
+            return Ok(());
+        };
+        let mut kept = Vec::new();
+        for key in std::mem::take(&mut f.stale) {
+            let named = wh
+                .query(&format!(
+                    "SELECT COUNT(*) FROM ops.shard_owners WHERE state_key = {}",
+                    warehouse::schema::literal(&warehouse::Cell::Text(key.clone()))
+                ))
+                .await?;
+            if named
+                .first()
+                .and_then(|r| r.first().cloned().flatten())
+                .as_deref()
+                == Some("0")
+            {
+                if let Err(e) = store.delete(&key).await {
+                    tracing::warn!(error = %e, key = %key, "old stream state not deleted");
                 }
+            } else {
+                kept.push(key);
             }
         }
+        f.stale = kept;
+        Ok(())
     }
 
     pub async fn status(
@@ -1584,6 +1697,34 @@ pub fn watermarks_sql(w: &WatermarkStatus, owned: Option<&BTreeMap<String, u64>>
         ));
     }
     out
+}
+
+/// The token registered for `shard` in the warehouse, if any.
+async fn registered_token(wh: &dyn Warehouse, shard: &str) -> Result<Option<u64>> {
+    Ok(wh
+        .query(&format!(
+            "SELECT CAST(token AS BIGINT) FROM ops.shard_owners WHERE shard = {}",
+            warehouse::schema::literal(&warehouse::Cell::Text(shard.to_string()))
+        ))
+        .await?
+        .first()
+        .and_then(|r| r.first().cloned().flatten())
+        .and_then(|t| t.parse().ok()))
+}
+
+/// The single-instance stream state's object, when the warehouse has one (a stream that ran
+/// without leases before).
+async fn legacy_state_key(wh: &dyn Warehouse) -> Result<Option<String>> {
+    Ok(wh
+        .query(&format!(
+            "SELECT CAST(generation AS BIGINT) FROM ops.stream_state WHERE name = '{}'",
+            warehouse::schema::STREAM_STATE
+        ))
+        .await?
+        .first()
+        .and_then(|r| r.first().cloned().flatten())
+        .and_then(|g| g.parse::<u64>().ok())
+        .map(zones::stream_state_key))
 }
 
 /// Where `shard`'s RAW segments past its committed checkpoint end: segments written by an

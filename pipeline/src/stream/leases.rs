@@ -9,7 +9,7 @@
 //!
 //! Each tick an instance renews what it holds (losing any whose counter another moved), takes
 //! free and expired leases up to an even share of the assignable shards, and, when none is
-//! free, steals one from the instance holding the most if that one holds more than its share.
+//! free, steals from the instances holding the most while they hold more than their share.
 //! A child shard is assignable once every parent with a lease is finished. The counter at which
 //! a shard was taken is its fencing token: loads carry it and the warehouse refuses a token
 //! older than the last one registered for the shard (`fence`).
@@ -236,6 +236,18 @@ impl LeaseTable {
         owner: Option<&str>,
         finished: bool,
     ) -> Result<bool> {
+        self.write_to(shard, seen, seen + 1, owner, finished).await
+    }
+
+    /// `write`, moving the counter to `next` (> `seen`).
+    pub async fn write_to(
+        &self,
+        shard: &str,
+        seen: u64,
+        next: u64,
+        owner: Option<&str>,
+        finished: bool,
+    ) -> Result<bool> {
         let now = crate::clock::now_ms().max(0) as u64;
         let mut req = self
             .client
@@ -247,7 +259,7 @@ impl LeaseTable {
             .expression_attribute_names("#h", "heartbeat")
             .expression_attribute_names("#f", "finished")
             .expression_attribute_values(":seen", n(seen))
-            .expression_attribute_values(":next", n(seen + 1))
+            .expression_attribute_values(":next", n(next.max(seen + 1)))
             .expression_attribute_values(":now", n(now))
             .expression_attribute_values(":fin", AttributeValue::Bool(finished))
             .condition_expression("#c = :seen");
@@ -483,26 +495,33 @@ impl Coordinator {
                 tick.gained.push(s.id.clone());
             }
         }
-        // Then one from the busiest instance, if it holds more than its share.
-        if mine(self) < target {
+        // Then from the busiest instances, one lease at a time while this one is below its
+        // share and the busiest holds more than its own (a lease taken fails only the loads of
+        // that shard in flight at its old owner).
+        while mine(self) < target {
             let busiest = per_owner
                 .iter()
                 .filter(|(o, _)| **o != self.worker)
                 .max_by_key(|(o, n)| (**n, std::cmp::Reverse((*o).clone())))
                 .filter(|(_, n)| **n > target)
                 .map(|(o, _)| o.clone());
-            if let Some(victim) = busiest {
-                let lease = assignable
-                    .iter()
-                    .filter_map(|s| leases.get(&s.id))
-                    .find(|l| l.owner.as_deref() == Some(&victim))
-                    .cloned();
-                if let Some(l) = lease {
-                    if self.take(&l).await? {
-                        tracing::info!(shard = %l.shard, from = %victim, "shard lease stolen to balance");
-                        tick.gained.push(l.shard.clone());
-                    }
-                }
+            let Some(victim) = busiest else { break };
+            let lease = assignable
+                .iter()
+                .filter_map(|s| leases.get(&s.id))
+                .find(|l| l.owner.as_deref() == Some(&victim) && !self.held.contains_key(&l.shard))
+                .cloned();
+            let Some(l) = lease else { break };
+            if let Some(n) = per_owner.get_mut(&victim) {
+                *n = n.saturating_sub(1);
+            }
+            if let Some(l2) = leases.get_mut(&l.shard) {
+                // Not the victim's to pick again this tick, whatever the write's outcome.
+                l2.owner = None;
+            }
+            if self.take(&l).await? {
+                tracing::info!(shard = %l.shard, from = %victim, "shard lease stolen to balance");
+                tick.gained.push(l.shard.clone());
             }
         }
         for s in &tick.gained {
@@ -546,15 +565,67 @@ impl Coordinator {
         Ok(())
     }
 
+    /// The warehouse has a newer token registered for a held shard than its lease counter (the
+    /// lease table was recreated, its counters started again): move the counter past it, so
+    /// this instance's take registers. False when the lease moved meanwhile (it was lost).
+    pub async fn advance(&mut self, shard: &str, registered: u64) -> Result<bool> {
+        let Some(h) = self.held.get(shard).copied() else {
+            return Ok(false);
+        };
+        let next = registered.max(h.counter) + 1;
+        if !self
+            .table
+            .write_to(shard, h.counter, next, Some(&self.worker), false)
+            .await?
+        {
+            return Ok(false);
+        }
+        tracing::warn!(
+            shard,
+            from = h.counter,
+            to = next,
+            "lease counter moved past the warehouse's token"
+        );
+        self.held.insert(
+            shard.to_string(),
+            Held {
+                counter: next,
+                token: next,
+            },
+        );
+        self.seen.insert(shard.to_string(), (next, Instant::now()));
+        Ok(true)
+    }
+
     /// Hand every lease back (a stopping instance): the others take them at once instead of
-    /// after a lease period.
+    /// after a lease period. A write the table took whose answer never came (a tick cut short)
+    /// left the counter one ahead: the lease is read again and released from there.
     pub async fn release_all(&mut self) {
         let held = std::mem::take(&mut self.held);
         for (shard, h) in held {
-            match self.table.write(&shard, h.counter, None, false).await {
-                Ok(true) => tracing::info!(shard = %shard, "shard lease released"),
-                Ok(false) => {}
-                Err(e) => tracing::warn!(shard = %shard, error = %e, "shard lease not released"),
+            let mut counter = h.counter;
+            for _ in 0..3 {
+                match self.table.write(&shard, counter, None, false).await {
+                    Ok(true) => {
+                        tracing::info!(shard = %shard, "shard lease released");
+                        break;
+                    }
+                    Ok(false) => {
+                        let now = self.table.list().await.ok().and_then(|ls| {
+                            ls.into_iter().find(|l| {
+                                l.shard == shard && l.owner.as_deref() == Some(&self.worker)
+                            })
+                        });
+                        match now {
+                            Some(l) => counter = l.counter,
+                            None => break,
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(shard = %shard, error = %e, "shard lease not released");
+                        break;
+                    }
+                }
             }
         }
     }
@@ -566,6 +637,7 @@ impl Coordinator {
 pub struct LeaseHandle {
     coordinator: std::sync::Arc<tokio::sync::Mutex<Coordinator>>,
     owned: tokio::sync::watch::Receiver<BTreeMap<String, u64>>,
+    publish: std::sync::Arc<tokio::sync::watch::Sender<BTreeMap<String, u64>>>,
     status: std::sync::Arc<std::sync::Mutex<FleetStatus>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -616,6 +688,7 @@ impl LeaseHandle {
             ..FleetStatus::default()
         }));
         let (tx, rx) = tokio::sync::watch::channel(BTreeMap::new());
+        let tx = std::sync::Arc::new(tx);
         publish(&c, &first, &tx, &status);
         for l in c.view().iter().filter(|l| l.finished) {
             log.mark_finished(&l.shard);
@@ -623,7 +696,7 @@ impl LeaseHandle {
         let coordinator = std::sync::Arc::new(tokio::sync::Mutex::new(c));
         let every = Duration::from_secs(cfg.renew_secs.max(1));
         let task = {
-            let (coordinator, status) = (coordinator.clone(), status.clone());
+            let (coordinator, status, tx) = (coordinator.clone(), status.clone(), tx.clone());
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(every);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -653,6 +726,7 @@ impl LeaseHandle {
         Ok(LeaseHandle {
             coordinator,
             owned: rx,
+            publish: tx,
             status,
             task,
         })
@@ -672,7 +746,21 @@ impl LeaseHandle {
 
     /// A closed shard was read to its end here.
     pub async fn finish(&self, shard: &str) -> Result<()> {
-        self.coordinator.lock().await.finish(shard).await
+        let mut c = self.coordinator.lock().await;
+        c.finish(shard).await?;
+        self.publish
+            .send_replace(c.held().iter().map(|(s, h)| (s.clone(), h.token)).collect());
+        Ok(())
+    }
+
+    /// A held shard's take was refused for a newer registered token: move its counter past it
+    /// (`Coordinator::advance`), published at once.
+    pub async fn advance(&self, shard: &str, registered: u64) -> Result<()> {
+        let mut c = self.coordinator.lock().await;
+        c.advance(shard, registered).await?;
+        self.publish
+            .send_replace(c.held().iter().map(|(s, h)| (s.clone(), h.token)).collect());
+        Ok(())
     }
 
     /// Stop renewing and hand every lease back.

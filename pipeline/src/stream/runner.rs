@@ -179,7 +179,9 @@ impl StreamRunner {
         }
         if let (Some(h), Some(w)) = (&self.leases, wh) {
             let owned = h.owned();
-            self.processor.own(store, w, &owned).await?;
+            for (shard, registered) in self.processor.own(store, w, &owned).await? {
+                h.advance(&shard, registered).await?;
+            }
         }
         let (log, n) = (self.log.as_ref(), self.segment_records);
         let c = if micro_batch {
@@ -190,10 +192,18 @@ impl StreamRunner {
                 .drain_some(log, store, wh, n, self.max_segments)
                 .await?
         };
-        if let (Some(h), Some(owned)) = (&self.leases, self.processor.owned()) {
-            // A closed parent read to its end: its lease is finished, its children are next.
-            for shard in owned.keys().filter(|s| log.finished(s)) {
-                h.finish(shard).await?;
+        if let (Some(h), Some(owned), Some(w)) = (&self.leases, self.processor.owned(), wh) {
+            // A closed parent read to its end and committed to its last record: its lease is
+            // finished, its children are next.
+            let closed: Vec<String> = owned.keys().filter(|s| log.finished(s)).cloned().collect();
+            if !closed.is_empty() {
+                let committed = consumer::checkpoints(w).await?;
+                for shard in closed {
+                    let last = log.latest_seq(&shard).await?;
+                    if last.is_some() && committed.get(&shard).copied() == last {
+                        h.finish(&shard).await?;
+                    }
+                }
             }
         }
         if let Some(wh) = wh {

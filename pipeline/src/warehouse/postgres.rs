@@ -102,22 +102,31 @@ impl PostgresWarehouse {
                 tracing::warn!(error = %e, "PostgreSQL connection closed");
             }
         });
-        if self.writer == Writer::Alone {
-            let sql = format!("SELECT pg_try_advisory_lock({WRITER_LOCK})");
-            let got = client
-                .simple_query(&sql)
-                .await
-                .map_err(|e| pg(&e, &sql))?
-                .into_iter()
-                .any(|m| matches!(m, SimpleQueryMessage::Row(r) if r.get(0) == Some("t")));
-            if !got {
-                return Err(Error::Warehouse(
-                    "another ecomops instance writes to this PostgreSQL database: one writer \
-                     per database unless every writer shares the stream by leases \
-                     (stream.kinesis.leases.enabled = true)"
-                        .into(),
-                ));
-            }
+        // A lone writer holds the writer lock alone; a fleet's members share it: neither kind
+        // ever writes beside the other (a writer without leases would read every shard).
+        let (f, why) = match self.writer {
+            Writer::Reader => return Ok(client),
+            Writer::Alone => (
+                "pg_try_advisory_lock",
+                "another ecomops instance writes to this PostgreSQL database: one writer per \
+                 database unless every writer shares the stream by leases \
+                 (stream.kinesis.leases.enabled = true)",
+            ),
+            Writer::Fleet => (
+                "pg_try_advisory_lock_shared",
+                "an ecomops instance without stream leases writes to this PostgreSQL database: \
+                 a fleet cannot share it until that one stops (or enables leases)",
+            ),
+        };
+        let sql = format!("SELECT {f}({WRITER_LOCK})");
+        let got = client
+            .simple_query(&sql)
+            .await
+            .map_err(|e| pg(&e, &sql))?
+            .into_iter()
+            .any(|m| matches!(m, SimpleQueryMessage::Row(r) if r.get(0) == Some("t")));
+        if !got {
+            return Err(Error::Warehouse(why.into()));
         }
         Ok(client)
     }

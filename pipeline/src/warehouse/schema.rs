@@ -637,9 +637,10 @@ pub fn fence_take_sql(shard: &str, owner: &str, token: u64) -> Vec<String> {
 }
 
 /// A leased commit's fence: every owned shard's row still under its token moves to the new
-/// state object, and the transaction fails unless all of them did (another instance took one:
-/// its token is newer). The UPDATE locks the rows, so a take waits for this commit or this
-/// commit sees the take.
+/// state object, and the transaction fails unless the row of every shard it commits segments
+/// of did (another instance took one: its token is newer). The UPDATE locks the rows, so a take
+/// waits for this commit or this commit sees the take. A shard taken meanwhile whose segments
+/// are not in this load keeps naming the previous object (its state there is unchanged).
 pub fn fence_commit_sql(
     f: &crate::ledger::FenceCommit,
     now: chrono::DateTime<chrono::Utc>,
@@ -656,25 +657,33 @@ pub fn fence_commit_sql(
         .collect::<Vec<_>>()
         .join(" OR ");
     let key = text(&f.state_key);
-    let shards = f.tokens.keys().cloned().collect::<Vec<_>>().join(", ");
-    vec![
-        format!(
-            "UPDATE ops.shard_owners SET state_key = {key}, committed_at = {} \
-             WHERE owner = {} AND ({owned})",
-            literal(&Cell::Time(now)),
-            text(&f.owner)
-        ),
-        assert_sql(
+    let shards = f.committing.iter().cloned().collect::<Vec<_>>().join(", ");
+    let committing = f
+        .committing
+        .iter()
+        .map(|s| text(s))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut out = vec![format!(
+        "UPDATE ops.shard_owners SET state_key = {key}, committed_at = {} \
+         WHERE owner = {} AND ({owned})",
+        literal(&Cell::Time(now)),
+        text(&f.owner)
+    )];
+    if !f.committing.is_empty() {
+        out.push(assert_sql(
             &format!(
-                "(SELECT COUNT(*) FROM ops.shard_owners WHERE state_key = {key}) = {}",
-                f.tokens.len()
+                "(SELECT COUNT(*) FROM ops.shard_owners WHERE state_key = {key} \
+                 AND shard IN ({committing})) = {}",
+                f.committing.len()
             ),
             &format!(
                 "another instance took one of shards {shards} from {}: this load is refused",
                 f.owner
             ),
-        ),
-    ]
+        ));
+    }
+    out
 }
 
 /// The one row of `ops.stream_state`.
