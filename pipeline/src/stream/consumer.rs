@@ -505,15 +505,17 @@ impl Processor {
             for (s, token) in taken {
                 f.owned.remove(&s);
                 let sql = warehouse::schema::fence_take_sql(&s, &f.worker, token);
-                match wh.execute_tx(sql).await {
-                    Ok(()) => {}
-                    Err(e) if e.to_string().contains(warehouse::schema::FENCED) => {
-                        let newer = registered_token(wh, &s).await?.unwrap_or(token);
-                        tracing::warn!(shard = %s, token, registered = newer, "shard take refused: a newer lease is registered");
-                        refused.push((s, newer));
-                        continue;
+                if let Err(e) = wh.execute_tx(sql).await {
+                    // Refused when a newer token is registered (read back, not told by the
+                    // error's text, which differs between engines); any other failure is one.
+                    match registered_token(wh, &s).await {
+                        Ok(Some(newer)) if newer > token => {
+                            tracing::warn!(shard = %s, token, registered = newer, "shard take refused: a newer lease is registered");
+                            refused.push((s, newer));
+                            continue;
+                        }
+                        _ => return Err(e),
                     }
-                    Err(e) => return Err(e),
                 }
                 let cuts = uncommitted_cuts(store, wh, &s).await?;
                 if cuts.is_empty() {
