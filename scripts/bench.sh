@@ -22,3 +22,9 @@ fi
 RUST_LOG=warn "$bin" bench merge --base 1000000 --rows 100000
 RUST_LOG=warn "$bin" bench frame --shards 64 --runs 1000 --size 160x48
 RUST_LOG=warn "$bin" bench batch --scale 500
+# Several instances sharing a stream by leases, where scripts/test.sh's services are running
+# (ECOMOPS_TEST_MOTO_ENDPOINT: moto with Kinesis, DynamoDB, S3; ECOMOPS_TEST_PG: PostgreSQL).
+if [ -n "${ECOMOPS_TEST_MOTO_ENDPOINT:-}" ] && [ -n "${ECOMOPS_TEST_PG:-}" ]; then
+  RUST_LOG=warn "$bin" bench fleet --instances 1,2,4 --events 100000 \
+    --endpoint "$ECOMOPS_TEST_MOTO_ENDPOINT" --postgres "$ECOMOPS_TEST_PG"
+fi
