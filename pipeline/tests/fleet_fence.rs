@@ -117,6 +117,15 @@ async fn a_fenced_out_instance_cannot_commit_and_the_new_owner_goes_on() {
         "refused, with the newer token registered"
     );
 
+    // The same token to another owner (a lease table recreated, its counters started again)
+    // is refused too, not an error every drain.
+    let mut c = Processor::new(&stream);
+    c.lease_mode("c");
+    assert_eq!(
+        c.own(store.as_ref(), &wh_a, &owned(5)).await.unwrap(),
+        vec![(shard.clone(), 5)]
+    );
+
     // B goes on from A's checkpoint with A's dedup window: the resends of the first 30 are
     // duplicates, not staged again.
     let c = b
@@ -137,6 +146,18 @@ async fn a_fenced_out_instance_cannot_commit_and_the_new_owner_goes_on() {
         80,
         "every record committed exactly once"
     );
+    // A, unaware it lost the shard, writes its watermark: the new owner's row stays.
+    let marks = "SELECT CAST(watermark AS VARCHAR(40)) FROM ops.watermarks";
+    let before = wh_b.query(marks).await.unwrap();
+    assert_eq!(before.len(), 1, "{before:?}");
+    let stale = ecom_model::stream::WatermarkStatus {
+        shards: vec![(shard.clone(), 0, false)],
+        ..Default::default()
+    };
+    let sql = ecom_pipeline::stream::consumer::watermarks_sql(&stale, Some(("a", &owned(1))));
+    wh_a.execute_tx(sql).await.unwrap();
+    assert_eq!(wh_b.query(marks).await.unwrap(), before);
+
     // The takes, in order, with their tokens.
     let history = wh_b
         .query(

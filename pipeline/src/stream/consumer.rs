@@ -506,10 +506,13 @@ impl Processor {
                 f.owned.remove(&s);
                 let sql = warehouse::schema::fence_take_sql(&s, &f.worker, token);
                 if let Err(e) = wh.execute_tx(sql).await {
-                    // Refused when a newer token is registered (read back, not told by the
-                    // error's text, which differs between engines); any other failure is one.
+                    // Refused when a newer token is registered, or the same one to another
+                    // owner (read back, not told by the error's text, which differs between
+                    // engines); any other failure is one.
                     match registered_token(wh, &s).await {
-                        Ok(Some(newer)) if newer > token => {
+                        Ok(Some((newer, owner)))
+                            if newer > token || (newer == token && owner != f.worker) =>
+                        {
                             tracing::warn!(shard = %s, token, registered = newer, "shard take refused: a newer lease is registered");
                             refused.push((s, newer));
                             continue;
@@ -562,6 +565,21 @@ impl Processor {
             .query("SELECT shard, owner, CAST(token AS BIGINT), state_key FROM ops.shard_owners")
             .await?;
         let mut keys: BTreeMap<String, Option<String>> = BTreeMap::new();
+        // An object of this run that any row names (its commit's reply may never have come,
+        // and the shard may have moved on since): the next one is written past it, never over.
+        let run_prefix = format!("state/stream/fleet/{}/gen-", f.run);
+        let mut generation = self.committed.as_ref().map_or(0, |c| c.generation);
+        for row in &rows {
+            if let Some(g) = row
+                .get(3)
+                .and_then(|k| k.as_deref())
+                .and_then(|k| k.strip_prefix(&run_prefix))
+                .and_then(|g| g.strip_suffix(".bin"))
+                .and_then(|g| g.parse::<u64>().ok())
+            {
+                generation = generation.max(g);
+            }
+        }
         for row in rows {
             let (Some(Some(shard)), Some(Some(owner)), Some(Some(token))) =
                 (row.first(), row.get(1), row.get(2))
@@ -586,25 +604,21 @@ impl Processor {
         }
         let (mut dedup, mut marks) = self.settings.empty();
         let mut objects: BTreeMap<String, Option<(ShardWindows, Watermarks)>> = BTreeMap::new();
-        let mut generation = self.committed.as_ref().map_or(0, |c| c.generation);
+        let mut legacy: Option<Option<String>> = None;
         for (shard, key) in keys {
             // Never committed under leases: the single-instance state, where there is one.
             let key = match key {
                 Some(k) => k,
-                None => match legacy_state_key(wh).await? {
-                    Some(k) => k,
-                    None => continue,
-                },
+                None => {
+                    if legacy.is_none() {
+                        legacy = Some(legacy_state_key(wh).await?);
+                    }
+                    match legacy.clone().flatten() {
+                        Some(k) => k,
+                        None => continue,
+                    }
+                }
             };
-            // An object of this run names a generation that committed (perhaps with a reply
-            // that never came): the next one is written past it, never over it.
-            if let Some(g) = key
-                .strip_prefix(&format!("state/stream/fleet/{}/gen-", f.run))
-                .and_then(|g| g.strip_suffix(".bin"))
-                .and_then(|g| g.parse::<u64>().ok())
-            {
-                generation = generation.max(g);
-            }
             if !objects.contains_key(&key) {
                 let state = match store.get(&key).await {
                     Ok(bytes) => self.settings.decode(&bytes),
@@ -1192,7 +1206,7 @@ impl Processor {
         if let (Some(wh), true) = (wh, total.records > 0) {
             wh.execute_tx(watermarks_sql(
                 &self.watermarks.status(crate::clock::now_ms()),
-                self.owned(),
+                self.fleet.as_ref().map(|f| (f.worker.as_str(), &f.owned)),
             ))
             .await?;
         }
@@ -1358,28 +1372,40 @@ impl Processor {
         let Some(f) = self.fleet.as_mut() else {
             return Ok(());
         };
-        let mut kept = Vec::new();
-        for key in std::mem::take(&mut f.stale) {
-            let named = wh
-                .query(&format!(
-                    "SELECT COUNT(*) FROM ops.shard_owners WHERE state_key = {}",
-                    warehouse::schema::literal(&warehouse::Cell::Text(key.clone()))
-                ))
-                .await?;
-            if named
-                .first()
-                .and_then(|r| r.first().cloned().flatten())
-                .as_deref()
-                == Some("0")
-            {
-                if let Err(e) = store.delete(&key).await {
-                    tracing::warn!(error = %e, key = %key, "old stream state not deleted");
-                }
-            } else {
-                kept.push(key);
+        if f.stale.is_empty() {
+            return Ok(());
+        }
+        let list = f
+            .stale
+            .iter()
+            .map(|k| warehouse::schema::literal(&warehouse::Cell::Text(k.clone())))
+            .collect::<Vec<_>>()
+            .join(", ");
+        // A failed look keeps the list for the next drain (the loads committed regardless).
+        let named: std::collections::BTreeSet<String> = match wh
+            .query(&format!(
+                "SELECT DISTINCT state_key FROM ops.shard_owners WHERE state_key IN ({list})"
+            ))
+            .await
+        {
+            Ok(rows) => rows
+                .into_iter()
+                .filter_map(|r| r.into_iter().next().flatten())
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "superseded stream states not swept");
+                return Ok(());
+            }
+        };
+        let (kept, gone): (Vec<String>, Vec<String>) = std::mem::take(&mut f.stale)
+            .into_iter()
+            .partition(|k| named.contains(k));
+        f.stale = kept;
+        for key in gone {
+            if let Err(e) = store.delete(&key).await {
+                tracing::warn!(error = %e, key = %key, "old stream state not deleted");
             }
         }
-        f.stale = kept;
         Ok(())
     }
 
@@ -1671,47 +1697,82 @@ fn segment_range(key: &str) -> Option<(u64, u64)> {
 }
 
 /// Replace `ops.watermarks` with the current per-shard watermarks: all of them, or under
-/// leases the rows of the shards `owned` (the other instances write theirs).
-pub fn watermarks_sql(w: &WatermarkStatus, owned: Option<&BTreeMap<String, u64>>) -> Vec<String> {
+/// leases (`owned`: this instance and its shards' tokens) the rows of the shards still
+/// registered to it, so an instance that lost a shard and has not noticed never overwrites
+/// the new owner's row.
+pub fn watermarks_sql(
+    w: &WatermarkStatus,
+    owned: Option<(&str, &BTreeMap<String, u64>)>,
+) -> Vec<String> {
     use crate::warehouse::schema::literal;
     use crate::warehouse::Cell;
     let now = literal(&Cell::Time(Utc::now()));
-    let mut out = vec![match owned {
-        None => "DELETE FROM ops.watermarks".to_string(),
-        Some(o) if o.is_empty() => return Vec::new(),
-        Some(o) => format!(
-            "DELETE FROM ops.watermarks WHERE shard IN ({})",
-            o.keys()
-                .map(|s| literal(&Cell::Text(s.clone())))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    }];
+    let text = |s: &str| literal(&Cell::Text(s.to_string()));
+    // Under leases, the condition that a shard is still this instance's.
+    let registered = |shard: &str| {
+        owned.and_then(|(owner, tokens)| {
+            tokens.get(shard).map(|t| {
+                format!(
+                    "EXISTS (SELECT 1 FROM ops.shard_owners WHERE shard = {} AND owner = {} \
+                     AND token = {t})",
+                    text(shard),
+                    text(owner)
+                )
+            })
+        })
+    };
+    let mut out = Vec::new();
+    match owned {
+        None => out.push("DELETE FROM ops.watermarks".to_string()),
+        Some((_, tokens)) => {
+            for shard in tokens.keys() {
+                if let Some(cond) = registered(shard) {
+                    out.push(format!(
+                        "DELETE FROM ops.watermarks WHERE shard = {} AND {cond}",
+                        text(shard)
+                    ));
+                }
+            }
+        }
+    }
     for (shard, ms, idle) in &w.shards {
         let Some(t) = DateTime::<Utc>::from_timestamp_millis(*ms) else {
             continue;
         };
-        out.push(format!(
-            "INSERT INTO ops.watermarks (shard, watermark, idle, updated_at) VALUES ({}, {}, {}, {now})",
-            literal(&Cell::Text(shard.clone())),
+        let values = format!(
+            "{}, {}, {}, {now}",
+            text(shard),
             literal(&Cell::Time(t)),
             i64::from(*idle)
-        ));
+        );
+        out.push(match (owned, registered(shard)) {
+            (None, _) => format!(
+                "INSERT INTO ops.watermarks (shard, watermark, idle, updated_at) VALUES ({values})"
+            ),
+            (Some(_), Some(cond)) => format!(
+                "INSERT INTO ops.watermarks (shard, watermark, idle, updated_at) SELECT {values} \
+                 WHERE {cond}"
+            ),
+            // Not this instance's shard: its owner writes it.
+            (Some(_), None) => continue,
+        });
     }
     out
 }
 
-/// The token registered for `shard` in the warehouse, if any.
-async fn registered_token(wh: &dyn Warehouse, shard: &str) -> Result<Option<u64>> {
+/// The token registered for `shard` in the warehouse, and its owner, if any.
+async fn registered_token(wh: &dyn Warehouse, shard: &str) -> Result<Option<(u64, String)>> {
     Ok(wh
         .query(&format!(
-            "SELECT CAST(token AS BIGINT) FROM ops.shard_owners WHERE shard = {}",
+            "SELECT CAST(token AS BIGINT), owner FROM ops.shard_owners WHERE shard = {}",
             warehouse::schema::literal(&warehouse::Cell::Text(shard.to_string()))
         ))
         .await?
         .first()
-        .and_then(|r| r.first().cloned().flatten())
-        .and_then(|t| t.parse().ok()))
+        .and_then(|r| {
+            let token = r.first().cloned().flatten()?.parse().ok()?;
+            Some((token, r.get(1).cloned().flatten()?))
+        }))
 }
 
 /// The single-instance stream state's object, when the warehouse has one (a stream that ran

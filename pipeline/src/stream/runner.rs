@@ -199,8 +199,9 @@ impl StreamRunner {
             if !closed.is_empty() {
                 let committed = consumer::checkpoints(w).await?;
                 for shard in closed {
+                    // Nothing read past the checkpoint (None), or all of it committed.
                     let last = log.latest_seq(&shard).await?;
-                    if last.is_some() && committed.get(&shard).copied() == last {
+                    if last.is_none() || committed.get(&shard).copied() == last {
                         h.finish(&shard).await?;
                     }
                 }

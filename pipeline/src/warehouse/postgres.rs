@@ -35,6 +35,9 @@ const ROWS_PER_INSERT: usize = 1000;
 pub struct PostgresWarehouse {
     config: tokio_postgres::Config,
     client: Mutex<Option<Client>>,
+    /// The fleet lock is held for this session (`hold_shared`): a connection lost meanwhile
+    /// lost it too, and what ran under it must not go on without it.
+    shared_held: std::sync::atomic::AtomicBool,
     /// A writer: each connection takes the writer lock first (alone) or writes under the
     /// fleet lock (leases).
     writer: Writer,
@@ -84,6 +87,7 @@ impl PostgresWarehouse {
         let wh = PostgresWarehouse {
             config,
             client: Mutex::new(None),
+            shared_held: std::sync::atomic::AtomicBool::new(false),
             writer,
         };
         // Fail at start when the database cannot be reached, not at the first load.
@@ -138,6 +142,17 @@ impl PostgresWarehouse {
     ) -> Result<T> {
         let mut guard = self.client.lock().await;
         if guard.as_ref().is_none_or(Client::is_closed) {
+            if self
+                .shared_held
+                .swap(false, std::sync::atomic::Ordering::SeqCst)
+            {
+                *guard = None;
+                return Err(Error::Warehouse(
+                    "the PostgreSQL connection closed while it held the fleet lock: what ran \
+                     under it is abandoned (done again next time)"
+                        .into(),
+                ));
+            }
             *guard = Some(self.open().await?);
         }
         match guard.as_ref() {
@@ -271,9 +286,20 @@ impl Warehouse for PostgresWarehouse {
             } else {
                 "pg_advisory_unlock"
             };
-            self.rows(&format!("SELECT {f}({FLEET_LOCK})"))
-                .await
-                .map(|_| ())
+            if !hold
+                && !self
+                    .shared_held
+                    .swap(false, std::sync::atomic::Ordering::SeqCst)
+            {
+                // Lost with its connection: nothing to let go.
+                return Ok(());
+            }
+            self.rows(&format!("SELECT {f}({FLEET_LOCK})")).await?;
+            if hold {
+                self.shared_held
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+            Ok(())
         })
     }
 }
