@@ -150,6 +150,11 @@ async fn publish(
     wh: &dyn Warehouse,
     store: &dyn crate::store::ObjectStore,
 ) -> Result<curated_files::Published> {
+    // Nothing pending: no lock taken (a fleet's instances would queue on it every drain). A
+    // day that turns pending just after is published by the next refresh.
+    if curated_files::pending_days(wh).await?.is_empty() {
+        return Ok(curated_files::Published::default());
+    }
     wh.hold_shared(true).await?;
     let published = curated_files::publish(wh, store).await;
     let released = wh.hold_shared(false).await;
