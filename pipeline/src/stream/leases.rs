@@ -202,6 +202,20 @@ impl LeaseTable {
         Ok(out)
     }
 
+    /// One lease, read consistently.
+    pub async fn get(&self, shard: &str) -> Result<Option<Lease>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("shard", s(shard))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| dynamo_err("GetItem", aws_sdk_dynamodb::error::DisplayErrorContext(e)))?;
+        Ok(out.item().and_then(parse))
+    }
+
     /// A free lease for a shard that has none (nothing when one exists).
     pub async fn create(&self, shard: &str) -> Result<()> {
         match self
@@ -519,7 +533,18 @@ impl Coordinator {
                 // Not the victim's to pick again this tick, whatever the write's outcome.
                 l2.owner = None;
             }
-            if self.take(&l).await? {
+            // The victim renews every tick: a steal that lost the race to a renewal is tried
+            // once more from the lease as it is now (instances started together tick in step,
+            // and would otherwise lose that race every time).
+            let mut stolen = self.take(&l).await?;
+            if !stolen {
+                if let Some(now) = self.table.get(&l.shard).await? {
+                    if now.owner.as_deref() == Some(victim.as_str()) && !now.finished {
+                        stolen = self.take(&now).await?;
+                    }
+                }
+            }
+            if stolen {
                 tracing::info!(shard = %l.shard, from = %victim, "shard lease stolen to balance");
                 tick.gained.push(l.shard.clone());
             }
@@ -698,9 +723,11 @@ impl LeaseHandle {
         let task = {
             let (coordinator, status, tx) = (coordinator.clone(), status.clone(), tx.clone());
             tokio::spawn(async move {
-                let mut tick = tokio::time::interval(every);
+                // A random phase: instances started together do not tick (renew and steal)
+                // in step.
+                let phase = every.mul_f64(rand::random::<f64>());
+                let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + phase, every);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                tick.tick().await;
                 loop {
                     tick.tick().await;
                     let refs = match log.shard_refs().await {
