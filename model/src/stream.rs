@@ -125,13 +125,14 @@ pub struct FleetStatus {
 }
 
 impl FleetStatus {
-    /// The instances holding a live lease, with their shards (this one first).
+    /// The instances holding a live lease, with their shards (this one first); an owner whose
+    /// leases all expired (it stopped) is not one.
     pub fn instances(&self) -> Vec<(String, Vec<String>)> {
         let mut by: std::collections::BTreeMap<String, Vec<String>> = Default::default();
         if !self.worker.is_empty() {
             by.entry(self.worker.clone()).or_default();
         }
-        for l in &self.leases {
+        for l in self.leases.iter().filter(|l| !l.expired) {
             if let Some(o) = &l.owner {
                 by.entry(o.clone()).or_default().push(l.shard.clone());
             }
@@ -139,6 +140,13 @@ impl FleetStatus {
         let mut out: Vec<(String, Vec<String>)> = by.into_iter().collect();
         out.sort_by_key(|(w, _)| *w != self.worker);
         out
+    }
+
+    /// Each lease's committed checkpoint, from the shared warehouse's.
+    pub fn fill_checkpoints(&mut self, checkpoints: &std::collections::BTreeMap<String, u64>) {
+        for l in &mut self.leases {
+            l.checkpoint = checkpoints.get(&l.shard).copied();
+        }
     }
 
     /// The shards this instance owns.

@@ -181,6 +181,9 @@ impl Warehouse for MeteredWarehouse {
     fn hold_shared(&self, hold: bool) -> BoxFuture<'_, Result<()>> {
         self.inner.hold_shared(hold)
     }
+    fn shared(&self) -> bool {
+        self.inner.shared()
+    }
 }
 
 pub fn usage_path(data_dir: &Path) -> PathBuf {

@@ -164,18 +164,12 @@ impl Watermarks {
 
     /// The global watermark at arrival time `now_ms`: None until some shard has data.
     pub fn global(&self, now_ms: i64) -> Option<i64> {
-        let active = self
-            .shards
-            .values()
-            .filter(|m| now_ms - m.last_arrival_ms < self.idle_ms);
-        let min = active.map(|m| m.max_event_ms - self.out_of_order_ms).min();
-        // All idle: the most advanced shard leads (nothing else can hold time back).
-        min.or_else(|| {
-            self.shards
-                .values()
-                .map(|m| m.max_event_ms - self.out_of_order_ms)
-                .max()
-        })
+        global_of(self.shards.values().map(|m| {
+            (
+                m.max_event_ms - self.out_of_order_ms,
+                now_ms - m.last_arrival_ms >= self.idle_ms,
+            )
+        }))
     }
 
     /// Judge one event from `shard` that arrived at `arrival_ms`; returns whether it is late.
@@ -224,6 +218,18 @@ impl Watermarks {
             allowed_lateness_ms: self.lateness_ms,
         }
     }
+}
+
+/// The global watermark over shards' (watermark, idle): the minimum over shards not idle; all
+/// idle, the most advanced (nothing else can hold time back); None without shards. The fleet
+/// applies it to every owner's rows of `ops.watermarks`.
+pub fn global_of(shards: impl Iterator<Item = (i64, bool)> + Clone) -> Option<i64> {
+    let min = shards
+        .clone()
+        .filter(|(_, idle)| !idle)
+        .map(|(wm, _)| wm)
+        .min();
+    min.or_else(|| shards.map(|(wm, _)| wm).max())
 }
 
 #[cfg(test)]

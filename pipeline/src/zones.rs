@@ -61,6 +61,18 @@ pub fn fleet_state_key(run: &str, generation: u64) -> String {
     format!("state/stream/fleet/{run}/gen-{generation:020}.bin")
 }
 
+/// (first, last) sequence numbers from a stream segment key (`.../seg-<first>-<last>.ndjson`,
+/// in any zone).
+pub fn segment_range(key: &str) -> Option<(u64, u64)> {
+    let name = key
+        .rsplit('/')
+        .next()?
+        .strip_prefix("seg-")?
+        .strip_suffix(".ndjson")?;
+    let (a, b) = name.split_once('-')?;
+    Some((a.parse().ok()?, b.parse().ok()?))
+}
+
 /// The STAGING key derived from a RAW key: same partition and name, `.ndjson`.
 /// `raw/<source>/<entity>/<rest>` becomes `staging/<entity>/<rest>`.
 pub fn staging_key_for(raw_key: &str, entity: &str) -> Option<String> {

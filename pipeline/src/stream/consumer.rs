@@ -502,6 +502,8 @@ impl Processor {
         }
         let mut refused = Vec::new();
         let result = async {
+            // The checkpoints after the takes (a take waits for a commit in flight), read once.
+            let mut committed: Option<BTreeMap<String, u64>> = None;
             for (s, token) in taken {
                 f.owned.remove(&s);
                 let sql = warehouse::schema::fence_take_sql(&s, &f.worker, token);
@@ -520,7 +522,11 @@ impl Processor {
                         _ => return Err(e),
                     }
                 }
-                let cuts = uncommitted_cuts(store, wh, &s).await?;
+                if committed.is_none() {
+                    committed = Some(checkpoints(wh).await?);
+                }
+                let checkpoint = committed.as_ref().and_then(|c| c.get(&s).copied());
+                let cuts = uncommitted_cuts(store, &s, checkpoint).await?;
                 if cuts.is_empty() {
                     self.retry_cut.remove(&s);
                 } else {
@@ -703,17 +709,7 @@ impl Processor {
         if self.fleet.is_some() {
             return self.restore_fleet(store, wh).await;
         }
-        let rows = wh
-            .query(&format!(
-                "SELECT CAST(generation AS BIGINT) FROM ops.stream_state WHERE name = '{}'",
-                warehouse::schema::STREAM_STATE
-            ))
-            .await?;
-        let Some(generation) = rows
-            .first()
-            .and_then(|r| r.first().cloned().flatten())
-            .and_then(|g| g.parse::<u64>().ok())
-        else {
+        let Some(generation) = committed_generation(wh).await? else {
             self.restored = true;
             return Ok(());
         };
@@ -1496,13 +1492,8 @@ impl Processor {
             })
             .collect();
         w.shards.sort();
-        let active = w
-            .shards
-            .iter()
-            .filter(|(_, _, idle)| !idle)
-            .map(|(_, m, _)| *m)
-            .min();
-        w.global_ms = active.or_else(|| w.shards.iter().map(|(_, m, _)| *m).max());
+        w.global_ms =
+            crate::watermark::global_of(w.shards.iter().map(|(_, wm, idle)| (*wm, *idle)));
         Ok(w)
     }
 
@@ -1603,7 +1594,7 @@ pub async fn replay(
     let mut fresh = Processor::new(cfg);
     fresh.watermarks = Watermarks::new(0, (i64::MAX / 4) as u64, 1);
     for m in store.list(&prefix).await? {
-        let Some((first, last)) = segment_range(&m.key) else {
+        let Some((first, last)) = zones::segment_range(&m.key) else {
             continue;
         };
         if last < from_seq {
@@ -1685,17 +1676,6 @@ pub async fn replay(
     Ok(report)
 }
 
-/// (first, last) sequence numbers from a RAW segment key.
-fn segment_range(key: &str) -> Option<(u64, u64)> {
-    let name = key
-        .rsplit('/')
-        .next()?
-        .strip_prefix("seg-")?
-        .strip_suffix(".ndjson")?;
-    let (a, b) = name.split_once('-')?;
-    Some((a.parse().ok()?, b.parse().ok()?))
-}
-
 /// Replace `ops.watermarks` with the current per-shard watermarks: all of them, or under
 /// leases (`owned`: this instance and its shards' tokens) the rows of the shards still
 /// registered to it, so an instance that lost a shard and has not noticed never overwrites
@@ -1775,9 +1755,8 @@ async fn registered_token(wh: &dyn Warehouse, shard: &str) -> Result<Option<(u64
         }))
 }
 
-/// The single-instance stream state's object, when the warehouse has one (a stream that ran
-/// without leases before).
-async fn legacy_state_key(wh: &dyn Warehouse) -> Result<Option<String>> {
+/// The generation of the single-instance stream state `ops.stream_state` names, if any.
+async fn committed_generation(wh: &dyn Warehouse) -> Result<Option<u64>> {
     Ok(wh
         .query(&format!(
             "SELECT CAST(generation AS BIGINT) FROM ops.stream_state WHERE name = '{}'",
@@ -1786,41 +1765,34 @@ async fn legacy_state_key(wh: &dyn Warehouse) -> Result<Option<String>> {
         .await?
         .first()
         .and_then(|r| r.first().cloned().flatten())
-        .and_then(|g| g.parse::<u64>().ok())
-        .map(zones::stream_state_key))
+        .and_then(|g| g.parse::<u64>().ok()))
+}
+
+/// The single-instance stream state's object, when the warehouse has one (a stream that ran
+/// without leases before).
+async fn legacy_state_key(wh: &dyn Warehouse) -> Result<Option<String>> {
+    Ok(committed_generation(wh).await?.map(zones::stream_state_key))
 }
 
 /// Where `shard`'s RAW segments past its committed checkpoint end: segments written by an
 /// owner that never committed them.
 async fn uncommitted_cuts(
     store: &dyn ObjectStore,
-    wh: &dyn Warehouse,
     shard: &str,
+    checkpoint: Option<u64>,
 ) -> Result<std::collections::BTreeSet<u64>> {
-    let checkpoint = checkpoints(wh).await?.get(shard).copied();
     Ok(store
         .list(&format!("raw/stream/events/shard={shard}/"))
         .await?
         .iter()
-        .filter_map(|m| segment_range(&m.key))
+        .filter_map(|m| zones::segment_range(&m.key))
         .filter(|(first, _)| checkpoint.is_none_or(|c| *first > c))
         .map(|(_, last)| last)
         .collect())
 }
 
 /// Committed checkpoints by shard.
-pub async fn checkpoints(wh: &dyn Warehouse) -> Result<BTreeMap<String, u64>> {
-    Ok(wh
-        .query("SELECT shard, CAST(sequence_number AS BIGINT) FROM ops.checkpoints")
-        .await?
-        .into_iter()
-        .filter_map(|r| {
-            let shard = r.first().cloned().flatten()?;
-            let seq = r.get(1).cloned().flatten()?.parse().ok()?;
-            Some((shard, seq))
-        })
-        .collect())
-}
+pub use crate::warehouse::checkpoints;
 
 #[cfg(test)]
 mod tests {

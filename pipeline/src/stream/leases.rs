@@ -93,10 +93,6 @@ impl LeaseTable {
         }
     }
 
-    pub fn name(&self) -> &str {
-        &self.table
-    }
-
     /// Create the table (on demand, key `shard`) unless it exists; wait until it is active.
     pub async fn ensure(&self) -> Result<()> {
         let exists = match self
@@ -369,12 +365,12 @@ impl Coordinator {
         })
     }
 
-    pub fn worker(&self) -> &str {
-        &self.worker
-    }
-
-    pub fn table(&self) -> &LeaseTable {
-        &self.table
+    /// Held shards and the tokens their loads are fenced with.
+    pub fn tokens(&self) -> BTreeMap<String, u64> {
+        self.held
+            .iter()
+            .map(|(s, h)| (s.clone(), h.token))
+            .collect()
     }
 
     pub fn held(&self) -> &BTreeMap<String, Held> {
@@ -636,11 +632,13 @@ impl Coordinator {
                         break;
                     }
                     Ok(false) => {
-                        let now = self.table.list().await.ok().and_then(|ls| {
-                            ls.into_iter().find(|l| {
-                                l.shard == shard && l.owner.as_deref() == Some(&self.worker)
-                            })
-                        });
+                        let now = self
+                            .table
+                            .get(&shard)
+                            .await
+                            .ok()
+                            .flatten()
+                            .filter(|l| l.owner.as_deref() == Some(self.worker.as_str()));
                         match now {
                             Some(l) => counter = l.counter,
                             None => break,
@@ -673,16 +671,22 @@ impl std::fmt::Debug for LeaseHandle {
     }
 }
 
-/// A tick's outcome into the published state.
+/// A tick's outcome into the published state; finished shards told to the log (their
+/// children may be read).
 fn publish(
     c: &Coordinator,
     tick: &Tick,
     owned: &tokio::sync::watch::Sender<BTreeMap<String, u64>>,
     status: &std::sync::Mutex<FleetStatus>,
+    log: &dyn super::StreamLog,
 ) {
-    owned.send_replace(c.held().iter().map(|(s, h)| (s.clone(), h.token)).collect());
+    owned.send_replace(c.tokens());
+    let view = c.view();
+    for l in view.iter().filter(|l| l.finished) {
+        log.mark_finished(&l.shard);
+    }
     let mut st = status.lock().unwrap_or_else(|p| p.into_inner());
-    st.leases = c.view();
+    st.leases = view;
     for shard in &tick.lost {
         st.lost += 1;
         st.last_lost = Some(LostLease {
@@ -714,10 +718,7 @@ impl LeaseHandle {
         }));
         let (tx, rx) = tokio::sync::watch::channel(BTreeMap::new());
         let tx = std::sync::Arc::new(tx);
-        publish(&c, &first, &tx, &status);
-        for l in c.view().iter().filter(|l| l.finished) {
-            log.mark_finished(&l.shard);
-        }
+        publish(&c, &first, &tx, &status, log.as_ref());
         let coordinator = std::sync::Arc::new(tokio::sync::Mutex::new(c));
         let every = Duration::from_secs(cfg.renew_secs.max(1));
         let task = {
@@ -739,12 +740,7 @@ impl LeaseHandle {
                     };
                     let mut c = coordinator.lock().await;
                     match c.tick(&refs).await {
-                        Ok(t) => {
-                            publish(&c, &t, &tx, &status);
-                            for l in c.view().iter().filter(|l| l.finished) {
-                                log.mark_finished(&l.shard);
-                            }
-                        }
+                        Ok(t) => publish(&c, &t, &tx, &status, log.as_ref()),
                         Err(e) => tracing::warn!(error = %e, "lease tick failed"),
                     }
                 }
@@ -775,8 +771,7 @@ impl LeaseHandle {
     pub async fn finish(&self, shard: &str) -> Result<()> {
         let mut c = self.coordinator.lock().await;
         c.finish(shard).await?;
-        self.publish
-            .send_replace(c.held().iter().map(|(s, h)| (s.clone(), h.token)).collect());
+        self.publish.send_replace(c.tokens());
         Ok(())
     }
 
@@ -785,8 +780,7 @@ impl LeaseHandle {
     pub async fn advance(&self, shard: &str, registered: u64) -> Result<()> {
         let mut c = self.coordinator.lock().await;
         c.advance(shard, registered).await?;
-        self.publish
-            .send_replace(c.held().iter().map(|(s, h)| (s.clone(), h.token)).collect());
+        self.publish.send_replace(c.tokens());
         Ok(())
     }
 
@@ -806,7 +800,7 @@ pub async fn look(config: &crate::config::Config) -> Result<FleetStatus> {
     let table = LeaseTable::connect(&k.leases, k.endpoint_url.as_deref()).await;
     let now_ms = crate::clock::now_ms();
     let lease_ms = i64::try_from(k.leases.lease_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
-    let mut leases: Vec<LeaseRow> = table
+    let leases: Vec<LeaseRow> = table
         .list()
         .await?
         .into_iter()
@@ -823,18 +817,16 @@ pub async fn look(config: &crate::config::Config) -> Result<FleetStatus> {
             }
         })
         .collect();
-    let store = crate::store::open_as(config, true).await?;
-    if let Some(wh) = crate::warehouse::open(config, true, &store).await? {
-        let cps = super::consumer::checkpoints(wh.as_ref()).await?;
-        for l in &mut leases {
-            l.checkpoint = cps.get(&l.shard).copied();
-        }
-    }
-    Ok(FleetStatus {
+    let mut fleet = FleetStatus {
         worker: String::new(),
         table: k.leases.table.clone(),
         leases,
         lost: 0,
         last_lost: None,
-    })
+    };
+    let store = crate::store::open_as(config, true).await?;
+    if let Some(wh) = crate::warehouse::open(config, true, &store).await? {
+        fleet.fill_checkpoints(&crate::warehouse::checkpoints(wh.as_ref()).await?);
+    }
+    Ok(fleet)
 }

@@ -427,10 +427,7 @@ impl StreamRunner {
         let mut status = self.processor.status(self.log.as_ref(), wh).await?;
         if let Some(mut fleet) = self.fleet() {
             if let Some(w) = wh {
-                let cps = consumer::checkpoints(w).await?;
-                for l in &mut fleet.leases {
-                    l.checkpoint = cps.get(&l.shard).copied();
-                }
+                fleet.fill_checkpoints(&consumer::checkpoints(w).await?);
             }
             status.fleet = Some(fleet);
         }

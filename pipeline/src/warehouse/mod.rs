@@ -143,6 +143,25 @@ pub trait Warehouse: Send + Sync {
     fn hold_shared(&self, _hold: bool) -> BoxFuture<'_, Result<()>> {
         Box::pin(async { Ok(()) })
     }
+
+    /// Whether other instances write this warehouse beside this one (`hold_shared` locks).
+    fn shared(&self) -> bool {
+        false
+    }
+}
+
+/// Committed stream checkpoints by shard.
+pub async fn checkpoints(wh: &dyn Warehouse) -> Result<std::collections::BTreeMap<String, u64>> {
+    Ok(wh
+        .query("SELECT shard, CAST(sequence_number AS BIGINT) FROM ops.checkpoints")
+        .await?
+        .into_iter()
+        .filter_map(|r| {
+            let shard = r.first().cloned().flatten()?;
+            let seq = r.get(1).cloned().flatten()?.parse().ok()?;
+            Some((shard, seq))
+        })
+        .collect())
 }
 
 /// The CURATED publication, one instance at a time.
@@ -150,6 +169,9 @@ async fn publish(
     wh: &dyn Warehouse,
     store: &dyn crate::store::ObjectStore,
 ) -> Result<curated_files::Published> {
+    if !wh.shared() {
+        return curated_files::publish(wh, store).await;
+    }
     // Nothing pending: no lock taken (a fleet's instances would queue on it every drain). A
     // day that turns pending just after is published by the next refresh.
     if curated_files::pending_days(wh).await?.is_empty() {
@@ -260,8 +282,11 @@ pub async fn open(
 pub fn parse_rows(spec: &TableSpec, key: &str, body: &[u8]) -> Result<Vec<Vec<Cell>>> {
     // A large body is parsed in parts, one per core, cut at line ends: line numbers (the
     // ordinals) carry on from part to part.
+    if body.len() < PARALLEL_PARSE_BYTES {
+        return parse_lines(spec, key, body, 0);
+    }
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    if body.len() < PARALLEL_PARSE_BYTES || cores < 2 {
+    if cores < 2 {
         return parse_lines(spec, key, body, 0);
     }
     let mut parts = Vec::with_capacity(cores);

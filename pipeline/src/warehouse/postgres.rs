@@ -27,7 +27,9 @@ const WRITER_LOCK: i64 = 0x0065_636f_6d6f_7073;
 /// The lock a fleet's instances take before shared writes ("ecomflt" in ASCII).
 const FLEET_LOCK: i64 = 0x0065_636f_6d66_6c74;
 /// Taken first in the shared part of a fleet's transaction; released at its commit or rollback.
-const FLEET_LOCK_SQL: &str = "SELECT pg_advisory_xact_lock(28538302875724916)";
+fn fleet_lock_sql() -> String {
+    format!("SELECT pg_advisory_xact_lock({FLEET_LOCK})")
+}
 
 /// Rows a scratch INSERT carries at most (it is also cut by bytes: `scratch_inserts`).
 const ROWS_PER_INSERT: usize = 1000;
@@ -184,7 +186,7 @@ impl PostgresWarehouse {
     /// `statements` in one transaction, rolled back on the first failure.
     pub async fn tx(&self, mut statements: Vec<String>) -> Result<()> {
         if self.writer == Writer::Fleet {
-            statements.insert(0, FLEET_LOCK_SQL.into());
+            statements.insert(0, fleet_lock_sql());
         }
         self.tx_unless(None, statements).await.map(|_| ())
     }
@@ -256,7 +258,7 @@ impl Warehouse for PostgresWarehouse {
             // A fleet fills its scratch tables side by side; the MERGE and what it shares with
             // the others (dirty days, ledger, fence) one instance at a time.
             if self.writer == Writer::Fleet {
-                statements.push(FLEET_LOCK_SQL.into());
+                statements.push(fleet_lock_sql());
             }
             statements.extend(after);
             // The ledger check in the loading transaction: nothing commits in between.
@@ -272,6 +274,10 @@ impl Warehouse for PostgresWarehouse {
 
     fn query<'a>(&'a self, sql: &'a str) -> BoxFuture<'a, Result<TextRows>> {
         Box::pin(self.rows(sql))
+    }
+
+    fn shared(&self) -> bool {
+        self.writer == Writer::Fleet
     }
 
     /// The fleet lock as a session lock (the same key, so it also excludes the others'
@@ -301,18 +307,5 @@ impl Warehouse for PostgresWarehouse {
             }
             Ok(())
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_transaction_lock_is_the_fleet_lock() {
-        assert_eq!(
-            FLEET_LOCK_SQL,
-            format!("SELECT pg_advisory_xact_lock({FLEET_LOCK})")
-        );
     }
 }

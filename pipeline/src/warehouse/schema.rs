@@ -597,7 +597,7 @@ pub fn stream_state_sql(g: u64) -> Vec<String> {
 
 /// What a statement that must stop its transaction says: the error text carries it (a cast of
 /// this text to a number fails in DuckDB, PostgreSQL and Redshift alike).
-pub const FENCED: &str = "lease lost";
+const FENCED: &str = "lease lost";
 
 /// A statement that fails, aborting its transaction, unless `condition` holds.
 fn assert_sql(condition: &str, why: &str) -> String {
@@ -722,17 +722,10 @@ pub fn ledger_check(sha256: &str) -> String {
 /// `(before, after)`. Before: a fresh scratch table. After: the MERGE, the dirty days, the
 /// scratch table dropped, and the ledger row.
 pub fn load_sql(d: Dialect, spec: &TableSpec, e: &LedgerEntry<'_>) -> (Vec<String>, Vec<String>) {
-    use super::Cell;
     let (before, mut after) = rows_sql(d, spec, e.loaded_at, false);
-    let key = literal(&Cell::Text(e.key.to_string()));
-    after.push(format!("DELETE FROM ops.ledger WHERE object_key = {key}"));
-    after.push(format!(
-        "INSERT INTO ops.ledger ({LEDGER_COLUMNS}) VALUES {}",
-        ledger_values(e)
-    ));
-    if let Some(c) = e.checkpoint {
-        after.extend(stream_commit_sql(c));
-    }
+    // A group of one: its ledger row, and its stream commit when it has one.
+    let commits: Vec<&crate::ledger::StreamCommit> = e.checkpoint.into_iter().collect();
+    after.extend(group_commit_sql(std::slice::from_ref(e), &commits));
     (before, after)
 }
 

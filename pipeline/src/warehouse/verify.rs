@@ -87,12 +87,7 @@ pub async fn verify(store: &dyn ObjectStore, wh: &dyn Warehouse) -> Result<Verif
         })
         .collect();
     let loaded: HashSet<&String> = ledger.values().collect();
-    let checkpoints: BTreeMap<String, u64> = wh
-        .query("SELECT shard, CAST(sequence_number AS BIGINT) FROM ops.checkpoints")
-        .await?
-        .into_iter()
-        .filter_map(|r| Some((r.first()?.clone()?, r.get(1)?.as_deref()?.parse().ok()?)))
-        .collect();
+    let checkpoints = super::checkpoints(wh).await?;
     let mut keys: BTreeMap<&str, BTreeSet<Vec<String>>> = BTreeMap::new();
     for key in staging.keys() {
         let body = match store.get(key).await {
@@ -595,19 +590,15 @@ async fn curated_files(
 /// A STAGING stream segment (`staging/events/shard=<s>/seg-<first>-<last>.ndjson`) whose records
 /// all lie at or behind its shard's committed checkpoint.
 fn superseded(key: &str, checkpoints: &BTreeMap<String, u64>) -> bool {
-    let Some(rest) = key.strip_prefix("staging/events/shard=") else {
-        return false;
-    };
-    let Some((shard, name)) = rest.split_once('/') else {
-        return false;
-    };
-    let range = name
-        .strip_prefix("seg-")
-        .and_then(|n| n.strip_suffix(".ndjson"))
-        .and_then(|n| n.split_once('-'))
-        .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)));
-    match (range, checkpoints.get(shard)) {
-        (Some((_, last)), Some(cp)) => last <= *cp,
+    let shard = key
+        .strip_prefix("staging/events/shard=")
+        .and_then(|rest| rest.split_once('/'))
+        .map(|(shard, _)| shard);
+    match (
+        shard.and_then(|s| checkpoints.get(s)),
+        zones::segment_range(key),
+    ) {
+        (Some(cp), Some((_, last))) => last <= *cp,
         _ => false,
     }
 }

@@ -233,4 +233,7 @@ impl Warehouse for FaultyWarehouse {
     fn hold_shared(&self, hold: bool) -> BoxFuture<'_, Result<()>> {
         self.inner.hold_shared(hold)
     }
+    fn shared(&self) -> bool {
+        self.inner.shared()
+    }
 }
