@@ -447,7 +447,7 @@ pub fn fleet_text(f: &ecom_model::stream::FleetStatus) -> String {
     let live = instances.iter().filter(|(_, s)| !s.is_empty()).count();
     let _ = writeln!(
         out,
-        "fleet: lease table {}, {} shards, {live} instance{} holding leases{}",
+        "fleet: lease table {}, {} shard leases, {live} instance{} holding leases{}",
         f.table,
         f.leases.len(),
         if live == 1 { "" } else { "s" },
@@ -487,11 +487,11 @@ pub fn fleet_text(f: &ecom_model::stream::FleetStatus) -> String {
         };
         let _ = writeln!(
             out,
-            "  {:<22} {:<28} {:>8} {:>7.1}s {:>22}  {state}",
+            "  {:<22} {:<28} {:>8} {:>8} {:>22}  {state}",
             l.shard,
             l.owner.as_deref().unwrap_or("-"),
             l.counter,
-            l.age_ms as f64 / 1000.0,
+            ecom_model::metrics::display("lease_age_ms", l.age_ms as f64, "Milliseconds"),
             l.checkpoint.map_or_else(|| "-".into(), |c| c.to_string()),
         );
     }

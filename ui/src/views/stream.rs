@@ -221,7 +221,11 @@ fn draw_fleet(
                 Cell::from(l.shard.clone()),
                 Cell::from(l.owner.clone().unwrap_or_else(|| "-".into())),
                 Cell::from(l.counter.to_string()),
-                Cell::from(format!("{:.1}s", l.age_ms as f64 / 1000.0)),
+                Cell::from(ecom_model::metrics::display(
+                    "lease_age_ms",
+                    l.age_ms as f64,
+                    "Milliseconds",
+                )),
                 Cell::from(l.checkpoint.map_or("-".into(), |c| c.to_string())),
                 Cell::from(lag.get(l.shard.as_str()).map_or("-".into(), |ms| {
                     ecom_model::metrics::display("shard_lag_ms", *ms as f64, "Milliseconds")
@@ -233,10 +237,11 @@ fn draw_fleet(
     let live = f.instances().iter().filter(|(_, s)| !s.is_empty()).count();
     let lost = match &f.last_lost {
         Some(l) => format!(
-            "; lost {} (last {} at {})",
+            "; lost {} lease{} (last {} at {})",
             f.lost,
+            if f.lost == 1 { "" } else { "s" },
             l.shard,
-            l.at.format("%H:%M:%S")
+            l.at.format("%H:%M:%S UTC")
         ),
         None => String::new(),
     };
@@ -244,10 +249,12 @@ fn draw_fleet(
         frame,
         area,
         format!(
-            " Fleet: {live} instances on {}; this one {} holds {}{lost} ",
+            " Fleet: {live} instance{} holding leases on {}; this one, {}, holds {} shard{}{lost} ",
+            if live == 1 { "" } else { "s" },
             f.table,
             f.worker,
-            f.owned().len()
+            f.owned().len(),
+            if f.owned().len() == 1 { "" } else { "s" },
         ),
         &[
             "shard",
@@ -263,7 +270,7 @@ fn draw_fleet(
             Constraint::Length(22),
             Constraint::Length(24),
             Constraint::Length(8),
-            Constraint::Length(7),
+            Constraint::Length(8),
             Constraint::Length(20),
             Constraint::Length(8),
             Constraint::Length(9),
