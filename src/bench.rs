@@ -592,9 +592,9 @@ pub async fn fleet(
             ecom_pipeline::stream::kinesis::KinesisLog::connect(&config.stream.kinesis).await?;
         log.put(lines.clone()).await?;
         let t = Instant::now();
-        let mut children = Vec::new();
+        let mut children = Instances(Vec::new());
         for i in 0..k {
-            children.push(
+            children.0.push(
                 std::process::Command::new(&exe)
                     .arg("--config")
                     .arg(&cfg_path)
@@ -620,18 +620,34 @@ pub async fn fleet(
             if n >= events {
                 break t.elapsed().as_secs_f64();
             }
+            // An instance that stopped (bad config, a refused lock) fails the run now, with
+            // where its log is, not after the half hour.
+            for (i, c) in children.0.iter_mut().enumerate() {
+                if let Some(status) = c.try_wait()? {
+                    anyhow::bail!(
+                        "{k} instances: instance {i} exited ({status}) with {n} of {events} \
+                         records committed; its log: {}",
+                        dir.join(format!("{name}-w{i}.log")).display()
+                    );
+                }
+            }
             if t.elapsed().as_secs() > 1800 {
                 anyhow::bail!("{k} instances: only {n} of {events} records after 30 minutes");
             }
         };
-        for c in &children {
+        for c in &children.0 {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(c.id() as i32),
                 nix::sys::signal::Signal::SIGTERM,
             );
         }
-        for mut c in children {
+        for c in &mut children.0 {
             let _ = c.wait();
+        }
+        drop(wh);
+        // The run's database goes with it (its bucket and stream live as long as moto).
+        if let Err(e) = admin.query(&format!("DROP DATABASE IF EXISTS {db}")).await {
+            eprintln!("  (database {db} not dropped: {e})");
         }
         println!(
             "  {k} instance{}: {done:.1} s = {:.0} events/s (from start, leases and batch pull included)",
@@ -641,4 +657,16 @@ pub async fn fleet(
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+/// Instances a bench started: killed if the bench fails before stopping them itself.
+struct Instances(Vec<std::process::Child>);
+
+impl Drop for Instances {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }
