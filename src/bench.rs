@@ -59,7 +59,7 @@ pub async fn merge(base: u64, rows: u64) -> anyhow::Result<()> {
         body: bytes::Bytes::from(ndjson.clone()),
         source: "bench".into(),
         checkpoint: None,
-        rows: None,
+        columns: None,
     };
     let t = Instant::now();
     let outcome = ours.load(&file).await?;

@@ -173,7 +173,7 @@ pub async fn reprocess(
             body,
             source: "reprocess".into(),
             checkpoint: None,
-            rows: None,
+            columns: None,
         })
         .await?;
         report.staged.push(key);

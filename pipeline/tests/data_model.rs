@@ -94,7 +94,7 @@ fn file(entity: &str, key: &str, body: &str) -> StagedFile {
         body: Bytes::from(body.to_string()),
         source: "test".into(),
         checkpoint: None,
-        rows: None,
+        columns: None,
     }
 }
 

@@ -438,7 +438,7 @@ async fn a_resent_event_stays_put_and_a_moved_order_dirties_both_days() {
         )),
         source: "test".into(),
         checkpoint: None,
-        rows: None,
+        columns: None,
     };
     wh.load(&order("staging/orders/a.ndjson", now - Duration::days(5)))
         .await

@@ -182,7 +182,7 @@ async fn a_load_refused_mid_transaction_leaves_nothing() {
         body: bytes::Bytes::from(body),
         source: "test".into(),
         checkpoint: None,
-        rows: None,
+        columns: None,
     };
     let err = wh.load(&file).await.unwrap_err();
     assert!(err.to_string().contains("refused"), "{err}");

@@ -55,7 +55,7 @@ fn orders_file() -> ecom_pipeline::warehouse::StagedFile {
         body: bytes::Bytes::from_static(body),
         source: "test".into(),
         checkpoint: None,
-        rows: None,
+        columns: None,
     }
 }
 
@@ -319,7 +319,7 @@ async fn a_closed_session_is_replaced_and_the_load_goes_on() {
             body: bytes::Bytes::from(body),
             source: "test".into(),
             checkpoint: None,
-            rows: None,
+            columns: None,
         }
     };
     wh.load(&file("a", 1)).await.unwrap();

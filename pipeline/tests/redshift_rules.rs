@@ -165,7 +165,7 @@ async fn staging_files() -> Vec<StagedFile> {
                 body,
                 source: "synthetic".into(),
                 checkpoint: None,
-                rows: None,
+                columns: None,
             });
         }
     }
@@ -219,7 +219,7 @@ async fn staging_files() -> Vec<StagedFile> {
             fence: None,
             late_days: Default::default(),
         }),
-        rows: None,
+        columns: None,
     });
     // A product whose description alone is over 100 KB as a literal (each backslash is
     // written as CHR(92)).
@@ -236,7 +236,7 @@ async fn staging_files() -> Vec<StagedFile> {
         body: bytes::Bytes::from(long),
         source: "synthetic".into(),
         checkpoint: None,
-        rows: None,
+        columns: None,
     });
     files.push(StagedFile {
         key: "staging/events/dt=2026-11-20/seg-1-3.ndjson".into(),
@@ -258,7 +258,7 @@ async fn staging_files() -> Vec<StagedFile> {
             fence: None,
             late_days: Default::default(),
         }),
-        rows: None,
+        columns: None,
     });
     files
 }

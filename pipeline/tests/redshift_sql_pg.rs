@@ -460,7 +460,7 @@ async fn a_load_larger_than_a_batch_fills_over_a_session_without_copy() {
             fence: None,
             late_days: Default::default(),
         }),
-        rows: None,
+        columns: None,
     };
     let files = [
         file(

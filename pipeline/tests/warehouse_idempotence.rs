@@ -60,7 +60,7 @@ fn make_files() -> Vec<StagedFile> {
                 body,
                 source: "synthetic".into(),
                 checkpoint: None,
-                rows: None,
+                columns: None,
             });
         }
         assert!(files.len() >= 10, "{}", files.len());

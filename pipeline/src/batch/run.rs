@@ -644,7 +644,7 @@ impl BatchRunner {
                 body,
                 source: run.source.clone(),
                 checkpoint: None,
-                rows: None,
+                columns: None,
             };
             let outcome = wh.load(&file).await?;
             if outcome.skipped {

@@ -871,16 +871,14 @@ impl Processor {
         let missing = || Error::Other(format!("no zone key derivable from {raw_key}"));
         let staging_key = zones::staging_key_for(&raw_key, "events").ok_or_else(missing)?;
         let mut out = Vec::with_capacity(staged.len() * 200);
+        // The load takes the typed columns instead of parsing the STAGING body back.
+        let mut cols = warehouse::columns::EventColumns::with_capacity(staged.len());
         for e in &staged {
             write_event(e, &mut out);
+            cols.push(e);
         }
         let body = Bytes::from(out);
-        // The load takes the typed rows instead of parsing the STAGING body back.
-        let rows: Vec<Vec<warehouse::Cell>> = staged
-            .into_iter()
-            .enumerate()
-            .map(|(n, e)| warehouse::event_row(e, &staging_key, n))
-            .collect();
+        let cols = cols.finish(&staging_key)?;
         // STAGING, late and quarantine objects are independent: write them together.
         let late_key = zones::late_key_for(&raw_key).ok_or_else(missing)?;
         let bad_key = zones::quarantine_key_for(&raw_key, "events").ok_or_else(missing)?;
@@ -934,7 +932,7 @@ impl Processor {
                 body,
                 source: "stream".into(),
                 checkpoint,
-                rows: Some(std::sync::Arc::new(rows)),
+                columns: Some(std::sync::Arc::new(cols)),
             },
             counts,
         }))
@@ -1662,7 +1660,7 @@ pub async fn replay(
                     body,
                     source: "replay".into(),
                     checkpoint: None,
-                    rows: None,
+                    columns: None,
                 })
                 .await?;
             if outcome.skipped {
@@ -1833,11 +1831,13 @@ mod tests {
             let key = "staging/events/shard=s/1-2.ndjson";
             let twice = [out.clone(), out].concat();
             let parsed = warehouse::parse_rows(&warehouse::schema::EVENTS, key, &twice).unwrap();
-            let typed = vec![
-                warehouse::event_row(e.clone(), key, 0),
-                warehouse::event_row(e, key, 1),
-            ];
-            prop_assert_eq!(parsed, typed);
+            let mut cols = warehouse::columns::EventColumns::with_capacity(2);
+            cols.push(&e);
+            cols.push(&e);
+            let typed = warehouse::columns::cells_of(&cols.finish(key).unwrap()).unwrap();
+            prop_assert_eq!(&parsed, &typed);
+            let as_cells = warehouse::columns::of_cells(&warehouse::schema::EVENTS, &parsed).unwrap();
+            prop_assert_eq!(warehouse::columns::cells_of(&as_cells).unwrap(), typed);
         }
     }
 }

@@ -357,7 +357,7 @@ impl StreamRunner {
                         body,
                         source: "late".into(),
                         checkpoint: None,
-                        rows: None,
+                        columns: None,
                     })
                     .await?;
                 loaded += outcome.rows;

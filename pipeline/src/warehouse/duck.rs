@@ -9,8 +9,9 @@ use duckdb::types::{TimeUnit, Value};
 use duckdb::{AccessMode, Connection};
 use futures::future::BoxFuture;
 
+use super::columns::{self, RecordBatch};
 use super::schema::{self, Dialect};
-use super::{Cell, LoadOutcome, StagedFile, TextRows, Warehouse};
+use super::{LoadOutcome, StagedFile, TextRows, Warehouse};
 use crate::error::{Error, Result};
 
 /// How long a writer's open waits for another process's lock on the file; a reader gives up
@@ -161,7 +162,7 @@ impl DuckWarehouse {
     ) -> Result<Vec<LoadOutcome>> {
         let parsed = files
             .iter()
-            .map(StagedFile::parse)
+            .map(StagedFile::columns)
             .collect::<Result<Vec<_>>>()?;
         let Some((spec, _)) = parsed.first() else {
             return Ok(Vec::new());
@@ -172,6 +173,30 @@ impl DuckWarehouse {
                 f.key, spec.entity, f.entity
             )));
         }
+        // Events are first inserted as new (one index probe per row); a group that meets an id
+        // already in the table (a resend past the dedup window) is loaded again, exactly.
+        match DuckWarehouse::group_tx(conn, files, &parsed, spec, true) {
+            Err(Error::Warehouse(m)) if schema::is_key_violation(&m) => {
+                tracing::debug!(
+                    files = files.len(),
+                    "an event id of the group is in the table already: loading it again with a \
+                     conflict clause"
+                );
+                DuckWarehouse::group_tx(conn, files, &parsed, spec, false)
+            }
+            other => other,
+        }
+    }
+
+    /// One attempt at a group's transaction (see `load_group_blocking`); `new_keys`: insert
+    /// events without a conflict clause when their ids are distinct within the group.
+    fn group_tx(
+        conn: &mut Connection,
+        files: &[StagedFile],
+        parsed: &[(schema::TableSpec, Arc<RecordBatch>)],
+        spec: &schema::TableSpec,
+        new_keys: bool,
+    ) -> Result<Vec<LoadOutcome>> {
         let tx = conn.transaction().map_err(db)?;
         let hashes: Vec<String> = files
             .iter()
@@ -194,39 +219,51 @@ impl DuckWarehouse {
             .collect();
         let outcomes: Vec<LoadOutcome> = files
             .iter()
-            .zip(&parsed)
+            .zip(parsed)
             .zip(&load)
-            .map(|((f, (_, rows)), &l)| f.outcome(if l { rows.len() } else { 0 }, !l))
+            .map(|((f, (_, cols)), &l)| f.outcome(if l { cols.num_rows() } else { 0 }, !l))
             .collect();
         let entries: Vec<schema::LedgerEntry<'_>> = files
             .iter()
-            .zip(&parsed)
+            .zip(parsed)
             .zip(&load)
             .filter(|(_, &l)| l)
-            .map(|((f, (_, rows)), _)| f.ledger_entry(rows.len()))
+            .map(|((f, (_, cols)), _)| f.ledger_entry(cols.num_rows()))
             .collect();
         let t0 = std::time::Instant::now();
         let mut phases = [0u128; 3];
         if let Some(first) = entries.first() {
-            let distinct = keys_distinct(
-                spec,
+            let loaded = || {
                 parsed
                     .iter()
                     .zip(&load)
-                    .filter(|(_, &l)| l)
-                    .flat_map(|((_, rows), _)| rows.iter()),
-            );
-            let (before, after) =
-                schema::rows_sql(Dialect::DuckDb, spec, first.loaded_at, distinct);
+                    .enumerate()
+                    .filter(|(_, (_, &l))| l)
+                    .map(|(i, ((_, cols), _))| (i, cols.as_ref()))
+            };
+            let keys = match (
+                columns::keys_distinct(spec, loaded().map(|(_, c)| c)),
+                new_keys,
+            ) {
+                (false, _) => schema::Keys::MayRepeat,
+                (true, false) => schema::Keys::Distinct,
+                (true, true) => schema::Keys::DistinctNew,
+            };
+            let (before, after) = schema::rows_sql(Dialect::DuckDb, spec, first.loaded_at, keys);
             run_all(&tx, &before)?;
-            // The file's place in the high bits of the ordinal, its line in the low.
-            let rows = parsed
-                .iter()
-                .zip(&load)
-                .enumerate()
-                .filter(|(_, (_, &l))| l)
-                .flat_map(|(i, ((_, rows), _))| rows.iter().map(move |r| (i, r)));
-            append_offset(&tx, spec, rows)?;
+            let table = spec.scratch(Dialect::DuckDb);
+            let name = table.trim_start_matches("temp.main.");
+            let mut app = tx
+                .appender_to_catalog_and_db(name, "temp", "main")
+                .map_err(db)?;
+            // Whole columns go to DuckDB's appender: one call per column chunk, not per value.
+            // The file's place is in the high bits of the ordinal, its line in the low.
+            for (i, cols) in loaded() {
+                app.append_record_batch(columns::with_place(cols, i)?)
+                    .map_err(db)?;
+            }
+            app.flush().map_err(db)?;
+            drop(app);
             phases[0] = t0.elapsed().as_millis();
             run_all(&tx, &after)?;
             phases[1] = t0.elapsed().as_millis();
@@ -248,135 +285,12 @@ impl DuckWarehouse {
     }
 }
 
-/// Are the rows' natural keys all distinct? (Then the MERGE needs no deduplicating window.)
-/// Keys are compared by a 64-bit hash: a collision only costs the window.
-fn keys_distinct<'r>(spec: &schema::TableSpec, rows: impl Iterator<Item = &'r Vec<Cell>>) -> bool {
-    use std::hash::{BuildHasher, Hash, Hasher};
-    let at: Vec<usize> = spec
-        .fields()
-        .enumerate()
-        .filter(|(_, c)| spec.key.contains(&c.name))
-        .map(|(i, _)| i)
-        .collect();
-    if at.len() != spec.key.len() {
-        return false;
-    }
-    let state = std::collections::hash_map::RandomState::new();
-    let mut seen = std::collections::HashSet::new();
-    for row in rows {
-        let mut h = state.build_hasher();
-        for &i in &at {
-            match row.get(i) {
-                Some(Cell::Int(v)) => v.hash(&mut h),
-                Some(Cell::Text(s)) => s.hash(&mut h),
-                _ => return false,
-            }
-        }
-        if !seen.insert(h.finish()) {
-            return false;
-        }
-    }
-    true
-}
-
 fn run_all(tx: &duckdb::Transaction<'_>, statements: &[String]) -> Result<()> {
     for sql in statements {
         tx.execute_batch(sql)
             .map_err(|e| Error::Warehouse(format!("{e} in: {sql}")))?;
     }
     Ok(())
-}
-
-/// Fill the scratch table of `spec` with `rows`, each row's ordinal (its last cell) offset by
-/// its file's place `i` (`i << 32`). Whole columns go to DuckDB's appender as Arrow arrays:
-/// one call per 2,048 rows instead of one per value.
-fn append_offset<'r>(
-    tx: &duckdb::Transaction<'_>,
-    spec: &schema::TableSpec,
-    rows: impl Iterator<Item = (usize, &'r Vec<Cell>)>,
-) -> Result<()> {
-    use duckdb::arrow::array::{
-        ArrayRef, Float64Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
-    };
-    use duckdb::arrow::record_batch::RecordBatch;
-
-    /// One column being built.
-    enum Col {
-        Int(Int64Builder),
-        Float(Float64Builder),
-        Text(StringBuilder),
-        Time(TimestampMicrosecondBuilder),
-    }
-    let mut cols: Vec<Col> = spec
-        .fields()
-        .map(|c| match c.ty {
-            schema::Ty::BigInt => Col::Int(Int64Builder::new()),
-            schema::Ty::Double => Col::Float(Float64Builder::new()),
-            schema::Ty::Timestamp => Col::Time(TimestampMicrosecondBuilder::new()),
-            schema::Ty::Text | schema::Ty::Date | schema::Ty::Bool => {
-                Col::Text(StringBuilder::new())
-            }
-        })
-        .collect();
-    // The source key, then the ordinal.
-    cols.push(Col::Text(StringBuilder::new()));
-    cols.push(Col::Int(Int64Builder::new()));
-    let ordinal = cols.len() - 1;
-    let mismatch = |j: usize, c: &Cell| {
-        Error::Invalid(format!(
-            "scratch column {j} of {} cannot hold {c:?}",
-            spec.entity
-        ))
-    };
-    for (i, row) in rows {
-        if row.len() != cols.len() {
-            return Err(Error::Invalid(format!(
-                "a {} row of {} cells for {} scratch columns",
-                spec.entity,
-                row.len(),
-                cols.len()
-            )));
-        }
-        for (j, (col, cell)) in cols.iter_mut().zip(row).enumerate() {
-            match (col, cell) {
-                (Col::Int(b), Cell::Int(v)) if j == ordinal => {
-                    b.append_value(((i as i64) << 32) + v)
-                }
-                (Col::Int(b), Cell::Int(v)) => b.append_value(*v),
-                (Col::Float(b), Cell::Float(v)) => b.append_value(*v),
-                (Col::Float(b), Cell::Int(v)) => b.append_value(*v as f64),
-                (Col::Text(b), Cell::Text(v)) => b.append_value(v),
-                (Col::Time(b), Cell::Time(t)) => b.append_value(t.timestamp_micros()),
-                (Col::Int(b), Cell::Null) => b.append_null(),
-                (Col::Float(b), Cell::Null) => b.append_null(),
-                (Col::Text(b), Cell::Null) => b.append_null(),
-                (Col::Time(b), Cell::Null) => b.append_null(),
-                (_, c) => return Err(mismatch(j, c)),
-            }
-        }
-    }
-    let arrays: Vec<(String, ArrayRef)> = cols
-        .into_iter()
-        .enumerate()
-        .map(|(j, c)| {
-            let a: ArrayRef = match c {
-                Col::Int(mut b) => std::sync::Arc::new(b.finish()),
-                Col::Float(mut b) => std::sync::Arc::new(b.finish()),
-                Col::Text(mut b) => std::sync::Arc::new(b.finish()),
-                Col::Time(mut b) => std::sync::Arc::new(b.finish()),
-            };
-            (format!("c{j}"), a)
-        })
-        .collect();
-    let batch = RecordBatch::try_from_iter(arrays)
-        .map_err(|e| Error::Warehouse(format!("scratch batch: {e}")))?;
-    let table = spec.scratch(Dialect::DuckDb);
-    let name = table.trim_start_matches("temp.main.");
-    let mut app = tx
-        .appender_to_catalog_and_db(name, "temp", "main")
-        .map_err(db)?;
-    app.append_record_batch(batch).map_err(db)?;
-    app.flush().map_err(db)
 }
 
 impl Warehouse for DuckWarehouse {
@@ -446,7 +360,7 @@ mod tests {
             body: bytes::Bytes::from(body.to_string()),
             source: "test".into(),
             checkpoint: None,
-            rows: None,
+            columns: None,
         }
     }
 
@@ -488,10 +402,16 @@ mod tests {
     #[test]
     fn keys_are_distinct_unless_one_repeats() {
         let spec = schema::spec("orders").unwrap();
-        let rows = |body: &str| crate::warehouse::parse_rows(&spec, "k", body.as_bytes()).unwrap();
-        assert!(!keys_distinct(&spec, rows(ORDERS).iter()), "order 1 twice");
+        let cols = |spec: &schema::TableSpec, body: &str| {
+            let rows = crate::warehouse::parse_rows(spec, "k", body.as_bytes()).unwrap();
+            columns::of_cells(spec, &rows).unwrap()
+        };
+        let keys_distinct = |spec: &schema::TableSpec, body: &str| {
+            columns::keys_distinct(spec, [&cols(spec, body)].into_iter())
+        };
+        assert!(!keys_distinct(&spec, ORDERS), "order 1 twice");
         let first_two: String = ORDERS.lines().take(2).map(|l| format!("{l}\n")).collect();
-        assert!(keys_distinct(&spec, rows(&first_two).iter()));
+        assert!(keys_distinct(&spec, &first_two));
         // A composite key: (order_id, line_no).
         let items = schema::spec("order_items").unwrap();
         let line = |o: i64, n: i64| {
@@ -500,11 +420,77 @@ mod tests {
             )
         };
         let body = [line(1, 1), line(1, 2), line(2, 1)].join("\n");
-        let parsed = crate::warehouse::parse_rows(&items, "k", body.as_bytes()).unwrap();
-        assert!(keys_distinct(&items, parsed.iter()));
+        assert!(keys_distinct(&items, &body));
         let body = [line(1, 1), line(2, 1), line(1, 1)].join("\n");
-        let parsed = crate::warehouse::parse_rows(&items, "k", body.as_bytes()).unwrap();
-        assert!(!keys_distinct(&items, parsed.iter()));
+        assert!(!keys_distinct(&items, &body));
+    }
+
+    fn events_body(ids: &[(&str, i64)]) -> String {
+        let mut body = Vec::new();
+        for (id, user) in ids {
+            let t = chrono::DateTime::from_timestamp(1_790_000_000, 0).unwrap();
+            let e = crate::domain::Event {
+                event_id: (*id).into(),
+                user_id: *user,
+                product_id: 2,
+                event_type: crate::domain::EventType::ProductView,
+                event_time: t,
+                ingestion_time: Some(t),
+                session_id: "s".into(),
+                producer_time: None,
+            };
+            crate::stream::consumer::write_event(&e, &mut body);
+        }
+        String::from_utf8(body).unwrap()
+    }
+
+    /// Events go in without a conflict clause first; an id already in the table (a resend past
+    /// the dedup window) makes DuckDB refuse the insert, and the group loads again exactly. This
+    /// also pins DuckDB's primary-key message (`schema::is_key_violation`): if an upgrade changes
+    /// it, this fails here instead of every such load in production.
+    #[tokio::test]
+    async fn an_event_id_already_loaded_sends_the_group_down_the_exact_path() {
+        let wh = DuckWarehouse::in_memory().unwrap();
+        let a = file(
+            "events",
+            "staging/events/a.ndjson",
+            &events_body(&[("e1", 1), ("e2", 1)]),
+        );
+        let b = file(
+            "events",
+            "staging/events/b.ndjson",
+            &events_body(&[("e2", 9), ("e3", 9)]),
+        );
+        wh.load(&a).await.unwrap();
+        let err = {
+            let mut conn = wh.conn.lock().unwrap();
+            let parsed = vec![b.columns().unwrap()];
+            DuckWarehouse::group_tx(
+                &mut conn,
+                std::slice::from_ref(&b),
+                &parsed,
+                &parsed[0].0,
+                true,
+            )
+            .unwrap_err()
+        };
+        assert!(schema::is_key_violation(&err.to_string()), "{err}");
+        let out = wh.load_group(vec![b.clone()]).await.unwrap();
+        assert_eq!((out[0].rows, out[0].skipped), (2, false));
+        let rows = wh
+            .query("SELECT event_id, user_id FROM staging.events ORDER BY event_id")
+            .await
+            .unwrap();
+        let got: Vec<(String, String)> = rows
+            .into_iter()
+            .map(|r| (r[0].clone().unwrap(), r[1].clone().unwrap()))
+            .collect();
+        // The first copy of e2 stays; e3 is in; both files are in the ledger.
+        assert_eq!(
+            got,
+            [("e1", "1"), ("e2", "1"), ("e3", "9")].map(|(a, b)| (a.to_string(), b.to_string()))
+        );
+        assert_eq!(table_rows(&wh, "ops.ledger").await.unwrap(), 2);
     }
 
     #[tokio::test]

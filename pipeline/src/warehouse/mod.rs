@@ -3,6 +3,7 @@
 //! deduplicated on the natural key and MERGEd, and the ledger row is written in the same
 //! transaction. CURATED models are refreshed by day (see `models`).
 
+pub mod columns;
 pub mod curated_files;
 #[cfg(feature = "duckdb")]
 pub mod duck;
@@ -52,26 +53,43 @@ pub struct StagedFile {
     /// For stream segments: the checkpoint, counts and state generation committed with the
     /// load.
     pub checkpoint: Option<crate::ledger::StreamCommit>,
-    /// The body's scratch-table rows when its writer has them typed already (the stream's
+    /// The body's scratch-table columns when its writer has them typed already (the stream's
     /// segments): the load takes them instead of parsing the body again. They are exactly
-    /// `parse_rows` of the body (`event_row` is tested against it).
-    pub rows: Option<Arc<Vec<Vec<Cell>>>>,
+    /// `parse_rows` of the body (`columns::EventColumns` is tested against it).
+    pub columns: Option<Arc<columns::RecordBatch>>,
 }
 
 impl StagedFile {
-    /// The file's warehouse table and its scratch-table rows.
-    pub fn parse(&self) -> Result<(TableSpec, Arc<Vec<Vec<Cell>>>)> {
-        let spec = schema::spec(&self.entity).ok_or_else(|| {
+    fn spec(&self) -> Result<TableSpec> {
+        schema::spec(&self.entity).ok_or_else(|| {
             Error::Invalid(format!(
                 "{}: no warehouse table for {}",
                 self.key, self.entity
             ))
-        })?;
-        let rows = match &self.rows {
-            Some(rows) => rows.clone(),
-            None => Arc::new(parse_rows(&spec, &self.key, &self.body)?),
+        })
+    }
+
+    /// The file's warehouse table and its scratch-table rows.
+    pub fn parse(&self) -> Result<(TableSpec, Arc<Vec<Vec<Cell>>>)> {
+        let spec = self.spec()?;
+        let rows = match &self.columns {
+            Some(c) => columns::cells_of(c)?,
+            None => parse_rows(&spec, &self.key, &self.body)?,
         };
-        Ok((spec, rows))
+        Ok((spec, Arc::new(rows)))
+    }
+
+    /// The file's warehouse table and its scratch-table columns (DuckDB's appender).
+    pub fn columns(&self) -> Result<(TableSpec, Arc<columns::RecordBatch>)> {
+        let spec = self.spec()?;
+        let cols = match &self.columns {
+            Some(c) => c.clone(),
+            None => Arc::new(columns::of_cells(
+                &spec,
+                &parse_rows(&spec, &self.key, &self.body)?,
+            )?),
+        };
+        Ok((spec, cols))
     }
 
     /// The ledger row of this file, loaded now.
@@ -457,33 +475,6 @@ fn parse_time(s: &str) -> Option<DateTime<Utc>> {
     })
 }
 
-/// An event's scratch-table row, as `parse_rows` reads its STAGING line (`write_event`): the
-/// events table's fields in order, then the source key and the line's ordinal `n`.
-pub fn event_row(e: crate::domain::Event, key: &str, n: usize) -> Vec<Cell> {
-    // As `write_time` writes it: a leap second's fraction stops at .999999 of its second.
-    let staged = |t: DateTime<Utc>| {
-        use chrono::Timelike;
-        if t.nanosecond() >= 1_000_000_000 {
-            t.with_nanosecond(999_999_000).unwrap_or(t)
-        } else {
-            t
-        }
-    };
-    let time = |t: Option<DateTime<Utc>>| t.map(staged).map_or(Cell::Null, Cell::Time);
-    vec![
-        Cell::Text(e.event_id),
-        Cell::Int(e.user_id),
-        Cell::Int(e.product_id),
-        Cell::Text(e.event_type.as_str().to_string()),
-        Cell::Time(staged(e.event_time)),
-        time(e.ingestion_time),
-        Cell::Text(e.session_id),
-        time(e.producer_time),
-        Cell::Text(key.to_string()),
-        Cell::Int(n as i64),
-    ]
-}
-
 /// Days waiting for a model refresh.
 pub async fn dirty_days(wh: &dyn Warehouse) -> Result<BTreeSet<NaiveDate>> {
     let rows = wh
@@ -820,7 +811,12 @@ mod tests {
         let mut line = Vec::new();
         crate::stream::consumer::write_event(&e, &mut line);
         let parsed = parse_rows(&schema::EVENTS, "k", &line).unwrap();
-        assert_eq!(parsed, vec![event_row(e, "k", 0)]);
+        let mut cols = columns::EventColumns::with_capacity(1);
+        cols.push(&e);
+        assert_eq!(
+            parsed,
+            columns::cells_of(&cols.finish("k").unwrap()).unwrap()
+        );
     }
 
     #[test]

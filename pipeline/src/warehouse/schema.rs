@@ -722,7 +722,7 @@ pub fn ledger_check(sha256: &str) -> String {
 /// `(before, after)`. Before: a fresh scratch table. After: the MERGE, the dirty days, the
 /// scratch table dropped, and the ledger row.
 pub fn load_sql(d: Dialect, spec: &TableSpec, e: &LedgerEntry<'_>) -> (Vec<String>, Vec<String>) {
-    let (before, mut after) = rows_sql(d, spec, e.loaded_at, false);
+    let (before, mut after) = rows_sql(d, spec, e.loaded_at, Keys::MayRepeat);
     // A group of one: its ledger row, and its stream commit when it has one.
     let commits: Vec<&crate::ledger::StreamCommit> = e.checkpoint.into_iter().collect();
     after.extend(group_commit_sql(std::slice::from_ref(e), &commits));
@@ -732,18 +732,17 @@ pub fn load_sql(d: Dialect, spec: &TableSpec, e: &LedgerEntry<'_>) -> (Vec<Strin
 /// The statements that move a load's rows, around filling the scratch table: `(before,
 /// after)`. Before: a fresh scratch table. After: the MERGE, the dirty days, the scratch table
 /// dropped (no ledger row: `load_sql` or `group_commit_sql` adds it).
-/// `distinct`: the scratch rows' keys are known to be distinct (DuckDB only), so the MERGE
-/// reads the scratch table itself instead of a deduplicating window over it.
+/// `keys`: what the load knows of the scratch rows' keys (DuckDB only; see `Keys`).
 pub fn rows_sql(
     d: Dialect,
     spec: &TableSpec,
     loaded_at: chrono::DateTime<chrono::Utc>,
-    distinct: bool,
+    keys: Keys,
 ) -> (Vec<String>, Vec<String>) {
     let before = scratch_ddl(d, spec);
     // The days a row moves away from, read before the MERGE moves it.
     let mut after: Vec<String> = mark_dirty_moved(d, spec).into_iter().collect();
-    after.extend(merge_from(d, spec, loaded_at, distinct));
+    after.extend(merge_from(d, spec, loaded_at, keys));
     after.extend(soft_delete(d, spec));
     after.extend(mark_dirty(d, spec));
     after.push(format!("DROP TABLE {}", spec.scratch(d)));
@@ -873,18 +872,45 @@ pub fn merge(
     spec: &TableSpec,
     loaded_at: chrono::DateTime<chrono::Utc>,
 ) -> Vec<String> {
-    merge_from(d, spec, loaded_at, false)
+    merge_from(d, spec, loaded_at, Keys::MayRepeat)
 }
 
-/// `merge`; with `distinct` (DuckDB, the scratch keys known distinct) the scratch table is
-/// the source as it is: no window to run.
+/// What a DuckDB load knows of its scratch rows' keys: the cheapest statement that is still
+/// exact. Redshift and PostgreSQL always take `MayRepeat`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Keys {
+    /// A key may repeat within the load: a window keeps one copy.
+    MayRepeat,
+    /// Distinct within the load (the scratch table is the source as it is); some may be in
+    /// the table already.
+    Distinct,
+    /// Distinct, and taken to be new: events are inserted without a conflict clause, one index
+    /// probe per row instead of two. If one is in the table after all, the insert fails on the
+    /// primary key and the caller loads again as `Distinct` (`is_key_violation`).
+    DistinctNew,
+}
+
+/// Did a DuckDB statement fail on a primary key? (A `Keys::DistinctNew` load that met a key
+/// already in the table; it is run again as `Keys::Distinct`.) DuckDB's C API hands the Rust
+/// crate the message only, so this reads it; `duck::tests` pins the message, so a DuckDB upgrade
+/// that changes it fails a test instead of a load.
+pub fn is_key_violation(message: &str) -> bool {
+    message.contains("Duplicate key") && message.contains("constraint")
+}
+
+/// `merge`, knowing `keys` (DuckDB only: any other dialect reads `MayRepeat`).
 fn merge_from(
     d: Dialect,
     spec: &TableSpec,
     loaded_at: chrono::DateTime<chrono::Utc>,
-    distinct: bool,
+    keys: Keys,
 ) -> Vec<String> {
-    let distinct = distinct && d == Dialect::DuckDb;
+    let keys = if d == Dialect::DuckDb {
+        keys
+    } else {
+        Keys::MayRepeat
+    };
+    let distinct = keys != Keys::MayRepeat;
     let mut fields: Vec<&str> = spec.fields().map(|c| c.name).collect();
     fields.push(SOURCE_KEY);
     let fields = fields.join(", ");
@@ -937,6 +963,7 @@ fn merge_from(
             ),
         };
         let (rest, conflict) = match d {
+            Dialect::DuckDb if keys == Keys::DistinctNew => (String::new(), String::new()),
             Dialect::DuckDb => (String::new(), absent),
             Dialect::Redshift => (absent, String::new()),
         };
