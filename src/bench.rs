@@ -378,8 +378,14 @@ pub async fn batch(scale: u32) -> anyhow::Result<()> {
     config.batch.scale = scale;
     let store: Arc<dyn ecom_pipeline::store::ObjectStore> =
         Arc::new(ecom_pipeline::store::LocalStore::open(tmp.join("store"))?);
-    let wh: Arc<dyn Warehouse> =
-        Arc::new(DuckWarehouse::open(&tmp.join("bench.duckdb"), false).await?);
+    let wh: Arc<dyn Warehouse> = Arc::new(
+        DuckWarehouse::open(
+            &tmp.join("bench.duckdb"),
+            false,
+            config.warehouse.duckdb.threads,
+        )
+        .await?,
+    );
     let runner = ecom_pipeline::batch::run::BatchRunner::new(&config, store, Some(wh))?;
     let start = Instant::now();
     let run = runner.run_new(None, None).await?;

@@ -654,11 +654,25 @@ pub enum WarehouseBackend {
 }
 
 /// The embedded DuckDB warehouse.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DuckDbConfig {
     /// Database file; empty means `<data_dir>/warehouse.duckdb`.
     pub path: Option<PathBuf>,
+    /// DuckDB's worker threads in the writing instance (1..=256). One by default: the stream
+    /// stages the next group on the other core while DuckDB loads, and a second DuckDB thread
+    /// only competed with it (measured: `ingest events` of 1M events 0.3 s faster and ~1 s
+    /// less CPU on 2 cores). Readers keep DuckDB's default (one per core).
+    pub threads: u32,
+}
+
+impl Default for DuckDbConfig {
+    fn default() -> Self {
+        DuckDbConfig {
+            path: None,
+            threads: 1,
+        }
+    }
 }
 
 /// A PostgreSQL warehouse: the Redshift statements run on it, each load one transaction with its
@@ -1082,7 +1096,7 @@ impl Config {
         let g = &self.stream.generator;
         let w = &self.stream.watermark;
         let sla = self.warehouse.quality.freshness_sla_secs;
-        let counts: [(&str, u64, u64, u64); 29] = [
+        let counts: [(&str, u64, u64, u64); 30] = [
             // A year: beyond that nothing is fresh or stale any more.
             (
                 "warehouse.quality.freshness_sla_secs.products",
@@ -1193,6 +1207,12 @@ impl Config {
                 self.stream.segments_per_commit.into(),
                 1,
                 1_000,
+            ),
+            (
+                "warehouse.duckdb.threads",
+                self.warehouse.duckdb.threads.into(),
+                1,
+                256,
             ),
             (
                 "stream.dedup.window_secs",
@@ -1366,6 +1386,16 @@ mod tests {
     fn example_file_documents_the_defaults() {
         let parsed = Config::from_toml(Config::example_toml(), "config.toml.example").unwrap();
         assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn duckdb_threads_are_bounded() {
+        let err = Config::from_toml("[warehouse.duckdb]\nthreads = 0\n", "c.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("warehouse.duckdb.threads"), "{err}");
+        let ok = Config::from_toml("[warehouse.duckdb]\nthreads = 2\n", "c.toml").unwrap();
+        assert_eq!(ok.warehouse.duckdb.threads, 2);
     }
 
     #[test]

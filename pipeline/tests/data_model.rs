@@ -250,7 +250,7 @@ async fn a_duckdb_warehouse_of_the_previous_schema_is_migrated_then_loaded() {
     conn.execute_batch(&v1_ddl(Dialect::DuckDb).join(";\n"))
         .unwrap();
     drop(conn);
-    let wh = DuckWarehouse::open(&path, false).await.unwrap();
+    let wh = DuckWarehouse::open(&path, false, 1).await.unwrap();
     migrate_then_load(&wh, Dialect::DuckDb).await;
 }
 

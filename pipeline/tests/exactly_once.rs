@@ -54,7 +54,7 @@ impl Rig {
             faults: faults.clone(),
         });
         let duck: Arc<dyn Warehouse> = Arc::new(
-            DuckWarehouse::open(&dir.path().join("warehouse.duckdb"), false)
+            DuckWarehouse::open(&dir.path().join("warehouse.duckdb"), false, 1)
                 .await
                 .unwrap(),
         );

@@ -146,7 +146,7 @@ async fn a_restart_resumes_after_the_committed_checkpoint() {
         false,
     )
     .unwrap();
-    let wh = DuckWarehouse::open(&dir.path().join("wh.duckdb"), false)
+    let wh = DuckWarehouse::open(&dir.path().join("wh.duckdb"), false, 1)
         .await
         .unwrap();
     let cfg = StreamConfig::default();

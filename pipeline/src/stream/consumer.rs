@@ -903,7 +903,8 @@ impl Processor {
                     .map(Some)
             },
         );
-        staging_put?;
+        // The store hashed the body as it wrote it: the ledger takes that hash.
+        let staged_meta = staging_put?;
         if late_put?.is_some() {
             tracing::info!(shard, count = late.len(), key = %late_key, "late events buffered");
         }
@@ -926,7 +927,7 @@ impl Processor {
         });
         Ok(Some(Pending {
             file: StagedFile {
-                sha256: sha256_hex(&body),
+                sha256: staged_meta.sha256,
                 key: staging_key,
                 entity: "events".into(),
                 body,

@@ -68,8 +68,9 @@ fn value_text(v: Value) -> Option<String> {
 }
 
 impl DuckWarehouse {
-    /// Open (or create) the file and its schemas. `read_only` never writes or locks for write.
-    pub async fn open(path: &Path, read_only: bool) -> Result<DuckWarehouse> {
+    /// Open (or create) the file and its schemas. `read_only` never writes or locks for write;
+    /// a writer runs DuckDB on `threads` worker threads (`warehouse.duckdb.threads`).
+    pub async fn open(path: &Path, read_only: bool, threads: u32) -> Result<DuckWarehouse> {
         let path = path.to_path_buf();
         tokio::task::spawn_blocking(move || {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -109,6 +110,8 @@ impl DuckWarehouse {
                 }
             };
             if !read_only {
+                conn.execute_batch(&format!("SET threads = {}", threads.max(1)))
+                    .map_err(db)?;
                 conn.execute_batch(&schema::ddl(Dialect::DuckDb).join(";\n"))
                     .map_err(db)?;
             }

@@ -245,7 +245,8 @@ pub async fn open(
             if read_only && !path.exists() {
                 return Ok(None);
             }
-            match duck::DuckWarehouse::open(&path, read_only).await {
+            match duck::DuckWarehouse::open(&path, read_only, config.warehouse.duckdb.threads).await
+            {
                 Ok(wh) if read_only => Ok(Some(Arc::new(wh))),
                 Ok(wh) => {
                     migrate::migrate(&wh, schema::Dialect::DuckDb).await?;
