@@ -237,8 +237,12 @@ fn s3_client(endpoint: &str) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(conf)
 }
 
-async fn fresh_bucket(client: &aws_sdk_s3::Client, name: &str) {
-    client.create_bucket().bucket(name).send().await.unwrap();
+/// A bucket of this run's own: moto (in us-east-1) accepts creating a bucket that exists, so a
+/// fixed name met the objects of an earlier run on the same server.
+async fn fresh_bucket(client: &aws_sdk_s3::Client, name: &str) -> String {
+    let name = format!("{name}-{}", std::process::id());
+    client.create_bucket().bucket(&name).send().await.unwrap();
+    name
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -247,10 +251,10 @@ async fn s3_store_conforms_on_moto() {
         return;
     };
     let client = s3_client(&endpoint);
-    fresh_bucket(&client, "conformance-root").await;
+    let bucket = fresh_bucket(&client, "conformance-root").await;
     let store = S3Store::from_client(
         client,
-        "conformance-root".into(),
+        bucket,
         String::new(),
         5 * 1024 * 1024,
         5 * 1024 * 1024,
@@ -264,10 +268,10 @@ async fn s3_store_with_prefix_conforms_on_moto() {
         return;
     };
     let client = s3_client(&endpoint);
-    fresh_bucket(&client, "conformance-prefixed").await;
+    let bucket = fresh_bucket(&client, "conformance-prefixed").await;
     let store = S3Store::from_client(
         client.clone(),
-        "conformance-prefixed".into(),
+        bucket.clone(),
         "team/ecomops".into(),
         5 * 1024 * 1024,
         5 * 1024 * 1024,
@@ -276,7 +280,7 @@ async fn s3_store_with_prefix_conforms_on_moto() {
     // Everything stayed under the prefix.
     let out = client
         .list_objects_v2()
-        .bucket("conformance-prefixed")
+        .bucket(&bucket)
         .send()
         .await
         .unwrap();
