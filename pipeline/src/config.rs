@@ -659,10 +659,10 @@ pub enum WarehouseBackend {
 pub struct DuckDbConfig {
     /// Database file; empty means `<data_dir>/warehouse.duckdb`.
     pub path: Option<PathBuf>,
-    /// DuckDB's worker threads in the writing instance (1..=256). One by default: the stream
-    /// stages the next group on the other core while DuckDB loads, and a second DuckDB thread
-    /// only competed with it (measured: `ingest events` of 1M events 0.3 s faster and ~1 s
-    /// less CPU on 2 cores). Readers keep DuckDB's default (one per core).
+    /// DuckDB's worker threads while the writing instance loads (1..=256). One by default: the
+    /// stream stages the next group on the other core meanwhile, and a second DuckDB thread only
+    /// competed with it. Model refreshes, queries and readers use DuckDB's default (one per
+    /// core).
     pub threads: u32,
 }
 

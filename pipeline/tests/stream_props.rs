@@ -134,13 +134,12 @@ proptest! {
     }
 }
 
-#[tokio::test]
-async fn a_restart_resumes_after_the_committed_checkpoint() {
-    let dir = tempfile::tempdir().unwrap();
+/// A store, a log of `shards` and a DuckDB file, all in `dir`.
+async fn on_disk(dir: &tempfile::TempDir, shards: u32) -> (LocalStore, LocalLog, DuckWarehouse) {
     let store = LocalStore::open(dir.path().join("store")).unwrap();
     let log = LocalLog::open(
         dir.path().join("log"),
-        2,
+        shards,
         1 << 20,
         Duration::from_secs(3600),
         false,
@@ -149,6 +148,13 @@ async fn a_restart_resumes_after_the_committed_checkpoint() {
     let wh = DuckWarehouse::open(&dir.path().join("wh.duckdb"), false, 1)
         .await
         .unwrap();
+    (store, log, wh)
+}
+
+#[tokio::test]
+async fn a_restart_resumes_after_the_committed_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, log, wh) = on_disk(&dir, 2).await;
     let cfg = StreamConfig::default();
     let batch = |from: u16, to: u16| -> Vec<(String, Bytes)> {
         (from..to)
@@ -176,4 +182,45 @@ async fn a_restart_resumes_after_the_committed_checkpoint() {
         raw_before.iter().all(|m| raw_after.contains(m)),
         "earlier RAW segments untouched"
     );
+}
+
+/// Resends the dedup window no longer covers reach the load: DuckDB's loader inserts a group's
+/// events as new first, the key refuses the group, and it runs again with the conflict clause.
+/// Every id ends up in the warehouse once, as its first copy, and the checkpoints cover the log.
+#[tokio::test]
+async fn resends_past_the_dedup_window_are_loaded_once_as_their_first_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, log, wh) = on_disk(&dir, 1).await;
+    let mut cfg = StreamConfig::default();
+    // A window of ten seconds of event time: the copies below, hours later, pass it.
+    cfg.dedup.window_secs = 10;
+    // Session 1 first, then every id again in session 2, three hours later.
+    let copies: Vec<(String, Bytes)> = (0..50u16)
+        .map(|i| record(&Input::Event(i, u32::from(i), 1)))
+        .chain((0..50u16).map(|i| record(&Input::Event(i, 10_800 + u32::from(i), 2))))
+        .collect();
+    log.put(copies).await.unwrap();
+    let totals = Processor::new(&cfg)
+        .drain(&log, &store, Some(&wh), 10)
+        .await
+        .unwrap();
+    assert_eq!(totals.records, 100);
+    assert!(
+        totals.staged > 50,
+        "the window let resends through: {totals:?}"
+    );
+    assert_eq!(table_rows(&wh, "staging.events").await.unwrap(), 50);
+    let sessions = wh
+        .query("SELECT DISTINCT session_id FROM staging.events")
+        .await
+        .unwrap();
+    assert_eq!(
+        sessions,
+        vec![vec![Some("s1".to_string())]],
+        "first copies kept"
+    );
+    let cps = ecom_pipeline::stream::consumer::checkpoints(&wh)
+        .await
+        .unwrap();
+    assert_eq!(cps.values().sum::<u64>(), 100);
 }

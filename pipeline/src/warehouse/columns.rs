@@ -180,6 +180,27 @@ pub fn keys_distinct<'b>(spec: &TableSpec, batches: impl Iterator<Item = &'b Rec
     true
 }
 
+/// The days (UTC) of a timestamp column `at` across `batches`.
+pub fn days_of<'b>(
+    batches: impl Iterator<Item = &'b RecordBatch>,
+    at: usize,
+) -> Result<std::collections::BTreeSet<chrono::NaiveDate>> {
+    let mut days = std::collections::BTreeSet::new();
+    for b in batches {
+        let times = b
+            .column(at)
+            .as_any()
+            .downcast_ref::<TimestampMicrosecondArray>()
+            .ok_or_else(|| Error::Invalid(format!("scratch column {at} is not a timestamp")))?;
+        for t in times.iter().flatten() {
+            if let Some(t) = DateTime::from_timestamp_micros(t) {
+                days.insert(t.date_naive());
+            }
+        }
+    }
+    Ok(days)
+}
+
 /// An event segment's scratch columns, built as its events are staged (`schema::EVENTS`'
 /// fields, the source key, the ordinal). Exactly `of_cells(parse_rows(..))` of the STAGING body
 /// `write_event` writes (held by a proptest in the consumer).

@@ -22,6 +22,54 @@ const READER_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 #[derive(Clone)]
 pub struct DuckWarehouse {
     conn: Arc<Mutex<Connection>>,
+    threads: Arc<Threads>,
+}
+
+/// DuckDB's worker threads: `load` while a load runs (`warehouse.duckdb.threads`: the stream
+/// stages the next group on the other core meanwhile), DuckDB's own default (one per core) for
+/// model refreshes and queries. `now` is what is set; it changes only under the connection's
+/// lock.
+#[derive(Debug)]
+struct Threads {
+    load: u32,
+    other: u32,
+    now: std::sync::atomic::AtomicU32,
+}
+
+/// What a call on the connection does, for its thread count.
+#[derive(Clone, Copy)]
+enum Work {
+    Load,
+    Other,
+}
+
+impl Threads {
+    /// DuckDB's default everywhere (readers, in-memory warehouses).
+    fn default_of(conn: &Connection, load: Option<u32>) -> Result<Threads> {
+        let other: i64 = conn
+            .query_row("SELECT current_setting('threads')", [], |r| r.get(0))
+            .map_err(db)?;
+        let other = u32::try_from(other).unwrap_or(1).max(1);
+        Ok(Threads {
+            load: load.unwrap_or(other).max(1),
+            other,
+            now: std::sync::atomic::AtomicU32::new(other),
+        })
+    }
+
+    fn set(&self, conn: &Connection, work: Work) -> Result<()> {
+        use std::sync::atomic::Ordering;
+        let want = match work {
+            Work::Load => self.load,
+            Work::Other => self.other,
+        };
+        if self.now.load(Ordering::Relaxed) != want {
+            conn.execute_batch(&format!("SET threads = {want}"))
+                .map_err(db)?;
+            self.now.store(want, Ordering::Relaxed);
+        }
+        Ok(())
+    }
 }
 
 impl std::fmt::Debug for DuckWarehouse {
@@ -109,14 +157,14 @@ impl DuckWarehouse {
                     }
                 }
             };
+            let threads = Threads::default_of(&conn, (!read_only).then_some(threads))?;
             if !read_only {
-                conn.execute_batch(&format!("SET threads = {}", threads.max(1)))
-                    .map_err(db)?;
                 conn.execute_batch(&schema::ddl(Dialect::DuckDb).join(";\n"))
                     .map_err(db)?;
             }
             Ok(DuckWarehouse {
                 conn: Arc::new(Mutex::new(conn)),
+                threads: Arc::new(threads),
             })
         })
         .await
@@ -128,20 +176,24 @@ impl DuckWarehouse {
         let conn = Connection::open_in_memory().map_err(db)?;
         conn.execute_batch(&schema::ddl(Dialect::DuckDb).join(";\n"))
             .map_err(db)?;
+        let threads = Threads::default_of(&conn, None)?;
         Ok(DuckWarehouse {
             conn: Arc::new(Mutex::new(conn)),
+            threads: Arc::new(threads),
         })
     }
 
-    /// Run `f` with the connection on the blocking pool.
+    /// Run `f` with the connection on the blocking pool, on the threads `work` runs on.
     async fn with<T: Send + 'static>(
         &self,
+        work: Work,
         f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let conn = self.conn.clone();
+        let (conn, threads) = (self.conn.clone(), self.threads.clone());
         tokio::task::spawn_blocking(move || {
             // A panic mid-statement poisons the lock; DuckDB rolled the transaction back.
             let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
+            threads.set(&guard, work)?;
             f(&mut guard)
         })
         .await
@@ -252,6 +304,25 @@ impl DuckWarehouse {
                 (true, false) => schema::Keys::Distinct,
                 (true, true) => schema::Keys::DistinctNew,
             };
+            if keys == schema::Keys::DistinctNew && spec.entity == schema::EVENTS.entity {
+                // New events need no scratch table: straight into the table (the primary key
+                // refuses one already there), then their days are marked dirty.
+                append_events(&tx, spec, loaded().map(|(_, c)| c))?;
+                phases[0] = t0.elapsed().as_millis();
+                let at = spec
+                    .fields()
+                    .position(|c| c.name == "event_time")
+                    .ok_or_else(|| Error::Invalid("events have no event_time".into()))?;
+                let days = columns::days_of(loaded().map(|(_, c)| c), at)?;
+                run_all(
+                    &tx,
+                    &schema::mark_days_dirty(&days)
+                        .into_iter()
+                        .collect::<Vec<_>>(),
+                )?;
+                phases[1] = t0.elapsed().as_millis();
+                return DuckWarehouse::finish_group(tx, files, entries, outcomes, t0, phases);
+            }
             let (before, after) = schema::rows_sql(Dialect::DuckDb, spec, first.loaded_at, keys);
             run_all(&tx, &before)?;
             let table = spec.scratch(Dialect::DuckDb);
@@ -271,6 +342,18 @@ impl DuckWarehouse {
             run_all(&tx, &after)?;
             phases[1] = t0.elapsed().as_millis();
         }
+        DuckWarehouse::finish_group(tx, files, entries, outcomes, t0, phases)
+    }
+
+    /// A group's ledger rows and stream commits, then the commit.
+    fn finish_group(
+        tx: duckdb::Transaction<'_>,
+        files: &[StagedFile],
+        entries: Vec<schema::LedgerEntry<'_>>,
+        outcomes: Vec<LoadOutcome>,
+        t0: std::time::Instant,
+        mut phases: [u128; 3],
+    ) -> Result<Vec<LoadOutcome>> {
         let commits: Vec<&crate::ledger::StreamCommit> =
             files.iter().filter_map(|f| f.checkpoint.as_ref()).collect();
         run_all(&tx, &schema::group_commit_sql(&entries, &commits))?;
@@ -286,6 +369,30 @@ impl DuckWarehouse {
         );
         Ok(outcomes)
     }
+}
+
+/// Append event columns straight into `staging.events` (every column by name, so a table whose
+/// columns a migration reordered takes them too); the ordinal column stays behind.
+fn append_events<'b>(
+    tx: &duckdb::Transaction<'_>,
+    spec: &schema::TableSpec,
+    batches: impl Iterator<Item = &'b RecordBatch>,
+) -> Result<()> {
+    let mut names: Vec<&str> = spec.fields().map(|c| c.name).collect();
+    names.push(schema::SOURCE_KEY);
+    let table = spec.table();
+    let (schema_name, table_name) = table.split_once('.').unwrap_or(("main", &table));
+    let mut app = tx
+        .appender_with_columns_to_db(table_name, schema_name, &names)
+        .map_err(db)?;
+    let keep: Vec<usize> = (0..names.len()).collect();
+    for b in batches {
+        let b = b
+            .project(&keep)
+            .map_err(|e| Error::Warehouse(format!("event columns: {e}")))?;
+        app.append_record_batch(b).map_err(db)?;
+    }
+    app.flush().map_err(db)
 }
 
 fn run_all(tx: &duckdb::Transaction<'_>, statements: &[String]) -> Result<()> {
@@ -307,7 +414,9 @@ impl Warehouse for DuckWarehouse {
 
     fn load<'a>(&'a self, file: &'a StagedFile) -> BoxFuture<'a, Result<LoadOutcome>> {
         let file = file.clone();
-        Box::pin(self.with(move |conn| DuckWarehouse::load_blocking(conn, &file)))
+        Box::pin(self.with(Work::Load, move |conn| {
+            DuckWarehouse::load_blocking(conn, &file)
+        }))
     }
 
     /// Stream segments are grouped: a transaction's statements and commit cost more than
@@ -317,11 +426,13 @@ impl Warehouse for DuckWarehouse {
     }
 
     fn load_group(&self, files: Vec<StagedFile>) -> BoxFuture<'_, Result<Vec<LoadOutcome>>> {
-        Box::pin(self.with(move |conn| DuckWarehouse::load_group_blocking(conn, &files)))
+        Box::pin(self.with(Work::Load, move |conn| {
+            DuckWarehouse::load_group_blocking(conn, &files)
+        }))
     }
 
     fn execute_tx(&self, statements: Vec<String>) -> BoxFuture<'_, Result<()>> {
-        Box::pin(self.with(move |conn| {
+        Box::pin(self.with(Work::Other, move |conn| {
             let tx = conn.transaction().map_err(db)?;
             for s in &statements {
                 tx.execute_batch(s)
@@ -333,7 +444,7 @@ impl Warehouse for DuckWarehouse {
 
     fn query<'a>(&'a self, sql: &'a str) -> BoxFuture<'a, Result<TextRows>> {
         let sql = sql.to_string();
-        Box::pin(self.with(move |conn| {
+        Box::pin(self.with(Work::Other, move |conn| {
             let mut stmt = conn.prepare(&sql).map_err(db)?;
             let mut rows = stmt.query([]).map_err(db)?;
             let mut out = Vec::new();

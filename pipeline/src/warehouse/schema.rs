@@ -885,8 +885,9 @@ pub enum Keys {
     /// the table already.
     Distinct,
     /// Distinct, and taken to be new: events are inserted without a conflict clause, one index
-    /// probe per row instead of two. If one is in the table after all, the insert fails on the
-    /// primary key and the caller loads again as `Distinct` (`is_key_violation`).
+    /// probe per row instead of two (DuckDB's loader appends them straight into the table). If
+    /// one is in the table after all, the insert fails on the primary key and the caller loads
+    /// again as `Distinct` (`is_key_violation`).
     DistinctNew,
 }
 
@@ -895,7 +896,8 @@ pub enum Keys {
 /// crate the message only, so this reads it; `duck::tests` pins the message, so a DuckDB upgrade
 /// that changes it fails a test instead of a load.
 pub fn is_key_violation(message: &str) -> bool {
-    message.contains("Duplicate key") && message.contains("constraint")
+    let m = message.to_ascii_lowercase();
+    m.contains("duplicate key") && m.contains("constraint")
 }
 
 /// `merge`, knowing `keys` (DuckDB only: any other dialect reads `MayRepeat`).
@@ -1048,6 +1050,23 @@ pub fn mark_dirty_moved(d: Dialect, spec: &TableSpec) -> Option<String> {
          AS x WHERE NOT EXISTS (SELECT 1 FROM ops.dirty_partitions AS p WHERE p.day = x.day)",
         table = spec.table(),
         scratch = spec.scratch(d)
+    ))
+}
+
+/// Mark `days` dirty (the days of events a load appended straight into `staging.events`: what
+/// `mark_dirty` reads from the scratch table otherwise). Only days not already marked.
+pub fn mark_days_dirty(days: &std::collections::BTreeSet<chrono::NaiveDate>) -> Option<String> {
+    if days.is_empty() {
+        return None;
+    }
+    let values: Vec<String> = days
+        .iter()
+        .map(|d| format!("(CAST('{}' AS DATE))", d.format("%Y-%m-%d")))
+        .collect();
+    Some(format!(
+        "INSERT INTO ops.dirty_partitions (day) SELECT x.day FROM (VALUES {}) AS x(day) WHERE NOT \
+         EXISTS (SELECT 1 FROM ops.dirty_partitions AS p WHERE p.day = x.day)",
+        values.join(", ")
     ))
 }
 
