@@ -299,10 +299,10 @@ async fn s3_list_paginates_on_moto() {
         return;
     };
     let client = s3_client(&endpoint);
-    fresh_bucket(&client, "conformance-pages").await;
+    let bucket = fresh_bucket(&client, "conformance-pages").await;
     let store = S3Store::from_client(
         client,
-        "conformance-pages".into(),
+        bucket,
         String::new(),
         5 * 1024 * 1024,
         5 * 1024 * 1024,
@@ -332,11 +332,11 @@ async fn s3_get_detects_bytes_that_do_not_match_their_hash() {
         return;
     };
     let client = s3_client(&endpoint);
-    fresh_bucket(&client, "conformance-corrupt").await;
+    let bucket = fresh_bucket(&client, "conformance-corrupt").await;
     // An object whose recorded hash is not of its bytes: what a partial write looks like.
     client
         .put_object()
-        .bucket("conformance-corrupt")
+        .bucket(&bucket)
         .key("raw/x.json")
         .metadata("sha256", sha256_hex(b"the original"))
         .body(aws_sdk_s3::primitives::ByteStream::from_static(
@@ -345,13 +345,7 @@ async fn s3_get_detects_bytes_that_do_not_match_their_hash() {
         .send()
         .await
         .unwrap();
-    let store = S3Store::from_client(
-        client,
-        "conformance-corrupt".into(),
-        String::new(),
-        5 << 20,
-        5 << 20,
-    );
+    let store = S3Store::from_client(client, bucket, String::new(), 5 << 20, 5 << 20);
     match store.get("raw/x.json").await {
         Err(Error::ChecksumMismatch { key, expected, .. }) => {
             assert_eq!(key, "raw/x.json");
