@@ -19,6 +19,9 @@ if [ -f ../shared/bench/make_events.py ]; then
   [ -s "$events" ] || python3 ../shared/bench/make_events.py 1000000 42 > "$events"
   RUST_LOG=warn "$bin" bench ingest --file "$events" --peer ../shared/bench/peer_duckdb.py --python .venv/bin/python
 fi
+# What the primary key of staging.events alone costs DuckDB for 1M events: the floor under the
+# ingest figure above.
+RUST_LOG=warn "$bin" bench keys --rows 1000000
 RUST_LOG=warn "$bin" bench merge --base 1000000 --rows 100000
 RUST_LOG=warn "$bin" bench frame --shards 64 --runs 1000 --size 160x48
 RUST_LOG=warn "$bin" bench batch --scale 500

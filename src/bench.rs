@@ -119,6 +119,60 @@ pub async fn merge(base: u64, rows: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `bench keys`: `rows` events inserted in one transaction into a DuckDB file table shaped like
+/// `staging.events`, with its primary key and without. What no load path over that table can go
+/// below: the key's index is built row by row, and the row data is written to the file.
+pub async fn keys(rows: u64) -> anyhow::Result<()> {
+    let dir = tempfile_dir()?;
+    let wh = DuckWarehouse::open(&dir.join("keys.duckdb"), false, 1).await?;
+    let columns = "event_id VARCHAR NOT NULL{pk}, user_id BIGINT NOT NULL, product_id BIGINT \
+                   NOT NULL, event_type VARCHAR NOT NULL, event_time TIMESTAMP NOT NULL, \
+                   ingestion_time TIMESTAMP NOT NULL, session_id VARCHAR NOT NULL, \
+                   producer_time TIMESTAMP, source_key VARCHAR NOT NULL";
+    wh.execute_tx(vec![
+        format!(
+            "CREATE TABLE ops.keyed ({})",
+            columns.replace("{pk}", " PRIMARY KEY")
+        ),
+        format!("CREATE TABLE ops.unkeyed ({})", columns.replace("{pk}", "")),
+        format!(
+            "CREATE TABLE ops.source AS SELECT CAST(i AS VARCHAR) AS event_id, i % 500 AS \
+             user_id, i % 20 AS product_id, 'product_view' AS event_type, TIMESTAMP \
+             '2026-11-20' + to_seconds(i % 86400) AS event_time, TIMESTAMP '2026-11-20' + \
+             to_seconds(i % 86400) AS ingestion_time, 's' || (i % 100000) AS session_id, \
+             CAST(NULL AS TIMESTAMP) AS producer_time, 'staging/events/shard=shard-0000/\
+             seg-1-10000.ndjson' AS source_key FROM range({rows}) t(i)"
+        ),
+    ])
+    .await?;
+    let mut secs = Vec::new();
+    for table in ["ops.keyed", "ops.unkeyed"] {
+        let t = Instant::now();
+        wh.execute_tx(vec![format!(
+            "INSERT INTO {table} SELECT * FROM ops.source"
+        )])
+        .await?;
+        secs.push(t.elapsed().as_secs_f64());
+    }
+    drop(wh);
+    let _ = std::fs::remove_dir_all(&dir);
+    println!(
+        "keys bench ({}): {rows} events, one transaction each, DuckDB file",
+        build_profile()
+    );
+    println!(
+        "  with staging.events' primary key: {:.2} s = {:.0} events/s",
+        secs[0],
+        rows as f64 / secs[0]
+    );
+    println!(
+        "  without a key:                    {:.2} s = {:.0} events/s",
+        secs[1],
+        rows as f64 / secs[1]
+    );
+    Ok(())
+}
+
 /// `bench stream`: generator (or an NDJSON file) -> local log -> consumer -> dedup ->
 /// watermark -> RAW -> STAGING on the embedded backends, timed per stage and end to end, and
 /// the dedup window's bytes per tracked event_id.

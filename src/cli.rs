@@ -344,6 +344,15 @@ pub enum BenchCmd {
         #[arg(long, default_value = ".venv/bin/python")]
         python: PathBuf,
     },
+    /// The floor a primary key sets under `ingest events`: ROWS events inserted in one
+    /// transaction into a DuckDB file table shaped like `staging.events`, with its primary key
+    /// and without; DuckDB alone, no ecomops code in the timed part.
+    #[command(after_help = "Example:\n  cargo run --release -- bench keys --rows 1000000")]
+    Keys {
+        /// Events to insert.
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: u64,
+    },
     /// Batch throughput: one synthetic run at a scale, extract -> RAW -> STAGING -> MERGE.
     #[command(
         after_help = "Example:\n  cargo run --profile bench-fast -- bench batch --scale 500"

@@ -179,6 +179,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             bench::store(objects, endpoint).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Some(Cmd::Bench(BenchCmd::Keys { rows })) => {
+            bench::keys(rows).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Some(Cmd::Bench(BenchCmd::Batch { scale })) => {
             bench::batch(scale).await?;
             Ok(ExitCode::SUCCESS)
