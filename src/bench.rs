@@ -121,7 +121,8 @@ pub async fn merge(base: u64, rows: u64) -> anyhow::Result<()> {
 
 /// `bench keys`: `rows` events inserted in one transaction into a DuckDB file table shaped like
 /// `staging.events`, with its primary key and without. What no load path over that table can go
-/// below: the key's index is built row by row, and the row data is written to the file.
+/// below: the key's index is built row by row, and the row data is written to the file. It runs
+/// on DuckDB's default threads (one per core), the more generous floor: loads use one.
 pub async fn keys(rows: u64) -> anyhow::Result<()> {
     let dir = tempfile_dir()?;
     let wh = DuckWarehouse::open(&dir.join("keys.duckdb"), false, 1).await?;

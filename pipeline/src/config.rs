@@ -659,10 +659,10 @@ pub enum WarehouseBackend {
 pub struct DuckDbConfig {
     /// Database file; empty means `<data_dir>/warehouse.duckdb`.
     pub path: Option<PathBuf>,
-    /// DuckDB's worker threads while the writing instance loads (1..=256). One by default: the
-    /// stream stages the next group on the other core meanwhile, and a second DuckDB thread only
-    /// competed with it. Model refreshes, queries and readers use DuckDB's default (one per
-    /// core).
+    /// DuckDB's worker threads while a load runs (1..=256): stream segments, and batch files,
+    /// backfills and replays alike. One by default: the stream stages the next group on the
+    /// other core meanwhile, and a second DuckDB thread only competed with it. Model refreshes,
+    /// queries and readers use DuckDB's default (one per core).
     pub threads: u32,
 }
 

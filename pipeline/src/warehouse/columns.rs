@@ -53,10 +53,17 @@ fn kinds(spec: &TableSpec) -> Vec<Col> {
 }
 
 fn batch(cols: Vec<Col>) -> Result<RecordBatch> {
+    batch_of(cols.into_iter().map(Col::finish).collect())
+}
+
+/// The arrays as a batch, named by position (the appender matches by position or by the names
+/// it is given, never by these).
+fn batch_of(arrays: Vec<ArrayRef>) -> Result<RecordBatch> {
     RecordBatch::try_from_iter(
-        cols.into_iter()
+        arrays
+            .into_iter()
             .enumerate()
-            .map(|(j, c)| (format!("c{j}"), c.finish())),
+            .map(|(j, a)| (format!("c{j}"), a)),
     )
     .map_err(|e| Error::Warehouse(format!("scratch columns: {e}")))
 }
@@ -101,27 +108,36 @@ pub fn cells_of(batch: &RecordBatch) -> Result<Vec<Vec<Cell>>> {
     let mut rows = vec![Vec::with_capacity(batch.num_columns()); batch.num_rows()];
     for (j, col) in batch.columns().iter().enumerate() {
         let any = col.as_any();
-        let cell: Box<dyn Fn(usize) -> Cell> = if let Some(a) = any.downcast_ref::<Int64Array>() {
-            Box::new(move |i| Cell::Int(a.value(i)))
-        } else if let Some(a) = any.downcast_ref::<Float64Array>() {
-            Box::new(move |i| Cell::Float(a.value(i)))
-        } else if let Some(a) = any.downcast_ref::<StringArray>() {
-            Box::new(move |i| Cell::Text(a.value(i).to_string()))
-        } else if let Some(a) = any.downcast_ref::<TimestampMicrosecondArray>() {
-            Box::new(move |i| {
-                DateTime::from_timestamp_micros(a.value(i)).map_or(Cell::Null, Cell::Time)
-            })
-        } else {
-            return Err(Error::Invalid(format!(
-                "scratch column {j} has an unexpected type {}",
-                col.data_type()
-            )));
-        };
+        let cell: Box<dyn Fn(usize) -> Result<Cell>> =
+            if let Some(a) = any.downcast_ref::<Int64Array>() {
+                Box::new(move |i| Ok(Cell::Int(a.value(i))))
+            } else if let Some(a) = any.downcast_ref::<Float64Array>() {
+                Box::new(move |i| Ok(Cell::Float(a.value(i))))
+            } else if let Some(a) = any.downcast_ref::<StringArray>() {
+                Box::new(move |i| Ok(Cell::Text(a.value(i).to_string())))
+            } else if let Some(a) = any.downcast_ref::<TimestampMicrosecondArray>() {
+                Box::new(move |i| {
+                    DateTime::from_timestamp_micros(a.value(i))
+                        .map(Cell::Time)
+                        .ok_or_else(|| out_of_range(j, a.value(i)))
+                })
+            } else {
+                return Err(Error::Invalid(format!(
+                    "scratch column {j} has an unexpected type {}",
+                    col.data_type()
+                )));
+            };
         for (i, row) in rows.iter_mut().enumerate() {
-            row.push(if col.is_null(i) { Cell::Null } else { cell(i) });
+            row.push(if col.is_null(i) { Cell::Null } else { cell(i)? });
         }
     }
     Ok(rows)
+}
+
+fn out_of_range(column: usize, micros: i64) -> Error {
+    Error::Invalid(format!(
+        "scratch column {column}: {micros} µs is outside the timestamps this build reads"
+    ))
 }
 
 /// The batch with its ordinal column (the last) offset by the file's place in its group
@@ -193,9 +209,8 @@ pub fn days_of<'b>(
             .downcast_ref::<TimestampMicrosecondArray>()
             .ok_or_else(|| Error::Invalid(format!("scratch column {at} is not a timestamp")))?;
         for t in times.iter().flatten() {
-            if let Some(t) = DateTime::from_timestamp_micros(t) {
-                days.insert(t.date_naive());
-            }
+            let day = DateTime::from_timestamp_micros(t).ok_or_else(|| out_of_range(at, t))?;
+            days.insert(day.date_naive());
         }
     }
     Ok(days)
@@ -213,7 +228,7 @@ pub struct EventColumns {
     ingestion_time: TimestampMicrosecondBuilder,
     session_id: StringBuilder,
     producer_time: TimestampMicrosecondBuilder,
-    rows: i64,
+    rows: usize,
 }
 
 impl EventColumns {
@@ -259,13 +274,13 @@ impl EventColumns {
 
     /// The columns, each row's source key `key` and ordinal its place in the segment.
     pub fn finish(mut self, key: &str) -> Result<RecordBatch> {
-        let n = usize::try_from(self.rows).unwrap_or(0);
+        let n = self.rows;
         let mut source = StringBuilder::with_capacity(n, n * key.len());
         for _ in 0..n {
             source.append_value(key);
         }
-        let ordinal: Int64Array = (0..self.rows).collect::<Vec<i64>>().into();
-        let cols: Vec<ArrayRef> = vec![
+        let ordinal: Int64Array = (0..n as i64).collect::<Vec<i64>>().into();
+        batch_of(vec![
             Arc::new(self.event_id.finish()),
             Arc::new(self.user_id.finish()),
             Arc::new(self.product_id.finish()),
@@ -276,13 +291,7 @@ impl EventColumns {
             Arc::new(self.producer_time.finish()),
             Arc::new(source.finish()),
             Arc::new(ordinal),
-        ];
-        RecordBatch::try_from_iter(
-            cols.into_iter()
-                .enumerate()
-                .map(|(j, c)| (format!("c{j}"), c)),
-        )
-        .map_err(|e| Error::Warehouse(format!("event columns: {e}")))
+        ])
     }
 }
 
@@ -311,6 +320,15 @@ mod tests {
             !keys_distinct(&spec, [&b, &b].into_iter()),
             "the same keys twice"
         );
+    }
+
+    #[test]
+    fn a_timestamp_outside_chrono_is_an_error_not_a_null() {
+        let times: TimestampMicrosecondArray = vec![Some(0), Some(i64::MAX)].into();
+        let b = batch_of(vec![Arc::new(times)]).unwrap();
+        let err = cells_of(&b).unwrap_err().to_string();
+        assert!(err.contains("outside the timestamps"), "{err}");
+        assert!(days_of([&b].into_iter(), 0).is_err());
     }
 
     #[test]

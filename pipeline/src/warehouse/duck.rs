@@ -231,7 +231,9 @@ impl DuckWarehouse {
         // Events are first inserted as new (one index probe per row); a group that meets an id
         // already in the table (a resend past the dedup window) is loaded again, exactly.
         match DuckWarehouse::group_tx(conn, files, &parsed, spec, true) {
-            Err(Error::Warehouse(m)) if schema::is_key_violation(&m) => {
+            Err(Error::Warehouse(m))
+                if spec.entity == schema::EVENTS.entity && schema::is_key_violation(&m) =>
+            {
                 tracing::debug!(
                     files = files.len(),
                     "an event id of the group is in the table already: loading it again with a \
@@ -304,7 +306,12 @@ impl DuckWarehouse {
                 (true, false) => schema::Keys::Distinct,
                 (true, true) => schema::Keys::DistinctNew,
             };
-            if keys == schema::Keys::DistinctNew && spec.entity == schema::EVENTS.entity {
+            // Only where every column is read from the file (no derived or first-loaded value
+            // the scratch path would fill in).
+            let direct = keys == schema::Keys::DistinctNew
+                && spec.entity == schema::EVENTS.entity
+                && spec.fields().count() == spec.columns.len();
+            if direct {
                 // New events need no scratch table: straight into the table (the primary key
                 // refuses one already there), then their days are marked dirty.
                 append_events(&tx, spec, loaded().map(|(_, c)| c))?;
@@ -323,6 +330,10 @@ impl DuckWarehouse {
                 phases[1] = t0.elapsed().as_millis();
                 return DuckWarehouse::finish_group(tx, files, entries, outcomes, t0, phases);
             }
+            let keys = match keys {
+                schema::Keys::DistinctNew => schema::Keys::Distinct,
+                k => k,
+            };
             let (before, after) = schema::rows_sql(Dialect::DuckDb, spec, first.loaded_at, keys);
             run_all(&tx, &before)?;
             let table = spec.scratch(Dialect::DuckDb);

@@ -884,10 +884,10 @@ pub enum Keys {
     /// Distinct within the load (the scratch table is the source as it is); some may be in
     /// the table already.
     Distinct,
-    /// Distinct, and taken to be new: events are inserted without a conflict clause, one index
-    /// probe per row instead of two (DuckDB's loader appends them straight into the table). If
-    /// one is in the table after all, the insert fails on the primary key and the caller loads
-    /// again as `Distinct` (`is_key_violation`).
+    /// Distinct, and taken to be new: DuckDB's loader appends events straight into their table,
+    /// the primary key the only check (one index probe per row, no scratch table). If one is in
+    /// the table after all, the key refuses the group and the loader runs it again as
+    /// `Distinct` (`is_key_violation`). The statements here read it as `Distinct`.
     DistinctNew,
 }
 
@@ -965,7 +965,6 @@ fn merge_from(
             ),
         };
         let (rest, conflict) = match d {
-            Dialect::DuckDb if keys == Keys::DistinctNew => (String::new(), String::new()),
             Dialect::DuckDb => (String::new(), absent),
             Dialect::Redshift => (absent, String::new()),
         };
