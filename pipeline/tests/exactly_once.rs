@@ -1017,6 +1017,20 @@ impl ecom_pipeline::stream::StreamLog for GrowingLog {
 /// boundary is kept now: the retry writes the same two segments.
 #[tokio::test]
 async fn a_retry_cuts_every_staged_segment_where_it_was_cut() {
+    retry_cuts(false).await;
+}
+
+/// The same failure, but the retry is a new process (the soak replaces a process that keeps
+/// failing; a restart after a crash is the same): the cuts die with the failed process, so the
+/// new one cut the shard by count (1-10, 11-15) beside the failed one's RAW segments (1-5,
+/// 6-15), and verify found RAW objects without STAGING. It now reads the RAW segments past the
+/// checkpoint as its cuts.
+#[tokio::test]
+async fn a_new_process_cuts_where_the_failed_one_staged() {
+    retry_cuts(true).await;
+}
+
+async fn retry_cuts(new_process: bool) {
     use ecom_pipeline::stream::consumer::Processor;
     let dir = tempfile::tempdir().unwrap();
     let store = LocalStore::open(dir.path().join("store")).unwrap();
@@ -1073,6 +1087,9 @@ async fn a_retry_cuts_every_staged_segment_where_it_was_cut() {
     let before = keys(&store).await;
     assert_eq!(before.len(), 2, "two segments staged: {before:?}");
     faults.set_warehouse_rate(0.0);
+    if new_process {
+        p = Processor::new(&config.stream);
+    }
     let c = p
         .drain_some(&log, &store, Some(&wh as &dyn Warehouse), 10, None)
         .await

@@ -340,6 +340,9 @@ pub struct Processor {
     /// records, so the RAW and STAGING objects they wrote are written again, not left beside
     /// differently cut copies. A cut is dropped once a commit passes it.
     retry_cut: Cuts,
+    /// Shards whose RAW segments past the checkpoint this process has read as retry cuts (once
+    /// per shard: an earlier process's cuts died with it).
+    cuts_read: std::collections::BTreeSet<String>,
     /// With shard leases: this instance and the shards it owns.
     fleet: Option<Fleet>,
 }
@@ -445,6 +448,7 @@ impl Processor {
             committed: None,
             restored: false,
             retry_cut: BTreeMap::new(),
+            cuts_read: Default::default(),
             fleet: None,
         }
     }
@@ -1253,6 +1257,24 @@ impl Processor {
                 break;
             };
             let after = read.checkpoints.get(&shard).copied();
+            // RAW segments an earlier process wrote past the checkpoint and never committed (it
+            // failed, then was replaced): cut where they end, so the same objects are written
+            // again instead of differently cut ones beside them. Fleet takes do this in `own`.
+            if self.fleet.is_none() && self.cuts_read.insert(shard.clone()) {
+                let cuts = match uncommitted_cuts(store, &shard, after).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        self.cuts_read.remove(&shard);
+                        return Err((group.cuts, e));
+                    }
+                };
+                if !cuts.is_empty() {
+                    self.retry_cut
+                        .entry(shard.clone())
+                        .or_default()
+                        .extend(cuts);
+                }
+            }
             let mut records = match log.read(&shard, after, read.segment_records).await {
                 Ok(r) => r,
                 Err(e) => return Err((group.cuts, e)),
