@@ -545,6 +545,35 @@ impl Processor {
         result.map(|()| refused)
     }
 
+    /// RAW segments an earlier process wrote past a shard's checkpoint and never committed (it
+    /// failed, then was replaced): their ends become the shard's retry cuts, so the same objects
+    /// are written again instead of differently cut ones beside them. Once per shard and
+    /// process; fleet takes do this in `own`.
+    async fn read_uncommitted_cuts(
+        &mut self,
+        store: &dyn ObjectStore,
+        shards: &[String],
+        committed: &BTreeMap<String, u64>,
+    ) -> Result<()> {
+        if self.fleet.is_some() {
+            return Ok(());
+        }
+        for shard in shards {
+            if self.cuts_read.contains(shard) {
+                continue;
+            }
+            let cuts = uncommitted_cuts(store, shard, committed.get(shard).copied()).await?;
+            if !cuts.is_empty() {
+                self.retry_cut
+                    .entry(shard.clone())
+                    .or_default()
+                    .extend(cuts);
+            }
+            self.cuts_read.insert(shard.clone());
+        }
+        Ok(())
+    }
+
     /// A shard no longer this instance's: its state and cuts go.
     fn forget(&mut self, shard: &str) {
         self.dedup.take_shard(shard);
@@ -1101,7 +1130,10 @@ impl Processor {
             checkpoints: match wh {
                 Some(w) => {
                     self.restore(store, w).await?;
-                    checkpoints(w).await?
+                    let committed = checkpoints(w).await?;
+                    self.read_uncommitted_cuts(store, &log.shards(), &committed)
+                        .await?;
+                    committed
                 }
                 None => BTreeMap::new(),
             },
@@ -1257,24 +1289,6 @@ impl Processor {
                 break;
             };
             let after = read.checkpoints.get(&shard).copied();
-            // RAW segments an earlier process wrote past the checkpoint and never committed (it
-            // failed, then was replaced): cut where they end, so the same objects are written
-            // again instead of differently cut ones beside them. Fleet takes do this in `own`.
-            if self.fleet.is_none() && self.cuts_read.insert(shard.clone()) {
-                let cuts = match uncommitted_cuts(store, &shard, after).await {
-                    Ok(c) => c,
-                    Err(e) => {
-                        self.cuts_read.remove(&shard);
-                        return Err((group.cuts, e));
-                    }
-                };
-                if !cuts.is_empty() {
-                    self.retry_cut
-                        .entry(shard.clone())
-                        .or_default()
-                        .extend(cuts);
-                }
-            }
             let mut records = match log.read(&shard, after, read.segment_records).await {
                 Ok(r) => r,
                 Err(e) => return Err((group.cuts, e)),

@@ -330,10 +330,6 @@ impl DuckWarehouse {
                 phases[1] = t0.elapsed().as_millis();
                 return DuckWarehouse::finish_group(tx, files, entries, outcomes, t0, phases);
             }
-            let keys = match keys {
-                schema::Keys::DistinctNew => schema::Keys::Distinct,
-                k => k,
-            };
             let (before, after) = schema::rows_sql(Dialect::DuckDb, spec, first.loaded_at, keys);
             run_all(&tx, &before)?;
             let table = spec.scratch(Dialect::DuckDb);
