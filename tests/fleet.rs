@@ -1,6 +1,7 @@
 //! Several instances on one Kinesis stream (issue "When one machine is not enough"): on moto
 //! (Kinesis with 8 shards, DynamoDB leases, S3) and the test PostgreSQL 15 as the shared
-//! warehouse, three `ecomops --no-ui` instances start, a producer writes 100,000 records (resends,
+//! warehouse (written as PostgreSQL, and as Redshift through the Data API: `support::data_api`),
+//! three `ecomops --no-ui` instances start, a producer writes 100,000 records (resends,
 //! disorder, late and malformed ones), one instance is SIGKILLed mid-run and a fourth joins.
 //! Afterwards every record is committed exactly once (segments never overlap and the counts add
 //! up to what was sent), each event is in the warehouse once, resends across a shard's move are
@@ -9,6 +10,8 @@
 //! clean.
 
 mod support {
+    #[path = "../../pipeline/tests/support/data_api.rs"]
+    pub mod data_api;
     #[path = "../../pipeline/tests/support/moto.rs"]
     pub mod moto;
     #[path = "../../pipeline/tests/support/pg.rs"]
@@ -27,22 +30,26 @@ use ecom_pipeline::warehouse::Warehouse;
 
 const RECORDS: u64 = 100_000;
 
-fn config(root: &Path, endpoint: &str, dsn: &str, id: u32, worker: &str) -> PathBuf {
+/// The two fleets of this file run one after the other (eight instances at once on two cores
+/// would time each other out).
+static ONE_FLEET: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// `name` keeps the bucket, stream and lease table apart; `warehouse` is the config's section.
+fn config(root: &Path, endpoint: &str, warehouse: &str, name: &str, worker: &str) -> PathBuf {
     let path = root.join(format!("{worker}.toml"));
     std::fs::write(
         &path,
         format!(
             "[runtime]\ncycle_interval_secs = 1\n\n\
              [batch]\ninterval_secs = 86400\n\n\
-             [store]\nbackend = \"s3\"\n\n[store.s3]\nbucket = \"fleet-{id}\"\nprefix = \"ecomops/\"\n\
+             [store]\nbackend = \"s3\"\n\n[store.s3]\nbucket = \"{name}\"\nprefix = \"ecomops/\"\n\
              region = \"us-east-1\"\nendpoint_url = \"{endpoint}\"\nforce_path_style = true\n\n\
              [stream]\nbackend = \"kinesis\"\nsegment_records = 2000\n\n\
              [stream.generator]\nenabled = false\n\n\
-             [stream.kinesis]\nstream_name = \"fleet-{id}\"\nregion = \"us-east-1\"\n\
+             [stream.kinesis]\nstream_name = \"{name}\"\nregion = \"us-east-1\"\n\
              endpoint_url = \"{endpoint}\"\nlist_shards_interval_secs = 5\n\n\
-             [stream.kinesis.leases]\nenabled = true\ntable = \"fleet-{id}\"\nworker_id = \"{worker}\"\n\
-             lease_secs = 6\nrenew_secs = 2\n\n\
-             [warehouse]\nbackend = \"postgres\"\n\n[warehouse.postgres]\nconnection = \"{dsn}\"\n"
+             [stream.kinesis.leases]\nenabled = true\ntable = \"{name}\"\nworker_id = \"{worker}\"\n\
+             lease_secs = 6\nrenew_secs = 2\n\n{warehouse}"
         ),
     )
     .unwrap();
@@ -111,7 +118,7 @@ fn n(rows: &[Vec<Option<String>>]) -> i64 {
         .unwrap_or(0)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn four_instances_one_killed_share_a_stream_exactly_once() {
     let Some(endpoint) = support::moto::moto_endpoint() else {
         return;
@@ -119,28 +126,79 @@ async fn four_instances_one_killed_share_a_stream_exactly_once() {
     let Some(dsn) = support::pg::fresh_dsn("fleet").await else {
         return;
     };
+    let warehouse = format!(
+        "[warehouse]\nbackend = \"postgres\"\n\n[warehouse.postgres]\nconnection = \"{dsn}\"\n"
+    );
+    let _one = ONE_FLEET.lock().await;
+    fleet(&endpoint, &dsn, &warehouse, "fleet").await;
+}
+
+/// The same fleet on Redshift: its loads through the Data API, serialised by `LOCK`, and the
+/// CURATED publication under a hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_redshift_four_instances_one_killed_share_a_stream_exactly_once() {
+    let Some(endpoint) = support::moto::moto_endpoint() else {
+        return;
+    };
+    let Some(dsn) = support::pg::fresh_dsn_with("fleet_rs", false).await else {
+        return;
+    };
+    let api = support::data_api::DataApi::start(&dsn).await;
+    let warehouse = format!(
+        "[warehouse]\nbackend = \"redshift\"\n\n[warehouse.redshift]\nworkgroup_name = \"wg\"\n\
+         database = \"dev\"\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\npoll_max_ms = 100\n",
+        api.endpoint
+    );
+    let _one = ONE_FLEET.lock().await;
+    fleet(&endpoint, &dsn, &warehouse, "fleetrs").await;
+    // The CURATED publication ran under the fleet's hold, and let it go.
+    let (pg, conn) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let hold = pg
+        .query(
+            "SELECT holder FROM ops.fleet_locks WHERE name = 'curated'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(hold.len(), 1, "no publication took the hold");
+    assert_eq!(hold[0].get::<_, Option<String>>(0), None, "a hold was kept");
+    // Nothing the fleet sent failed but what a fence or a lost hold refuses by design.
+    let failures: Vec<String> = api
+        .failures()
+        .into_iter()
+        .filter(|f| !f.contains("lease lost"))
+        .collect();
+    assert_eq!(failures, Vec::<String>::new());
+}
+
+/// Three instances of the warehouse `warehouse` (on the database `dsn`), one killed, one
+/// joining: the run and every check of this file's header.
+async fn fleet(endpoint: &str, dsn: &str, warehouse: &str, name: &str) {
     let mut tmp = tempfile::tempdir().unwrap();
     // ECOMOPS_FLEET_KEEP=1 keeps the instances' data dirs and logs for a look afterwards.
     tmp.disable_cleanup(std::env::var_os("ECOMOPS_FLEET_KEEP").is_some());
     let root = tmp.path();
     eprintln!("fleet test files in {}", root.display());
-    let id = std::process::id();
+    let name = format!("{name}-{}", std::process::id());
     let cfgs: BTreeMap<&str, PathBuf> = ["w1", "w2", "w3", "w4"]
         .into_iter()
-        .map(|w| (w, config(root, &endpoint, &dsn, id, w)))
+        .map(|w| (w, config(root, endpoint, warehouse, &name, w)))
         .collect();
     let config = ecom_pipeline::config::Config::load(Some(&cfgs["w1"])).unwrap();
     ecom_pipeline::store::s3_client(&config.store.s3)
         .await
         .create_bucket()
-        .bucket(format!("fleet-{id}"))
+        .bucket(&name)
         .send()
         .await
         .unwrap();
     let kinesis = ecom_pipeline::stream::kinesis::client(&config.stream.kinesis).await;
     kinesis
         .create_stream()
-        .stream_name(format!("fleet-{id}"))
+        .stream_name(&name)
         .shard_count(8)
         .send()
         .await
@@ -173,7 +231,7 @@ async fn four_instances_one_killed_share_a_stream_exactly_once() {
     // The three share the shards out (the first takes all, the others steal one a tick).
     let table = ecom_pipeline::stream::leases::LeaseTable::connect(
         &config.stream.kinesis.leases,
-        Some(&endpoint),
+        Some(endpoint),
     )
     .await;
     let balanced = Instant::now() + Duration::from_secs(120);
@@ -218,8 +276,13 @@ async fn four_instances_one_killed_share_a_stream_exactly_once() {
         tokio::time::sleep(Duration::from_millis(400)).await;
     }
 
+    // The checks read the database itself, whichever backend wrote it.
+    let reader = ecom_pipeline::config::PostgresConfig {
+        connection: dsn.to_string(),
+        ..Default::default()
+    };
     let wh = ecom_pipeline::warehouse::postgres::PostgresWarehouse::connect(
-        &config.warehouse.postgres,
+        &reader,
         ecom_pipeline::warehouse::postgres::Writer::Reader,
     )
     .await

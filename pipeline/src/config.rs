@@ -524,7 +524,8 @@ pub struct KinesisConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LeaseConfig {
-    /// Use leases. Needs Kinesis, the S3 store and a warehouse the instances share (`postgres`).
+    /// Use leases. Needs Kinesis, the S3 store and a warehouse the instances share (`postgres`
+    /// or `redshift`).
     pub enabled: bool,
     /// The lease table, created (on-demand billing) when missing.
     pub table: String,
@@ -537,6 +538,23 @@ pub struct LeaseConfig {
     pub renew_secs: u64,
     /// DynamoDB endpoint override (moto, DynamoDB Local); unset: the stream's `endpoint_url`.
     pub endpoint_url: Option<String>,
+}
+
+impl LeaseConfig {
+    /// The worker name this config gives (or a fresh one: host, pid, start time).
+    pub fn worker(&self) -> String {
+        self.worker_id.clone().unwrap_or_else(|| {
+            let host = nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_else(|| "host".into());
+            format!(
+                "{host}-{}-{}",
+                std::process::id(),
+                crate::clock::now_ms().max(0)
+            )
+        })
+    }
 }
 
 impl Default for LeaseConfig {
@@ -572,7 +590,8 @@ impl Default for KinesisConfig {
 pub struct WarehouseConfig {
     /// `duckdb` (one file in the data dir, the default), `redshift` (through the Data API) or
     /// `postgres` (a PostgreSQL database: one writing instance, or every instance of a fleet
-    /// under `stream.kinesis.leases`; the Redshift SQL).
+    /// under `stream.kinesis.leases`; the Redshift SQL). A fleet shares `postgres` or
+    /// `redshift`.
     pub backend: WarehouseBackend,
     /// Days before each dirty day that a model refresh also recomputes (late data lands there).
     pub lookback_days: u32,
@@ -1017,25 +1036,12 @@ impl Config {
                     "leases share a Kinesis stream: set stream.backend = \"kinesis\"",
                 ));
             }
-            match self.warehouse.backend {
-                WarehouseBackend::Postgres => {}
-                WarehouseBackend::Duckdb => {
-                    return Err(bad(
-                        "stream.kinesis.leases.enabled",
-                        "every instance writes one warehouse: DuckDB is one file of one \
-                         process; set warehouse.backend = \"postgres\"",
-                    ))
-                }
-                // The fleet's shared writes (dirty days, the CURATED files) are serialised
-                // by a PostgreSQL advisory lock, which Redshift has no counterpart for yet.
-                WarehouseBackend::Redshift => {
-                    return Err(Error::Unsupported {
-                        key: "stream.kinesis.leases.enabled".into(),
-                        message: "a fleet on Redshift is not built yet (its shared writes need \
-                                  a lock Redshift lacks): use warehouse.backend = \"postgres\""
-                            .into(),
-                    })
-                }
+            if self.warehouse.backend == WarehouseBackend::Duckdb {
+                return Err(bad(
+                    "stream.kinesis.leases.enabled",
+                    "every instance writes one warehouse: DuckDB is one file of one process; set \
+                     warehouse.backend = \"postgres\" or \"redshift\"",
+                ));
             }
             if self.store.backend != StoreBackend::S3 {
                 return Err(bad(
@@ -1461,12 +1467,13 @@ mod tests {
                   [stream]\nbackend = \"kinesis\"\n[stream.kinesis.leases]\nenabled = true\n\
                   [warehouse]\nbackend = \"postgres\"\n[warehouse.postgres]\nconnection = \"host=h\"\n";
         Config::from_toml(ok, "c.toml").unwrap();
+        // Redshift shares a fleet's warehouse too (its locks are `warehouse::fleet_lock`).
         let redshift = ok.replace(
             "backend = \"postgres\"\n[warehouse.postgres]\nconnection = \"host=h\"",
             "backend = \"redshift\"\n[warehouse.redshift]\nworkgroup_name = \"wg\"",
         );
+        Config::from_toml(&redshift, "c.toml").unwrap();
         for (broken, why) in [
-            (redshift, "Redshift"),
             (
                 ok.replace("backend = \"postgres\"", "backend = \"duckdb\""),
                 "DuckDB",

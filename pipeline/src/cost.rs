@@ -178,8 +178,11 @@ impl Warehouse for MeteredWarehouse {
     fn query<'a>(&'a self, sql: &'a str) -> BoxFuture<'a, Result<TextRows>> {
         Box::pin(self.timed(self.inner.query(sql)))
     }
-    fn hold_shared(&self, hold: bool) -> BoxFuture<'_, Result<()>> {
+    fn hold_shared(&self, hold: bool) -> BoxFuture<'_, Result<bool>> {
         self.inner.hold_shared(hold)
+    }
+    fn keep_shared(&self) -> BoxFuture<'_, Result<()>> {
+        self.inner.keep_shared()
     }
     fn shared(&self) -> bool {
         self.inner.shared()

@@ -1,8 +1,9 @@
 //! Fencing (issue "When one machine is not enough"): an instance that lost a shard's lease (it
 //! paused, another took the shard at a newer lease counter) can never commit that shard again,
 //! and the instance that took it carries on from the shard's committed checkpoint and state.
-//! Two consumers in lease mode on one local log and one real PostgreSQL 15 (the warehouse
-//! backend itself, as a fleet member writes it).
+//! Two consumers in lease mode on one local log and one real PostgreSQL 15, written as a fleet
+//! member writes it: by the PostgreSQL backend, and by the Redshift backend through the Data API
+//! (`support::data_api`, run by the same PostgreSQL).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use ecom_pipeline::warehouse::postgres::{PostgresWarehouse, Writer};
 use ecom_pipeline::warehouse::{schema, Warehouse};
 
 mod support {
+    pub mod data_api;
     pub mod pg;
 }
 
@@ -47,7 +49,6 @@ async fn a_fenced_out_instance_cannot_commit_and_the_new_owner_goes_on() {
     let Some(dsn) = support::pg::fresh_dsn("fleet_fence").await else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
     let mut cfg = Config::default();
     cfg.warehouse.postgres.connection = dsn;
     let connect = || async {
@@ -57,7 +58,28 @@ async fn a_fenced_out_instance_cannot_commit_and_the_new_owner_goes_on() {
         wh.tx(schema::ddl(schema::Dialect::Redshift)).await.unwrap();
         wh
     };
-    let (wh_a, wh_b) = (connect().await, connect().await);
+    fenced_out(&connect().await, &connect().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_redshift_a_fenced_out_instance_cannot_commit_and_the_new_owner_goes_on() {
+    let Some(dsn) = support::pg::fresh_dsn_with("fleet_fence_rs", false).await else {
+        return;
+    };
+    let api = support::data_api::DataApi::start(&dsn).await;
+    fenced_out(&api.fleet_member("a").await, &api.fleet_member("b").await).await;
+    // Every fleet transaction began with the lock (the failures are the fence's refusals).
+    let failures = api.failures();
+    assert!(
+        failures.iter().all(|f| f.contains("lease lost")),
+        "{failures:?}"
+    );
+}
+
+/// A commits a shard under its lease, B takes the shard, A's next commit is refused and B goes
+/// on from A's checkpoint and dedup window.
+async fn fenced_out(wh_a: &dyn Warehouse, wh_b: &dyn Warehouse) {
+    let tmp = tempfile::tempdir().unwrap();
     let store: Arc<dyn ObjectStore> =
         Arc::new(ecom_pipeline::store::LocalStore::open(tmp.path().join("store")).unwrap());
     let log = LocalLog::open(
@@ -80,19 +102,16 @@ async fn a_fenced_out_instance_cannot_commit_and_the_new_owner_goes_on() {
     // A takes the shard at counter 1 and commits the first 30 records.
     let owned = |token: u64| BTreeMap::from([(shard.clone(), token)]);
     assert!(a
-        .own(store.as_ref(), &wh_a, &owned(1))
+        .own(store.as_ref(), wh_a, &owned(1))
         .await
         .unwrap()
         .is_empty());
-    let c = a
-        .drain(&log, store.as_ref(), Some(&wh_a), 10)
-        .await
-        .unwrap();
+    let c = a.drain(&log, store.as_ref(), Some(wh_a), 10).await.unwrap();
     assert_eq!(c.staged, 30);
 
     // A pauses; B takes the shard at counter 5 (A's lease expired).
     assert!(b
-        .own(store.as_ref(), &wh_b, &owned(5))
+        .own(store.as_ref(), wh_b, &owned(5))
         .await
         .unwrap()
         .is_empty());
@@ -100,19 +119,19 @@ async fn a_fenced_out_instance_cannot_commit_and_the_new_owner_goes_on() {
     log.put((30..60).chain(20..40).map(event).collect())
         .await
         .unwrap();
-    let refused = a.drain(&log, store.as_ref(), Some(&wh_a), 10).await;
+    let refused = a.drain(&log, store.as_ref(), Some(wh_a), 10).await;
     let err = refused
         .expect_err("a fenced-out instance committed")
         .to_string();
     assert!(err.contains("lease lost"), "{err}");
     assert_eq!(
-        count(&wh_a, "SELECT COUNT(*) FROM staging.events").await,
+        count(wh_a, "SELECT COUNT(*) FROM staging.events").await,
         30,
         "the refused load left rows"
     );
     // A take under an older token than the registered one is refused too.
     assert_eq!(
-        a.own(store.as_ref(), &wh_a, &owned(3)).await.unwrap(),
+        a.own(store.as_ref(), wh_a, &owned(3)).await.unwrap(),
         vec![(shard.clone(), 5)],
         "refused, with the newer token registered"
     );
@@ -122,24 +141,18 @@ async fn a_fenced_out_instance_cannot_commit_and_the_new_owner_goes_on() {
     let mut c = Processor::new(&stream);
     c.lease_mode("c");
     assert_eq!(
-        c.own(store.as_ref(), &wh_a, &owned(5)).await.unwrap(),
+        c.own(store.as_ref(), wh_a, &owned(5)).await.unwrap(),
         vec![(shard.clone(), 5)]
     );
 
     // B goes on from A's checkpoint with A's dedup window: the resends of the first 30 are
     // duplicates, not staged again.
-    let c = b
-        .drain(&log, store.as_ref(), Some(&wh_b), 10)
-        .await
-        .unwrap();
+    let c = b.drain(&log, store.as_ref(), Some(wh_b), 10).await.unwrap();
     assert_eq!((c.records, c.staged, c.duplicates), (50, 30, 20), "{c:?}");
-    assert_eq!(
-        count(&wh_b, "SELECT COUNT(*) FROM staging.events").await,
-        60
-    );
+    assert_eq!(count(wh_b, "SELECT COUNT(*) FROM staging.events").await, 60);
     assert_eq!(
         count(
-            &wh_b,
+            wh_b,
             "SELECT CAST(SUM(records) AS BIGINT) FROM ops.segments"
         )
         .await,

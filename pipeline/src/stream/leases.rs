@@ -352,17 +352,7 @@ impl Coordinator {
 
     /// The worker name a config gives (or a fresh one: host, pid, start time).
     pub fn worker_id(cfg: &LeaseConfig) -> String {
-        cfg.worker_id.clone().unwrap_or_else(|| {
-            let host = nix::unistd::gethostname()
-                .ok()
-                .and_then(|h| h.into_string().ok())
-                .unwrap_or_else(|| "host".into());
-            format!(
-                "{host}-{}-{}",
-                std::process::id(),
-                crate::clock::now_ms().max(0)
-            )
-        })
+        cfg.worker()
     }
 
     /// Held shards and the tokens their loads are fenced with.

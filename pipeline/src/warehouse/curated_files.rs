@@ -97,6 +97,11 @@ pub async fn publish(wh: &dyn Warehouse, store: &dyn ObjectStore) -> Result<Publ
         for day in &pending {
             let key = curated_key(model.name, *day);
             let quoted = literal(&Cell::Text(key.clone()));
+            // A fleet's publication goes on only while it still holds the publication: one
+            // whose hold lapsed could overwrite a newer file with its older rows.
+            if wh.shared() {
+                wh.keep_shared().await?;
+            }
             let Some(rows) = by_day.remove(day) else {
                 // Deleted whether or not the ledger knows it: a put whose ledger row never
                 // committed leaves no file behind.

@@ -7,6 +7,7 @@ pub mod columns;
 pub mod curated_files;
 #[cfg(feature = "duckdb")]
 pub mod duck;
+pub mod fleet_lock;
 pub mod late_index;
 pub mod migrate;
 pub mod models;
@@ -157,8 +158,16 @@ pub trait Warehouse: Send + Sync {
     /// Hold (`true`) or let go the lock the instances sharing this warehouse take before
     /// shared writes, across several calls (the CURATED publication reads, writes files, then
     /// commits: two instances interleaved would delete each other's files). A no-op where one
-    /// instance writes.
-    fn hold_shared(&self, _hold: bool) -> BoxFuture<'_, Result<()>> {
+    /// instance writes. Taking it answers false where another instance holds it and it is not
+    /// waited for (Redshift's hold outlives a killed holder by minutes): the caller skips the
+    /// work, which stays pending for the next time.
+    fn hold_shared(&self, _hold: bool) -> BoxFuture<'_, Result<bool>> {
+        Box::pin(async { Ok(true) })
+    }
+
+    /// Between the steps of work under `hold_shared`: renew the hold where it would expire,
+    /// and fail where it is lost (the work stops; what it left undone is done again next time).
+    fn keep_shared(&self) -> BoxFuture<'_, Result<()>> {
         Box::pin(async { Ok(()) })
     }
 
@@ -195,7 +204,10 @@ async fn publish(
     if curated_files::pending_days(wh).await?.is_empty() {
         return Ok(curated_files::Published::default());
     }
-    wh.hold_shared(true).await?;
+    if !wh.hold_shared(true).await? {
+        tracing::debug!("another instance publishes CURATED now; pending days wait for the next");
+        return Ok(curated_files::Published::default());
+    }
     let published = curated_files::publish(wh, store).await;
     let released = wh.hold_shared(false).await;
     let published = published?;
@@ -286,8 +298,12 @@ pub async fn open(
                     iam_role: role.clone(),
                 });
             }
+            let leases = &config.stream.kinesis.leases;
+            if leases.enabled && !read_only {
+                wh = wh.in_fleet(&leases.worker());
+            }
             if !read_only {
-                wh.batch(schema::ddl(schema::Dialect::Redshift)).await?;
+                wh.create_tables().await?;
                 migrate::migrate(&wh, schema::Dialect::Redshift).await?;
             }
             Ok(Some(Arc::new(wh)))

@@ -280,12 +280,34 @@ impl Warehouse for PostgresWarehouse {
         self.writer == Writer::Fleet
     }
 
+    /// The session lock lives as long as the connection: gone with it, never renewed.
+    fn keep_shared(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            let open = self
+                .client
+                .lock()
+                .await
+                .as_ref()
+                .is_some_and(|c| !c.is_closed());
+            if self.writer == Writer::Fleet
+                && !(open && self.shared_held.load(std::sync::atomic::Ordering::SeqCst))
+            {
+                return Err(Error::Warehouse(
+                    "the fleet lock was lost with its PostgreSQL connection: the work under it \
+                     stops (done again next time)"
+                        .into(),
+                ));
+            }
+            Ok(())
+        })
+    }
+
     /// The fleet lock as a session lock (the same key, so it also excludes the others'
     /// shared transactions); a connection that dies lets it go.
-    fn hold_shared(&self, hold: bool) -> BoxFuture<'_, Result<()>> {
+    fn hold_shared(&self, hold: bool) -> BoxFuture<'_, Result<bool>> {
         Box::pin(async move {
             if self.writer != Writer::Fleet {
-                return Ok(());
+                return Ok(true);
             }
             let f = if hold {
                 "pg_advisory_lock"
@@ -298,14 +320,14 @@ impl Warehouse for PostgresWarehouse {
                     .swap(false, std::sync::atomic::Ordering::SeqCst)
             {
                 // Lost with its connection: nothing to let go.
-                return Ok(());
+                return Ok(true);
             }
             self.rows(&format!("SELECT {f}({FLEET_LOCK})")).await?;
             if hold {
                 self.shared_held
                     .store(true, std::sync::atomic::Ordering::SeqCst);
             }
-            Ok(())
+            Ok(true)
         })
     }
 }

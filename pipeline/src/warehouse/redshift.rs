@@ -11,6 +11,11 @@
 //! session (`SessionKeepAliveSeconds`, then `SessionId`: temporary tables live as long as the
 //! session, <https://docs.aws.amazon.com/redshift/latest/mgmt/data-api.html>), and its last
 //! call is still the one transaction that changes anything lasting.
+//!
+//! In a fleet (shard leases), every transaction begins with `LOCK` of the fleet's lock table and
+//! its scratch fills run in calls before it, so the instances' loads fill side by side and
+//! commit one at a time; the CURATED publication takes a hold with an expiry
+//! (`fleet_lock`).
 
 use std::time::{Duration, Instant};
 
@@ -19,6 +24,7 @@ use aws_sdk_redshiftdata::types::{Field, StatusString};
 use aws_sdk_redshiftdata::Client;
 use futures::future::BoxFuture;
 
+use super::fleet_lock::{self, CURATED};
 use super::schema::{self, Dialect};
 use super::{LoadOutcome, StagedFile, TextRows, Warehouse};
 use crate::config::RedshiftConfig;
@@ -75,6 +81,37 @@ pub fn session_calls(fill: Vec<String>, tx: Vec<String>) -> Result<Vec<Vec<Strin
     Ok(calls)
 }
 
+/// The calls of a fleet's load: the fills alone (they touch only the session's temporary tables),
+/// then the transaction, `LOCK` first so its snapshot follows the wait (`fleet_lock`).
+pub fn fleet_calls(fill: Vec<String>, tx: Vec<String>) -> Result<Vec<Vec<String>>> {
+    let mut last = vec![fleet_lock::serialise()];
+    last.extend(tx);
+    if last.len() > MAX_BATCH {
+        return Err(Error::Warehouse(format!(
+            "a fleet transaction of {} statements does not fit one Data API batch ({MAX_BATCH})",
+            last.len()
+        )));
+    }
+    let mut calls: Vec<Vec<String>> = fill.chunks(MAX_BATCH).map(<[String]>::to_vec).collect();
+    calls.push(last);
+    Ok(calls)
+}
+
+/// This instance in a fleet: who it is, and the CURATED hold while it has one.
+#[derive(Debug)]
+struct Fleet {
+    worker: String,
+    hold: tokio::sync::Mutex<Option<Hold>>,
+}
+
+/// A hold of this instance: its holder string (fresh per take) and when it was last taken or
+/// renewed, measured from before the request (so the local view of its expiry is early).
+#[derive(Debug)]
+struct Hold {
+    holder: String,
+    since: Instant,
+}
+
 /// Where COPY reads STAGING objects: the S3 store's bucket and prefix, and the role to assume.
 #[derive(Clone)]
 pub struct CopyFrom {
@@ -125,6 +162,8 @@ pub struct RedshiftWarehouse {
     /// The Data API session that multi-call loads reuse (one at a time: a session runs one
     /// statement at a time, and its temporary tables are the loads' scratch).
     session: std::sync::Arc<tokio::sync::Mutex<Option<Session>>>,
+    /// One of a fleet sharing the stream by leases.
+    fleet: Option<std::sync::Arc<Fleet>>,
 }
 
 fn aws(operation: &'static str, e: impl ProvideErrorMetadata + std::fmt::Display) -> Error {
@@ -183,6 +222,7 @@ impl RedshiftWarehouse {
             poll_max: Duration::from_millis(cfg.poll_max_ms.max(1)),
             copy: None,
             session: Default::default(),
+            fleet: None,
         })
     }
 
@@ -190,6 +230,47 @@ impl RedshiftWarehouse {
     pub fn with_copy(mut self, copy: CopyFrom) -> RedshiftWarehouse {
         self.copy = Some(copy);
         self
+    }
+
+    /// One of a fleet (`worker`: its lease owner name): transactions serialised, CURATED
+    /// published under a hold.
+    pub fn in_fleet(mut self, worker: &str) -> RedshiftWarehouse {
+        self.fleet = Some(std::sync::Arc::new(Fleet {
+            worker: worker.to_string(),
+            hold: Default::default(),
+        }));
+        self
+    }
+
+    /// Create the tables (a fleet's lock table first, then the rest under its lock: instances
+    /// that start together do not race on a `CREATE`).
+    pub async fn create_tables(&self) -> Result<()> {
+        if self.fleet.is_none() {
+            self.batch(schema::ddl(Dialect::Redshift)).await?;
+            return Ok(());
+        }
+        // Two first starts at once can both miss the table and one `CREATE` fail: once more.
+        if self.batch(fleet_lock::ddl()).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            self.batch(fleet_lock::ddl()).await?;
+        }
+        self.execute_tx(schema::ddl(Dialect::Redshift)).await
+    }
+
+    /// Take the CURATED hold, unless another live instance has it (false: not waited for).
+    async fn take_hold(&self, fleet: &Fleet) -> Result<bool> {
+        let holder = format!("{}/{:016x}", fleet.worker, rand::random::<u64>());
+        let since = Instant::now();
+        self.batch(fleet_lock::take_sql(CURATED, &holder, chrono::Utc::now()))
+            .await?;
+        let rows = self.query(&fleet_lock::holder_sql(CURATED)).await?;
+        let now = rows.first().and_then(|r| r.first().cloned().flatten());
+        if now.as_deref() != Some(holder.as_str()) {
+            tracing::debug!(holder = ?now, "the CURATED publication is another instance's now");
+            return Ok(false);
+        }
+        *fleet.hold.lock().await = Some(Hold { holder, since });
+        Ok(true)
     }
 
     /// Run statements as one transaction; returns the statement id once it has FINISHED.
@@ -409,7 +490,11 @@ impl Warehouse for RedshiftWarehouse {
                     v
                 }
             };
-            self.run_calls(session_calls(fill, after)?).await?;
+            let calls = match self.fleet {
+                Some(_) => fleet_calls(fill, after)?,
+                None => session_calls(fill, after)?,
+            };
+            self.run_calls(calls).await?;
             Ok(file.outcome(rows.len(), false))
         })
     }
@@ -419,9 +504,22 @@ impl Warehouse for RedshiftWarehouse {
             // More than one batch is more than one transaction (in one session, so temporary
             // tables carry over); refresh batches are sized to fit (see models::refresh_sql),
             // so this only splits very long backfills.
+            let Some(fleet) = &self.fleet else {
+                let calls = statements
+                    .chunks(MAX_BATCH)
+                    .map(<[String]>::to_vec)
+                    .collect();
+                return self.run_calls(calls).await;
+            };
+            // A fleet's: each transaction serialised, and while this instance holds the
+            // CURATED hold, refused if it lapsed (what commits under it is the publication's).
+            let mut head = vec![fleet_lock::serialise()];
+            if let Some(h) = fleet.hold.lock().await.as_ref() {
+                head.push(fleet_lock::held_sql(CURATED, &h.holder, chrono::Utc::now()));
+            }
             let calls = statements
-                .chunks(MAX_BATCH)
-                .map(<[String]>::to_vec)
+                .chunks(MAX_BATCH - head.len())
+                .map(|c| [head.as_slice(), c].concat())
                 .collect();
             self.run_calls(calls).await
         })
@@ -434,6 +532,64 @@ impl Warehouse for RedshiftWarehouse {
                 return Ok(Vec::new());
             }
             self.results(&id).await
+        })
+    }
+
+    fn shared(&self) -> bool {
+        self.fleet.is_some()
+    }
+
+    fn hold_shared(&self, hold: bool) -> BoxFuture<'_, Result<bool>> {
+        Box::pin(async move {
+            let Some(fleet) = &self.fleet else {
+                return Ok(true);
+            };
+            if hold {
+                return self.take_hold(fleet).await;
+            }
+            let held = fleet.hold.lock().await.take();
+            if let Some(h) = held {
+                self.batch(fleet_lock::release_sql(CURATED, &h.holder))
+                    .await?;
+            }
+            Ok(true)
+        })
+    }
+
+    /// Renewed once `RENEW_AFTER` has gone; given up (an error) once too little of it is left
+    /// to be sure no other instance has taken it.
+    fn keep_shared(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            let Some(fleet) = &self.fleet else {
+                return Ok(());
+            };
+            let mut hold = fleet.hold.lock().await;
+            let Some(h) = hold.as_mut() else {
+                return Err(Error::Warehouse(
+                    "the CURATED publication runs without its hold".into(),
+                ));
+            };
+            let age = h.since.elapsed();
+            if age < fleet_lock::RENEW_AFTER {
+                return Ok(());
+            }
+            if age + fleet_lock::MARGIN >= fleet_lock::HOLD {
+                return Err(Error::Warehouse(format!(
+                    "the CURATED hold of {} lapsed ({}s old): the publication stops, its days \
+                     stay pending",
+                    h.holder,
+                    age.as_secs()
+                )));
+            }
+            let since = Instant::now();
+            self.batch(fleet_lock::renew_sql(
+                CURATED,
+                &h.holder,
+                chrono::Utc::now(),
+            ))
+            .await?;
+            h.since = since;
+            Ok(())
         })
     }
 }
@@ -472,6 +628,31 @@ mod tests {
             let (_, after) = schema::load_sql(Dialect::Redshift, spec, &entry);
             assert!(after.len() <= MAX_BATCH, "{}: {}", spec.entity, after.len());
         }
+        // A fleet's, with its fence and the lock before it, too.
+        let fenced = StreamCommit {
+            fence: Some(crate::ledger::FenceCommit {
+                owner: "w1".into(),
+                tokens: (0..64).map(|i| (format!("shard-{i:04}"), 7)).collect(),
+                committing: ["shard-0000".to_string()].into(),
+                state_key: "ops/state/w1.json".into(),
+            }),
+            ..commit
+        };
+        let spec = schema::spec("events").unwrap();
+        let entry = LedgerEntry {
+            key: "staging/x",
+            entity: "events",
+            sha256: "0",
+            bytes: 1,
+            rows: 1,
+            source: "t",
+            loaded_at: chrono::Utc::now(),
+            checkpoint: Some(&fenced),
+        };
+        let (before, after) = schema::load_sql(Dialect::Redshift, &spec, &entry);
+        let calls = fleet_calls(before, after).unwrap();
+        assert_eq!(calls.last().unwrap()[0], fleet_lock::serialise());
+        assert!(calls.iter().all(|c| c.len() <= MAX_BATCH));
     }
 
     #[test]

@@ -600,7 +600,7 @@ pub fn stream_state_sql(g: u64) -> Vec<String> {
 const FENCED: &str = "lease lost";
 
 /// A statement that fails, aborting its transaction, unless `condition` holds.
-fn assert_sql(condition: &str, why: &str) -> String {
+pub(crate) fn assert_sql(condition: &str, why: &str) -> String {
     let why = literal(&super::Cell::Text(format!("{FENCED}: {why}")));
     format!("SELECT CAST(CASE WHEN {condition} THEN '0' ELSE {why} END AS BIGINT)")
 }

@@ -58,7 +58,12 @@ pub async fn fresh_db_with(name: &str, conforming: bool) -> Option<Client> {
 /// A fresh database's connection string (for `warehouse.postgres.connection`), or None when no
 /// server is configured.
 pub async fn fresh_dsn(name: &str) -> Option<String> {
-    fresh_db_with(name, true).await?;
+    fresh_dsn_with(name, true).await
+}
+
+/// `fresh_dsn`, its sessions reading literals with `standard_conforming_strings` as given.
+pub async fn fresh_dsn_with(name: &str, conforming: bool) -> Option<String> {
+    fresh_db_with(name, conforming).await?;
     let base = std::env::var("ECOMOPS_TEST_PG").ok()?;
     Some(format!("{base} dbname=t_{name}_{}", std::process::id()))
 }
