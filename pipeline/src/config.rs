@@ -541,18 +541,24 @@ pub struct LeaseConfig {
 }
 
 impl LeaseConfig {
-    /// The worker name this config gives (or a fresh one: host, pid, start time).
+    /// The worker name this config gives, or this process's (host, pid, start time: the same
+    /// for every caller, so the warehouse's holds and the leases name one instance alike).
     pub fn worker(&self) -> String {
+        static FRESH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
         self.worker_id.clone().unwrap_or_else(|| {
-            let host = nix::unistd::gethostname()
-                .ok()
-                .and_then(|h| h.into_string().ok())
-                .unwrap_or_else(|| "host".into());
-            format!(
-                "{host}-{}-{}",
-                std::process::id(),
-                crate::clock::now_ms().max(0)
-            )
+            FRESH
+                .get_or_init(|| {
+                    let host = nix::unistd::gethostname()
+                        .ok()
+                        .and_then(|h| h.into_string().ok())
+                        .unwrap_or_else(|| "host".into());
+                    format!(
+                        "{host}-{}-{}",
+                        std::process::id(),
+                        crate::clock::now_ms().max(0)
+                    )
+                })
+                .clone()
         })
     }
 }

@@ -15,7 +15,8 @@ use ecom_pipeline::stream::consumer::Processor;
 use ecom_pipeline::stream::local::LocalLog;
 use ecom_pipeline::stream::StreamLog;
 use ecom_pipeline::warehouse::postgres::{PostgresWarehouse, Writer};
-use ecom_pipeline::warehouse::{schema, Warehouse};
+use ecom_pipeline::warehouse::{schema, LoadOutcome, StagedFile, TextRows, Warehouse};
+use futures::future::BoxFuture;
 
 mod support {
     pub mod data_api;
@@ -34,6 +35,49 @@ fn event(i: u64) -> (String, Bytes) {
         "session_id": format!("s{}", i % 3),
     });
     ("k".to_string(), Bytes::from(line.to_string()))
+}
+
+/// `inner`, whose first `load_group` runs `hook` first: another instance acting while this
+/// one's load is on its way.
+struct TakenMidLoad<'a> {
+    inner: &'a dyn Warehouse,
+    hook: std::sync::Mutex<Option<futures::future::BoxFuture<'a, ()>>>,
+}
+
+impl Warehouse for TakenMidLoad<'_> {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+    fn dialect(&self) -> schema::Dialect {
+        self.inner.dialect()
+    }
+    fn load<'b>(
+        &'b self,
+        file: &'b StagedFile,
+    ) -> BoxFuture<'b, ecom_pipeline::Result<LoadOutcome>> {
+        self.inner.load(file)
+    }
+    fn files_per_load(&self) -> usize {
+        self.inner.files_per_load()
+    }
+    fn load_group(
+        &self,
+        files: Vec<StagedFile>,
+    ) -> BoxFuture<'_, ecom_pipeline::Result<Vec<LoadOutcome>>> {
+        Box::pin(async move {
+            let hook = self.hook.lock().unwrap().take();
+            if let Some(h) = hook {
+                h.await;
+            }
+            self.inner.load_group(files).await
+        })
+    }
+    fn execute_tx(&self, statements: Vec<String>) -> BoxFuture<'_, ecom_pipeline::Result<()>> {
+        self.inner.execute_tx(statements)
+    }
+    fn query<'b>(&'b self, sql: &'b str) -> BoxFuture<'b, ecom_pipeline::Result<TextRows>> {
+        self.inner.query(sql)
+    }
 }
 
 async fn count(wh: &dyn Warehouse, sql: &str) -> i64 {
@@ -109,17 +153,29 @@ async fn fenced_out(wh_a: &dyn Warehouse, wh_b: &dyn Warehouse) {
     let c = a.drain(&log, store.as_ref(), Some(wh_a), 10).await.unwrap();
     assert_eq!(c.staged, 30);
 
-    // A pauses; B takes the shard at counter 5 (A's lease expired).
-    assert!(b
-        .own(store.as_ref(), wh_b, &owned(5))
-        .await
-        .unwrap()
-        .is_empty());
-    // More records, and their resends: A wakes and tries to commit under its old token.
+    // More records, and their resends. A drains: it finds the shard still its own and stages,
+    // and B takes the shard (A paused past its lease) while A's load is on its way: the fence
+    // refuses A's commit under its old token.
     log.put((30..60).chain(20..40).map(event).collect())
         .await
         .unwrap();
-    let refused = a.drain(&log, store.as_ref(), Some(wh_a), 10).await;
+    let b_takes = async {
+        assert!(b
+            .own(store.as_ref(), wh_b, &owned(5))
+            .await
+            .unwrap()
+            .is_empty());
+    };
+    let hooked = TakenMidLoad {
+        inner: wh_a,
+        hook: std::sync::Mutex::new(Some(Box::pin(b_takes))),
+    };
+    let refused = a.drain(&log, store.as_ref(), Some(&hooked), 10).await;
+    assert!(
+        hooked.hook.lock().unwrap().is_none(),
+        "B never took the shard"
+    );
+    drop(hooked);
     let err = refused
         .expect_err("a fenced-out instance committed")
         .to_string();
@@ -186,6 +242,49 @@ async fn fenced_out(wh_a: &dyn Warehouse, wh_b: &dyn Warehouse) {
         history,
         vec![("a".to_string(), "1".to_string()), ("b".into(), "5".into())]
     );
+
+    // B pauses in turn, and D takes the shard at counter 7. B's next drain reads who owns the
+    // shard before anything else: it drops it and writes nothing (its cut from D's checkpoint
+    // would be D's next, judged by B's older state and written over D's committed objects).
+    let mut d = Processor::new(&stream);
+    d.lease_mode("d");
+    assert!(d
+        .own(store.as_ref(), wh_b, &owned(7))
+        .await
+        .unwrap()
+        .is_empty());
+    log.put((60..70).map(event).collect()).await.unwrap();
+    let objects = store.list("staging/").await.unwrap().len();
+    let c = b.drain(&log, store.as_ref(), Some(wh_b), 10).await.unwrap();
+    assert_eq!(c.records, 0, "{c:?}");
+    assert_eq!(store.list("staging/").await.unwrap().len(), objects);
+    let c = d.drain(&log, store.as_ref(), Some(wh_b), 10).await.unwrap();
+    assert_eq!((c.records, c.staged), (10, 10), "{c:?}");
+
+    // A's attempt lands late, cut another way than B's segments (B never saw it): its records
+    // are behind the checkpoint, judged by B's commits. `verify` passes it by, and does not
+    // count its ids as rows the warehouse should hold.
+    ecom_pipeline::warehouse::refresh_models(wh_b, store.as_ref(), 1)
+        .await
+        .unwrap();
+    let clean = ecom_pipeline::warehouse::verify::verify(store.as_ref(), wh_b)
+        .await
+        .unwrap();
+    assert!(clean.ok(), "{:?}", clean.differences);
+    let (first, last) = (1, 2);
+    let raw = ecom_pipeline::zones::raw_segment_key(&shard, first, last);
+    let staged = ecom_pipeline::zones::staging_key_for(&raw, "events").unwrap();
+    let (_, line) = event(9_999);
+    let mut body: serde_json::Value = serde_json::from_slice(&line).unwrap();
+    body["ingestion_time"] = body["event_time"].clone();
+    store
+        .put(&staged, Bytes::from(body.to_string() + "\n"))
+        .await
+        .unwrap();
+    let report = ecom_pipeline::warehouse::verify::verify(store.as_ref(), wh_b)
+        .await
+        .unwrap();
+    assert!(report.ok(), "{:?}", report.differences);
 }
 
 /// Fleet members share the writer lock a lone writer (leases off) holds alone: any number of

@@ -9,12 +9,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use chrono::NaiveDate;
 use ecom_pipeline::config::StreamConfig;
-use ecom_pipeline::store::ObjectStore;
+use ecom_pipeline::store::{sha256_hex, ObjectStore};
 use ecom_pipeline::stream::consumer::Processor;
 use ecom_pipeline::stream::local::LocalLog;
 use ecom_pipeline::stream::StreamLog;
-use ecom_pipeline::warehouse::{self, Warehouse};
+use ecom_pipeline::warehouse::{self, curated_files, Warehouse};
+use ecom_pipeline::zones::curated_key;
 
 mod support {
     pub mod data_api;
@@ -35,6 +37,44 @@ fn event(i: u64) -> (String, Bytes) {
         "session_id": format!("s{}", i % 11),
     });
     (format!("s{}", i % 11), Bytes::from(line.to_string()))
+}
+
+/// Every day of every daily model has its file, and the file holds the model's rows now (not
+/// the rows of some earlier refresh).
+async fn files_match_models(wh: &dyn Warehouse, store: &dyn ObjectStore) {
+    let mut seen = 0;
+    for model in curated_files::daily_models() {
+        let cols: Vec<&str> = model.columns.iter().map(|c| c.0).collect();
+        let cols = cols.join(", ");
+        let day_col = model.day.unwrap_or("day");
+        let days = wh
+            .query(&format!(
+                "SELECT DISTINCT CAST({day_col} AS VARCHAR) FROM {}",
+                model.table()
+            ))
+            .await
+            .unwrap();
+        for d in days {
+            let day = d[0].clone().unwrap();
+            let rows = wh
+                .query(&format!(
+                    "SELECT {cols} FROM {} WHERE {day_col} = CAST('{day}' AS DATE) ORDER BY {cols}",
+                    model.table()
+                ))
+                .await
+                .unwrap();
+            let body = curated_files::encode(&model, &rows).unwrap();
+            let key = curated_key(model.name, day.parse::<NaiveDate>().unwrap());
+            let meta = store.head(&key).await.unwrap().expect(&key);
+            assert_eq!(
+                meta.sha256,
+                sha256_hex(&body),
+                "{key} is not the model's rows"
+            );
+            seen += 1;
+        }
+    }
+    assert!(seen > 0);
 }
 
 async fn count(wh: &dyn Warehouse, sql: &str) -> i64 {
@@ -128,6 +168,7 @@ async fn two_members_load_and_publish_at_once_one_transaction_at_a_time() {
         let meta = store.head(key).await.unwrap().expect(key);
         assert_eq!(Some(meta.sha256.as_str()), f[1].as_deref(), "{key}");
     }
+    files_match_models(&wh_b, store.as_ref()).await;
     // No transaction failed: not on isolation, not on a lock.
     assert_eq!(api.failures(), Vec::<String>::new());
     // And the loads were transactions that began with the lock, their fills in calls before.
@@ -164,7 +205,7 @@ async fn the_curated_hold_is_one_member_s_and_a_lapsed_holder_cannot_commit() {
         "an expired hold is taken over"
     );
     let err = a.execute_tx(write()).await.unwrap_err().to_string();
-    assert!(err.contains("lease lost"), "{err}");
+    assert!(err.contains("hold lost"), "{err}");
     assert_eq!(count(&admin, "SELECT COUNT(*) FROM ops.pruned").await, 1);
     // A lets go of what it no longer holds: B's hold stays B's.
     a.hold_shared(false).await.unwrap();
@@ -176,4 +217,52 @@ async fn the_curated_hold_is_one_member_s_and_a_lapsed_holder_cannot_commit() {
     b.hold_shared(false).await.unwrap();
     assert!(a.hold_shared(true).await.unwrap());
     a.hold_shared(false).await.unwrap();
+}
+
+/// A member's model refresh never commits while another member publishes (holds the hold): it
+/// would mark a day pending that the publication then clears, its file written from the
+/// older rows. The refresh waits for the next cycle instead, its days still dirty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_refresh_commits_while_another_member_publishes() {
+    let Some(dsn) = support::pg::fresh_dsn_with("rs_fleet_refresh", false).await else {
+        return;
+    };
+    let api = DataApi::start(&dsn).await;
+    let (a, b) = (api.fleet_member("a").await, api.fleet_member("b").await);
+    let tmp = tempfile::tempdir().unwrap();
+    let store = ecom_pipeline::store::LocalStore::open(tmp.path()).unwrap();
+    // A STAGING body: the typed events, with their ingestion time.
+    let body: String = (0..40)
+        .map(|i| {
+            let mut v: serde_json::Value = serde_json::from_slice(&event(i).1).unwrap();
+            v["ingestion_time"] = v["event_time"].clone();
+            v.to_string() + "\n"
+        })
+        .collect();
+    let staged = ecom_pipeline::warehouse::StagedFile {
+        key: "staging/events/dt=x/batch.ndjson".into(),
+        entity: "events".into(),
+        sha256: sha256_hex(body.as_bytes()),
+        body: Bytes::from(body.clone()),
+        source: "test".into(),
+        checkpoint: None,
+        columns: None,
+    };
+    b.load(&staged).await.unwrap();
+    let dirty = "SELECT COUNT(*) FROM ops.dirty_partitions";
+    assert!(count(&b, dirty).await > 0);
+    // A publishes (holds the hold); B's refresh in its cycle goes by.
+    assert!(a.hold_shared(true).await.unwrap());
+    let r = warehouse::refresh_models(&b, &store, 1).await.unwrap();
+    assert_eq!(r.recomputed_days, 0, "{r:?}");
+    assert!(
+        count(&b, dirty).await > 0,
+        "the refresh committed under A's hold"
+    );
+    // A is done: B's next refresh recomputes the days and publishes them.
+    a.hold_shared(false).await.unwrap();
+    let r = warehouse::refresh_models(&b, &store, 1).await.unwrap();
+    assert!(r.recomputed_days > 0 && r.curated_files > 0, "{r:?}");
+    assert_eq!(count(&b, dirty).await, 0);
+    files_match_models(&b, &store).await;
 }

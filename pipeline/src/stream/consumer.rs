@@ -22,7 +22,7 @@
 //! process starts from the committed generation: one process, ten `--once` runs or a run with
 //! failures classify every record alike.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -570,6 +570,50 @@ impl Processor {
                     .extend(cuts);
             }
             self.cuts_read.insert(shard.clone());
+        }
+        Ok(())
+    }
+
+    /// Under leases, before each drain reads the checkpoints: shards another instance has
+    /// registered since are dropped, not read. Their new owner cuts from those checkpoints too,
+    /// and the same cut here (judged by this instance's older state) would be written over the
+    /// new owner's committed STAGING object before this load is refused by the fence. (Its
+    /// lease coordinator learns of the loss at its next renewal, seconds later.)
+    async fn drop_taken(&mut self, wh: &dyn Warehouse) -> Result<()> {
+        let Some(f) = self.fleet.as_ref() else {
+            return Ok(());
+        };
+        if f.owned.is_empty() {
+            return Ok(());
+        }
+        let rows = wh
+            .query("SELECT shard, owner, CAST(token AS BIGINT) FROM ops.shard_owners")
+            .await?;
+        let mine: BTreeSet<&str> = rows
+            .iter()
+            .filter_map(|r| match (r.first(), r.get(1), r.get(2)) {
+                (Some(Some(shard)), Some(Some(owner)), Some(Some(token)))
+                    if *owner == f.worker
+                        && f.owned.get(shard).map(u64::to_string).as_deref()
+                            == Some(token.as_str()) =>
+                {
+                    Some(shard.as_str())
+                }
+                _ => None,
+            })
+            .collect();
+        let lost: Vec<String> = f
+            .owned
+            .keys()
+            .filter(|s| !mine.contains(s.as_str()))
+            .cloned()
+            .collect();
+        for s in lost {
+            tracing::warn!(shard = %s, "shard registered to another lease: not read here");
+            if let Some(f) = self.fleet.as_mut() {
+                f.owned.remove(&s);
+            }
+            self.forget(&s);
         }
         Ok(())
     }
@@ -1130,6 +1174,7 @@ impl Processor {
             checkpoints: match wh {
                 Some(w) => {
                     self.restore(store, w).await?;
+                    self.drop_taken(w).await?;
                     let committed = checkpoints(w).await?;
                     self.read_uncommitted_cuts(store, &log.shards(), &committed)
                         .await?;

@@ -16,6 +16,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
 use arrow_array::{ArrayRef, Date32Array, Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
@@ -45,6 +46,21 @@ pub struct Published {
 /// The models written as files: the daily ones.
 pub fn daily_models() -> impl Iterator<Item = ModelSpec> {
     MODEL_SPECS.into_iter().filter(|m| m.is_daily())
+}
+
+/// `write`, unless it outlasts `left` (what remains of a fleet's publication hold).
+async fn within<T>(
+    left: Duration,
+    write: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    if left == Duration::MAX {
+        return write.await;
+    }
+    tokio::time::timeout(left, write).await.map_err(|_| {
+        Error::Warehouse(
+            "a CURATED write outlasted the publication's hold: the publication stops".into(),
+        )
+    })?
 }
 
 /// Days whose files are still to be written.
@@ -85,6 +101,9 @@ pub async fn publish(wh: &dyn Warehouse, store: &dyn ObjectStore) -> Result<Publ
     let (mut gone, mut rows_sql) = (Vec::new(), Vec::new());
     for model in daily_models() {
         let mut by_day: BTreeMap<NaiveDate, TextRows> = BTreeMap::new();
+        if wh.shared() {
+            wh.keep_shared().await?;
+        }
         for row in wh.query(&pending_sql(&model)).await? {
             let day = row
                 .first()
@@ -97,15 +116,18 @@ pub async fn publish(wh: &dyn Warehouse, store: &dyn ObjectStore) -> Result<Publ
         for day in &pending {
             let key = curated_key(model.name, *day);
             let quoted = literal(&Cell::Text(key.clone()));
-            // A fleet's publication goes on only while it still holds the publication: one
-            // whose hold lapsed could overwrite a newer file with its older rows.
-            if wh.shared() {
-                wh.keep_shared().await?;
-            }
+            // A fleet's publication writes only while it surely holds the publication, each
+            // write bounded by what is left of the hold: one whose hold lapsed could overwrite
+            // a newer file with its older rows.
+            let left = if wh.shared() {
+                wh.keep_shared().await?
+            } else {
+                Duration::MAX
+            };
             let Some(rows) = by_day.remove(day) else {
                 // Deleted whether or not the ledger knows it: a put whose ledger row never
                 // committed leaves no file behind.
-                store.delete(&key).await?;
+                within(left, store.delete(&key)).await?;
                 if written.contains_key(&key) {
                     out.removed += 1;
                     gone.push(quoted);
@@ -117,12 +139,14 @@ pub async fn publish(wh: &dyn Warehouse, store: &dyn ObjectStore) -> Result<Publ
             // The same rows give the same file: not written again while the one there is
             // intact (a HEAD, far cheaper than a PUT of the day).
             if written.get(&key) == Some(&sha)
-                && store.head(&key).await?.is_some_and(|m| m.sha256 == sha)
+                && within(left, store.head(&key))
+                    .await?
+                    .is_some_and(|m| m.sha256 == sha)
             {
                 continue;
             }
             let bytes = body.len();
-            store.put(&key, bytes::Bytes::from(body)).await?;
+            within(left, store.put(&key, bytes::Bytes::from(body))).await?;
             gone.push(quoted.clone());
             rows_sql.push(format!(
                 "({quoted}, 'curated', {}, {}, {bytes}, {}, 'models', 'written', {now})",

@@ -10,11 +10,14 @@
 //! <https://docs.aws.amazon.com/redshift/latest/dg/c_serial_isolation.html>): the transaction's
 //! snapshot is taken after the wait, so it sees the last holder's commit.
 //!
-//! A hold is a row: its holder (the instance and a fresh nonce per take) and an expiry. Taken
-//! only when free or expired, renewed by its holder, and checked in the holder's commit: an
-//! instance whose hold expired (paused past it) cannot commit under it. The expiry is written
-//! from the holder's clock and read against the others': hosts are assumed within `MARGIN` of
-//! each other (NTP keeps them within milliseconds).
+//! A hold is a row: its holder (the instance and a fresh nonce per take) and an expiry, as long
+//! as a shard lease (`stream.kinesis.leases.lease_secs`: a killed member's hold is taken over
+//! as soon as its shards are). Taken only when free or expired, renewed in the background by its
+//! holder every third of it, and checked in the holder's commits: an instance whose hold expired
+//! (paused past it) cannot commit under it, and stops writing files a third of it before (its
+//! own clocks). The expiry is written from the holder's clock and read against the others':
+//! hosts are assumed within a third of a hold of each other (NTP keeps them within
+//! milliseconds).
 
 use std::time::Duration;
 
@@ -26,18 +29,21 @@ use super::Cell;
 /// The table every fleet transaction locks first, whose rows are the named holds.
 pub const TABLE: &str = "ops.fleet_locks";
 
+/// What a statement refused for a lapsed hold says first.
+pub const HOLD_LOST: &str = "hold lost";
+
 /// The hold the CURATED publication takes.
 pub const CURATED: &str = "curated";
 
-/// How long a hold lasts unless renewed: far longer than a renewal's round trip, short enough
-/// that a killed instance's publication is taken over within minutes.
-pub const HOLD: Duration = Duration::from_secs(300);
+/// The longest a hold can be (the longest lease): an operator's command waits this long at
+/// most for another member's.
+pub const LONGEST: Duration = Duration::from_secs(3600);
 
-/// A holder renews once this much of its hold has gone ...
-pub const RENEW_AFTER: Duration = Duration::from_secs(120);
-
-/// ... and stops (its work is abandoned, done again next time) once fewer than this remain.
-pub const MARGIN: Duration = Duration::from_secs(30);
+/// A holder renews every `renew_every(hold)`, and stops its work (abandoned, done again next
+/// time) once less than that is left since its last renewal.
+pub fn renew_every(hold: Duration) -> Duration {
+    hold / 3
+}
 
 /// The table (created before anything else of a fleet's, so its lock can come first).
 pub fn ddl() -> Vec<String> {
@@ -59,14 +65,14 @@ fn text(s: &str) -> String {
     literal(&Cell::Text(s.to_string()))
 }
 
-fn until(now: DateTime<Utc>) -> String {
-    let hold = chrono::Duration::from_std(HOLD).unwrap_or(chrono::Duration::MAX);
+fn until(now: DateTime<Utc>, hold: Duration) -> String {
+    let hold = chrono::Duration::from_std(hold).unwrap_or(chrono::Duration::MAX);
     literal(&Cell::Time(now + hold))
 }
 
 /// Take `name` for `holder` when it is free or expired (one transaction; whether it was taken
 /// is read afterwards with `holder_sql`).
-pub fn take_sql(name: &str, holder: &str, now: DateTime<Utc>) -> Vec<String> {
+pub fn take_sql(name: &str, holder: &str, now: DateTime<Utc>, hold: Duration) -> Vec<String> {
     let (n, h) = (text(name), text(holder));
     vec![
         serialise(),
@@ -77,7 +83,7 @@ pub fn take_sql(name: &str, holder: &str, now: DateTime<Utc>) -> Vec<String> {
         format!(
             "UPDATE {TABLE} SET holder = {h}, expires_at = {} WHERE name = {n} \
              AND (holder IS NULL OR expires_at < {})",
-            until(now),
+            until(now, hold),
             literal(&Cell::Time(now))
         ),
     ]
@@ -93,7 +99,8 @@ pub fn holder_sql(name: &str) -> String {
 
 /// A statement that fails its transaction unless `holder` still holds `name` at `now`.
 pub fn held_sql(name: &str, holder: &str, now: DateTime<Utc>) -> String {
-    schema::assert_sql(
+    schema::assert_sql_as(
+        HOLD_LOST,
         &format!(
             "EXISTS (SELECT 1 FROM {TABLE} WHERE name = {} AND holder = {} AND expires_at > {})",
             text(name),
@@ -105,13 +112,13 @@ pub fn held_sql(name: &str, holder: &str, now: DateTime<Utc>) -> String {
 }
 
 /// Extend `holder`'s hold of `name` (the transaction fails if it was lost meanwhile).
-pub fn renew_sql(name: &str, holder: &str, now: DateTime<Utc>) -> Vec<String> {
+pub fn renew_sql(name: &str, holder: &str, now: DateTime<Utc>, hold: Duration) -> Vec<String> {
     vec![
         serialise(),
         held_sql(name, holder, now),
         format!(
             "UPDATE {TABLE} SET expires_at = {} WHERE name = {} AND holder = {}",
-            until(now),
+            until(now, hold),
             text(name),
             text(holder)
         ),

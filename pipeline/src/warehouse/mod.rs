@@ -167,8 +167,10 @@ pub trait Warehouse: Send + Sync {
 
     /// Between the steps of work under `hold_shared`: renew the hold where it would expire,
     /// and fail where it is lost (the work stops; what it left undone is done again next time).
-    fn keep_shared(&self) -> BoxFuture<'_, Result<()>> {
-        Box::pin(async { Ok(()) })
+    /// The answer is how long the hold is sure to last (`Duration::MAX`: as long as this
+    /// instance lives): the next step must end within it.
+    fn keep_shared(&self) -> BoxFuture<'_, Result<std::time::Duration>> {
+        Box::pin(async { Ok(std::time::Duration::MAX) })
     }
 
     /// Whether other instances write this warehouse beside this one (`hold_shared` locks).
@@ -191,28 +193,49 @@ pub async fn checkpoints(wh: &dyn Warehouse) -> Result<std::collections::BTreeMa
         .collect())
 }
 
-/// The CURATED publication, one instance at a time.
+/// `work` (a model refresh and the CURATED publication after it) under the hold the instances
+/// sharing this warehouse take, so no other instance's refresh commits between a publication's
+/// read of the pending days and its commit (a day it marked pending again would be cleared with
+/// older rows). `wait`: an operator's command waits for another holder (Redshift: polled,
+/// within the hold's expiry); a cycle does not: None, its days stay dirty or pending for the
+/// next refresh. Where one instance writes, `work` just runs.
+async fn exclusive<T>(
+    wh: &dyn Warehouse,
+    wait: bool,
+    work: impl std::future::Future<Output = Result<T>>,
+) -> Result<Option<T>> {
+    if !wh.shared() {
+        return work.await.map(Some);
+    }
+    let deadline = std::time::Instant::now() + fleet_lock::LONGEST;
+    while !wh.hold_shared(true).await? {
+        if !wait {
+            tracing::debug!("another instance refreshes CURATED now; the days wait for the next");
+            return Ok(None);
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(Error::Warehouse(
+                "another instance has held the CURATED refresh past its expiry".into(),
+            ));
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+    let done = work.await;
+    let released = wh.hold_shared(false).await;
+    let done = done?;
+    released?;
+    Ok(Some(done))
+}
+
+/// The CURATED publication (within `exclusive` where instances share the warehouse).
 async fn publish(
     wh: &dyn Warehouse,
     store: &dyn crate::store::ObjectStore,
 ) -> Result<curated_files::Published> {
-    if !wh.shared() {
-        return curated_files::publish(wh, store).await;
+    if wh.shared() {
+        wh.keep_shared().await?;
     }
-    // Nothing pending: no lock taken (a fleet's instances would queue on it every drain). A
-    // day that turns pending just after is published by the next refresh.
-    if curated_files::pending_days(wh).await?.is_empty() {
-        return Ok(curated_files::Published::default());
-    }
-    if !wh.hold_shared(true).await? {
-        tracing::debug!("another instance publishes CURATED now; pending days wait for the next");
-        return Ok(curated_files::Published::default());
-    }
-    let published = curated_files::publish(wh, store).await;
-    let released = wh.hold_shared(false).await;
-    let published = published?;
-    released?;
-    Ok(published)
+    curated_files::publish(wh, store).await
 }
 
 /// `load_group` for a backend that loads one file a transaction: the file, then its stream
@@ -282,7 +305,7 @@ pub async fn open(
                 postgres::PostgresWarehouse::connect(&config.warehouse.postgres, writer).await?;
             if !read_only {
                 wh.tx(schema::ddl(schema::Dialect::Redshift)).await?;
-                migrate::migrate(&wh, schema::Dialect::Redshift).await?;
+                migrate_shared(&wh).await?;
             }
             Ok(Some(Arc::new(wh)))
         }
@@ -300,15 +323,33 @@ pub async fn open(
             }
             let leases = &config.stream.kinesis.leases;
             if leases.enabled && !read_only {
-                wh = wh.in_fleet(&leases.worker());
+                wh = wh.in_fleet(
+                    &leases.worker(),
+                    std::time::Duration::from_secs(leases.lease_secs),
+                );
             }
             if !read_only {
                 wh.create_tables().await?;
-                migrate::migrate(&wh, schema::Dialect::Redshift).await?;
+                migrate_shared(&wh).await?;
             }
             Ok(Some(Arc::new(wh)))
         }
     }
+}
+
+/// Migrate a warehouse other instances may be migrating too: two that start together both read
+/// the columns before either adds them, and the second's `ADD COLUMN` fails; once more, it reads
+/// them added.
+async fn migrate_shared(wh: &dyn Warehouse) -> Result<()> {
+    if let Err(e) = migrate::migrate(wh, schema::Dialect::Redshift).await {
+        if !wh.shared() {
+            return Err(e);
+        }
+        tracing::info!(error = %e, "migration raced another instance's; once more");
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        migrate::migrate(wh, schema::Dialect::Redshift).await?;
+    }
+    Ok(())
 }
 
 /// Parse a STAGING NDJSON body into scratch-table rows (the spec's columns, then the source key
@@ -521,6 +562,23 @@ pub async fn refresh_models(
     store: &dyn crate::store::ObjectStore,
     lookback: u32,
 ) -> Result<RefreshReport> {
+    // Nothing to do: no hold taken (a fleet's instances would queue on it every cycle).
+    if wh.shared()
+        && dirty_days(wh).await?.is_empty()
+        && curated_files::pending_days(wh).await?.is_empty()
+    {
+        return Ok(RefreshReport::default());
+    }
+    Ok(exclusive(wh, false, refresh_dirty(wh, store, lookback))
+        .await?
+        .unwrap_or_default())
+}
+
+async fn refresh_dirty(
+    wh: &dyn Warehouse,
+    store: &dyn crate::store::ObjectStore,
+    lookback: u32,
+) -> Result<RefreshReport> {
     let dirty = dirty_days(wh).await?;
     if dirty.is_empty() {
         let files = publish(wh, store).await?.files;
@@ -558,9 +616,12 @@ pub async fn backfill(
         )));
     }
     let days: BTreeSet<NaiveDate> = from.iter_days().take_while(|d| *d <= to).collect();
-    wh.execute_tx(models::refresh_sql(wh.dialect(), &days))
-        .await?;
-    let files = publish(wh, store).await?.files;
+    let work = async {
+        wh.execute_tx(models::refresh_sql(wh.dialect(), &days))
+            .await?;
+        publish(wh, store).await
+    };
+    let files = exclusive(wh, true, work).await?.unwrap_or_default().files;
     Ok(RefreshReport {
         dirty_days: 0,
         recomputed_days: days.len(),

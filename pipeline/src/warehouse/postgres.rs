@@ -281,7 +281,7 @@ impl Warehouse for PostgresWarehouse {
     }
 
     /// The session lock lives as long as the connection: gone with it, never renewed.
-    fn keep_shared(&self) -> BoxFuture<'_, Result<()>> {
+    fn keep_shared(&self) -> BoxFuture<'_, Result<std::time::Duration>> {
         Box::pin(async move {
             let open = self
                 .client
@@ -298,7 +298,7 @@ impl Warehouse for PostgresWarehouse {
                         .into(),
                 ));
             }
-            Ok(())
+            Ok(std::time::Duration::MAX)
         })
     }
 

@@ -97,19 +97,59 @@ pub fn fleet_calls(fill: Vec<String>, tx: Vec<String>) -> Result<Vec<Vec<String>
     Ok(calls)
 }
 
-/// This instance in a fleet: who it is, and the CURATED hold while it has one.
+/// How a call in a session went wrong.
+enum CallError {
+    /// The service refused the request: nothing ran.
+    NotSent(Error),
+    /// It ran and FAILED or was ABORTED: its batch rolled back, the session is usable.
+    RolledBack(Error),
+    /// Its end is unknown (a poll failed, the timeout came): it may still be running.
+    Unknown(Error),
+}
+
+/// This instance in a fleet: who it is, how long its holds last, and the CURATED hold while it
+/// has one.
 #[derive(Debug)]
 struct Fleet {
     worker: String,
+    hold_for: Duration,
     hold: tokio::sync::Mutex<Option<Hold>>,
 }
 
-/// A hold of this instance: its holder string (fresh per take) and when it was last taken or
-/// renewed, measured from before the request (so the local view of its expiry is early).
+/// When a hold was last taken or renewed, measured before the request (so the local view of its
+/// expiry is early), by the monotonic clock and by the wall clock (which also runs while the
+/// host is suspended).
+type Renewed = std::sync::Arc<std::sync::Mutex<(Instant, chrono::DateTime<chrono::Utc>)>>;
+
+/// A hold of this instance: its holder string (fresh per take), its last renewal, and the task
+/// that renews it (stopped when the hold is let go or dropped).
 #[derive(Debug)]
 struct Hold {
     holder: String,
-    since: Instant,
+    renewed: Renewed,
+    beat: tokio::task::AbortHandle,
+}
+
+impl Hold {
+    /// How long the hold is surely this instance's still (zero: no longer): its length less a
+    /// renewal period, from the last renewal.
+    fn left(&self, hold_for: Duration) -> Duration {
+        let (since, since_wall) = *self
+            .renewed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let wall = (chrono::Utc::now() - since_wall)
+            .to_std()
+            .unwrap_or(Duration::ZERO);
+        let age = since.elapsed().max(wall);
+        hold_for.saturating_sub(fleet_lock::renew_every(hold_for) + age)
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        self.beat.abort();
+    }
 }
 
 /// Where COPY reads STAGING objects: the S3 store's bucket and prefix, and the role to assume.
@@ -233,10 +273,11 @@ impl RedshiftWarehouse {
     }
 
     /// One of a fleet (`worker`: its lease owner name): transactions serialised, CURATED
-    /// published under a hold.
-    pub fn in_fleet(mut self, worker: &str) -> RedshiftWarehouse {
+    /// refreshed under a hold of `hold_for` (its shard leases' length).
+    pub fn in_fleet(mut self, worker: &str, hold_for: Duration) -> RedshiftWarehouse {
         self.fleet = Some(std::sync::Arc::new(Fleet {
             worker: worker.to_string(),
+            hold_for,
             hold: Default::default(),
         }));
         self
@@ -257,19 +298,70 @@ impl RedshiftWarehouse {
         self.execute_tx(schema::ddl(Dialect::Redshift)).await
     }
 
-    /// Take the CURATED hold, unless another live instance has it (false: not waited for).
+    /// Take the CURATED hold, unless another live instance has it (false: not waited for),
+    /// and start renewing it.
     async fn take_hold(&self, fleet: &Fleet) -> Result<bool> {
         let holder = format!("{}/{:016x}", fleet.worker, rand::random::<u64>());
-        let since = Instant::now();
-        self.batch(fleet_lock::take_sql(CURATED, &holder, chrono::Utc::now()))
-            .await?;
-        let rows = self.query(&fleet_lock::holder_sql(CURATED)).await?;
+        let (since, since_wall) = (Instant::now(), chrono::Utc::now());
+        self.batch(fleet_lock::take_sql(
+            CURATED,
+            &holder,
+            since_wall,
+            fleet.hold_for,
+        ))
+        .await?;
+        let rows = match self.query(&fleet_lock::holder_sql(CURATED)).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                // Perhaps taken, unknown to us: let it go rather than leave it to its expiry.
+                let _ = self.batch(fleet_lock::release_sql(CURATED, &holder)).await;
+                return Err(e);
+            }
+        };
         let now = rows.first().and_then(|r| r.first().cloned().flatten());
         if now.as_deref() != Some(holder.as_str()) {
-            tracing::debug!(holder = ?now, "the CURATED publication is another instance's now");
+            tracing::debug!(holder = ?now, "the CURATED refresh is another instance's now");
             return Ok(false);
         }
-        *fleet.hold.lock().await = Some(Hold { holder, since });
+        let renewed: Renewed = std::sync::Arc::new(std::sync::Mutex::new((since, since_wall)));
+        // Renewed apart from the work, so no step of it has to be short; a renewal refused (the
+        // hold taken over) or failing leaves `left` to run out, and the work stops.
+        let (wh, name, last, every) = (
+            RedshiftWarehouse {
+                fleet: None,
+                ..self.clone()
+            },
+            holder.clone(),
+            renewed.clone(),
+            fleet_lock::renew_every(fleet.hold_for),
+        );
+        let hold_for = fleet.hold_for;
+        let beat = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let (since, since_wall) = (Instant::now(), chrono::Utc::now());
+                match wh
+                    .batch(fleet_lock::renew_sql(CURATED, &name, since_wall, hold_for))
+                    .await
+                {
+                    Ok(_) => {
+                        *last
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                            (since, since_wall)
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, holder = %name, "CURATED hold not renewed")
+                    }
+                }
+            }
+        })
+        .abort_handle();
+        *fleet.hold.lock().await = Some(Hold {
+            holder,
+            renewed,
+            beat,
+        });
         Ok(true)
     }
 
@@ -285,9 +377,11 @@ impl RedshiftWarehouse {
         Ok(id)
     }
 
-    /// Run `calls` (from `session_calls`): one call as a plain batch; more in this warehouse's
-    /// session, started by the first call that needs one. A failed call drops the session (it
-    /// may be closed or in an aborted transaction); the next load starts a fresh one.
+    /// Run `calls` (from `session_calls` or `fleet_calls`): one call as a plain batch; more in
+    /// this warehouse's session, started by the first call that needs one. A call that FAILED
+    /// rolled back whole and keeps the session (the next load recreates its scratch); any other
+    /// failure drops it (it may be closed, or still running a statement), and the next load
+    /// starts a fresh one: a member refused again and again never piles up open sessions.
     pub async fn run_calls(&self, calls: Vec<Vec<String>>) -> Result<()> {
         if calls.len() <= 1 {
             for sqls in calls {
@@ -300,24 +394,31 @@ impl RedshiftWarehouse {
             *session = None;
         }
         let reused = session.is_some();
-        let first = calls.first().cloned().unwrap_or_default();
         for (i, sqls) in calls.into_iter().enumerate() {
             let mut result = self.session_batch(&mut session, sqls.clone()).await;
-            if i == 0 && reused && result.is_err() {
-                // The reused session may have been closed by the service; the first call only
-                // (re)creates the temporary scratch, so it is safe to run again on a new one.
+            if let (0, true, Err(CallError::NotSent(_))) = (i, reused, &result) {
+                // The service closed the reused session and refused the call unrun: send it
+                // again on a new one.
                 *session = None;
-                result = self.session_batch(&mut session, first.clone()).await;
+                result = self.session_batch(&mut session, sqls).await;
             }
-            if let Err(e) = result {
-                *session = None;
-                return Err(e);
+            match result {
+                Ok(()) => {}
+                Err(CallError::RolledBack(e)) => return Err(e),
+                Err(CallError::NotSent(e) | CallError::Unknown(e)) => {
+                    *session = None;
+                    return Err(e);
+                }
             }
         }
         Ok(())
     }
 
-    async fn session_batch(&self, session: &mut Option<Session>, sqls: Vec<String>) -> Result<()> {
+    async fn session_batch(
+        &self,
+        session: &mut Option<Session>,
+        sqls: Vec<String>,
+    ) -> std::result::Result<(), CallError> {
         let req = self.client.batch_execute_statement().set_sqls(Some(sqls));
         // In a session the statement goes by its id alone, as the documented example
         // (`--session-id`) does; the connection settings are the session's.
@@ -331,10 +432,12 @@ impl RedshiftWarehouse {
         let out = req
             .send()
             .await
-            .map_err(|e| aws("BatchExecuteStatement", e))?;
+            .map_err(|e| CallError::NotSent(aws("BatchExecuteStatement", e)))?;
         if session.is_none() {
             let id = out.session_id().map(str::to_string).ok_or_else(|| {
-                Error::Warehouse("the Data API started no session (no SessionId returned)".into())
+                CallError::Unknown(Error::Warehouse(
+                    "the Data API started no session (no SessionId returned)".into(),
+                ))
             })?;
             *session = Some(Session {
                 id,
@@ -342,11 +445,15 @@ impl RedshiftWarehouse {
                 used: Instant::now(),
             });
         }
-        let waited = self.wait(out.id().unwrap_or_default()).await;
+        let waited = self.settle(out.id().unwrap_or_default()).await;
         if let Some(s) = session.as_mut() {
             s.used = Instant::now();
         }
-        waited.map(|_| ())
+        match waited {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(CallError::RolledBack(e)),
+            Err(e) => Err(CallError::Unknown(e)),
+        }
     }
 
     /// Run one statement; returns its id and whether it has a result set.
@@ -363,23 +470,32 @@ impl RedshiftWarehouse {
 
     /// Poll until FINISHED (returns has_result_set), FAILED, ABORTED or the timeout.
     async fn wait(&self, id: &str) -> Result<bool> {
+        self.settle(id).await?
+    }
+
+    /// `wait`, telling a statement that ended in FAILED or ABORTED (the inner error: its batch
+    /// rolled back whole) from one whose end is unknown (the outer: a poll failed, or the
+    /// timeout came).
+    async fn settle(&self, id: &str) -> Result<Result<bool>> {
         let start = Instant::now();
         let mut delay = self.poll_first;
         loop {
             match self.client.describe_statement().id(id).send().await {
                 Ok(d) => match d.status() {
-                    Some(StatusString::Finished) => return Ok(d.has_result_set().unwrap_or(false)),
+                    Some(StatusString::Finished) => {
+                        return Ok(Ok(d.has_result_set().unwrap_or(false)))
+                    }
                     Some(StatusString::Failed) => {
-                        return Err(Error::Warehouse(format!(
+                        return Ok(Err(Error::Warehouse(format!(
                             "Redshift statement {id} FAILED: {}",
                             d.error().unwrap_or("no error text")
-                        )))
+                        ))))
                     }
                     Some(StatusString::Aborted) => {
-                        return Err(Error::Warehouse(format!(
+                        return Ok(Err(Error::Warehouse(format!(
                             "Redshift statement {id} ABORTED{}",
                             d.error().map(|e| format!(": {e}")).unwrap_or_default()
-                        )))
+                        ))))
                     }
                     _ => {}
                 },
@@ -556,40 +672,27 @@ impl Warehouse for RedshiftWarehouse {
         })
     }
 
-    /// Renewed once `RENEW_AFTER` has gone; given up (an error) once too little of it is left
-    /// to be sure no other instance has taken it.
-    fn keep_shared(&self) -> BoxFuture<'_, Result<()>> {
+    /// What is left of the hold (renewed in the background); an error once it is gone.
+    fn keep_shared(&self) -> BoxFuture<'_, Result<Duration>> {
         Box::pin(async move {
             let Some(fleet) = &self.fleet else {
-                return Ok(());
+                return Ok(Duration::MAX);
             };
-            let mut hold = fleet.hold.lock().await;
-            let Some(h) = hold.as_mut() else {
+            let hold = fleet.hold.lock().await;
+            let Some(h) = hold.as_ref() else {
                 return Err(Error::Warehouse(
-                    "the CURATED publication runs without its hold".into(),
+                    "the CURATED refresh runs without its hold".into(),
                 ));
             };
-            let age = h.since.elapsed();
-            if age < fleet_lock::RENEW_AFTER {
-                return Ok(());
-            }
-            if age + fleet_lock::MARGIN >= fleet_lock::HOLD {
+            let left = h.left(fleet.hold_for);
+            if left.is_zero() {
                 return Err(Error::Warehouse(format!(
-                    "the CURATED hold of {} lapsed ({}s old): the publication stops, its days \
-                     stay pending",
-                    h.holder,
-                    age.as_secs()
+                    "the CURATED hold of {} lapsed (not renewed): the work under it stops, its \
+                     days stay dirty or pending",
+                    h.holder
                 )));
             }
-            let since = Instant::now();
-            self.batch(fleet_lock::renew_sql(
-                CURATED,
-                &h.holder,
-                chrono::Utc::now(),
-            ))
-            .await?;
-            h.since = since;
-            Ok(())
+            Ok(left)
         })
     }
 }

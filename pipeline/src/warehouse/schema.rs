@@ -600,8 +600,13 @@ pub fn stream_state_sql(g: u64) -> Vec<String> {
 const FENCED: &str = "lease lost";
 
 /// A statement that fails, aborting its transaction, unless `condition` holds.
-pub(crate) fn assert_sql(condition: &str, why: &str) -> String {
-    let why = literal(&super::Cell::Text(format!("{FENCED}: {why}")));
+fn assert_sql(condition: &str, why: &str) -> String {
+    assert_sql_as(FENCED, condition, why)
+}
+
+/// `assert_sql` whose failure says `what` first.
+pub(crate) fn assert_sql_as(what: &str, condition: &str, why: &str) -> String {
+    let why = literal(&super::Cell::Text(format!("{what}: {why}")));
     format!("SELECT CAST(CASE WHEN {condition} THEN '0' ELSE {why} END AS BIGINT)")
 }
 

@@ -11,9 +11,16 @@
 //! it); `SessionKeepAliveSeconds` starts a session whose connection later calls reuse by
 //! `SessionId`, one statement at a time (a busy session refuses another); statements run
 //! asynchronously (SUBMITTED, STARTED, then FINISHED, FAILED or ABORTED for DescribeStatement).
-//! Transactions run SERIALIZABLE, Redshift's isolation for provisioned clusters
-//! (<https://docs.aws.amazon.com/redshift/latest/dg/c_serial_isolation.html>), and string
+//! Transactions run SERIALIZABLE, the stricter of Redshift's two isolation levels (new clusters
+//! and workgroups default to SNAPSHOT ISOLATION;
+//! <https://docs.aws.amazon.com/redshift/latest/dg/c_serial_isolation.html>), and string
 //! literals read backslashes as Redshift does (`standard_conforming_strings = off`).
+//!
+//! Where it is still PostgreSQL, not Redshift: conflicts are found per row (Redshift: per
+//! table), primary keys are enforced (Redshift: not), CancelStatement cancels nothing, sessions
+//! never expire, and every member reads one clock. Redshift's per-table checks are coarser, so
+//! a run without conflicts here does not prove one there: the fleet's `LOCK` first is what
+//! rules them out on both.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -101,12 +108,14 @@ impl DataApi {
         wh
     }
 
-    /// A fleet member's Redshift warehouse on this server, as `worker` (tables created).
+    /// A fleet member's Redshift warehouse on this server, as `worker` (tables created), its
+    /// holds as long as the default lease.
     pub async fn fleet_member(&self, worker: &str) -> RedshiftWarehouse {
+        let lease = ecom_pipeline::config::LeaseConfig::default().lease_secs;
         let wh = RedshiftWarehouse::connect(&self.config())
             .await
             .unwrap()
-            .in_fleet(worker);
+            .in_fleet(worker, std::time::Duration::from_secs(lease));
         wh.create_tables().await.unwrap();
         wh
     }

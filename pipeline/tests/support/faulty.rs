@@ -233,7 +233,7 @@ impl Warehouse for FaultyWarehouse {
     fn hold_shared(&self, hold: bool) -> BoxFuture<'_, Result<bool>> {
         self.inner.hold_shared(hold)
     }
-    fn keep_shared(&self) -> BoxFuture<'_, Result<()>> {
+    fn keep_shared(&self) -> BoxFuture<'_, Result<std::time::Duration>> {
         self.inner.keep_shared()
     }
     fn shared(&self) -> bool {
