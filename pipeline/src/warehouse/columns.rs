@@ -196,6 +196,30 @@ pub fn keys_distinct<'b>(spec: &TableSpec, batches: impl Iterator<Item = &'b Rec
     true
 }
 
+/// The rows of `batches` whose text key (column `at`) no earlier row has: the first copy of each
+/// id, in order — what the exact path keeps (`ROW_NUMBER` over the ordinal, then `ON CONFLICT DO
+/// NOTHING`). None where a key is null or not text (the exact path decides those).
+pub fn first_copies(batches: &[&RecordBatch], at: usize) -> Result<Option<Vec<RecordBatch>>> {
+    let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    let mut out = Vec::with_capacity(batches.len());
+    for b in batches {
+        let Some(ids) = b.column(at).as_any().downcast_ref::<StringArray>() else {
+            return Ok(None);
+        };
+        if ids.null_count() > 0 {
+            return Ok(None);
+        }
+        let keep: duckdb::arrow::array::BooleanArray = (0..b.num_rows())
+            .map(|r| Some(seen.insert(ids.value(r))))
+            .collect();
+        out.push(
+            duckdb::arrow::compute::filter_record_batch(b, &keep)
+                .map_err(|e| Error::Invalid(format!("first copies: {e}")))?,
+        );
+    }
+    Ok(Some(out))
+}
+
 /// The days (UTC) of a timestamp column `at` across `batches`.
 pub fn days_of<'b>(
     batches: impl Iterator<Item = &'b RecordBatch>,
@@ -329,6 +353,29 @@ mod tests {
         let err = cells_of(&b).unwrap_err().to_string();
         assert!(err.contains("outside the timestamps"), "{err}");
         assert!(days_of([&b].into_iter(), 0).is_err());
+    }
+
+    #[test]
+    fn first_copies_keep_each_id_once_in_order() {
+        let batch = |ids: &[&str]| {
+            let arr: ArrayRef = Arc::new(StringArray::from(ids.to_vec()));
+            let n: ArrayRef = Arc::new(Int64Array::from((0..ids.len() as i64).collect::<Vec<_>>()));
+            RecordBatch::try_from_iter([("id", arr), ("n", n)]).unwrap()
+        };
+        let (a, b) = (batch(&["x", "y", "x"]), batch(&["z", "y", "w"]));
+        let out = first_copies(&[&a, &b], 0).unwrap().unwrap();
+        let ids = |r: &RecordBatch| {
+            let c = r.column(0).as_any().downcast_ref::<StringArray>().unwrap();
+            let n = r.column(1).as_any().downcast_ref::<Int64Array>().unwrap();
+            (0..r.num_rows())
+                .map(|i| format!("{}{}", c.value(i), n.value(i)))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(&out[0]), ["x0", "y1"]);
+        assert_eq!(ids(&out[1]), ["z0", "w2"]);
+        let nulls: ArrayRef = Arc::new(StringArray::from(vec![Some("x"), None]));
+        let with_null = RecordBatch::try_from_iter([("id", nulls)]).unwrap();
+        assert!(first_copies(&[&with_null], 0).unwrap().is_none());
     }
 
     #[test]

@@ -308,19 +308,38 @@ impl DuckWarehouse {
             };
             // Only where every column is read from the file (no derived or first-loaded value
             // the scratch path would fill in).
-            let direct = keys == schema::Keys::DistinctNew
+            let events = new_keys
                 && spec.entity == schema::EVENTS.entity
                 && spec.fields().count() == spec.columns.len();
-            if direct {
+            // An id twice in the group (a resend past the dedup window, both copies here): its
+            // first copy is what the exact path would keep, so the group keeps only first
+            // copies and still goes in directly.
+            let firsts = match (events, keys) {
+                (true, schema::Keys::DistinctNew) => Some(
+                    loaded()
+                        .map(|(_, c)| c.clone())
+                        .collect::<Vec<RecordBatch>>(),
+                ),
+                (true, schema::Keys::MayRepeat) if spec.key == ["event_id"] => {
+                    let at = spec
+                        .fields()
+                        .position(|c| c.name == "event_id")
+                        .ok_or_else(|| Error::Invalid("events have no event_id".into()))?;
+                    let all: Vec<&RecordBatch> = loaded().map(|(_, c)| c).collect();
+                    columns::first_copies(&all, at)?
+                }
+                _ => None,
+            };
+            if let Some(firsts) = firsts {
                 // New events need no scratch table: straight into the table (the primary key
                 // refuses one already there), then their days are marked dirty.
-                append_events(&tx, spec, loaded().map(|(_, c)| c))?;
+                append_events(&tx, spec, firsts.iter())?;
                 phases[0] = t0.elapsed().as_millis();
                 let at = spec
                     .fields()
                     .position(|c| c.name == "event_time")
                     .ok_or_else(|| Error::Invalid("events have no event_time".into()))?;
-                let days = columns::days_of(loaded().map(|(_, c)| c), at)?;
+                let days = columns::days_of(firsts.iter(), at)?;
                 run_all(
                     &tx,
                     &schema::mark_days_dirty(&days)
@@ -612,6 +631,58 @@ mod tests {
             [("e1", "1"), ("e2", "1"), ("e3", "9")].map(|(a, b)| (a.to_string(), b.to_string()))
         );
         assert_eq!(table_rows(&wh, "ops.ledger").await.unwrap(), 2);
+    }
+
+    /// An id twice in one group (both copies of a resend past the dedup window): the group still
+    /// goes in directly, as its first copies. Shown by a group whose repeat sits beside an id
+    /// already in the table: the direct attempt is refused by the key (the scratch path, which
+    /// such groups took before, would have taken it), then the exact path keeps first copies.
+    #[tokio::test]
+    async fn an_id_twice_in_a_group_goes_in_directly_as_its_first_copy() {
+        let wh = DuckWarehouse::in_memory().unwrap();
+        let body = |ids: &[(&str, i64)]| events_body(ids);
+        wh.load(&file(
+            "events",
+            "staging/events/a.ndjson",
+            &body(&[("e1", 1), ("e2", 1)]),
+        ))
+        .await
+        .unwrap();
+        let direct = |files: Vec<StagedFile>| {
+            let mut conn = wh.conn.lock().unwrap();
+            let parsed: Vec<_> = files.iter().map(|f| f.columns().unwrap()).collect();
+            DuckWarehouse::group_tx(&mut conn, &files, &parsed, &parsed[0].0, true)
+        };
+        let b = file(
+            "events",
+            "staging/events/b.ndjson",
+            &body(&[("e3", 9), ("e4", 9)]),
+        );
+        let c = file(
+            "events",
+            "staging/events/c.ndjson",
+            &body(&[("e3", 7), ("e5", 7)]),
+        );
+        direct(vec![b, c]).unwrap();
+        let d = file(
+            "events",
+            "staging/events/d.ndjson",
+            &body(&[("e2", 5), ("e6", 5)]),
+        );
+        let e = file("events", "staging/events/e.ndjson", &body(&[("e6", 6)]));
+        let err = direct(vec![d.clone(), e.clone()]).unwrap_err();
+        assert!(schema::is_key_violation(&err.to_string()), "{err}");
+        wh.load_group(vec![d, e]).await.unwrap();
+        let rows = wh
+            .query("SELECT event_id, user_id FROM staging.events ORDER BY event_id")
+            .await
+            .unwrap();
+        let got: Vec<String> = rows
+            .into_iter()
+            .map(|r| format!("{}:{}", r[0].clone().unwrap(), r[1].clone().unwrap()))
+            .collect();
+        assert_eq!(got, ["e1:1", "e2:1", "e3:9", "e4:9", "e5:7", "e6:5"]);
+        assert_eq!(table_rows(&wh, "ops.ledger").await.unwrap(), 5);
     }
 
     #[tokio::test]
