@@ -105,6 +105,16 @@ impl ObjectStore for MeteredStore {
         self.count_stream(key, &data);
         self.inner.put_if_absent(key, data)
     }
+    fn put_if_absent_hashed<'a>(
+        &'a self,
+        key: &'a str,
+        data: bytes::Bytes,
+        sha256: &'a str,
+    ) -> BoxFuture<'a, Result<PutResult>> {
+        Meter::add(&self.meter.s3_put, 1);
+        self.count_stream(key, &data);
+        self.inner.put_if_absent_hashed(key, data, sha256)
+    }
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bytes::Bytes>> {
         Meter::add(&self.meter.s3_get, 1);
         self.inner.get(key)

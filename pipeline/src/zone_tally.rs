@@ -133,6 +133,17 @@ impl TalliedStore {
     }
 }
 
+impl TalliedStore {
+    /// Count an object `put_if_absent` wrote.
+    fn tallied(&self, key: &str, r: PutResult) -> Result<PutResult> {
+        if r.outcome == PutOutcome::Written {
+            self.tally
+                .put(key, r.meta.size, r.meta.last_modified.or(Some(Utc::now())));
+        }
+        Ok(r)
+    }
+}
+
 impl ObjectStore for TalliedStore {
     fn backend(&self) -> &'static str {
         self.inner.backend()
@@ -146,13 +157,17 @@ impl ObjectStore for TalliedStore {
         })
     }
     fn put_if_absent<'a>(&'a self, key: &'a str, data: Bytes) -> BoxFuture<'a, Result<PutResult>> {
+        Box::pin(async move { self.tallied(key, self.inner.put_if_absent(key, data).await?) })
+    }
+    fn put_if_absent_hashed<'a>(
+        &'a self,
+        key: &'a str,
+        data: Bytes,
+        sha256: &'a str,
+    ) -> BoxFuture<'a, Result<PutResult>> {
         Box::pin(async move {
-            let r = self.inner.put_if_absent(key, data).await?;
-            if r.outcome == PutOutcome::Written {
-                self.tally
-                    .put(key, r.meta.size, r.meta.last_modified.or(Some(Utc::now())));
-            }
-            Ok(r)
+            let r = self.inner.put_if_absent_hashed(key, data, sha256).await?;
+            self.tallied(key, r)
         })
     }
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Bytes>> {

@@ -18,6 +18,7 @@ async fn suite(store: Arc<dyn ObjectStore>) {
     absent(store.as_ref()).await;
     overwrite(store.as_ref()).await;
     immutable(store.as_ref()).await;
+    immutable_hashed(store.as_ref()).await;
     listing(store.as_ref()).await;
     deletion(store.as_ref()).await;
     bad_keys(store.as_ref()).await;
@@ -96,6 +97,38 @@ async fn immutable(s: &dyn ObjectStore) {
         s.get("raw/t/i.json").await.unwrap(),
         Bytes::from_static(b"v1")
     );
+}
+
+/// `put_if_absent` with the caller's hash: the same object and the same answers, the hash
+/// recorded as given (it is the bytes' own), and a later read checks the bytes against it.
+async fn immutable_hashed(s: &dyn ObjectStore) {
+    let data = Bytes::from_static(b"{\"id\":7}\n");
+    let sha = sha256_hex(&data);
+    let first = s
+        .put_if_absent_hashed("raw/t/h.json", data.clone(), &sha)
+        .await
+        .unwrap();
+    assert_eq!(
+        (first.outcome, first.meta.sha256.as_str()),
+        (PutOutcome::Written, sha.as_str())
+    );
+    let head = s.head("raw/t/h.json").await.unwrap().unwrap();
+    assert_eq!(
+        (head.sha256.as_str(), head.size),
+        (sha.as_str(), data.len() as u64)
+    );
+    assert_eq!(s.get("raw/t/h.json").await.unwrap(), data);
+    let again = s
+        .put_if_absent_hashed("raw/t/h.json", data.clone(), &sha)
+        .await
+        .unwrap();
+    assert_eq!(again.outcome, PutOutcome::AlreadyPresent);
+    let other = Bytes::from_static(b"{\"id\":8}\n");
+    let err = s
+        .put_if_absent_hashed("raw/t/h.json", other.clone(), &sha256_hex(&other))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::ImmutableConflict { .. }), "{err:?}");
 }
 
 async fn listing(s: &dyn ObjectStore) {

@@ -280,31 +280,19 @@ impl ObjectStore for S3Store {
 
     fn put_if_absent<'a>(&'a self, key: &'a str, data: Bytes) -> BoxFuture<'a, Result<PutResult>> {
         Box::pin(async move {
-            validate_key(key)?;
             let sha = sha256_hex(&data);
-            // HEAD first: some S3-compatible servers ignore If-None-Match.
-            if let Some(existing) = self.head_inner(key).await? {
-                return same_or_conflict(key, existing, sha);
-            }
-            let size = data.len() as u64;
-            match self.put_checked(key, data, &sha, true).await {
-                Ok(()) => Ok(PutResult {
-                    meta: ObjectMeta {
-                        key: key.to_string(),
-                        size,
-                        sha256: sha,
-                        last_modified: Some(Utc::now()),
-                    },
-                    outcome: PutOutcome::Written,
-                }),
-                // Lost a race with another writer: compare with what won.
-                Err(Error::ImmutableConflict { .. }) => match self.head_inner(key).await? {
-                    Some(existing) => same_or_conflict(key, existing, sha),
-                    None => Err(Error::NotFound(key.to_string())),
-                },
-                Err(e) => Err(e),
-            }
+            self.put_new(key, data, sha).await
         })
+    }
+
+    fn put_if_absent_hashed<'a>(
+        &'a self,
+        key: &'a str,
+        data: Bytes,
+        sha256: &'a str,
+    ) -> BoxFuture<'a, Result<PutResult>> {
+        debug_assert_eq!(sha256, sha256_hex(&data), "a wrong hash for {key}");
+        Box::pin(self.put_new(key, data, sha256.to_string()))
     }
 
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Bytes>> {
@@ -433,6 +421,35 @@ fn base64(input: &[u8]) -> String {
         }
     }
     out
+}
+
+impl S3Store {
+    /// `put_if_absent` of `data`, whose hash is `sha`.
+    async fn put_new(&self, key: &str, data: Bytes, sha: String) -> Result<PutResult> {
+        validate_key(key)?;
+        // HEAD first: some S3-compatible servers ignore If-None-Match.
+        if let Some(existing) = self.head_inner(key).await? {
+            return same_or_conflict(key, existing, sha);
+        }
+        let size = data.len() as u64;
+        match self.put_checked(key, data, &sha, true).await {
+            Ok(()) => Ok(PutResult {
+                meta: ObjectMeta {
+                    key: key.to_string(),
+                    size,
+                    sha256: sha,
+                    last_modified: Some(Utc::now()),
+                },
+                outcome: PutOutcome::Written,
+            }),
+            // Lost a race with another writer: compare with what won.
+            Err(Error::ImmutableConflict { .. }) => match self.head_inner(key).await? {
+                Some(existing) => same_or_conflict(key, existing, sha),
+                None => Err(Error::NotFound(key.to_string())),
+            },
+            Err(e) => Err(e),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -111,9 +111,17 @@ impl LocalStore {
         self.meta_of(key, sha)
     }
 
-    fn put_if_absent_blocking(&self, key: &str, data: &[u8]) -> Result<PutResult> {
+    fn put_if_absent_blocking(
+        &self,
+        key: &str,
+        data: &[u8],
+        known: Option<&str>,
+    ) -> Result<PutResult> {
         validate_key(key)?;
-        let sha = sha256_hex(data);
+        let sha = match known {
+            Some(s) => s.to_string(),
+            None => sha256_hex(data),
+        };
         let dest = self.object_path(key);
         if let Some(existing) = self.head_blocking(key)? {
             return same_or_conflict(key, existing, sha);
@@ -274,7 +282,18 @@ impl ObjectStore for LocalStore {
 
     fn put_if_absent<'a>(&'a self, key: &'a str, data: Bytes) -> BoxFuture<'a, Result<PutResult>> {
         let key = key.to_string();
-        self.blocking(move |s| s.put_if_absent_blocking(&key, &data))
+        self.blocking(move |s| s.put_if_absent_blocking(&key, &data, None))
+    }
+
+    fn put_if_absent_hashed<'a>(
+        &'a self,
+        key: &'a str,
+        data: Bytes,
+        sha256: &'a str,
+    ) -> BoxFuture<'a, Result<PutResult>> {
+        debug_assert_eq!(sha256, sha256_hex(&data), "a wrong hash for {key}");
+        let (key, sha) = (key.to_string(), sha256.to_string());
+        self.blocking(move |s| s.put_if_absent_blocking(&key, &data, Some(&sha)))
     }
 
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Bytes>> {

@@ -83,6 +83,19 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
     /// (`AlreadyPresent`), different bytes are `Error::ImmutableConflict`.
     fn put_if_absent<'a>(&'a self, key: &'a str, data: Bytes) -> BoxFuture<'a, Result<PutResult>>;
 
+    /// `put_if_absent` of bytes whose SHA-256 (`sha256_hex`) the caller has just computed: a
+    /// store that records the hash of what it writes takes it instead of hashing again (for a
+    /// 149 MB input file, 0.3 s on the path before the drain). The default hashes anyway.
+    fn put_if_absent_hashed<'a>(
+        &'a self,
+        key: &'a str,
+        data: Bytes,
+        sha256: &'a str,
+    ) -> BoxFuture<'a, Result<PutResult>> {
+        let _ = sha256;
+        self.put_if_absent(key, data)
+    }
+
     /// The whole object; `Error::NotFound` if absent.
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Bytes>>;
 

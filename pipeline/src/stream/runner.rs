@@ -300,7 +300,8 @@ impl StreamRunner {
                 .put(&bad_key, Bytes::from(to_ndjson(&oversized)))
                 .await?;
         }
-        store.put_if_absent(&raw_key, body).await?;
+        // Hashed once, above: the store records that hash instead of computing it again.
+        store.put_if_absent_hashed(&raw_key, body, &sha).await?;
         tracing::debug!(
             ms = started.elapsed().as_millis() as u64,
             "file landed in RAW"
