@@ -245,8 +245,9 @@ impl DuckWarehouse {
         }
     }
 
-    /// One attempt at a group's transaction (see `load_group_blocking`); `new_keys`: insert
-    /// events without a conflict clause when their ids are distinct within the group.
+    /// One attempt at a group's transaction (see `load_group_blocking`); `new_keys`: take the
+    /// events' ids to be new and append them straight into their table, the first copy of an
+    /// id repeated within the group only (the primary key refuses one already there).
     fn group_tx(
         conn: &mut Connection,
         files: &[StagedFile],

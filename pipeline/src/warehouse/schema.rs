@@ -884,7 +884,8 @@ pub fn merge(
 /// exact. Redshift and PostgreSQL always take `MayRepeat`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Keys {
-    /// A key may repeat within the load: a window keeps one copy.
+    /// A key may repeat within the load: a window keeps one copy (the first by ordinal; DuckDB's
+    /// loader keeps those first copies itself when it appends events directly).
     MayRepeat,
     /// Distinct within the load (the scratch table is the source as it is); some may be in
     /// the table already.
