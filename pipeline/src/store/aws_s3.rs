@@ -101,7 +101,9 @@ impl S3Store {
             .bucket(&self.bucket)
             .key(&full)
             .checksum_algorithm(ChecksumAlgorithm::Sha256)
-            .checksum_sha256(b64_sha256(&data))
+            // The hash the caller computed, not a second pass over the bytes: S3 checks the
+            // body against it, so a wrong one is refused there too.
+            .checksum_sha256(b64_of_hex(sha)?)
             .metadata(SHA_META, sha)
             .body(ByteStream::from(data));
         if if_absent {
@@ -401,6 +403,13 @@ fn b64_sha256(data: &[u8]) -> String {
     base64(&Sha256::digest(data))
 }
 
+/// `b64_sha256` from the hash's hex form (`sha256_hex`).
+fn b64_of_hex(sha: &str) -> Result<String> {
+    let raw = hex::decode(sha)
+        .map_err(|e| Error::Invalid(format!("not a SHA-256 in hex ({e}): {sha}")))?;
+    Ok(base64(&raw))
+}
+
 /// Standard base64 with padding (no crate in the tree exposes an encoder).
 fn base64(input: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -455,6 +464,16 @@ impl S3Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_checksum_from_hex_is_the_checksum_of_the_bytes() {
+        let data = b"{\"id\":1}\n";
+        assert_eq!(
+            b64_of_hex(&crate::store::sha256_hex(data)).unwrap(),
+            b64_sha256(data)
+        );
+        assert!(b64_of_hex("zz").is_err());
+    }
 
     #[test]
     fn base64_matches_rfc4648() {
