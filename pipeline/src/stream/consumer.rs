@@ -22,7 +22,7 @@
 //! process starts from the committed generation: one process, ten `--once` runs or a run with
 //! failures classify every record alike.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -586,26 +586,12 @@ impl Processor {
         if f.owned.is_empty() {
             return Ok(());
         }
-        let rows = wh
-            .query("SELECT shard, owner, CAST(token AS BIGINT) FROM ops.shard_owners")
-            .await?;
-        let mine: BTreeSet<&str> = rows
-            .iter()
-            .filter_map(|r| match (r.first(), r.get(1), r.get(2)) {
-                (Some(Some(shard)), Some(Some(owner)), Some(Some(token)))
-                    if *owner == f.worker
-                        && f.owned.get(shard).map(u64::to_string).as_deref()
-                            == Some(token.as_str()) =>
-                {
-                    Some(shard.as_str())
-                }
-                _ => None,
-            })
-            .collect();
+        let rows = wh.query(SHARD_OWNERS_SQL).await?;
+        let mine = registered_here(&rows, f);
         let lost: Vec<String> = f
             .owned
             .keys()
-            .filter(|s| !mine.contains(s.as_str()))
+            .filter(|s| !mine.contains_key(s.as_str()))
             .cloned()
             .collect();
         for s in lost {
@@ -644,10 +630,7 @@ impl Processor {
         wh: &dyn Warehouse,
         f: &mut Fleet,
     ) -> Result<()> {
-        let rows = wh
-            .query("SELECT shard, owner, CAST(token AS BIGINT), state_key FROM ops.shard_owners")
-            .await?;
-        let mut keys: BTreeMap<String, Option<String>> = BTreeMap::new();
+        let rows = wh.query(SHARD_OWNERS_SQL).await?;
         // An object of this run that any row names (its commit's reply may never have come,
         // and the shard may have moved on since): the next one is written past it, never over.
         let run_prefix = format!("state/stream/fleet/{}/gen-", f.run);
@@ -663,18 +646,7 @@ impl Processor {
                 generation = generation.max(g);
             }
         }
-        for row in rows {
-            let (Some(Some(shard)), Some(Some(owner)), Some(Some(token))) =
-                (row.first(), row.get(1), row.get(2))
-            else {
-                continue;
-            };
-            let mine = f.owned.get(shard).map(u64::to_string).as_deref() == Some(token.as_str())
-                && *owner == f.worker;
-            if mine {
-                keys.insert(shard.clone(), row.get(3).cloned().flatten());
-            }
-        }
+        let keys = registered_here(&rows, f);
         let lost: Vec<String> = f
             .owned
             .keys()
@@ -1173,8 +1145,12 @@ impl Processor {
         let mut read = Reader {
             checkpoints: match wh {
                 Some(w) => {
+                    // A restore that reads afresh drops taken shards itself.
+                    let fresh = !self.restored;
                     self.restore(store, w).await?;
-                    self.drop_taken(w).await?;
+                    if !fresh {
+                        self.drop_taken(w).await?;
+                    }
                     let committed = checkpoints(w).await?;
                     self.read_uncommitted_cuts(store, &log.shards(), &committed)
                         .await?;
@@ -1856,6 +1832,27 @@ async fn legacy_state_key(wh: &dyn Warehouse) -> Result<Option<String>> {
 
 /// Where `shard`'s RAW segments past its committed checkpoint end: segments written by an
 /// owner that never committed them.
+/// Every shard's registered owner, token and state object (`ops.shard_owners`).
+const SHARD_OWNERS_SQL: &str =
+    "SELECT shard, owner, CAST(token AS BIGINT), state_key FROM ops.shard_owners";
+
+/// The shards of `SHARD_OWNERS_SQL`'s rows registered to this instance under the token it holds
+/// them at, with the state object each names.
+fn registered_here(rows: &warehouse::TextRows, f: &Fleet) -> BTreeMap<String, Option<String>> {
+    rows.iter()
+        .filter_map(|r| match (r.first(), r.get(1), r.get(2)) {
+            (Some(Some(shard)), Some(Some(owner)), Some(Some(token)))
+                if *owner == f.worker
+                    && f.owned.get(shard).map(u64::to_string).as_deref()
+                        == Some(token.as_str()) =>
+            {
+                Some((shard.clone(), r.get(3).cloned().flatten()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 async fn uncommitted_cuts(
     store: &dyn ObjectStore,
     shard: &str,
